@@ -1,0 +1,1 @@
+"""Built-in plugins: ordinary ``@hookimpl`` modules, registered exactly like installed ones."""

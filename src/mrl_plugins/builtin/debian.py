@@ -1,0 +1,156 @@
+"""Data source ``debian``: Debian's package-description catalogue as a retrieval task.
+
+Reads the ``Translation-en`` format that apt downloads (plain, .xz, .gz or .bz2): stanzas of
+``Package:``, ``Description-md5:``, ``Description-en: <synopsis>`` and the long description as
+continuation lines (`` .`` separates paragraphs). Query = the one-line synopsis; document = the
+first paragraph of the long description. Descriptions shared by several packages (``-dev``,
+``-doc``, ``-data`` siblings) and near-empty ones are dropped, so each document has one owner.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from ..components import DataSource, Params, ValidationContext
+from ..data import DataBundle, DataRequest, rows_to_dataset, sample_rows, split_by_query
+from ..errors import UserError
+from ..hookspecs import hookimpl
+
+_MAGIC = {b"\xfd7zXZ\x00": lzma.open, b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
+
+
+@dataclass
+class Package:
+    name: str
+    synopsis: str
+    paragraphs: list[str]
+
+    @property
+    def document(self) -> str:
+        return self.paragraphs[0] if self.paragraphs else ""
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a plain or compressed text file, recognising the compression by its magic bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        raise UserError(f"{path}: lz4-compressed; decompress it first ('lz4 -d {path}') or recompress with xz.")
+    for magic, opener in _MAGIC.items():
+        if head.startswith(magic):
+            return opener(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def parse_translation(lines: Iterator[str]) -> Iterator[Package]:
+    """Yield one Package per stanza; paragraphs are whitespace-collapsed single lines."""
+    name = synopsis = None
+    paragraphs: list[str] = []
+    current: list[str] = []
+
+    def finish() -> Package | None:
+        if current:
+            paragraphs.append(" ".join(current))
+        if name is None or synopsis is None:
+            return None
+        return Package(name, synopsis, list(paragraphs))
+
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not line.strip():
+            pkg = finish()
+            if pkg:
+                yield pkg
+            name = synopsis = None
+            paragraphs, current = [], []
+        elif line.startswith(" "):
+            if synopsis is None:
+                continue
+            if line.strip() == ".":
+                if current:
+                    paragraphs.append(" ".join(current))
+                current = []
+            else:
+                current.append(re.sub(r"\s+", " ", line.strip()))
+        elif line.startswith("Package:"):
+            name = line.partition(":")[2].strip()
+        elif line.startswith("Description-en:"):
+            synopsis = line.partition(":")[2].strip()
+    pkg = finish()
+    if pkg:
+        yield pkg
+
+
+def read_catalogue(path: Path) -> list[Package]:
+    with open_text(path) as fh:
+        return list(parse_translation(fh))
+
+
+def usable_packages(packages: list[Package], min_chars: int) -> list[Package]:
+    """Packages whose first paragraph is long enough and belongs to no other package."""
+    counts = Counter(p.document for p in packages)
+    return [
+        p for p in packages if len(p.document) >= min_chars and counts[p.document] == 1 and p.synopsis
+    ]
+
+
+class DebianParams(Params):
+    path: str = Field(description="A Translation-en file (plain, .xz, .gz or .bz2), relative to the recipe.")
+    train_pairs: int | None = Field(None, gt=0, description="Training pairs to sample (default: all left).")
+    eval_queries: int = Field(500, gt=0, description="Synopses held out as evaluation queries.")
+    corpus_size: int = Field(3000, gt=0, description="Evaluation corpus: held-out documents plus distractors.")
+    min_chars: int = Field(40, ge=1, description="Drop documents shorter than this (near-empty).")
+
+
+class DebianSource(DataSource):
+    """Debian package descriptions: synopsis → first paragraph of the long description."""
+
+    name = "debian"
+    Params = DebianParams
+    produces = ("pairs",)
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        path = ctx.recipe_dir / self.params.path
+        if not path.is_file():
+            return [f"path: file '{self.params.path}' not found (looked for {path})."]
+        if self.params.corpus_size < self.params.eval_queries:
+            return [f"corpus_size: {self.params.corpus_size} is smaller than eval_queries {self.params.eval_queries}."]
+        return []
+
+    def load(self, request: DataRequest) -> DataBundle:
+        p = self.params
+        path = request.recipe_dir / p.path
+        packages = read_catalogue(path)
+        usable = usable_packages(packages, p.min_chars)
+        rows = [{"anchor": pkg.synopsis, "positive": pkg.document} for pkg in usable]
+        split = split_by_query(
+            rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size
+        )
+        train = sample_rows(split.train_rows, p.train_pairs, request.seed)
+        if p.train_pairs and len(train) < p.train_pairs:
+            raise UserError(
+                f"{path}: only {len(train)} training pairs are left after holding out the evaluation set, "
+                f"but [data] train_pairs = {p.train_pairs}. Lower train_pairs, eval_queries or corpus_size."
+            )
+        summary = {
+            "packages": len(packages),
+            "usable_packages": len(usable),
+            "dropped_shared_or_short": len(packages) - len(usable),
+            "held_out_rows": len(rows) - len(split.train_rows),
+        }
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, "pairs", summary)
+
+
+@hookimpl
+def register_data_sources(register):
+    register(DebianSource)

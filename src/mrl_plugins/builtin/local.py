@@ -1,0 +1,146 @@
+"""Data source ``local``: pairs, triplets or scored pairs from JSONL, JSON, CSV or Parquet files.
+
+Files are read through ``datasets`` (the same code path as Hub data), columns are mapped to the
+trainer's names, and evaluation queries are held out by query with no leakage into training,
+unless ``eval_path`` names a separate evaluation file (training rows touching it are dropped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..components import DataSource, Params, ValidationContext
+from ..data import ROW_COLUMNS, DataBundle, DataRequest, rows_to_dataset, sample_rows, split_by_query
+from ..errors import UserError
+from ..hookspecs import hookimpl
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+_COMPRESSED = (".gz", ".xz", ".bz2", ".zst")
+
+
+def builder_for(path: Path) -> str | None:
+    suffixes = [s for s in path.suffixes if s not in _COMPRESSED]
+    return _BUILDERS.get(suffixes[-1]) if suffixes else None
+
+
+def read_table(path: Path, *, encoding: str = "utf-8") -> Any:
+    """Read a data file with ``datasets`` (json/csv/parquet chosen by extension)."""
+    import datasets
+
+    builder = builder_for(path)
+    kwargs: dict[str, Any] = {}
+    if builder == "csv":
+        kwargs["encoding"] = encoding
+        if ".tsv" in path.suffixes:
+            kwargs["sep"] = "\t"
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot be read as {builder}: {type(exc).__name__}: {exc}") from None
+
+
+def mapped_rows(table: Any, path: Path, wanted: tuple[str, ...], columns: dict[str, str]) -> tuple[list[dict], int]:
+    """Rows renamed to ``wanted`` via ``columns``; rows with an empty text or score are skipped."""
+    missing = [columns.get(c, c) for c in wanted if columns.get(c, c) not in table.column_names]
+    if missing:
+        raise UserError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
+            f"the file has {', '.join(repr(c) for c in table.column_names)}. Map them in [data] columns, "
+            f"e.g. columns = {{ {wanted[0]} = \"{table.column_names[0]}\" }}."
+        )
+    rows, skipped = [], 0
+    source = {c: table[columns.get(c, c)] for c in wanted}
+    for i in range(len(table)):
+        row = {c: source[c][i] for c in wanted}
+        if any(v is None or (isinstance(v, str) and not v.strip()) for v in row.values()):
+            skipped += 1
+            continue
+        if "score" in row:
+            row["score"] = float(row["score"])
+        rows.append(row)
+    return rows, skipped
+
+
+class LocalParams(Params):
+    path: str = Field(description="Training file (.jsonl, .json, .csv, .tsv, .parquet), relative to the recipe.")
+    format: Literal["pairs", "triplets", "scored-pairs"] = Field("pairs", description="What each row holds.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description='Map trainer columns to file columns, e.g. { anchor = "question", positive = "answer" }.',
+    )
+    eval_path: str | None = Field(None, description="Separate evaluation file in the same format (optional).")
+    eval_queries: int = Field(200, gt=0, description="Queries held out for evaluation (when no eval_path).")
+    corpus_size: int = Field(0, ge=0, description="Grow the evaluation corpus with distractors to this size.")
+    positive_threshold: float = Field(0.5, description="Scored pairs: score above this is relevant in evaluation.")
+    max_rows: int | None = Field(None, gt=0, description="Sample at most this many training rows.")
+    encoding: str = Field("utf-8", description="Text encoding of CSV files.")
+
+
+class LocalSource(DataSource):
+    """Local files: pairs, triplets or scored pairs, with a leakage-free held-out split."""
+
+    name = "local"
+    Params = LocalParams
+    produces = ("pairs", "triplets", "scored-pairs")
+
+    def formats(self) -> tuple[str, ...]:
+        return ("triplets", "pairs") if self.params.format == "triplets" else (self.params.format,)
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        problems = []
+        unknown = set(self.params.columns) - set(ROW_COLUMNS[self.params.format])
+        if unknown:
+            problems.append(
+                f"columns: {', '.join(sorted(unknown))} not used by format '{self.params.format}' "
+                f"(its columns: {', '.join(ROW_COLUMNS[self.params.format])})."
+            )
+        for key in ("path", "eval_path"):
+            value = getattr(self.params, key)
+            if value is None:
+                continue
+            path = ctx.recipe_dir / value
+            if not path.is_file():
+                problems.append(f"{key}: file '{value}' not found (looked for {path}).")
+            elif builder_for(path) is None:
+                problems.append(f"{key}: '{value}' has an unknown extension; use .jsonl, .json, .csv, .tsv or .parquet.")
+        return problems
+
+    def _read(self, path: Path) -> tuple[list[dict], int]:
+        wanted = ROW_COLUMNS[self.params.format]
+        return mapped_rows(read_table(path, encoding=self.params.encoding), path, wanted, self.params.columns)
+
+    def load(self, request: DataRequest) -> DataBundle:
+        p = self.params
+        path = request.recipe_dir / p.path
+        rows, skipped = self._read(path)
+        doc_cols = ("sentence2",) if p.format == "scored-pairs" else ROW_COLUMNS[p.format][1:]
+        query_col = "sentence1" if p.format == "scored-pairs" else "anchor"
+        relevant = (lambda r: r["score"] > p.positive_threshold) if p.format == "scored-pairs" else None
+        split_kwargs = dict(seed=request.seed, corpus_size=p.corpus_size, query_col=query_col,
+                            doc_cols=doc_cols, is_relevant=relevant)
+        if p.eval_path:
+            eval_rows, eval_skipped = self._read(request.recipe_dir / p.eval_path)
+            skipped += eval_skipped
+            held = split_by_query(eval_rows, eval_queries=len(eval_rows), **split_kwargs).eval
+            eval_texts = set(held.queries.values()) | set(held.corpus.values())
+            train_rows = [r for r in rows if not any(r[c] in eval_texts for c in (query_col, *doc_cols))]
+            eval_set = held
+        else:
+            split = split_by_query(rows, eval_queries=p.eval_queries, **split_kwargs)
+            train_rows, eval_set = split.train_rows, split.eval
+        held_out = len(rows) - len(train_rows)
+        train_rows = sample_rows(train_rows, p.max_rows, request.seed)
+        if request.row_format == "pairs" and p.format == "triplets":
+            train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
+        if not train_rows:
+            raise UserError(f"{path}: no training rows are left after holding out the evaluation set.")
+        summary = {"rows": len(rows) + skipped, "skipped_empty": skipped, "held_out_rows": held_out}
+        return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary)
+
+
+@hookimpl
+def register_data_sources(register):
+    register(LocalSource)

@@ -1,0 +1,214 @@
+"""The plugin manager: built-ins, installed entry points and recipe-local modules, one path.
+
+Built-ins are ordinary ``@hookimpl`` modules (as datasette's DEFAULT_PLUGINS and llm's
+default_plugins are); entry points are loaded on first use, never at import time. Each
+plugin's hooks are called separately so every component is attributed to its plugin, and a
+plugin that fails to import, misspells a hook or registers nonsense is recorded as broken
+instead of taking the others down with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .components import KINDS, Component
+from .errors import PluginError, UserError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "mrl_plugins"
+
+DEFAULT_PLUGINS = (
+    "mrl_plugins.builtin.losses",
+    "mrl_plugins.builtin.schedules",
+    "mrl_plugins.builtin.comparisons",
+    "mrl_plugins.builtin.local",
+    "mrl_plugins.builtin.debian",
+)
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``mrl-run plugins`` shows it."""
+
+    name: str
+    source: str  # "builtin", "entry point" or "recipe"
+    version: str | None = None
+    components: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Registry:
+    """Every registered component by kind and name, with the plugin that registered it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("mrl_plugins")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._components: dict[str, dict[str, tuple[type[Component], str]]] = {k: {} for k in KINDS}
+        self._conflicts: dict[tuple[str, str], list[str]] = {}
+
+    # -- registration -------------------------------------------------------------------
+    def add_plugin(self, plugin: Any, name: str, source: str, version: str | None = None) -> PluginInfo:
+        """Register one plugin object or module; problems mark it broken instead of raising."""
+        info = PluginInfo(name=name, source=source, version=version)
+        self.plugins[name] = info
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            info.error = _hook_error(exc)
+            return info
+        staged: list[tuple[str, type[Component]]] = []
+        try:
+            for kind in KINDS.values():
+                for impl in getattr(self.pm.hook, kind.hook).get_hookimpls():
+                    if impl.plugin is plugin:
+                        impl.function(register=lambda cls, _k=kind.key: staged.append((_k, cls)))
+            for kind_key, cls in staged:
+                _check_component(kind_key, cls)
+        except Exception as exc:  # a plugin's own bug must not take the others down
+            self.pm.unregister(plugin)
+            info.error = f"{type(exc).__name__}: {exc}"
+            return info
+        for kind_key, cls in staged:
+            self._add(kind_key, cls, name)
+            info.components.setdefault(kind_key, []).append(cls.name)
+        return info
+
+    def add_broken(self, name: str, source: str, version: str | None, error: str) -> None:
+        self.plugins[name] = PluginInfo(name=name, source=source, version=version, error=error)
+
+    def _add(self, kind: str, cls: type[Component], plugin: str) -> None:
+        table = self._components[kind]
+        if cls.name in table or (kind, cls.name) in self._conflicts:
+            owners = self._conflicts.setdefault((kind, cls.name), [table.pop(cls.name)[1]] if cls.name in table else [])
+            owners.append(plugin)
+            logger.warning("%s %r is registered by several plugins: %s", KINDS[kind].noun, cls.name, ", ".join(owners))
+            return
+        table[cls.name] = (cls, plugin)
+
+    # -- lookup -------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._components[kind])
+
+    def owner(self, kind: str, name: str) -> str:
+        return self._components[kind][name][1]
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        """The component class, or a PluginError that suggests a name and lists what exists."""
+        if name in self._components[kind]:
+            return self._components[kind][name][0]
+        noun = KINDS[kind].noun
+        if (kind, name) in self._conflicts:
+            owners = " and ".join(f"'{p}'" for p in self._conflicts[(kind, name)])
+            raise PluginError(
+                f"{noun} '{name}' is registered by both {owners}; uninstall one of them "
+                "(see 'mrl-run plugins')."
+            )
+        raise PluginError(self.unknown_message(kind, name))
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        noun = KINDS[kind].noun
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        msg = f"unknown {noun} '{name}'"
+        if close:
+            msg += f"; did you mean '{close[0]}'?"
+        msg += f" Available: {', '.join(known) or 'none'}."
+        broken = [p for p in self.plugins.values() if p.error]
+        if broken:
+            msg += " Plugins that failed to load and may provide it: " + "; ".join(
+                f"{p.name} ({p.error})" for p in broken
+            )
+        return msg
+
+
+def _hook_error(exc: pluggy.PluginValidationError) -> str:
+    text = str(exc)
+    known = [k.hook for k in KINDS.values()]
+    for word in text.replace("'", " ").replace('"', " ").split():
+        if word.startswith("register") and word not in known:
+            close = difflib.get_close_matches(word, known, n=1)
+            if close:
+                return f"unknown hook '{word}'; did you mean '{close[0]}'?"
+            return f"unknown hook '{word}'; known hooks: {', '.join(known)}"
+    return text
+
+
+def _check_component(kind: str, cls: Any) -> None:
+    base = KINDS[kind].base
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"{KINDS[kind].hook} registered {cls!r}, which is not a subclass of {base.__name__}")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise TypeError(f"{cls.__name__} has no 'name' string")
+
+
+def _load_builtins(registry: Registry) -> None:
+    from . import __version__
+
+    for module_name in DEFAULT_PLUGINS:
+        registry.add_plugin(importlib.import_module(module_name), module_name, "builtin", __version__)
+
+
+def _load_entry_points(registry: Registry) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        name = dist.name if dist is not None else ep.name
+        version = dist.version if dist is not None else None
+        if name in registry.plugins:
+            name = f"{name}:{ep.name}"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # reported by `mrl-run plugins`, fatal only when used
+            registry.add_broken(name, "entry point", version, f"{type(exc).__name__}: {exc}")
+            continue
+        registry.add_plugin(plugin, name, "entry point", version)
+
+
+def load_module_plugin(registry: Registry, spec: str, base_dir: Path) -> PluginInfo:
+    """Register a recipe-local plugin: a ``.py`` path (relative to the recipe) or a module name."""
+    try:
+        if spec.endswith(".py") or "/" in spec:
+            path = (base_dir / spec).resolve()
+            if not path.is_file():
+                raise UserError(f"plugin module '{spec}' not found (looked for {path}).")
+            mod_name = f"mrl_recipe_plugin_{path.stem}_{abs(hash(str(path)))}"
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(spec)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"plugin module '{spec}' failed to import: {type(exc).__name__}: {exc}") from None
+    info = registry.add_plugin(module, spec, "recipe")
+    if info.error:
+        raise PluginError(f"plugin module '{spec}' is broken: {info.error}")
+    return info
+
+
+def load_registry(*, entry_points: bool = True, modules: tuple[str, ...] = (), base_dir: Path = Path(".")) -> Registry:
+    """A fresh registry: built-ins, then installed entry points, then recipe-local modules."""
+    registry = Registry()
+    _load_builtins(registry)
+    if entry_points:
+        _load_entry_points(registry)
+    for spec in modules:
+        load_module_plugin(registry, spec, base_dir)
+    return registry

@@ -1,0 +1,324 @@
+"""TOML recipe → validated :class:`Recipe`, with every problem collected and located.
+
+Parsing uses ``tomllib`` (syntax errors carry line and column); the recipe's own keys are
+checked by pydantic models that forbid unknown keys; each component's keys are checked by that
+component's ``Params``; then cross-checks (the loss's row format against the data source's,
+dimensions against the model's width read from its files). All problems are reported in one
+:class:`RecipeError`. Nothing here imports torch or loads a model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .components import KINDS, Component, ValidationContext
+from .errors import RecipeError, UserError
+from .models import ResolvedModel, embedding_dim_from_files, resolve_model
+from .plugins import Registry, load_registry
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(Section):
+    name: str = Field(description="Hub id or local path of the base model.")
+    max_seq_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
+    device: str = Field("auto", description='"auto" (CUDA, else MPS, else CPU), or a torch device string.')
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision.")
+
+
+class TrainSection(Section):
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=2, description="Per device; in-batch negatives grow with it.")
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
+    logging_steps: int = Field(10, gt=0)
+
+
+class EvalSection(Section):
+    k: int = Field(10, gt=0, description="Cut-off of MRR@k, Recall@k and nDCG@k.")
+    batch_size: int = Field(64, gt=0)
+    corpus_chunk_size: int = Field(50_000, gt=0, description="Corpus rows scored at once.")
+
+
+class RecipeModel(Section):
+    name: str = Field("run", description="Name of the run, used in output_dir and reports.")
+    seed: int = Field(42, description="Seeds Python, NumPy and torch.")
+    output_dir: str = Field("runs/{name}-{timestamp}", description="Relative to the current directory.")
+    plugins: list[str] = Field(default_factory=list, description="Recipe-local plugin modules (.py paths).")
+    model: ModelSection
+    data: dict[str, Any]
+    loss: dict[str, Any]
+    dims: dict[str, Any]
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    compare: list[dict[str, Any]] = Field(default_factory=list)
+
+
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "model": ModelSection,
+    "train": TrainSection,
+    "eval": EvalSection,
+}
+
+
+@dataclass
+class ComponentSpec:
+    """A component named in a recipe, with its validated parameters."""
+
+    kind: str
+    name: str
+    cls: type[Component]
+    params: BaseModel
+    plugin: str
+    where: str
+
+    def build(self) -> Component:
+        return self.cls(self.params)
+
+    def as_table(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params.model_dump(mode="json", exclude_none=True)}
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: settings, components, the chosen row format and the model location."""
+
+    path: Path
+    settings: RecipeModel
+    data: ComponentSpec
+    loss: ComponentSpec
+    dims: ComponentSpec
+    compare: list[ComponentSpec]
+    row_format: str
+    model: ResolvedModel
+    full_dim: int | None
+    registry: Registry = field(repr=False)
+    output_dir: Path = Path(".")
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe with every default filled in, as saved next to each run's results."""
+        s = self.settings
+        out: dict[str, Any] = {
+            "name": s.name,
+            "seed": s.seed,
+            "output_dir": str(self.output_dir),
+            "plugins": list(s.plugins),
+            "model": s.model.model_dump(mode="json", exclude_none=True),
+            "data": self.data.as_table(),
+            "loss": self.loss.as_table(),
+            "dims": self.dims.as_table(),
+            "train": s.train.model_dump(mode="json", exclude_none=True),
+            "eval": s.eval.model_dump(mode="json", exclude_none=True),
+        }
+        if self.compare:
+            out["compare"] = [c.as_table() for c in self.compare]
+        return out
+
+
+# -- overrides ----------------------------------------------------------------------------
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``train.epochs=2`` (value in TOML syntax; bare words are strings) to ``raw``."""
+    if "=" not in assignment:
+        raise UserError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set train.epochs=2.")
+    key, value_text = (part.strip() for part in assignment.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {value_text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
+        if isinstance(node, dict):
+            nxt = node.setdefault(part, {})
+        if not isinstance(nxt, (dict, list)):
+            raise UserError(f"--set '{assignment}': '{'.'.join(parts[: i + 1])}' is not a table.")
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        if not (last.isdigit() and int(last) < len(node)):
+            raise UserError(f"--set '{assignment}': no item {last} in '{'.'.join(parts[:-1])}'.")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+# -- problem formatting ---------------------------------------------------------------------
+def _where(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return "recipe"
+    head, rest = loc[0], loc[1:]
+    if head == "compare" and rest and isinstance(rest[0], int):
+        prefix, rest = f"[[compare]] #{rest[0] + 1}", rest[1:]
+    elif head in KINDS or head in SECTION_MODELS:
+        prefix = f"[{head}]"
+    else:
+        return ".".join(str(p) for p in loc)
+    return f"{prefix} {'.'.join(str(p) for p in rest)}".strip()
+
+
+def _fields_of(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """Allowed keys of the table at ``loc`` (for 'unknown key' suggestions)."""
+    if model is RecipeModel and loc and loc[0] in SECTION_MODELS:
+        model, loc = SECTION_MODELS[loc[0]], loc[1:]
+    return sorted(model.model_fields) if model is not None and not loc else []
+
+
+def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _where(prefix + loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_of(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"{where}: unknown key{hint} Allowed keys: {', '.join(allowed)}.")
+        elif err["type"] == "missing":
+            problems.append(f"{where}: required key is missing.")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg} (got {err.get('input')!r}).")
+    return problems
+
+
+# -- loading ----------------------------------------------------------------------------------
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: recipe file not found. Check the path, or copy one from recipes/.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the recipe: {exc}.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(str(path), [f"TOML syntax error: {exc}. Fix the line named, then run 'mrl-run validate {path}'."]) from None
+
+
+def _component(
+    registry: Registry, kind: str, table: Any, where: str, problems: list[str], loc: tuple[Any, ...]
+) -> ComponentSpec | None:
+    if not isinstance(table, dict):
+        problems.append(f"{where}: must be a table.")
+        return None
+    params = dict(table)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        names = ", ".join(registry.names(kind))
+        problems.append(f"{where} name: required; one of: {names}.")
+        return None
+    try:
+        cls = registry.get(kind, name)
+    except UserError as exc:
+        problems.append(f"{where} name: {exc}")
+        return None
+    try:
+        validated = cls.Params.model_validate(params)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, cls.Params, loc))
+        return None
+    return ComponentSpec(kind, name, cls, validated, registry.owner(kind, name), where)
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: tuple[str, ...] | list[str] = (),
+    *,
+    registry: Registry | None = None,
+) -> Recipe:
+    """Parse, override, validate; raise one RecipeError listing every problem found."""
+    path = Path(path)
+    raw = read_toml(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    problems: list[str] = []
+    try:
+        settings = RecipeModel.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, RecipeModel))
+        settings = None
+
+    base_dir = path.parent
+    if registry is None:
+        try:
+            registry = load_registry(modules=tuple(raw.get("plugins", []) or ()), base_dir=base_dir)
+        except UserError as exc:
+            problems.append(f"plugins: {exc}")
+            registry = load_registry()
+
+    specs: dict[str, ComponentSpec | None] = {}
+    for kind in ("data", "loss", "dims"):
+        if kind in raw:
+            specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
+    compare: list[ComponentSpec] = []
+    compare_raw = raw.get("compare", [])
+    for i, table in enumerate(compare_raw if isinstance(compare_raw, list) else []):
+        spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i))
+        if spec is not None:
+            compare.append(spec)
+
+    model = full_dim = None
+    model_name = (raw.get("model") or {}).get("name") if isinstance(raw.get("model"), dict) else None
+    if isinstance(model_name, str):
+        model = resolve_model(model_name, base_dir)
+        full_dim = embedding_dim_from_files(model.location) if model.is_local else None
+        if model.origin == "local path" and full_dim is None:
+            problems.append(f"[model] name: '{model_name}' is a folder but not a sentence-transformers model (no modules.json).")
+
+    ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim)
+    for spec in [*(s for s in specs.values() if s), *compare]:
+        problems.extend(f"{spec.where} {p}" for p in spec.build().check(ctx))
+
+    row_format = None
+    data, loss = specs.get("data"), specs.get("loss")
+    if data and loss:
+        produced = data.build().formats()
+        row_format = next((f for f in loss.cls.accepts if f in produced), None)
+        if row_format is None:
+            fitting = [n for n in registry.names("loss") if set(registry.get("loss", n).accepts) & set(produced)]
+            problems.append(
+                f"[loss] name: '{loss.name}' trains on {' or '.join(loss.cls.accepts)} rows, but data source "
+                f"'{data.name}' produces {', '.join(produced)}. Use a loss that accepts them "
+                f"({', '.join(fitting) or 'none installed'}) or a data source that produces "
+                f"{' or '.join(loss.cls.accepts)}."
+            )
+
+    output_dir = None
+    if settings is not None:
+        try:
+            output_dir = Path(settings.output_dir.format(name=settings.name, timestamp=time.strftime("%Y%m%d-%H%M%S")))
+        except (KeyError, IndexError, ValueError) as exc:
+            problems.append(f"output_dir: bad placeholder {exc}; only {{name}} and {{timestamp}} are filled in.")
+
+    if problems or settings is None:
+        raise RecipeError(str(path), problems)
+    return Recipe(
+        path=path,
+        settings=settings,
+        data=specs["data"],
+        loss=specs["loss"],
+        dims=specs["dims"],
+        compare=compare,
+        row_format=row_format,
+        model=model,
+        full_dim=full_dim,
+        registry=registry,
+        output_dir=output_dir,
+    )
+    return recipe

@@ -1,0 +1,299 @@
+"""The pipeline of one run, a function per stage.
+
+load data → evaluate base → train (base loss in MatryoshkaLoss) → evaluate tuned → compare →
+save → report. Everything is written into a hidden staging folder beside the output directory
+and moved into place only when the run has finished, so an interrupted run never leaves a
+half-written model or results where a finished run would be.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .components import ComparisonContext, Metrics, ValidationContext
+from .data import ROW_COLUMNS, DataBundle, DataRequest, find_leaks
+from .errors import UserError
+from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, score_dims
+from .models import load_model, mixed_precision, pick_device, resolve_model
+from .recipe import Recipe
+
+logger = logging.getLogger("mrl_plugins")
+
+
+@dataclass
+class Stages:
+    """Logs one line per stage with the time since the run started, and keeps the durations."""
+
+    start: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, key: str, message: str):
+        logger.info("[%7.1fs] %s", time.perf_counter() - self.start, message)
+        t0 = time.perf_counter()
+        yield
+        self.timings[key] = round(time.perf_counter() - t0, 3)
+
+
+def embedding_dim(model: Any) -> int:
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return getter()
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output_dir '{out}' exists and is a file; choose another output_dir.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(
+            f"output directory '{out}' is not empty; nothing was changed. Choose another one "
+            f"(--set output_dir=...) or pass --overwrite to replace it."
+        )
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def load_data(recipe: Recipe) -> DataBundle:
+    source = recipe.data.build()
+    bundle = source.load(DataRequest(row_format=recipe.row_format, seed=recipe.settings.seed, recipe_dir=recipe.base_dir))
+    expected = list(ROW_COLUMNS[recipe.row_format])
+    if list(bundle.train.column_names) != expected:
+        raise UserError(
+            f"data source '{recipe.data.name}' returned columns {bundle.train.column_names}, expected {expected} "
+            f"(plugin '{recipe.data.plugin}' does not follow the contract)."
+        )
+    leaked = find_leaks(training_texts(bundle), bundle.eval)
+    if any(leaked):
+        raise UserError(
+            f"data source '{recipe.data.name}' leaks: {leaked[0]} evaluation queries and {leaked[1]} relevant "
+            "documents also occur in the training rows. Fix the data or the source's split."
+        )
+    if not bundle.eval.queries:
+        raise UserError(f"data source '{recipe.data.name}' produced an empty evaluation set; nothing to measure.")
+    return bundle
+
+
+def training_texts(bundle: DataBundle) -> list[str]:
+    texts = [c for c in bundle.train.column_names if c != "score"]
+    return list(dict.fromkeys(t for col in texts for t in bundle.train[col]))
+
+
+def matryoshka_schedule(recipe: Recipe, full_dim: int) -> tuple[list[int], list[float] | None]:
+    schedule = recipe.dims.build()
+    dims = schedule.dims(full_dim)
+    problems = schedule.check(ValidationContext(recipe_dir=recipe.base_dir, full_dim=full_dim))
+    if problems or any(d > full_dim for d in dims):
+        raise UserError(f"{recipe.path}: [dims] " + "; ".join(problems or [f"{dims} exceed the model's {full_dim}"]))
+    return dims, schedule.weights(dims)
+
+
+def train(recipe: Recipe, model: Any, bundle: DataBundle, dims: list[int], weights: list[float] | None, work_dir: Path, device: str) -> Any:
+    """Fine-tune ``model`` in place with the recipe's loss wrapped in MatryoshkaLoss."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from ._st import st_losses
+
+    t = recipe.settings.train
+    loss_component = recipe.loss.build()
+    loss = st_losses().MatryoshkaLoss(model, loss_component.build(model), matryoshka_dims=dims, matryoshka_weights=weights)
+    steps_per_epoch = math.ceil(len(bundle.train) / t.batch_size)
+    total = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        warmup_steps=math.ceil(total * t.warmup_ratio),
+        weight_decay=t.weight_decay,
+        batch_sampler=loss_component.batch_sampler,
+        seed=recipe.settings.seed,
+        data_seed=recipe.settings.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device == "cpu",
+        **mixed_precision(device, recipe.settings.model.precision),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=bundle.train, loss=loss)
+    trainer.train()
+    return model
+
+
+class Embeddings:
+    """Full-dimension evaluation embeddings per model, each model encoded once per run."""
+
+    def __init__(self, recipe: Recipe, bundle: DataBundle, device: str, models: dict[str, Any]):
+        self.recipe, self.bundle, self.device, self.models = recipe, bundle, device, models
+        self.cache: dict[str, EncodedIRSet] = {}
+
+    def model(self, key: str) -> Any:
+        if key not in self.models:
+            resolved = resolve_model(key, self.recipe.base_dir)
+            self.models[key] = load_model(resolved, device=self.device, max_seq_length=self.recipe.settings.model.max_seq_length)
+        return self.models[key]
+
+    def encoded(self, key: str) -> EncodedIRSet:
+        if key not in self.cache:
+            bs = self.recipe.settings.eval.batch_size
+            self.cache[key] = encode_ir_set(self.model(key), self.bundle.eval, batch_size=bs)
+        return self.cache[key]
+
+    def pair(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        enc = self.encoded(key)
+        return enc.queries, enc.corpus
+
+    def encode(self, key: str, texts: list[str]) -> np.ndarray:
+        return encode_texts(self.model(key), texts, role="document", batch_size=self.recipe.settings.eval.batch_size)
+
+
+def score(recipe: Recipe, enc: EncodedIRSet, dims: list[int], queries: np.ndarray | None = None, corpus: np.ndarray | None = None) -> dict[int, Metrics]:
+    e = recipe.settings.eval
+    return score_dims(
+        enc.queries if queries is None else queries,
+        enc.corpus if corpus is None else corpus,
+        enc.relevant,
+        dims,
+        k=e.k,
+        corpus_chunk=e.corpus_chunk_size,
+    )
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "mrl-plugins": __version__}
+    for dist in ("sentence-transformers", "transformers", "torch", "datasets", "pluggy", "huggingface-hub", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _metrics_json(metrics: dict[int, Metrics]) -> dict[str, Metrics]:
+    return {str(d): {k: round(v, 6) for k, v in m.items()} for d, m in metrics.items()}
+
+
+def finalize(staging: Path, out: Path) -> None:
+    """Move the finished staging folder into place; an old output is replaced only at the end."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def run(recipe: Recipe, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run a validated recipe end to end; returns the results written to ``results.json``."""
+    import tomli_w
+
+    out = recipe.output_dir
+    check_output_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        results = _run_stages(recipe, staging)
+        (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (staging / "recipe.toml").write_text(tomli_w.dumps(recipe.resolved()))
+        finalize(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("results in %s", out)
+    return results
+
+
+def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
+    st = Stages()
+    s = recipe.settings
+    seed_everything(s.seed)
+    device = pick_device(s.model.device)
+
+    with st.stage("load_data", f"loading data from '{recipe.data.name}'"):
+        bundle = load_data(recipe)
+    logger.info(
+        "          %d training rows (%s), %d evaluation queries, %d documents",
+        len(bundle.train), bundle.row_format, len(bundle.eval.queries), len(bundle.eval.corpus),
+    )
+    with st.stage("load_model", f"loading {recipe.model.requested} ({recipe.model.origin}) on {device}"):
+        base = load_model(recipe.model, device=device, max_seq_length=s.model.max_seq_length)
+        full_dim = embedding_dim(base)
+        dims, weights = matryoshka_schedule(recipe, full_dim)
+
+    emb = Embeddings(recipe, bundle, device, {"base": base})
+    with st.stage("evaluate_base", f"evaluating the base model at {len(dims)} dims {dims}"):
+        base_metrics = score(recipe, emb.encoded("base"), dims)
+
+    with st.stage("train", f"training with {recipe.loss.name} in MatryoshkaLoss over dims {dims}"):
+        tuned = load_model(recipe.model, device=device, max_seq_length=s.model.max_seq_length)
+        train(recipe, tuned, bundle, dims, weights, staging / "checkpoints", device)
+        shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+    emb.models["tuned"] = tuned
+
+    with st.stage("evaluate_tuned", f"evaluating the fine-tuned model at {len(dims)} dims"):
+        tuned_metrics = score(recipe, emb.encoded("tuned"), dims)
+
+    models: dict[str, Any] = {
+        "base": {"label": "base", "kind": "model", "metrics": _metrics_json(base_metrics)},
+        "mrl": {"label": "MRL", "kind": "model", "metrics": _metrics_json(tuned_metrics)},
+    }
+    enc = emb.encoded("base")
+    for spec in recipe.compare:
+        comparison = spec.build()
+        with st.stage(f"compare:{comparison.label()}", f"comparison {comparison.label()}"):
+            ctx = ComparisonContext(
+                dims=dims,
+                eval_set=bundle.eval,
+                embeddings=emb.pair,
+                encode=emb.encode,
+                train_texts=lambda: training_texts(bundle),
+                score=lambda q, c: score(recipe, enc, dims, q, c),
+            )
+            metrics = comparison.run(ctx)
+        models[f"compare:{comparison.label()}"] = {
+            "label": comparison.label(), "kind": "comparison", "component": spec.name, "metrics": _metrics_json(metrics),
+        }
+
+    with st.stage("save", "saving the fine-tuned model"):
+        tuned.save(str(staging / "model"))
+
+    return {
+        "name": s.name,
+        "model": {"name": recipe.model.requested, "origin": recipe.model.origin, "full_dim": full_dim},
+        "dims": dims,
+        "weights": weights,
+        "k": s.eval.k,
+        "device": device,
+        "data": {
+            "source": recipe.data.name,
+            "row_format": bundle.row_format,
+            "train_rows": len(bundle.train),
+            "eval_queries": len(bundle.eval.queries),
+            "corpus": len(bundle.eval.corpus),
+            "summary": bundle.summary,
+        },
+        "models": models,
+        "timings": st.timings,
+        "versions": versions(),
+        "plugins": [asdict(p) for p in recipe.registry.plugins.values()],
+    }
