@@ -72,7 +72,7 @@ def embedding_dim_from_files(path: str | Path) -> int | None:
         except (OSError, ValueError):
             continue
         if mtype.endswith("Pooling"):
-            dim = cfg.get("word_embedding_dimension", dim)
+            dim = cfg.get("word_embedding_dimension", cfg.get("embedding_dimension", dim))
         elif mtype.endswith("Dense"):
             dim = cfg.get("out_features", dim)
         elif mtype.endswith("Transformer") and dim is None:

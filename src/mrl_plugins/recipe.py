@@ -189,6 +189,8 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problems.append(f"{where}: unknown key{hint} Allowed keys: {', '.join(allowed)}.")
+        elif err["type"] == "missing" and len(prefix + loc) == 1 and loc[0] in KINDS:
+            problems.append(f"{where}: required table is missing; add it with a 'name' key.")
         elif err["type"] == "missing":
             problems.append(f"{where}: required key is missing.")
         else:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv and install mrl-plugins (editable) with its test and offline-model extras.
+# Safe to run again: it reinstalls only when a pyproject.toml changed.
+#
+# torch is pinned here, not in the package metadata: torch==2.13.0 resolves to a CPU build on
+# the project's CI machines, while an unpinned torch pulls a multi-GB CUDA build. On a GPU
+# machine choose your build with TORCH_SPEC, e.g. TORCH_SPEC="torch" ./setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-python3}
+torch_spec=${TORCH_SPEC:-torch==2.13.0}
+packages=(-e ".[offline,test]")
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.mrl-installed
+want=$( (echo "$torch_spec"; cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null) | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet "$torch_spec" "${packages[@]}"
+  echo "$want" > "$stamp"
+fi
