@@ -6,6 +6,7 @@
 # the project's CI machines, while an unpinned torch pulls a multi-GB CUDA build. On a GPU
 # machine choose your build with TORCH_SPEC, e.g. TORCH_SPEC="torch" ./setup.sh.
 set -euo pipefail
+trap 'echo "setup.sh: failed at line $LINENO; nothing after it was installed." >&2' ERR
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
@@ -13,7 +14,9 @@ packages=(-e ".[offline,test]")
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.mrl-installed
-want=$( (echo "$torch_spec"; cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null) | sha256sum | cut -d' ' -f1)
+shopt -s nullglob
+manifests=(pyproject.toml plugins/*/pyproject.toml)
+want=$( (echo "$torch_spec"; cat "${manifests[@]}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "$torch_spec" "${packages[@]}"
