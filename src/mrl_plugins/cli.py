@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-COMMANDS = ("run", "validate", "plugins")
+COMMANDS = ("run", "validate", "plugins", "publish")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +35,54 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the final table.")
     sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
     sub.add_parser("plugins", help="List installed plugins and the components they register.")
+    pub = sub.add_parser("publish", help="Push a finished run's model to the Hub (retries a failed push).")
+    pub.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json and model/).")
+    pub.add_argument("--repo-id", help="Hub repo 'user/name' (default: the recipe's [publish] repo_id).")
+    pub.add_argument("--truncate-dim", help='Default dimension of the published model, or "recommended".')
+    pub.add_argument("--revision", help="Branch to push to (default: the recipe's, else main).")
+    pub.add_argument("--private", action="store_true", default=None, help="Create the repo as private.")
     return parser
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import json
+    import tomllib
+
+    from .publish import write_publication
+    from .runner import publish_run, write_results
+
+    out = args.output_dir
+    try:
+        results = json.loads((out / "results.json").read_text())
+        settings = tomllib.loads((out / "recipe.toml").read_text()).get("publish", {})
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{out}: not a finished run ({exc}); pass the output_dir of a completed 'mrl-run'.") from None
+    if not (out / "model" / "modules.json").is_file():
+        raise UserError(f"{out}/model: no saved model there; pass the output_dir of a completed 'mrl-run'.")
+    repo_id = args.repo_id or settings.get("repo_id")
+    if not repo_id:
+        raise UserError("no repo id: pass --repo-id user/name or set [publish] repo_id in the recipe.")
+    if args.truncate_dim is not None:
+        value = args.truncate_dim if args.truncate_dim == "recommended" else _positive_int(args.truncate_dim)
+        meta = write_publication(out / "model", results, value, repo_id)
+        results["publish"] = {**results.get("publish", {}), "truncate_dim": meta["truncate_dim"]}
+        write_results(out, results)
+    private = args.private if args.private is not None else settings.get("private", False)
+    url = publish_run(out, results, repo_id=repo_id, private=private, revision=args.revision or settings.get("revision"))
+    print(f"pushed {out / 'model'} to {repo_id}: {url}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--truncate-dim {text}: expected a positive whole number or \"recommended\".")
+    return int(text)
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def cmd_plugins() -> int:
@@ -73,9 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(quiet=args.quiet)
 
     from .report import format_table
     from .runner import run
@@ -97,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_plugins()
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "publish":
+            setup_logging()
+            return cmd_publish(args)
         return cmd_run(args)
     except UserError as exc:
         print(f"mrl-run: error: {exc}", file=sys.stderr)

@@ -51,6 +51,16 @@ class EvalSection(Section):
     corpus_chunk_size: int = Field(50_000, gt=0, description="Corpus rows scored at once.")
 
 
+class PublishSection(Section):
+    repo_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hub repo, 'user/name'.")
+    private: bool = Field(False, description="Create the Hub repo as private.")
+    revision: str | None = Field(None, description="Branch to push to (created if missing); default main.")
+    push: bool = Field(False, description="Push to the Hub after the run.")
+    truncate_dim: int | Literal["recommended"] | None = Field(
+        None, description='Default dimension of the saved model; "recommended" = smallest keeping ≥ 99% MRR.'
+    )
+
+
 class RecipeModel(Section):
     name: str = Field("run", description="Name of the run, used in output_dir and reports.")
     seed: int = Field(42, description="Seeds Python, NumPy and torch.")
@@ -63,12 +73,14 @@ class RecipeModel(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     compare: list[dict[str, Any]] = Field(default_factory=list)
+    publish: PublishSection = Field(default_factory=PublishSection)
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {
     "model": ModelSection,
     "train": TrainSection,
     "eval": EvalSection,
+    "publish": PublishSection,
 }
 
 
@@ -127,6 +139,8 @@ class Recipe:
         }
         if self.compare:
             out["compare"] = [c.as_table() for c in self.compare]
+        publish = s.publish.model_dump(mode="json", exclude_none=True)
+        out["publish"] = publish
         return out
 
 
@@ -238,6 +252,26 @@ def _component(
     return ComponentSpec(kind, name, cls, validated, registry.owner(kind, name), where)
 
 
+def publish_problems(publish: PublishSection, full_dim: int | None) -> list[str]:
+    """Checks that must fail before training, not after it: repo, token, default dimension."""
+    problems = []
+    if isinstance(publish.truncate_dim, int) and (
+        publish.truncate_dim < 1 or (full_dim is not None and publish.truncate_dim > full_dim)
+    ):
+        problems.append(f"[publish] truncate_dim: must be between 1 and the model's dimension {full_dim}.")
+    if publish.push:
+        if publish.repo_id is None:
+            problems.append("[publish] repo_id: required when push = true, e.g. repo_id = \"you/model-mrl\".")
+        from .publish import find_token
+
+        if not find_token():
+            problems.append(
+                "[publish] push: no Hugging Face token found; set HF_TOKEN or run 'hf auth login' "
+                "(or set push = false and publish later with 'mrl-run publish OUTPUT_DIR')."
+            )
+    return problems
+
+
 def load_recipe(
     path: str | Path,
     overrides: tuple[str, ...] | list[str] = (),
@@ -300,6 +334,9 @@ def load_recipe(
                 f"({', '.join(fitting) or 'none installed'}) or a data source that produces "
                 f"{' or '.join(loss.cls.accepts)}."
             )
+
+    if settings is not None:
+        problems.extend(publish_problems(settings.publish, full_dim))
 
     output_dir = None
     if settings is not None:

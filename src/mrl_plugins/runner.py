@@ -29,6 +29,7 @@ from .data import ROW_COLUMNS, DataBundle, DataRequest, find_leaks
 from .errors import UserError
 from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, score_dims
 from .models import load_model, mixed_precision, pick_device, resolve_model
+from .publish import push, write_publication
 from .recipe import Recipe
 
 logger = logging.getLogger("mrl_plugins")
@@ -211,16 +212,33 @@ def run(recipe: Recipe, *, overwrite: bool = False) -> dict[str, Any]:
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    pub = recipe.settings.publish
     try:
         results = _run_stages(recipe, staging)
-        (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        meta = write_publication(staging / "model", results, pub.truncate_dim, pub.repo_id)
+        results["publish"] = {"truncate_dim": meta["truncate_dim"], "recommended_dims": meta["recommended_dims"]}
+        write_results(staging, results)
         (staging / "recipe.toml").write_text(tomli_w.dumps(recipe.resolved()))
         finalize(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("results in %s", out)
+    if pub.push:
+        publish_run(out, results, repo_id=pub.repo_id, private=pub.private, revision=pub.revision)
     return results
+
+
+def write_results(folder: Path, results: dict[str, Any]) -> None:
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def publish_run(out: Path, results: dict[str, Any], *, repo_id: str, private: bool, revision: str | None) -> str:
+    """Push a finished run's model; record where it went in results.json."""
+    url = push(out / "model", repo_id, private=private, revision=revision, output_dir=out)
+    results["publish"] = {**results.get("publish", {}), "repo_id": repo_id, "revision": revision, "commit_url": url}
+    write_results(out, results)
+    return url
 
 
 def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
