@@ -10,7 +10,7 @@ trap 'echo "setup.sh: failed at line $LINENO; nothing after it was installed." >
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
-packages=(-e ".[offline,test]")
+packages=(-e ".[offline,test]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot)
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.mrl-installed

@@ -104,7 +104,7 @@ def test_local_triplets_with_column_mapping(tmp_path):
 def test_local_missing_column_names_what_exists(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", [{"question": "a", "answer": "b"}])
     source, request = _local(tmp_path, path="p.jsonl")
-    with pytest.raises(UserError, match=r"missing columns 'anchor', 'positive'; the file has 'question', 'answer'"):
+    with pytest.raises(UserError, match=r"missing columns 'anchor', 'positive'; it has 'question', 'answer'"):
         source.load(request)
 
 

@@ -13,44 +13,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import ROW_COLUMNS, DataBundle, DataRequest, rows_to_dataset, sample_rows, split_by_query
+from ..data import ROW_COLUMNS, require_columns, DataBundle, DataRequest, builder_for, read_table, rows_to_dataset, sample_rows, split_by_query
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
-_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-_COMPRESSED = (".gz", ".xz", ".bz2", ".zst")
-
-
-def builder_for(path: Path) -> str | None:
-    suffixes = [s for s in path.suffixes if s not in _COMPRESSED]
-    return _BUILDERS.get(suffixes[-1]) if suffixes else None
-
-
-def read_table(path: Path, *, encoding: str = "utf-8") -> Any:
-    """Read a data file with ``datasets`` (json/csv/parquet chosen by extension)."""
-    import datasets
-
-    builder = builder_for(path)
-    kwargs: dict[str, Any] = {}
-    if builder == "csv":
-        kwargs["encoding"] = encoding
-        if ".tsv" in path.suffixes:
-            kwargs["sep"] = "\t"
-    try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot be read as {builder}: {type(exc).__name__}: {exc}") from None
-
-
 def mapped_rows(table: Any, path: Path, wanted: tuple[str, ...], columns: dict[str, str]) -> tuple[list[dict], int]:
     """Rows renamed to ``wanted`` via ``columns``; rows with an empty text or score are skipped."""
-    missing = [columns.get(c, c) for c in wanted if columns.get(c, c) not in table.column_names]
-    if missing:
-        raise UserError(
-            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
-            f"the file has {', '.join(repr(c) for c in table.column_names)}. Map them in [data] columns, "
-            f"e.g. columns = {{ {wanted[0]} = \"{table.column_names[0]}\" }}."
-        )
+    require_columns(table.column_names, [columns.get(c, c) for c in wanted], str(path), example_key=wanted[0])
     rows, skipped = [], 0
     source = {c: table[columns.get(c, c)] for c in wanted}
     for i in range(len(table)):

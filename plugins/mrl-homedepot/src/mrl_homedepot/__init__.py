@@ -1,0 +1,186 @@
+"""Data source ``homedepot``: Home Depot product search with human relevance judgements.
+
+Real customer search terms paired with products, each pair rated 1 (irrelevant) to 3 (highly
+relevant) by several people and averaged. A pair is a positive when its relevance is above
+``threshold`` (2.5 by default, so 2.5 itself is not). Two layouts are read through ``datasets``:
+
+* the Hub dataset ``bstds/home_depot`` (or local parquet/jsonl in its schema): ``query``,
+  ``entity_id``, ``name``, ``description``, ``relevance``;
+* the original Kaggle files, ``kaggle_dir`` holding ``train.csv`` (``search_term``,
+  ``product_uid``, ``product_title``, ``relevance``; Latin-1) and ``product_descriptions.csv``.
+
+The split is by query *and* by product: test queries are drawn at random, every product they
+were judged against becomes a test product, and a training row must share neither. The
+evaluation searches the test queries (those with at least one positive) in all test products.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mrl_plugins import hookimpl
+from mrl_plugins.components import DataSource, Params, ValidationContext
+from mrl_plugins.data import DataBundle, DataRequest, IRSet, open_dataset, read_table, require_columns, rows_to_dataset
+from mrl_plugins.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+HUB_COLUMNS = {"query": "query", "product_id": "entity_id", "title": "name", "description": "description", "relevance": "relevance"}
+KAGGLE_COLUMNS = {"query": "search_term", "product_id": "product_uid", "title": "product_title", "description": "product_description", "relevance": "relevance"}
+
+
+class HomeDepotParams(Params):
+    dataset: str = Field("bstds/home_depot", description="Hub dataset id.")
+    split: str = Field("train")
+    data_files: str | None = Field(None, description="Local .parquet/.jsonl in the Hub schema, instead of the Hub.")
+    kaggle_dir: str | None = Field(None, description="Folder with Kaggle's train.csv and product_descriptions.csv.")
+    encoding: str = Field("latin-1", description="Encoding of the Kaggle CSV files.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Override column names: query, product_id, title, description, relevance."
+    )
+    sample_size: int | None = Field(25_000, gt=0, description="Rows drawn before splitting (None: all).")
+    threshold: float = Field(2.5, description="A pair is positive when relevance > threshold.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of queries held out for evaluation.")
+    seed: int | None = Field(None, description="Sampling and split seed (default: the recipe's seed).")
+    product_text: Literal["title", "description", "both"] = Field("description", description="What a product's text is.")
+
+
+class HomeDepotSource(DataSource):
+    """Home Depot search: (query, product) positives for MNR, relevance-scored pairs for CoSENT."""
+
+    name = "homedepot"
+    Params = HomeDepotParams
+    produces = ("pairs", "scored-pairs")
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        p = self.params
+        problems = []
+        if p.kaggle_dir and p.data_files:
+            problems.append("kaggle_dir: give either kaggle_dir or data_files, not both.")
+        if p.kaggle_dir:
+            for name in ("train.csv", "product_descriptions.csv"):
+                if not (ctx.recipe_dir / p.kaggle_dir / name).is_file():
+                    problems.append(f"kaggle_dir: '{p.kaggle_dir}' has no {name}.")
+        unknown = set(p.columns) - set(HUB_COLUMNS)
+        if unknown:
+            problems.append(f"columns: unknown {', '.join(sorted(unknown))}; known: {', '.join(HUB_COLUMNS)}.")
+        return problems
+
+    # -- reading -------------------------------------------------------------------------
+    def _records(self, request: DataRequest) -> tuple[list[dict[str, Any]], str]:
+        p = self.params
+        if p.kaggle_dir:
+            base = request.recipe_dir / p.kaggle_dir
+            train = read_table(base / "train.csv", encoding=p.encoding)
+            desc = read_table(base / "product_descriptions.csv", encoding=p.encoding)
+            names = {**KAGGLE_COLUMNS, **p.columns}
+            require_columns(desc.column_names, [names["product_id"], names["description"]], str(base / "product_descriptions.csv"))
+            descriptions = dict(zip(desc[names["product_id"]], desc[names["description"]]))
+            need = [names[c] for c in ("query", "product_id", "title", "relevance")]
+            require_columns(train.column_names, need, str(base / "train.csv"))
+            table, where = train, str(base / "train.csv")
+        else:
+            table = open_dataset(
+                p.dataset, split=p.split, data_files=p.data_files, base_dir=request.recipe_dir,
+                local_hint='data_files = "home_depot.parquet" (Hub schema) or kaggle_dir = "path/to/kaggle/files"',
+            )
+            names = {**HUB_COLUMNS, **p.columns}
+            need = [names[c] for c in ("query", "product_id", "relevance")]
+            need += [names[c] for c in ("title", "description") if p.product_text in (c, "both")]
+            where = p.data_files or p.dataset
+            require_columns(table.column_names, need, where)
+            descriptions = None
+        n = len(table)
+        cols = {key: list(table[names[key]]) if names[key] in table.column_names else [None] * n for key in names}
+        if descriptions is not None:  # Kaggle: descriptions live in their own file, joined by product id
+            cols["description"] = [descriptions.get(pid) for pid in cols["product_id"]]
+        records = [
+            {"query": q, "product_id": str(pid), "relevance": rel, "title": title, "description": desc}
+            for q, pid, rel, title, desc in zip(
+                cols["query"], cols["product_id"], cols["relevance"], cols["title"], cols["description"]
+            )
+        ]
+        return records, where
+
+    def _text(self, r: dict[str, Any]) -> str | None:
+        kind = self.params.product_text
+        if kind == "both":
+            parts = [t for t in (r["title"], r["description"]) if t]
+            return ". ".join(parts) if parts else None
+        return r[kind]
+
+    # -- the split -----------------------------------------------------------------------
+    def load(self, request: DataRequest) -> DataBundle:
+        p = self.params
+        seed = p.seed if p.seed is not None else request.seed
+        records, where = self._records(request)
+        valid, bad_relevance, no_text = [], 0, 0
+        for r in records:
+            rel = r["relevance"]
+            try:
+                rel = float(rel)
+            except (TypeError, ValueError):
+                rel = math.nan
+            if not 1.0 <= rel <= 3.0:  # NaN fails too
+                bad_relevance += 1
+                continue
+            text = self._text(r)
+            if not r["query"] or not text:
+                no_text += 1
+                continue
+            valid.append({**r, "relevance": rel, "text": text})
+        if bad_relevance:
+            logger.warning("homedepot: skipped %d rows with a missing relevance or one outside 1–3", bad_relevance)
+        rng = random.Random(seed)
+        sample_size = p.sample_size
+        if sample_size is not None and sample_size > len(valid):
+            logger.warning("homedepot: sample_size %d is larger than the %d usable rows of %s; using all of them",
+                           sample_size, len(valid), where)
+            sample_size = None
+        sampled = valid if sample_size is None else rng.sample(valid, sample_size)
+
+        queries = sorted({r["query"] for r in sampled})
+        rng.shuffle(queries)
+        test_queries = set(queries[: max(1, round(len(queries) * p.test_fraction))])
+        test_rows = [r for r in sampled if r["query"] in test_queries]
+        test_products = {r["product_id"] for r in test_rows}
+        test_texts = {r["text"] for r in test_rows}
+        train_rows = [
+            r for r in sampled
+            if r["query"] not in test_queries and r["product_id"] not in test_products and r["text"] not in test_texts
+        ]
+
+        corpus = {pid: r["text"] for r in test_rows for pid in [r["product_id"]]}
+        relevant: dict[str, set[str]] = {}
+        qids = {q: f"q{i}" for i, q in enumerate(sorted(test_queries))}
+        for r in test_rows:
+            if r["relevance"] > p.threshold:
+                relevant.setdefault(qids[r["query"]], set()).add(r["product_id"])
+        if not relevant:
+            raise UserError(
+                f"{where}: no test query has a pair with relevance > {p.threshold}, so the evaluation set is empty. "
+                "Lower [data] threshold, raise test_fraction or sample_size."
+            )
+        eval_set = IRSet({qid: q for q, qid in qids.items()}, corpus, relevant)
+
+        if request.row_format == "scored-pairs":
+            train = [{"sentence1": r["query"], "sentence2": r["text"], "score": (r["relevance"] - 1.0) / 2.0} for r in train_rows]
+        else:
+            train = [{"anchor": r["query"], "positive": r["text"]} for r in train_rows if r["relevance"] > p.threshold]
+        summary = {
+            "rows": len(records), "skipped_bad_relevance": bad_relevance, "skipped_no_text": no_text,
+            "sampled": len(sampled), "test_queries": len(test_queries), "test_products": len(test_products),
+            "dropped_for_split": len(sampled) - len(train_rows) - len(test_rows),
+        }
+        return DataBundle(rows_to_dataset(train, request.row_format), eval_set, request.row_format, summary)
+
+
+@hookimpl
+def register_data_sources(register):
+    register(HomeDepotSource)

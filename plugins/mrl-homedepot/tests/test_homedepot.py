@@ -1,0 +1,130 @@
+"""mrl-homedepot on small files in the Hub schema and in Kaggle's original CSV layout."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import datasets
+import pytest
+
+from mrl_homedepot import HomeDepotSource
+from mrl_plugins.data import DataRequest, find_leaks
+from mrl_plugins.errors import UserError
+from mrl_plugins.plugins import load_registry
+
+LEVELS = [1.0, 1.33, 1.67, 2.0, 2.33, 2.5, 2.67, 3.0]
+
+
+def hub_rows(queries: int = 80, products: int = 120, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for q in range(queries):
+        for pid in rng.sample(range(products), 4):
+            rows.append({
+                "id": len(rows), "entity_id": 100000 + pid, "name": f"Product {pid} title",
+                "description": f"Description of product {pid}, a tool", "query": f"search {q}",
+                "relevance": rng.choice(LEVELS),
+            })
+    return rows
+
+
+@pytest.fixture
+def hub_file(tmp_path):
+    rows = hub_rows()
+    rows.append({**rows[0], "id": 9998, "relevance": None})  # missing: skipped and counted
+    rows.append({**rows[1], "id": 9999, "relevance": 3.5})  # outside 1-3: skipped and counted
+    path = tmp_path / "home_depot.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+def load(tmp_path, fmt="pairs", **params):
+    params.setdefault("data_files", "home_depot.parquet")
+    return HomeDepotSource(HomeDepotSource.Params(**params)).load(DataRequest(fmt, seed=0, recipe_dir=tmp_path))
+
+
+def test_split_by_query_and_product_without_leakage(hub_file, tmp_path):
+    bundle = load(tmp_path, sample_size=None)
+    s = bundle.summary
+    assert s["skipped_bad_relevance"] == 2 and s["rows"] == 322
+    train_texts = set(bundle.train["anchor"]) | set(bundle.train["positive"])
+    assert find_leaks(train_texts, bundle.eval) == (0, 0)
+    assert not train_texts & set(bundle.eval.corpus.values())  # no test product, relevant or not
+    assert not train_texts & set(bundle.eval.queries.values())
+    assert s["test_queries"] == 16  # 20% of 80
+
+
+def test_threshold_is_strict(tmp_path):
+    rows = [
+        {"id": i, "entity_id": i, "name": f"p{i}", "description": f"product {i}", "query": f"q{i // 2}",
+         "relevance": 2.5 if i % 2 else 3.0}
+        for i in range(200)
+    ]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "home_depot.parquet"))
+    bundle = load(tmp_path, sample_size=None)
+    rel = {f"product {r['entity_id']}": r["relevance"] for r in rows}
+    assert {rel[t] for t in bundle.train["positive"]} == {3.0}  # 2.5 is not a positive
+    relevant_texts = bundle.eval.relevant_texts()
+    assert relevant_texts and {rel[t] for t in relevant_texts} == {3.0}
+    assert len(bundle.eval.corpus) == 2 * len(bundle.eval.queries)  # the 2.5 products stay as distractors
+
+
+def test_cosent_pairs_are_scaled_to_unit_interval(hub_file, tmp_path):
+    bundle = load(tmp_path, fmt="scored-pairs", sample_size=None)
+    assert bundle.train.column_names == ["sentence1", "sentence2", "score"]
+    assert set(bundle.train["score"]) <= {round((lv - 1) / 2, 10) for lv in LEVELS} | {(lv - 1) / 2 for lv in LEVELS}
+    assert min(bundle.train["score"]) == 0.0 and max(bundle.train["score"]) == 1.0
+
+
+def test_sample_size_larger_than_data_is_a_stated_clamp(hub_file, tmp_path, caplog):
+    bundle = load(tmp_path, sample_size=100_000)
+    assert bundle.summary["sampled"] == 320
+    assert "larger than the 320 usable rows" in caplog.text
+
+
+def test_sampling_is_seeded(hub_file, tmp_path):
+    a, b = load(tmp_path, sample_size=200), load(tmp_path, sample_size=200)
+    assert a.train["anchor"] == b.train["anchor"] and a.eval.queries == b.eval.queries
+
+
+def test_missing_column_names_existing_ones(tmp_path):
+    datasets.Dataset.from_list([{"search": "a", "entity_id": 1, "relevance": 3.0, "description": "d"}]).to_parquet(
+        str(tmp_path / "home_depot.parquet")
+    )
+    with pytest.raises(UserError, match=r"missing column 'query'; it has 'search', 'entity_id', 'relevance', 'description'"):
+        load(tmp_path)
+
+
+def test_empty_evaluation_set_is_an_error(tmp_path):
+    rows = [{"id": i, "entity_id": i, "name": "n", "description": f"d{i}", "query": f"q{i}", "relevance": 1.0} for i in range(50)]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "home_depot.parquet"))
+    with pytest.raises(UserError, match="evaluation set is empty"):
+        load(tmp_path, sample_size=None)
+
+
+def test_kaggle_layout_latin1(tmp_path):
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    rows = hub_rows(40, 60)
+    with open(kaggle / "train.csv", "w", encoding="latin-1", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "product_uid", "product_title", "search_term", "relevance"])
+        for r in rows:
+            w.writerow([r["id"], r["entity_id"], f"Crème {r['name']}", r["query"], r["relevance"]])
+    with open(kaggle / "product_descriptions.csv", "w", encoding="latin-1", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["product_uid", "product_description"])
+        for pid in sorted({r["entity_id"] for r in rows}):
+            w.writerow([pid, f"Brûleur {pid} in façade grey"])
+    bundle = HomeDepotSource(HomeDepotSource.Params(kaggle_dir="kaggle", product_text="both", sample_size=None)).load(
+        DataRequest("pairs", seed=0, recipe_dir=tmp_path)
+    )
+    text = next(iter(bundle.eval.corpus.values()))
+    assert text.startswith("Crème Product") and "Brûleur" in text and "façade" in text
+
+
+def test_registers_through_its_entry_point():
+    registry = load_registry()
+    assert registry.get("data", "homedepot") is HomeDepotSource
+    assert registry.owner("data", "homedepot") == "mrl-homedepot"
