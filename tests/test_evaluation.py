@@ -102,3 +102,12 @@ def test_matches_sentence_transformers_evaluator(tiny_model_dir, small_ir):
         theirs = ev(model)
         for metric in ("mrr@10", "recall@10", "ndcg@10"):
             assert ours[dim][metric] == pytest.approx(theirs[f"cosine_{metric}"], abs=1e-6)
+
+
+def test_tiny_model_reads_its_words(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    assert "[UNK]" not in model.tokenizer.tokenize("Audio video package")
+    a, b = model.encode(["audio video", "kernel editor"])
+    assert not np.allclose(a, b, atol=1e-3)

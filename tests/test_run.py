@@ -17,13 +17,13 @@ def test_end_to_end_tiny_run(tiny_recipe, tmp_path, capsys):
     recipe = tiny_recipe('[[compare]]\nname = "truncate"\nmodel = "base"\n')
     assert main([str(recipe)]) == 0
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["model", "recipe.toml", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "model", "recipe.toml", "report.md", "results.json"]
     results = json.loads((out / "results.json").read_text())
     assert results["dims"] == [32, 16, 8]
     assert set(results["models"]) == {"base", "mrl", "compare:base · truncate"}
     assert results["models"]["compare:base · truncate"]["metrics"] == results["models"]["base"]["metrics"]
     assert results["data"]["eval_queries"] == 20 and results["data"]["row_format"] == "pairs"
-    assert {"load_data", "evaluate_base", "train", "evaluate_tuned", "save"} <= set(results["timings"])
+    assert {"load_data", "load_model", "evaluate_base", "train", "evaluate_tuned"} <= set(results["timings"])
     assert results["versions"]["sentence-transformers"]
     # the printed table shows exactly the numbers in results.json
     printed = capsys.readouterr().out

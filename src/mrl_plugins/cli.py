@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser("run", parents=[overrides], help="Run a recipe (the default command).")
     run.add_argument("--overwrite", action="store_true", help="Replace a non-empty output directory.")
+    run.add_argument("--resume", action="store_true", help="Continue the newest interrupted run of this recipe.")
     run.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the final table.")
     sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
     sub.add_parser("plugins", help="List installed plugins and the components they register.")
@@ -125,10 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import format_table
     from .runner import run
 
-    results = run(recipe, overwrite=args.overwrite)
+    results = run(recipe, overwrite=args.overwrite, resume=args.resume)
+    if results is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
     print()
     print(format_table(results))
-    print(f"Model, results.json and the resolved recipe: {recipe.output_dir}")
+    print(f"Model, results.json, report.md, metrics.png and the resolved recipe: {recipe.output_dir}")
     return 0
 
 

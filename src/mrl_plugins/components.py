@@ -94,21 +94,35 @@ class DimSchedule(Component):
         return None
 
 
+@dataclass(frozen=True)
+class Variant:
+    """An extra model a comparison needs trained, e.g. the control run without MatryoshkaLoss.
+
+    The runner trains every variant in its training stage (on every rank under torchrun), with
+    the recipe's data, loss and training settings; ``ctx.embeddings(key)`` then serves it.
+    """
+
+    key: str
+    matryoshka: bool = True
+
+
 @dataclass
 class ComparisonContext:
     """What the runner hands a comparison: the evaluation set and cached embeddings.
 
     ``embeddings(model)`` returns full-dimension ``(queries, corpus)`` float32 arrays for
-    ``"base"``, ``"tuned"``, a model id or a path, encoding each model once per run.
-    ``train_texts()`` are training-side texts (never evaluation texts), e.g. to fit PCA.
-    ``score(queries, corpus)`` scores full-dimension arrays at every dimension of the run.
+    ``"base"``, ``"tuned"``, a variant key (``"no-mrl"``), a model id or a path, encoding each
+    model once per run. ``encode(model, texts)`` embeds other texts at full dimension.
+    ``train_texts(side)`` are training-side texts, never evaluation texts (``side``:
+    ``"documents"``, ``"queries"`` or ``"all"``), e.g. to fit PCA. ``score(queries, corpus)``
+    scores full-dimension arrays at every dimension of the run.
     """
 
     dims: list[int]
     eval_set: IRSet
     embeddings: Callable[[str], tuple[np.ndarray, np.ndarray]]
     encode: Callable[[str, list[str]], np.ndarray]
-    train_texts: Callable[[], list[str]]
+    train_texts: Callable[..., list[str]]
     score: Callable[[np.ndarray, np.ndarray], dict[int, Metrics]]
 
 
@@ -117,6 +131,10 @@ class Comparison(Component):
 
     def label(self) -> str:
         return self.name
+
+    def variants(self) -> list[Variant]:
+        """Models to train for this comparison (default: none)."""
+        return []
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         raise NotImplementedError

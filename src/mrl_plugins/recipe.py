@@ -43,6 +43,7 @@ class TrainSection(Section):
     weight_decay: float = Field(0.01, ge=0)
     max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
     logging_steps: int = Field(10, gt=0)
+    checkpoint_steps: int = Field(500, ge=0, description="Save a resumable checkpoint every N steps; 0: never.")
 
 
 class EvalSection(Section):

@@ -28,7 +28,7 @@ from .components import ComparisonContext, Metrics, ValidationContext
 from .data import ROW_COLUMNS, DataBundle, DataRequest, find_leaks
 from .errors import UserError
 from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, score_dims
-from .models import load_model, mixed_precision, pick_device, resolve_model
+from .models import ResolvedModel, load_model, mixed_precision, pick_device, resolve_model
 from .publish import push, write_publication
 from .recipe import Recipe
 
@@ -91,9 +91,13 @@ def load_data(recipe: Recipe) -> DataBundle:
     return bundle
 
 
-def training_texts(bundle: DataBundle) -> list[str]:
-    texts = [c for c in bundle.train.column_names if c != "score"]
-    return list(dict.fromkeys(t for col in texts for t in bundle.train[col]))
+SIDES = {"queries": ("anchor", "sentence1"), "documents": ("positive", "negative", "sentence2")}
+
+
+def training_texts(bundle: DataBundle, side: str = "all") -> list[str]:
+    """Distinct training texts: ``"queries"``, ``"documents"`` or ``"all"`` of them."""
+    cols = [c for c in bundle.train.column_names if c != "score" and (side == "all" or c in SIDES[side])]
+    return list(dict.fromkeys(t for col in cols for t in bundle.train[col]))
 
 
 def matryoshka_schedule(recipe: Recipe, full_dim: int) -> tuple[list[int], list[float] | None]:
@@ -105,17 +109,56 @@ def matryoshka_schedule(recipe: Recipe, full_dim: int) -> tuple[list[int], list[
     return dims, schedule.weights(dims)
 
 
-def train(recipe: Recipe, model: Any, bundle: DataBundle, dims: list[int], weights: list[float] | None, work_dir: Path, device: str) -> Any:
-    """Fine-tune ``model`` in place with the recipe's loss wrapped in MatryoshkaLoss."""
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun / accelerate launch (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    return max(steps)[1] if steps else None
+
+
+def _trainer_callbacks() -> list[Any]:
+    """Extra trainer callbacks (tests use this seam to interrupt a run mid-training)."""
+    return []
+
+
+def train(
+    recipe: Recipe, model: Any, bundle: DataBundle, dims: list[int], weights: list[float] | None,
+    work_dir: Path, device: str, *, matryoshka: bool = True, resume: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` in place: the recipe's loss, wrapped in MatryoshkaLoss unless a control.
+
+    Checkpoints go to ``work_dir`` every ``[train] checkpoint_steps``; with ``resume`` training
+    continues from the newest one there. Returns facts for results.json.
+    """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     from ._st import st_losses
 
     t = recipe.settings.train
     loss_component = recipe.loss.build()
-    loss = st_losses().MatryoshkaLoss(model, loss_component.build(model), matryoshka_dims=dims, matryoshka_weights=weights)
-    steps_per_epoch = math.ceil(len(bundle.train) / t.batch_size)
+    loss = loss_component.build(model)
+    if matryoshka:
+        loss = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=dims, matryoshka_weights=weights)
+    dist = Distributed.from_env()
+    steps_per_epoch = math.ceil(len(bundle.train) / (t.batch_size * dist.world_size))
     total = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
+    checkpointing = t.checkpoint_steps > 0
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work_dir),
         num_train_epochs=t.epochs,
@@ -128,14 +171,28 @@ def train(recipe: Recipe, model: Any, bundle: DataBundle, dims: list[int], weigh
         seed=recipe.settings.seed,
         data_seed=recipe.settings.seed,
         logging_steps=t.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if checkpointing else "no",
+        save_steps=t.checkpoint_steps if checkpointing else 500,
+        save_total_limit=2 if checkpointing else None,
         report_to="none",
         use_cpu=device == "cpu",
+        ddp_backend="gloo" if device == "cpu" and dist.world_size > 1 else None,
+        disable_tqdm=logger.getEffectiveLevel() > logging.INFO,
         **mixed_precision(device, recipe.settings.model.precision),
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=bundle.train, loss=loss)
-    trainer.train()
-    return model
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=bundle.train, loss=loss, callbacks=_trainer_callbacks()
+    )
+    checkpoint = last_checkpoint(work_dir) if resume else None
+    if checkpoint:
+        logger.info("          resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return {
+        "steps": trainer.state.global_step,
+        "world_size": args.world_size,
+        "matryoshka": matryoshka,
+        "resumed_from": checkpoint.name if checkpoint else None,
+    }
 
 
 class Embeddings:
@@ -144,6 +201,7 @@ class Embeddings:
     def __init__(self, recipe: Recipe, bundle: DataBundle, device: str, models: dict[str, Any]):
         self.recipe, self.bundle, self.device, self.models = recipe, bundle, device, models
         self.cache: dict[str, EncodedIRSet] = {}
+        self.progress = logger.getEffectiveLevel() <= logging.INFO
 
     def model(self, key: str) -> Any:
         if key not in self.models:
@@ -154,7 +212,7 @@ class Embeddings:
     def encoded(self, key: str) -> EncodedIRSet:
         if key not in self.cache:
             bs = self.recipe.settings.eval.batch_size
-            self.cache[key] = encode_ir_set(self.model(key), self.bundle.eval, batch_size=bs)
+            self.cache[key] = encode_ir_set(self.model(key), self.bundle.eval, batch_size=bs, progress=self.progress)
         return self.cache[key]
 
     def pair(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +220,8 @@ class Embeddings:
         return enc.queries, enc.corpus
 
     def encode(self, key: str, texts: list[str]) -> np.ndarray:
-        return encode_texts(self.model(key), texts, role="document", batch_size=self.recipe.settings.eval.batch_size)
+        return encode_texts(self.model(key), texts, role="document", batch_size=self.recipe.settings.eval.batch_size,
+                            progress=self.progress)
 
 
 def score(recipe: Recipe, enc: EncodedIRSet, dims: list[int], queries: np.ndarray | None = None, corpus: np.ndarray | None = None) -> dict[int, Metrics]:
@@ -202,26 +261,68 @@ def finalize(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def run(recipe: Recipe, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run a validated recipe end to end; returns the results written to ``results.json``."""
+def staging_dir(out: Path) -> Path:
+    """Where a run is assembled: hidden, beside the output, the same for every rank and resume."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def find_resumable(recipe: Recipe) -> Path:
+    """The output directory of the newest interrupted run of this recipe (for ``--resume``)."""
+    template = recipe.settings.output_dir.format(name=recipe.settings.name, timestamp="*")
+    pattern = Path(template)
+    candidates = sorted(pattern.parent.glob(f".{pattern.name}.partial"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise UserError(
+            f"--resume: no interrupted run of '{recipe.path}' to resume (looked for "
+            f"{pattern.parent / ('.' + pattern.name + '.partial')}). Run it without --resume."
+        )
+    staged = candidates[-1]
+    return staged.with_name(staged.name[1 : -len(".partial")])
+
+
+class Interrupted(UserError):
+    """A run stopped mid-way with checkpoints kept; the message says how to resume."""
+
+    exit_code = 130
+
+
+def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> dict[str, Any] | None:
+    """Run a validated recipe end to end; rank 0 returns the results written to results.json."""
     import tomli_w
 
-    out = recipe.output_dir
-    check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    dist = Distributed.from_env()
+    out = find_resumable(recipe) if resume else recipe.output_dir
+    recipe.output_dir = out
+    staging = staging_dir(out)
+    if dist.is_main:
+        check_output_dir(out, overwrite)
+        if not resume:
+            shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, exist_ok=True)
     pub = recipe.settings.publish
     try:
-        results = _run_stages(recipe, staging)
+        results = _run_stages(recipe, staging, dist, resume)
+        if not dist.is_main:
+            return None
         meta = write_publication(staging / "model", results, pub.truncate_dim, pub.repo_id)
         results["publish"] = {"truncate_dim": meta["truncate_dim"], "recommended_dims": meta["recommended_dims"]}
         write_results(staging, results)
         (staging / "recipe.toml").write_text(tomli_w.dumps(recipe.resolved()))
+        write_report(staging, results)
+        for scratch in ("checkpoints", "variants", "trained"):
+            shutil.rmtree(staging / scratch, ignore_errors=True)
         finalize(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if not dist.is_main:
+            raise
+        resumable = any((staging / "checkpoints").glob("*/checkpoint-*")) or any((staging / "trained").glob("*.json"))
+        if not resumable or isinstance(exc, UserError):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        resume_hint = f"nothing was written to {out}; continue with 'mrl-run {recipe.path} --resume' (state kept in {staging})"
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"interrupted: {resume_hint}.") from None
+        logger.error("the run failed: %s", resume_hint)
         raise
     logger.info("results in %s", out)
     if pub.push:
@@ -233,6 +334,13 @@ def write_results(folder: Path, results: dict[str, Any]) -> None:
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
+def write_report(folder: Path, results: dict[str, Any]) -> None:
+    from .report import plot_metrics, report_markdown
+
+    (folder / "report.md").write_text(report_markdown(results))
+    plot_metrics(results, folder / "metrics.png")
+
+
 def publish_run(out: Path, results: dict[str, Any], *, repo_id: str, private: bool, revision: str | None) -> str:
     """Push a finished run's model; record where it went in results.json."""
     url = push(out / "model", repo_id, private=private, revision=revision, output_dir=out)
@@ -241,11 +349,37 @@ def publish_run(out: Path, results: dict[str, Any], *, repo_id: str, private: bo
     return url
 
 
-def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
+def train_or_reuse(
+    key: str, recipe: Recipe, bundle: DataBundle, dims: list[int], weights: list[float] | None,
+    staging: Path, device: str, *, matryoshka: bool, resume: bool, save_to: Path,
+) -> tuple[Any, dict[str, Any]]:
+    """Train one model (or reload it when a resumed run had already finished it)."""
+    s = recipe.settings
+    done = staging / "trained" / f"{key}.json"
+    if resume and done.is_file():
+        logger.info("          %s was trained before the interruption; reusing it", key)
+        return load_model(ResolvedModel(key, str(save_to), "local path"), device=device,
+                          max_seq_length=s.model.max_seq_length), json.loads(done.read_text())
+    model = load_model(recipe.model, device=device, max_seq_length=s.model.max_seq_length)
+    facts = train(recipe, model, bundle, dims, weights, staging / "checkpoints" / key, device,
+                  matryoshka=matryoshka, resume=resume)
+    if Distributed.from_env().is_main:
+        model.save(str(save_to))
+        done.parent.mkdir(exist_ok=True)
+        done.write_text(json.dumps(facts))
+        shutil.rmtree(staging / "checkpoints" / key, ignore_errors=True)
+    return model, facts
+
+
+def _run_stages(recipe: Recipe, staging: Path, dist: Distributed, resume: bool) -> dict[str, Any] | None:
     st = Stages()
     s = recipe.settings
     seed_everything(s.seed)
     device = pick_device(s.model.device)
+    if dist.world_size > 1 and device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    if not dist.is_main:
+        logger.setLevel(logging.WARNING)
 
     with st.stage("load_data", f"loading data from '{recipe.data.name}'"):
         bundle = load_data(recipe)
@@ -259,14 +393,28 @@ def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
         dims, weights = matryoshka_schedule(recipe, full_dim)
 
     emb = Embeddings(recipe, bundle, device, {"base": base})
-    with st.stage("evaluate_base", f"evaluating the base model at {len(dims)} dims {dims}"):
-        base_metrics = score(recipe, emb.encoded("base"), dims)
+    if dist.is_main:
+        with st.stage("evaluate_base", f"evaluating the base model at {len(dims)} dims {dims}"):
+            base_metrics = score(recipe, emb.encoded("base"), dims)
 
+    comparisons = [spec.build() for spec in recipe.compare]
+    variants = {v.key: v for c in comparisons for v in c.variants()}
+    training: dict[str, Any] = {}
     with st.stage("train", f"training with {recipe.loss.name} in MatryoshkaLoss over dims {dims}"):
-        tuned = load_model(recipe.model, device=device, max_seq_length=s.model.max_seq_length)
-        train(recipe, tuned, bundle, dims, weights, staging / "checkpoints", device)
-        shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+        tuned, training["mrl"] = train_or_reuse(
+            "mrl", recipe, bundle, dims, weights, staging, device, matryoshka=True, resume=resume,
+            save_to=staging / "model",
+        )
     emb.models["tuned"] = tuned
+    for key, variant in variants.items():
+        what = "with MatryoshkaLoss" if variant.matryoshka else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"
+        with st.stage(f"train:{key}", f"training the '{key}' control {what}"):
+            emb.models[key], training[key] = train_or_reuse(
+                key, recipe, bundle, dims, weights, staging, device, matryoshka=variant.matryoshka,
+                resume=resume, save_to=staging / "variants" / key,
+            )
+    if not dist.is_main:
+        return None
 
     with st.stage("evaluate_tuned", f"evaluating the fine-tuned model at {len(dims)} dims"):
         tuned_metrics = score(recipe, emb.encoded("tuned"), dims)
@@ -275,25 +423,20 @@ def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
         "base": {"label": "base", "kind": "model", "metrics": _metrics_json(base_metrics)},
         "mrl": {"label": "MRL", "kind": "model", "metrics": _metrics_json(tuned_metrics)},
     }
-    enc = emb.encoded("base")
-    for spec in recipe.compare:
-        comparison = spec.build()
+    for spec, comparison in zip(recipe.compare, comparisons):
         with st.stage(f"compare:{comparison.label()}", f"comparison {comparison.label()}"):
             ctx = ComparisonContext(
                 dims=dims,
                 eval_set=bundle.eval,
                 embeddings=emb.pair,
                 encode=emb.encode,
-                train_texts=lambda: training_texts(bundle),
-                score=lambda q, c: score(recipe, enc, dims, q, c),
+                train_texts=lambda side="documents": training_texts(bundle, side),
+                score=lambda q, c: score(recipe, emb.encoded("base"), dims, q, c),
             )
             metrics = comparison.run(ctx)
         models[f"compare:{comparison.label()}"] = {
             "label": comparison.label(), "kind": "comparison", "component": spec.name, "metrics": _metrics_json(metrics),
         }
-
-    with st.stage("save", "saving the fine-tuned model"):
-        tuned.save(str(staging / "model"))
 
     return {
         "name": s.name,
@@ -310,6 +453,7 @@ def _run_stages(recipe: Recipe, staging: Path) -> dict[str, Any]:
             "corpus": len(bundle.eval.corpus),
             "summary": bundle.summary,
         },
+        "train": training,
         "models": models,
         "timings": st.timings,
         "versions": versions(),

@@ -37,14 +37,26 @@ def tiny_model(path: str | Path, *, dim: int = 32, words: Iterable[str] = (), se
 
 def _save_tiny(path: Path, hf_dir: Path, dim: int, words: Iterable[str], seed: int) -> None:
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     from ._st import st_models
 
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
     vocab = list(dict.fromkeys(_SPECIAL + letters + [f"##{c}" for c in letters] + _WORDS + [w.lower() for w in words]))
-    (hf_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(hf_dir / "vocab.txt"), do_lower_case=True)
+    ids = {token: i for i, token in enumerate(vocab)}
+    # built with `tokenizers` directly: BertTokenizerFast's vocab keyword differs across transformers versions
+    wordpiece = Tokenizer(models.WordPiece(vocab=ids, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+    )
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,

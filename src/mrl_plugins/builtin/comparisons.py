@@ -1,18 +1,22 @@
-"""Built-in comparison: plain truncation of some model's vectors, re-normalised."""
+"""Built-in comparisons: plain truncation, PCA truncation, and the control run without MRL."""
 
 from __future__ import annotations
 
+import random
+from typing import Literal
+
+import numpy as np
 from pydantic import Field
 
-from ..components import Comparison, ComparisonContext, Metrics, Params
+from ..components import Comparison, ComparisonContext, Metrics, Params, Variant
+from ..errors import UserError
 from ..hookspecs import hookimpl
+
+MODEL_HELP = 'Whose vectors: "base", "tuned", "no-mrl" (with that comparison), or a model id or local path.'
 
 
 class TruncateParams(Params):
-    model: str = Field(
-        "base",
-        description='Whose vectors to truncate: "base", "tuned", or another model id or local path.',
-    )
+    model: str = Field("base", description=MODEL_HELP)
 
 
 class Truncate(Comparison):
@@ -29,6 +33,77 @@ class Truncate(Comparison):
         return ctx.score(queries, corpus)
 
 
+class PCAParams(Params):
+    model: str = Field("base", description=MODEL_HELP)
+    fit_on: Literal["train", "eval-corpus"] = Field(
+        "train", description='"train": training-side documents (default); "eval-corpus": the evaluation corpus itself.'
+    )
+    max_fit_texts: int = Field(5000, gt=0, description="Training texts sampled (seeded) to fit the PCA.")
+    center: bool = Field(
+        False,
+        description="Subtract the mean before projecting. Off by default: without centring the full-dimension "
+        "projection is a rotation, so full-dimension rankings are exactly the model's own.",
+    )
+    seed: int = Field(0, description="Seed of the fit sample.")
+
+
+def fit_pca(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes (rows, by explained variance) and mean of ``x``, via scikit-learn."""
+    from sklearn.decomposition import PCA as SkPCA
+
+    pca = SkPCA(n_components=n_components, svd_solver="full").fit(x)
+    return pca.components_.astype(np.float32), pca.mean_.astype(np.float32)
+
+
+class PCA(Comparison):
+    """Project a model's vectors on principal axes fitted on training-side texts, then truncate."""
+
+    name = "pca"
+    Params = PCAParams
+
+    def label(self) -> str:
+        fit = "" if self.params.fit_on == "train" else ", fit on eval corpus"
+        return f"{self.params.model} · PCA{fit}"
+
+    def fit_texts(self, ctx: ComparisonContext) -> list[str]:
+        texts = sorted(set(ctx.train_texts("documents")))
+        if len(texts) > self.params.max_fit_texts:
+            texts = random.Random(self.params.seed).sample(texts, self.params.max_fit_texts)
+        return texts
+
+    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
+        p = self.params
+        queries, corpus = ctx.embeddings(p.model)
+        full = queries.shape[1]
+        fit = ctx.encode(p.model, self.fit_texts(ctx)) if p.fit_on == "train" else corpus
+        if fit.shape[0] < full:
+            raise UserError(
+                f"[[compare]] pca: {fit.shape[0]} texts to fit on, fewer than the model's {full} dimensions; "
+                "use more training data, raise max_fit_texts, or set fit_on = \"eval-corpus\"."
+            )
+        components, mean = fit_pca(fit, full)
+        shift = mean if p.center else 0.0
+        return ctx.score((queries - shift) @ components.T, (corpus - shift) @ components.T)
+
+
+class NoMRL(Comparison):
+    """Control run: the same fine-tuning with the base loss alone (no MatryoshkaLoss), truncated."""
+
+    name = "no-mrl"
+
+    def label(self) -> str:
+        return "no-MRL"
+
+    def variants(self) -> list[Variant]:
+        return [Variant("no-mrl", matryoshka=False)]
+
+    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
+        queries, corpus = ctx.embeddings("no-mrl")
+        return ctx.score(queries, corpus)
+
+
 @hookimpl
 def register_comparisons(register):
     register(Truncate)
+    register(PCA)
+    register(NoMRL)

@@ -1,0 +1,172 @@
+"""Comparisons (PCA, control run), the report, resume and multi-process training."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mrl_plugins import runner
+from mrl_plugins.builtin.comparisons import PCA
+from mrl_plugins.cli import main
+from mrl_plugins.components import ComparisonContext
+from mrl_plugins.data import IRSet
+from mrl_plugins.evaluation import score_dims
+
+
+def ctx_for(queries, corpus, relevant, dims, *, fit_vectors=None, train_texts=(), encoded=None):
+    encoded = encoded if encoded is not None else []
+
+    def encode(model, texts):
+        encoded.extend(texts)
+        return fit_vectors
+
+    return ComparisonContext(
+        dims=dims,
+        eval_set=IRSet({f"q{i}": f"query {i}" for i in range(len(queries))},
+                       {f"d{i}": f"doc {i}" for i in range(len(corpus))},
+                       {f"q{i}": {f"d{j}" for j in rel} for i, rel in enumerate(relevant)}),
+        embeddings=lambda model: (queries, corpus),
+        encode=encode,
+        train_texts=lambda side="documents": list(train_texts),
+        score=lambda q, c: score_dims(q, c, relevant, dims),
+    )
+
+
+def test_pca_hand_checked_case():
+    # Training-side documents spread along the diagonal, so PCA's first axis is (1, 1)/√2.
+    t = np.linspace(-1, 1, 20, dtype=np.float32)
+    fit = np.stack([t + 0.01 * np.sin(7 * t), t - 0.01 * np.sin(7 * t)], axis=1)
+    queries = np.array([[1.0, 1.0]], dtype=np.float32)
+    # relevant d0 = (-0.2, 1.0); d1 = (0.9, -1.0). Cut to 1 dim and re-normalised only the sign is
+    # left: on x, d1 agrees with the query and d0 does not; on the diagonal axis it is the reverse.
+    corpus = np.array([[-0.2, 1.0], [0.9, -1.0]], dtype=np.float32)
+    ctx = ctx_for(queries, corpus, [{0}], [2, 1], fit_vectors=fit, train_texts=[f"t{i}" for i in range(20)])
+    pca = PCA(PCA.Params()).run(ctx)
+    plain = score_dims(queries, corpus, [{0}], [2, 1])
+    assert plain[1]["mrr@10"] == 0.5 and pca[1]["mrr@10"] == 1.0
+    assert pca[2] == plain[2] == {"mrr@10": 1.0, "recall@10": 1.0, "ndcg@10": 1.0}
+
+
+def test_pca_fits_on_training_side_only_and_never_on_eval_texts():
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(5, 8)).astype(np.float32)
+    corpus = rng.normal(size=(12, 8)).astype(np.float32)
+    encoded = []
+    ctx = ctx_for(queries, corpus, [{i} for i in range(5)], [8, 4], fit_vectors=rng.normal(size=(30, 8)).astype(np.float32),
+                  train_texts=[f"train doc {i}" for i in range(30)], encoded=encoded)
+    pca = PCA(PCA.Params()).run(ctx)
+    # at full dimension PCA without centring is a rotation: exactly the model's own rankings
+    assert pca[8] == score_dims(queries, corpus, [{i} for i in range(5)], [8])[8]
+    assert encoded and all(t.startswith("train doc") for t in encoded)
+    assert not set(encoded) & (set(ctx.eval_set.corpus.values()) | set(ctx.eval_set.queries.values()))
+    encoded.clear()
+    PCA(PCA.Params(fit_on="eval-corpus")).run(ctx)
+    assert encoded == []  # the recipe asked for the evaluation corpus: nothing else is encoded
+    assert "fit on eval corpus" in PCA(PCA.Params(fit_on="eval-corpus")).label()
+
+
+def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_recipe, tmp_path, monkeypatch):
+    from mrl_plugins._st import st_losses
+
+    wrapped = []
+    real = st_losses().MatryoshkaLoss
+
+    class Spy(real):
+        def __init__(self, *args, **kwargs):
+            wrapped.append(kwargs["matryoshka_dims"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(st_losses(), "MatryoshkaLoss", Spy)
+    recipe = tiny_recipe('[[compare]]\nname = "no-mrl"\n[[compare]]\nname = "pca"\n[[compare]]\nname = "pca"\nmodel = "no-mrl"\n')
+    assert main([str(recipe), "-q"]) == 0
+    assert wrapped == [[32, 16, 8]]  # only the main model is wrapped; the control is not
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["no-mrl"]["matryoshka"] is False and results["train"]["mrl"]["matryoshka"] is True
+    assert [m["label"] for m in results["models"].values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-mrl · PCA"]
+    assert not (out / "variants").exists() and not (out / "trained").exists()
+
+    report = (out / "report.md").read_text()
+    assert "![metrics per dimension](metrics.png)" in report
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key, section in (("mrr@10", "## MRR@10"), ("recall@10", "## Recall@10"), ("ndcg@10", "## nDCG@10")):
+        block = report.split(section)[1].split("##")[0]
+        rows = [line for line in block.splitlines() if re.match(r"\| \d+ \|", line)]
+        assert [int(r.split("|")[1]) for r in rows] == [32, 16, 8]
+        for row in rows:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            dim = cells[0]
+            assert cells[1] == f"{int(dim) * 4} MB"  # float32, one million vectors
+            for cell, model in zip(cells[2:], results["models"].values()):
+                assert cell.startswith(f"{model['metrics'][dim][key]:.4f}")
+    assert "## Smallest dimension keeping MRR@10" in report
+
+
+class StopAt:
+    """A trainer callback that interrupts training at a given step, like Ctrl-C would."""
+
+    def __init__(self, step):
+        from transformers import TrainerCallback
+
+        self.step = step
+        self.__class__ = type("StopAtCallback", (StopAt, TrainerCallback), {})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_leaves_no_output_and_resumes(tiny_recipe, tmp_path, monkeypatch, capsys):
+    recipe = tiny_recipe("")
+    recipe.write_text(recipe.read_text().replace("max_steps = 3", "max_steps = 4\ncheckpoint_steps = 1"))
+    monkeypatch.setattr(runner, "_trainer_callbacks", lambda: [StopAt(3)])
+    assert main([str(recipe), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and "Traceback" not in err
+    out, staging = tmp_path / "out", tmp_path / ".out.partial"
+    assert not out.exists()  # no final model, no results
+    assert sorted(p.name for p in (staging / "checkpoints" / "mrl").iterdir()) == ["checkpoint-1", "checkpoint-2"]
+
+    monkeypatch.setattr(runner, "_trainer_callbacks", lambda: [])
+    assert main([str(recipe), "--resume", "-q"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["mrl"]["resumed_from"] == "checkpoint-2"
+    assert results["train"]["mrl"]["steps"] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "model", "recipe.toml", "report.md", "results.json"]
+    assert not staging.exists()
+
+
+def test_resume_without_an_interrupted_run_is_a_clear_error(tiny_recipe, capsys):
+    assert main([str(tiny_recipe()), "--resume"]) == 2
+    assert "no interrupted run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed")
+def test_two_process_gloo_training_writes_once(tiny_recipe, tmp_path):
+    recipe = tiny_recipe("")
+    recipe.write_text(recipe.read_text().replace("max_steps = 3", ""))
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    with socket.socket() as sock:  # a free port for the rendezvous (port 0 does not reach the workers)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
+         "-m", "mrl_plugins.cli", str(recipe)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    # 100 training rows, batch 16 per process, incomplete last batch dropped: two processes share an
+    # epoch in 100 // 32 = 3 steps, where one process alone takes 100 // 16 = 6
+    assert results["train"]["mrl"]["world_size"] == 2
+    assert results["train"]["mrl"]["steps"] == 3
+    assert proc.stdout.count("MRR@10  (value and retention") == 1  # only rank 0 prints the table
+    assert [p.name for p in tmp_path.iterdir() if "out" in p.name] == ["out"]
