@@ -110,6 +110,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
     print(f"  loss      MatryoshkaLoss({recipe.loss.name})")
+    if recipe.warm_start:
+        print(f"  warm      {recipe.warm_start.name} (and the same training without it, for comparison)")
     print(f"  dims      {dims if dims else recipe.dims.name + ' (model width known when it loads)'}")
     if recipe.compare:
         print(f"  compare   {', '.join(c.build().label() for c in recipe.compare)}")

@@ -99,11 +99,13 @@ class Variant:
     """An extra model a comparison needs trained, e.g. the control run without MatryoshkaLoss.
 
     The runner trains every variant in its training stage (on every rank under torchrun), with
-    the recipe's data, loss and training settings; ``ctx.embeddings(key)`` then serves it.
+    the recipe's data, loss and training settings (and its warm start only if ``warm_start``);
+    ``ctx.embeddings(key)`` then serves it.
     """
 
     key: str
     matryoshka: bool = True
+    warm_start: bool = False
 
 
 @dataclass
@@ -140,6 +142,31 @@ class Comparison(Component):
         raise NotImplementedError
 
 
+@dataclass
+class WarmStartContext:
+    """What the runner hands a warm start: training-side texts and the model's own encoder.
+
+    ``train_texts(side)`` are training texts only, never evaluation texts (``side``:
+    ``"documents"``, ``"queries"`` or ``"all"``); ``encode(texts, role)`` embeds them with the
+    model being prepared, at full dimension (``role``: ``"query"`` or ``"document"``).
+    """
+
+    seed: int
+    train_texts: Callable[..., list[str]]
+    encode: Callable[[list[str], str], np.ndarray]
+
+
+class WarmStart(Component):
+    """Changes the model before Matryoshka training starts; the change is saved with it."""
+
+    def label(self) -> str:
+        return self.name
+
+    def apply(self, model: Any, ctx: WarmStartContext) -> dict[str, Any]:
+        """Modify ``model`` in place; return facts for results.json."""
+        raise NotImplementedError
+
+
 #: Component kinds: recipe table, hook name, base class, and the noun used in messages.
 @dataclass(frozen=True)
 class Kind:
@@ -156,5 +183,6 @@ KINDS: dict[str, Kind] = {
         Kind("loss", "register_losses", Loss, "loss"),
         Kind("dims", "register_dim_schedules", DimSchedule, "dimension schedule"),
         Kind("compare", "register_comparisons", Comparison, "comparison"),
+        Kind("warm_start", "register_warm_starts", WarmStart, "warm start"),
     )
 }

@@ -30,3 +30,8 @@ def register_dim_schedules(register):
 @hookspec
 def register_comparisons(register):
     """Register Comparison classes: post-hoc methods scored next to the trained model."""
+
+
+@hookspec
+def register_warm_starts(register):
+    """Register WarmStart classes: prepare the model before training (e.g. a PCA rotation)."""

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.comparisons",
     "mrl_plugins.builtin.local",
     "mrl_plugins.builtin.debian",
+    "mrl_plugins.builtin.warm_starts",
 )
 
 

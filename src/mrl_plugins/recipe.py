@@ -74,6 +74,7 @@ class RecipeModel(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     compare: list[dict[str, Any]] = Field(default_factory=list)
+    warm_start: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
 
 
@@ -113,6 +114,7 @@ class Recipe:
     loss: ComponentSpec
     dims: ComponentSpec
     compare: list[ComponentSpec]
+    warm_start: ComponentSpec | None
     row_format: str
     model: ResolvedModel
     full_dim: int | None
@@ -140,6 +142,8 @@ class Recipe:
         }
         if self.compare:
             out["compare"] = [c.as_table() for c in self.compare]
+        if self.warm_start:
+            out["warm_start"] = self.warm_start.as_table()
         publish = s.publish.model_dump(mode="json", exclude_none=True)
         out["publish"] = publish
         return out
@@ -300,7 +304,7 @@ def load_recipe(
             registry = load_registry()
 
     specs: dict[str, ComponentSpec | None] = {}
-    for kind in ("data", "loss", "dims"):
+    for kind in ("data", "loss", "dims", "warm_start"):
         if kind in raw:
             specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
     compare: list[ComponentSpec] = []
@@ -355,6 +359,7 @@ def load_recipe(
         loss=specs["loss"],
         dims=specs["dims"],
         compare=compare,
+        warm_start=specs.get("warm_start"),
         row_format=row_format,
         model=model,
         full_dim=full_dim,

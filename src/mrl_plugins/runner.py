@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .components import ComparisonContext, Metrics, ValidationContext
+from .components import ComparisonContext, Metrics, ValidationContext, Variant
 from .data import ROW_COLUMNS, DataBundle, DataRequest, find_leaks
 from .errors import UserError
 from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, score_dims
@@ -204,12 +204,14 @@ class Embeddings:
         self.progress = logger.getEffectiveLevel() <= logging.INFO
 
     def model(self, key: str) -> Any:
+        key = "tuned" if key == "mrl" else key
         if key not in self.models:
             resolved = resolve_model(key, self.recipe.base_dir)
             self.models[key] = load_model(resolved, device=self.device, max_seq_length=self.recipe.settings.model.max_seq_length)
         return self.models[key]
 
     def encoded(self, key: str) -> EncodedIRSet:
+        key = "tuned" if key == "mrl" else key
         if key not in self.cache:
             bs = self.recipe.settings.eval.batch_size
             self.cache[key] = encode_ir_set(self.model(key), self.bundle.eval, batch_size=bs, progress=self.progress)
@@ -278,6 +280,10 @@ def find_resumable(recipe: Recipe) -> Path:
         )
     staged = candidates[-1]
     return staged.with_name(staged.name[1 : -len(".partial")])
+
+
+PLAIN_MRL = "mrl-plain"
+"""Key of the MRL model trained without the warm start, when the recipe has one."""
 
 
 class Interrupted(UserError):
@@ -349,9 +355,22 @@ def publish_run(out: Path, results: dict[str, Any], *, repo_id: str, private: bo
     return url
 
 
+def apply_warm_start(recipe: Recipe, model: Any, bundle: DataBundle) -> dict[str, Any]:
+    from .components import WarmStartContext
+
+    ctx = WarmStartContext(
+        seed=recipe.settings.seed,
+        train_texts=lambda side="all": training_texts(bundle, side),
+        encode=lambda texts, role="document": encode_texts(
+            model, texts, role=role, batch_size=recipe.settings.eval.batch_size
+        ),
+    )
+    return {"name": recipe.warm_start.name, **recipe.warm_start.build().apply(model, ctx)}
+
+
 def train_or_reuse(
     key: str, recipe: Recipe, bundle: DataBundle, dims: list[int], weights: list[float] | None,
-    staging: Path, device: str, *, matryoshka: bool, resume: bool, save_to: Path,
+    staging: Path, device: str, *, matryoshka: bool, resume: bool, save_to: Path, warm_start: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Train one model (or reload it when a resumed run had already finished it)."""
     s = recipe.settings
@@ -361,8 +380,11 @@ def train_or_reuse(
         return load_model(ResolvedModel(key, str(save_to), "local path"), device=device,
                           max_seq_length=s.model.max_seq_length), json.loads(done.read_text())
     model = load_model(recipe.model, device=device, max_seq_length=s.model.max_seq_length)
+    warm = apply_warm_start(recipe, model, bundle) if warm_start and recipe.warm_start else None
     facts = train(recipe, model, bundle, dims, weights, staging / "checkpoints" / key, device,
                   matryoshka=matryoshka, resume=resume)
+    if warm:
+        facts["warm_start"] = warm
     if Distributed.from_env().is_main:
         model.save(str(save_to))
         done.parent.mkdir(exist_ok=True)
@@ -399,19 +421,23 @@ def _run_stages(recipe: Recipe, staging: Path, dist: Distributed, resume: bool) 
 
     comparisons = [spec.build() for spec in recipe.compare]
     variants = {v.key: v for c in comparisons for v in c.variants()}
+    if recipe.warm_start:  # prove what the warm start bought: the same training without it
+        variants = {PLAIN_MRL: Variant(PLAIN_MRL, matryoshka=True), **variants}
     training: dict[str, Any] = {}
-    with st.stage("train", f"training with {recipe.loss.name} in MatryoshkaLoss over dims {dims}"):
+    warm = f" after the '{recipe.warm_start.name}' warm start" if recipe.warm_start else ""
+    with st.stage("train", f"training with {recipe.loss.name} in MatryoshkaLoss over dims {dims}{warm}"):
         tuned, training["mrl"] = train_or_reuse(
             "mrl", recipe, bundle, dims, weights, staging, device, matryoshka=True, resume=resume,
-            save_to=staging / "model",
+            save_to=staging / "model", warm_start=True,
         )
     emb.models["tuned"] = tuned
     for key, variant in variants.items():
         what = "with MatryoshkaLoss" if variant.matryoshka else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"
+        what += f" and the '{recipe.warm_start.name}' warm start" if variant.warm_start and recipe.warm_start else ""
         with st.stage(f"train:{key}", f"training the '{key}' control {what}"):
             emb.models[key], training[key] = train_or_reuse(
                 key, recipe, bundle, dims, weights, staging, device, matryoshka=variant.matryoshka,
-                resume=resume, save_to=staging / "variants" / key,
+                resume=resume, save_to=staging / "variants" / key, warm_start=variant.warm_start,
             )
     if not dist.is_main:
         return None
@@ -419,10 +445,13 @@ def _run_stages(recipe: Recipe, staging: Path, dist: Distributed, resume: bool) 
     with st.stage("evaluate_tuned", f"evaluating the fine-tuned model at {len(dims)} dims"):
         tuned_metrics = score(recipe, emb.encoded("tuned"), dims)
 
-    models: dict[str, Any] = {
-        "base": {"label": "base", "kind": "model", "metrics": _metrics_json(base_metrics)},
-        "mrl": {"label": "MRL", "kind": "model", "metrics": _metrics_json(tuned_metrics)},
-    }
+    models: dict[str, Any] = {"base": {"label": "base", "kind": "model", "metrics": _metrics_json(base_metrics)}}
+    if recipe.warm_start:
+        with st.stage("evaluate_plain_mrl", "evaluating the MRL model trained without the warm start"):
+            plain = score(recipe, emb.encoded(PLAIN_MRL), dims)
+        models[PLAIN_MRL] = {"label": "MRL", "kind": "model", "metrics": _metrics_json(plain)}
+    label = f"MRL + {recipe.warm_start.name}" if recipe.warm_start else "MRL"
+    models["mrl"] = {"label": label, "kind": "model", "metrics": _metrics_json(tuned_metrics)}
     for spec, comparison in zip(recipe.compare, comparisons):
         with st.stage(f"compare:{comparison.label()}", f"comparison {comparison.label()}"):
             ctx = ComparisonContext(
