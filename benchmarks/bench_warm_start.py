@@ -29,7 +29,7 @@ def main() -> None:
     if code:
         sys.exit(code)
     results = json.loads((out / "results.json").read_text())
-    models = [m for m in results["models"].values() if m["label"] != "base"]
+    models = list(results["models"].values())
     for metric in ("mrr@10", "ndcg@10"):
         print(f"\n{metric} | " + " | ".join(m["label"] for m in models) + " | best")
         print("---|" + "---|" * (len(models) + 1))

@@ -91,7 +91,7 @@ def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_r
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     assert results["train"]["no-mrl"]["matryoshka"] is False and results["train"]["mrl"]["matryoshka"] is True
-    assert [m["label"] for m in results["models"].values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-mrl · PCA"]
+    assert [m["label"] for m in results["models"].values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-MRL · PCA"]
     assert not (out / "variants").exists() and not (out / "trained").exists()
 
     report = (out / "report.md").read_text()

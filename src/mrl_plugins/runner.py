@@ -183,6 +183,10 @@ def train(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=bundle.train, loss=loss, callbacks=_trainer_callbacks()
     )
+    if args.disable_tqdm:  # quiet: transformers would print every log dict instead of a bar
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     checkpoint = last_checkpoint(work_dir) if resume else None
     if checkpoint:
         logger.info("          resuming from %s", checkpoint)

@@ -12,6 +12,14 @@ from ..components import Comparison, ComparisonContext, Metrics, Params, Variant
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
+#: How reports name the run's own models; any other model is named as the recipe wrote it.
+MODEL_LABELS = {"tuned": "fine-tuned", "mrl": "fine-tuned", "mrl-plain": "MRL", "no-mrl": "no-MRL"}
+
+
+def model_label(model: str) -> str:
+    return MODEL_LABELS.get(model, model)
+
+
 MODEL_HELP = 'Whose vectors: "base", "tuned", "no-mrl" (with that comparison), or a model id or local path.'
 
 
@@ -26,7 +34,7 @@ class Truncate(Comparison):
     Params = TruncateParams
 
     def label(self) -> str:
-        return f"{self.params.model} · truncate"
+        return f"{model_label(self.params.model)} · truncate"
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         queries, corpus = ctx.embeddings(self.params.model)
@@ -63,7 +71,7 @@ class PCA(Comparison):
 
     def label(self) -> str:
         fit = "" if self.params.fit_on == "train" else ", fit on eval corpus"
-        return f"{self.params.model} · PCA{fit}"
+        return f"{model_label(self.params.model)} · PCA{fit}"
 
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         texts = sorted(set(ctx.train_texts("documents")))
