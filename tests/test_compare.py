@@ -136,6 +136,9 @@ def test_interrupted_run_leaves_no_output_and_resumes(tiny_recipe, tmp_path, mon
     assert sorted(p.name for p in (staging / "checkpoints" / "mrl").iterdir()) == ["checkpoint-1", "checkpoint-2"]
 
     monkeypatch.setattr(runner, "_trainer_callbacks", lambda: [])
+    assert main([str(recipe), "-q"]) == 2  # a fresh run must not silently discard the checkpoints
+    assert "--resume" in capsys.readouterr().err
+    assert (staging / "checkpoints" / "mrl" / "checkpoint-2").is_dir()
     assert main([str(recipe), "--resume", "-q"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["train"]["mrl"]["resumed_from"] == "checkpoint-2"

@@ -286,6 +286,11 @@ def find_resumable(recipe: Recipe) -> Path:
     return staged.with_name(staged.name[1 : -len(".partial")])
 
 
+def resumable_state(staging: Path) -> bool:
+    """Whether a staging folder holds checkpoints or finished models that --resume would reuse."""
+    return any((staging / "checkpoints").glob("*/checkpoint-*")) or any((staging / "trained").glob("*.json"))
+
+
 PLAIN_MRL = "mrl-plain"
 """Key of the MRL model trained without the warm start, when the recipe has one."""
 
@@ -306,6 +311,11 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> dic
     staging = staging_dir(out)
     if dist.is_main:
         check_output_dir(out, overwrite)
+        if not resume and resumable_state(staging) and not overwrite:
+            raise UserError(
+                f"an interrupted run of this recipe left checkpoints in {staging}; nothing was changed. Continue it "
+                f"with 'mrl-run {recipe.path} --resume', or pass --overwrite to discard them and start over."
+            )
         if not resume:
             shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True, exist_ok=True)
@@ -325,8 +335,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> dic
     except BaseException as exc:
         if not dist.is_main:
             raise
-        resumable = any((staging / "checkpoints").glob("*/checkpoint-*")) or any((staging / "trained").glob("*.json"))
-        if not resumable or isinstance(exc, UserError):
+        if not resumable_state(staging) or isinstance(exc, UserError):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         resume_hint = f"nothing was written to {out}; continue with 'mrl-run {recipe.path} --resume' (state kept in {staging})"
