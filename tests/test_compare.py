@@ -152,24 +152,33 @@ def test_resume_without_an_interrupted_run_is_a_clear_error(tiny_recipe, capsys)
     assert "no interrupted run" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed")
-def test_two_process_gloo_training_writes_once(tiny_recipe, tmp_path):
-    recipe = tiny_recipe("")
+def _launcher(name: str, port: int) -> list[str]:
+    bin_dir = os.path.dirname(sys.executable)
+    if name == "torchrun":
+        return [os.path.join(bin_dir, "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}"]
+    # accelerate's multi-process launcher is --multi_gpu; on a machine without GPUs it runs CPU processes on gloo
+    return [os.path.join(bin_dir, "accelerate"), "launch", "--multi_gpu", "--num_processes=2", f"--main_process_port={port}"]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, tmp_path):
+    if not os.path.exists(_launcher(launcher, 0)[0]):
+        pytest.skip(f"{launcher} is not installed")
+    recipe = tiny_recipe('[[compare]]\nname = "no-mrl"\n')
     recipe.write_text(recipe.read_text().replace("max_steps = 3", ""))
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     with socket.socket() as sock:  # a free port for the rendezvous (port 0 does not reach the workers)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
-         "-m", "mrl_plugins.cli", str(recipe)],
+        [*_launcher(launcher, port), "-m", "mrl_plugins.cli", str(recipe)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     # 100 training rows, batch 16 per process, incomplete last batch dropped: two processes share an
     # epoch in 100 // 32 = 3 steps, where one process alone takes 100 // 16 = 6
-    assert results["train"]["mrl"]["world_size"] == 2
-    assert results["train"]["mrl"]["steps"] == 3
+    for key in ("mrl", "no-mrl"):  # the control run is distributed too
+        assert results["train"][key]["world_size"] == 2
+        assert results["train"][key]["steps"] == 3
     assert proc.stdout.count("MRR@10  (value and retention") == 1  # only rank 0 prints the table
     assert [p.name for p in tmp_path.iterdir() if "out" in p.name] == ["out"]
