@@ -27,7 +27,7 @@ from . import __version__
 from .components import ComparisonContext, Metrics, ValidationContext, Variant
 from .data import ROW_COLUMNS, DataBundle, DataRequest, find_leaks
 from .errors import UserError
-from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, score_dims
+from .evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims
 from .models import ResolvedModel, load_model, mixed_precision, pick_device, resolve_model
 from .publish import push, write_publication
 from .recipe import Recipe
@@ -207,15 +207,19 @@ class Embeddings:
         self.cache: dict[str, EncodedIRSet] = {}
         self.progress = logger.getEffectiveLevel() <= logging.INFO
 
+    @staticmethod
+    def _key(key: str) -> str:
+        return "tuned" if key == "mrl" else key  # recipes may call the saved model "mrl"
+
     def model(self, key: str) -> Any:
-        key = "tuned" if key == "mrl" else key
+        key = self._key(key)
         if key not in self.models:
             resolved = resolve_model(key, self.recipe.base_dir)
             self.models[key] = load_model(resolved, device=self.device, max_seq_length=self.recipe.settings.model.max_seq_length)
         return self.models[key]
 
     def encoded(self, key: str) -> EncodedIRSet:
-        key = "tuned" if key == "mrl" else key
+        key = self._key(key)
         if key not in self.cache:
             bs = self.recipe.settings.eval.batch_size
             self.cache[key] = encode_ir_set(self.model(key), self.bundle.eval, batch_size=bs, progress=self.progress)
@@ -225,21 +229,19 @@ class Embeddings:
         enc = self.encoded(key)
         return enc.queries, enc.corpus
 
+    def metrics(self, key: str, dims: list[int]) -> dict[int, Metrics]:
+        enc = self.encoded(key)
+        return score(self.recipe, enc.queries, enc.corpus, enc.relevant, dims)
+
     def encode(self, key: str, texts: list[str]) -> np.ndarray:
         return encode_texts(self.model(key), texts, role="document", batch_size=self.recipe.settings.eval.batch_size,
                             progress=self.progress)
 
 
-def score(recipe: Recipe, enc: EncodedIRSet, dims: list[int], queries: np.ndarray | None = None, corpus: np.ndarray | None = None) -> dict[int, Metrics]:
+def score(recipe: Recipe, queries: np.ndarray, corpus: np.ndarray, relevant: list[set[int]], dims: list[int]) -> dict[int, Metrics]:
+    """The recipe's metrics at every dimension for full-dimension query and corpus arrays."""
     e = recipe.settings.eval
-    return score_dims(
-        enc.queries if queries is None else queries,
-        enc.corpus if corpus is None else corpus,
-        enc.relevant,
-        dims,
-        k=e.k,
-        corpus_chunk=e.corpus_chunk_size,
-    )
+    return score_dims(queries, corpus, relevant, dims, k=e.k, corpus_chunk=e.corpus_chunk_size)
 
 
 def versions() -> dict[str, str]:
@@ -430,7 +432,7 @@ def _run_stages(recipe: Recipe, staging: Path, dist: Distributed, resume: bool) 
     emb = Embeddings(recipe, bundle, device, {"base": base})
     if dist.is_main:
         with st.stage("evaluate_base", f"evaluating the base model at {len(dims)} dims {dims}"):
-            base_metrics = score(recipe, emb.encoded("base"), dims)
+            base_metrics = emb.metrics("base", dims)
 
     comparisons = [spec.build() for spec in recipe.compare]
     variants = {v.key: v for c in comparisons for v in c.variants()}
@@ -456,25 +458,26 @@ def _run_stages(recipe: Recipe, staging: Path, dist: Distributed, resume: bool) 
         return None
 
     with st.stage("evaluate_tuned", f"evaluating the fine-tuned model at {len(dims)} dims"):
-        tuned_metrics = score(recipe, emb.encoded("tuned"), dims)
+        tuned_metrics = emb.metrics("tuned", dims)
 
     models: dict[str, Any] = {"base": {"label": "base", "kind": "model", "metrics": _metrics_json(base_metrics)}}
     if recipe.warm_start:
         with st.stage("evaluate_plain_mrl", "evaluating the MRL model trained without the warm start"):
-            plain = score(recipe, emb.encoded(PLAIN_MRL), dims)
+            plain = emb.metrics(PLAIN_MRL, dims)
         models[PLAIN_MRL] = {"label": "MRL", "kind": "model", "metrics": _metrics_json(plain)}
     label = f"MRL + {recipe.warm_start.name}" if recipe.warm_start else "MRL"
     models["mrl"] = {"label": label, "kind": "model", "metrics": _metrics_json(tuned_metrics)}
+    _, _, relevant = index_ir_set(bundle.eval)
+    ctx = ComparisonContext(
+        dims=dims,
+        eval_set=bundle.eval,
+        embeddings=emb.pair,
+        encode=emb.encode,
+        train_texts=lambda side="documents": training_texts(bundle, side),
+        score=lambda q, c: score(recipe, q, c, relevant, dims),
+    )
     for spec, comparison in zip(recipe.compare, comparisons):
         with st.stage(f"compare:{comparison.label()}", f"comparison {comparison.label()}"):
-            ctx = ComparisonContext(
-                dims=dims,
-                eval_set=bundle.eval,
-                embeddings=emb.pair,
-                encode=emb.encode,
-                train_texts=lambda side="documents": training_texts(bundle, side),
-                score=lambda q, c: score(recipe, emb.encoded("base"), dims, q, c),
-            )
             metrics = comparison.run(ctx)
         models[f"compare:{comparison.label()}"] = {
             "label": comparison.label(), "kind": "comparison", "component": spec.name, "metrics": _metrics_json(metrics),
