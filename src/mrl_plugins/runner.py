@@ -4,6 +4,15 @@ load data → evaluate base → train (base loss in MatryoshkaLoss) → evaluate
 save → report. Everything is written into a hidden staging folder beside the output directory
 and moved into place only when the run has finished, so an interrupted run never leaves a
 half-written model or results where a finished run would be.
+
+Two departures from the first architecture sketch, and why:
+
+* Comparisons that need training (the ``no-mrl`` control) do not train inside ``run()``: they
+  declare :class:`~mrl_plugins.components.Variant` s and the runner trains every variant in its
+  training stage. Under torchrun every rank must take part in every training, but only rank 0
+  runs comparisons; declaring variants keeps both true, and lets ``--resume`` reuse them.
+* With a warm start the runner also trains the same recipe without it (``mrl-plain``), so a
+  report never shows a warm start without the evidence of what it changed.
 """
 
 from __future__ import annotations
