@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 
 import datasets
@@ -29,18 +30,23 @@ def hub_rows(queries: int = 80, products: int = 120, seed: int = 0) -> list[dict
     return rows
 
 
-@pytest.fixture
-def hub_file(tmp_path):
+@pytest.fixture(params=["parquet", "jsonl"])
+def hub_file(request, tmp_path):
+    """The Hub schema as parquet and as JSONL, both read through the same datasets code path."""
     rows = hub_rows()
     rows.append({**rows[0], "id": 9998, "relevance": None})  # missing: skipped and counted
     rows.append({**rows[1], "id": 9999, "relevance": 3.5})  # outside 1-3: skipped and counted
-    path = tmp_path / "home_depot.parquet"
-    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    path = tmp_path / f"home_depot.{request.param}"
+    if request.param == "parquet":
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def load(tmp_path, fmt="pairs", **params):
-    params.setdefault("data_files", "home_depot.parquet")
+    if "data_files" not in params:
+        params["data_files"] = next(p.name for p in tmp_path.glob("home_depot.*"))
     return HomeDepotSource(HomeDepotSource.Params(**params)).load(DataRequest(fmt, seed=0, recipe_dir=tmp_path))
 
 
