@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install mrl-plugins (editable) with its test and offline-model extras.
-# Safe to run again: it reinstalls only when a pyproject.toml changed.
+# Safe to run again: it reinstalls only when a pyproject.toml changed. pip runs with -qq: errors
+# still show, warnings do not.
 #
 # torch is pinned here, not in the package metadata: torch==2.13.0 resolves to a CPU build on
 # the project's CI machines, while an unpinned torch pulls a multi-GB CUDA build. On a GPU
@@ -18,7 +19,7 @@ shopt -s nullglob
 manifests=(pyproject.toml plugins/*/pyproject.toml)
 want=$( (echo "$torch_spec"; cat "${manifests[@]}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet "$torch_spec" "${packages[@]}"
+  .venv/bin/python -m pip install -qq --upgrade pip
+  .venv/bin/python -m pip install -qq "$torch_spec" "${packages[@]}"
   echo "$want" > "$stamp"
 fi
