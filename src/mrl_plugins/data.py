@@ -10,12 +10,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import UserError
 
 if TYPE_CHECKING:
     import datasets
+
+T = TypeVar("T")
 
 #: Row formats a data source can produce, and the columns each one has, in order.
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -154,12 +156,12 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]], row_format: str) -> datasets
     return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in cols})
 
 
-def sample_rows(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
-    """At most ``limit`` rows, a seeded random sample in a stable order."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
+def seeded_sample(items: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most ``limit`` items, a seeded random sample kept in the input's order."""
+    if limit is None or len(items) <= limit:
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
 
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}

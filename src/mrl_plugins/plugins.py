@@ -94,9 +94,11 @@ class Registry:
         self.plugins[name] = PluginInfo(name=name, source=source, version=version, error=error)
 
     def _add(self, kind: str, cls: type[Component], plugin: str) -> None:
-        table = self._components[kind]
-        if cls.name in table or (kind, cls.name) in self._conflicts:
-            owners = self._conflicts.setdefault((kind, cls.name), [table.pop(cls.name)[1]] if cls.name in table else [])
+        table, key = self._components[kind], (kind, cls.name)
+        if cls.name in table:  # the first owner moves to the conflict list: the name is now ambiguous
+            self._conflicts[key] = [table.pop(cls.name)[1]]
+        if key in self._conflicts:
+            owners = self._conflicts[key]
             owners.append(plugin)
             logger.warning("%s %r is registered by several plugins: %s", KINDS[kind].noun, cls.name, ", ".join(owners))
             return

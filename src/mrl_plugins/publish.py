@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .report import markdown_table, smallest_dim_keeping
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,7 @@ class PublishError(UserError):
 
 def recommended_dims(metrics: dict[str, dict[str, float]], dims: list[int], key: str) -> dict[str, int]:
     """The smallest dimension keeping ≥ 99% and ≥ 95% of the full-dimension score of ``key``."""
-    full = metrics[str(dims[0])][key]
-    out = {}
-    for share in (0.99, 0.95):
-        keeping = [d for d in dims if metrics[str(d)][key] >= share * full]
-        out[f"{round(share * 100)}%"] = min(keeping) if keeping else dims[0]
-    return out
+    return {f"{round(s * 100)}%": smallest_dim_keeping(metrics, dims, key, s) or dims[0] for s in (0.99, 0.95)}
 
 
 def resolve_truncate_dim(value: int | str | None, results: dict[str, Any]) -> int | None:
@@ -66,14 +62,17 @@ def card_section(meta: dict[str, Any], repo_id: str | None, k: int = 10) -> str:
     dims, rec = meta["matryoshka_dims"], meta["recommended_dims"]
     mrl = meta["metrics"]["mrl"]
     others = [key for key in meta["metrics"] if key != "mrl"]
-    head = f"| dim | MRR@{k} | Recall@{k} | nDCG@{k} | MRR@{k} kept |" + "".join(f" {meta['labels'][o]} MRR@{k} |" for o in others)
-    rows = [head, "|" + "---|" * (5 + len(others))]
+    header = ["dim", f"MRR@{k}", f"Recall@{k}", f"nDCG@{k}", f"MRR@{k} kept", *(f"{meta['labels'][o]} MRR@{k}" for o in others)]
     full = mrl[str(dims[0])][f"mrr@{k}"]
+    cells = []
     for d in dims:
         m = mrl[str(d)]
-        cells = [f"{m[f'mrr@{k}']:.4f}", f"{m[f'recall@{k}']:.4f}", f"{m[f'ndcg@{k}']:.4f}", f"{m[f'mrr@{k}'] / full:.1%}" if full else "n/a"]
-        cells += [f"{meta['metrics'][o][str(d)][f'mrr@{k}']:.4f}" for o in others]
-        rows.append(f"| {d} | " + " | ".join(cells) + " |")
+        cells.append([
+            str(d), f"{m[f'mrr@{k}']:.4f}", f"{m[f'recall@{k}']:.4f}", f"{m[f'ndcg@{k}']:.4f}",
+            f"{m[f'mrr@{k}'] / full:.1%}" if full else "n/a",
+            *(f"{meta['metrics'][o][str(d)][f'mrr@{k}']:.4f}" for o in others),
+        ])
+    rows = markdown_table(header, cells)
     name = repo_id or "path/to/this/model"
     default = meta["truncate_dim"]
     data = meta["data"]

@@ -366,4 +366,3 @@ def load_recipe(
         registry=registry,
         output_dir=output_dir,
     )
-    return recipe

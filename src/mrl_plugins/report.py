@@ -28,6 +28,13 @@ def retention(metrics: dict[str, dict[str, float]], dim: int, full: int, key: st
     return metrics[str(dim)][key] / top if top else None
 
 
+def smallest_dim_keeping(metrics: dict[str, dict[str, float]], dims: list[int], key: str, share: float) -> int | None:
+    """The smallest dimension whose ``key`` is at least ``share`` of the full-dimension score."""
+    full = metrics[str(dims[0])][key]
+    keeping = [d for d in dims if full and metrics[str(d)][key] >= share * full]
+    return min(keeping) if keeping else None
+
+
 def table(results: dict[str, Any], key: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows for one metric: dim, storage, then ``value (retention)`` per model."""
     dims, columns = results["dims"], list(results["models"].values())
@@ -49,12 +56,8 @@ def smallest_keeping(results: dict[str, Any], key: str) -> tuple[list[str], list
     header = ["model", *(f"smallest dim ≥ {share:.0%}" for share in KEEP), f"full-dim {key}"]
     rows = []
     for c in results["models"].values():
-        full = c["metrics"][str(dims[0])][key]
-        cells = [c["label"]]
-        for share in KEEP:
-            keeping = [d for d in dims if full and c["metrics"][str(d)][key] >= share * full]
-            cells.append(str(min(keeping)) if keeping else "-")
-        rows.append([*cells, f"{full:.4f}"])
+        kept = (smallest_dim_keeping(c["metrics"], dims, key, share) for share in KEEP)
+        rows.append([c["label"], *(str(d) if d else "-" for d in kept), f"{c['metrics'][str(dims[0])][key]:.4f}"])
     return header, rows
 
 
@@ -64,7 +67,7 @@ def _plain(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), *(fmt(r) for r in rows)]
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
@@ -94,9 +97,9 @@ def report_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     for key, title in metric_names(results):
-        lines += [f"## {title}", "", *_markdown(*table(results, key)), ""]
+        lines += [f"## {title}", "", *markdown_table(*table(results, key)), ""]
     key, title = metric_names(results)[0]
-    lines += [f"## Smallest dimension keeping {title}", "", *_markdown(*smallest_keeping(results, key)), ""]
+    lines += [f"## Smallest dimension keeping {title}", "", *markdown_table(*smallest_keeping(results, key)), ""]
     return "\n".join(lines)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from ..components import Comparison, ComparisonContext, Metrics, Params, Variant
+from ..data import seeded_sample
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -74,10 +74,7 @@ class PCA(Comparison):
         return f"{model_label(self.params.model)} · PCA{fit}"
 
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
-        texts = sorted(set(ctx.train_texts("documents")))
-        if len(texts) > self.params.max_fit_texts:
-            texts = random.Random(self.params.seed).sample(texts, self.params.max_fit_texts)
-        return texts
+        return seeded_sample(sorted(set(ctx.train_texts("documents"))), self.params.max_fit_texts, self.params.seed)
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         p = self.params

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import DataBundle, DataRequest, rows_to_dataset, sample_rows, split_by_query
+from ..data import DataBundle, DataRequest, rows_to_dataset, seeded_sample, split_by_query
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -136,7 +136,7 @@ class DebianSource(DataSource):
         split = split_by_query(
             rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size
         )
-        train = sample_rows(split.train_rows, p.train_pairs, request.seed)
+        train = seeded_sample(split.train_rows, p.train_pairs, request.seed)
         if p.train_pairs and len(train) < p.train_pairs:
             raise UserError(
                 f"{path}: only {len(train)} training pairs are left after holding out the evaluation set, "

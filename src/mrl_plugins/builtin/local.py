@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import ROW_COLUMNS, require_columns, DataBundle, DataRequest, builder_for, read_table, rows_to_dataset, sample_rows, split_by_query
+from ..data import ROW_COLUMNS, require_columns, DataBundle, DataRequest, builder_for, read_table, rows_to_dataset, seeded_sample, split_by_query
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -101,7 +101,7 @@ class LocalSource(DataSource):
             split = split_by_query(rows, eval_queries=p.eval_queries, **split_kwargs)
             train_rows, eval_set = split.train_rows, split.eval
         held_out = len(rows) - len(train_rows)
-        train_rows = sample_rows(train_rows, p.max_rows, request.seed)
+        train_rows = seeded_sample(train_rows, p.max_rows, request.seed)
         if request.row_format == "pairs" and p.format == "triplets":
             train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
         if not train_rows:

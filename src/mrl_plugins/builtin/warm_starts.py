@@ -12,7 +12,6 @@ the model.
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from ..components import Params, WarmStart, WarmStartContext
+from ..data import seeded_sample
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -49,10 +49,7 @@ class PCARotation(WarmStart):
     Params = PCARotationParams
 
     def fit_texts(self, ctx: WarmStartContext) -> list[str]:
-        texts = sorted(set(ctx.train_texts(self.params.side)))
-        if len(texts) > self.params.sample_size:
-            texts = random.Random(ctx.seed).sample(texts, self.params.sample_size)
-        return texts
+        return seeded_sample(sorted(set(ctx.train_texts(self.params.side))), self.params.sample_size, ctx.seed)
 
     def apply(self, model: Any, ctx: WarmStartContext) -> dict[str, Any]:
         import torch

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
