@@ -9,7 +9,6 @@ data), then prints MRR@10 / nDCG@10 per dimension and which method wins at each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,19 +22,20 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mrl_plugins.cli import main as mrl_run
+    from mrl_plugins.results import Metric, RunResults
 
     out = ROOT / args.output
     code = mrl_run([str(ROOT / "recipes" / "warm-start.toml"), "--set", f"output_dir='{out}'", "--overwrite", "-q"])
     if code:
         sys.exit(code)
-    results = json.loads((out / "results.json").read_text())
-    models = list(results["models"].values())
-    for metric in ("mrr@10", "ndcg@10"):
-        print(f"\n{metric} | " + " | ".join(m["label"] for m in models) + " | best")
-        print("---|" + "---|" * (len(models) + 1))
-        for d in results["dims"]:
-            values = [m["metrics"][str(d)][metric] for m in models]
-            best = models[values.index(max(values))]["label"]
+    results = RunResults.load(out / "results.json")
+    keys = list(results.models)
+    for metric in (Metric.MRR, Metric.NDCG):
+        print(f"\n{metric.key(results.k)} | " + " | ".join(results.models[k].label for k in keys) + " | best")
+        print("---|" + "---|" * (len(keys) + 1))
+        for d in results.dims:
+            values = [results.value(k, d, metric) for k in keys]
+            best = results.models[keys[values.index(max(values))]].label
             print(f"{d} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {best}")
     print(f"\nfull results: {out}/report.md")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -12,31 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from mrl_plugins import runner
 from mrl_plugins.builtin.comparisons import PCA
-from mrl_plugins.cli import main
-from mrl_plugins.components import ComparisonContext
-from mrl_plugins.data import IRSet
 from mrl_plugins.evaluation import score_dims
+from mrl_plugins.results import METRICS, RunResults
+from mrl_plugins.run import training
+from mrl_plugins.testing import ArrayComparisonContext, run_recipe
 
-
-def ctx_for(queries, corpus, relevant, dims, *, fit_vectors=None, train_texts=(), encoded=None):
-    encoded = encoded if encoded is not None else []
-
-    def encode(model, texts):
-        encoded.extend(texts)
-        return fit_vectors
-
-    return ComparisonContext(
-        dims=dims,
-        eval_set=IRSet({f"q{i}": f"query {i}" for i in range(len(queries))},
-                       {f"d{i}": f"doc {i}" for i in range(len(corpus))},
-                       {f"q{i}": {f"d{j}" for j in rel} for i, rel in enumerate(relevant)}),
-        embeddings=lambda model: (queries, corpus),
-        encode=encode,
-        train_texts=lambda side="documents": list(train_texts),
-        score=lambda q, c: score_dims(q, c, relevant, dims),
-    )
+LABELS = {"base": "base", "no-mrl": "no-MRL"}
 
 
 def test_pca_hand_checked_case():
@@ -47,7 +28,7 @@ def test_pca_hand_checked_case():
     # relevant d0 = (-0.2, 1.0); d1 = (0.9, -1.0). Cut to 1 dim and re-normalised only the sign is
     # left: on x, d1 agrees with the query and d0 does not; on the diagonal axis it is the reverse.
     corpus = np.array([[-0.2, 1.0], [0.9, -1.0]], dtype=np.float32)
-    ctx = ctx_for(queries, corpus, [{0}], [2, 1], fit_vectors=fit, train_texts=[f"t{i}" for i in range(20)])
+    ctx = ArrayComparisonContext(queries, corpus, [{0}], [2, 1], fit_vectors=fit, texts=[f"t{i}" for i in range(20)])
     pca = PCA(PCA.Params()).run(ctx)
     plain = score_dims(queries, corpus, [{0}], [2, 1])
     assert plain[1]["mrr@10"] == 0.5 and pca[1]["mrr@10"] == 1.0
@@ -58,9 +39,10 @@ def test_pca_fits_on_training_side_only_and_never_on_eval_texts():
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(5, 8)).astype(np.float32)
     corpus = rng.normal(size=(12, 8)).astype(np.float32)
-    encoded = []
-    ctx = ctx_for(queries, corpus, [{i} for i in range(5)], [8, 4], fit_vectors=rng.normal(size=(30, 8)).astype(np.float32),
-                  train_texts=[f"train doc {i}" for i in range(30)], encoded=encoded)
+    ctx = ArrayComparisonContext(queries, corpus, [{i} for i in range(5)], [8, 4],
+                                 fit_vectors=rng.normal(size=(30, 8)).astype(np.float32),
+                                 texts=[f"train doc {i}" for i in range(30)])
+    encoded = ctx.encoded
     pca = PCA(PCA.Params()).run(ctx)
     # at full dimension PCA without centring is a rotation: exactly the model's own rankings
     assert pca[8] == score_dims(queries, corpus, [{i} for i in range(5)], [8])[8]
@@ -69,10 +51,10 @@ def test_pca_fits_on_training_side_only_and_never_on_eval_texts():
     encoded.clear()
     PCA(PCA.Params(fit_on="eval-corpus")).run(ctx)
     assert encoded == []  # the recipe asked for the evaluation corpus: nothing else is encoded
-    assert "fit on eval corpus" in PCA(PCA.Params(fit_on="eval-corpus")).label()
+    assert PCA(PCA.Params(fit_on="eval-corpus")).label(LABELS) == "base · PCA, fit on eval corpus"
 
 
-def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_recipe, tmp_path, monkeypatch):
+def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_recipe, recipe_path, tmp_path, monkeypatch):
     from mrl_plugins._st import st_losses
 
     wrapped = []
@@ -84,28 +66,30 @@ def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_r
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(st_losses(), "MatryoshkaLoss", Spy)
-    recipe = tiny_recipe('[[compare]]\nname = "no-mrl"\n[[compare]]\nname = "pca"\n[[compare]]\nname = "pca"\nmodel = "no-mrl"\n')
-    assert main([str(recipe), "-q"]) == 0
+    tiny_recipe.add_comparison("no-mrl").add_comparison("pca").add_comparison("pca", model="no-mrl")
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     assert wrapped == [[32, 16, 8]]  # only the main model is wrapped; the control is not
     out = tmp_path / "out"
-    results = json.loads((out / "results.json").read_text())
-    assert results["train"]["no-mrl"]["matryoshka"] is False and results["train"]["mrl"]["matryoshka"] is True
-    assert [m["label"] for m in results["models"].values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-MRL · PCA"]
+    assert results.train["no-mrl"].matryoshka is False and results.train["mrl"].matryoshka is True
+    # one key and one label per model: the control is the model 'no-mrl', labelled no-MRL everywhere
+    assert list(results.models) == ["base", "mrl", "no-mrl", "compare:base · PCA", "compare:no-MRL · PCA"]
+    assert [m.label for m in results.models.values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-MRL · PCA"]
+    assert results.models["no-mrl"].kind == "model" and results.models["compare:no-MRL · PCA"].reads == ["no-mrl"]
     assert not (out / "variants").exists() and not (out / "trained").exists()
 
     report = (out / "report.md").read_text()
     assert "![metrics per dimension](metrics.png)" in report
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for key, section in (("mrr@10", "## MRR@10"), ("recall@10", "## Recall@10"), ("ndcg@10", "## nDCG@10")):
-        block = report.split(section)[1].split("##")[0]
+    for metric in METRICS:
+        block = report.split(f"## {metric.title}@10")[1].split("##")[0]
         rows = [line for line in block.splitlines() if re.match(r"\| \d+ \|", line)]
         assert [int(r.split("|")[1]) for r in rows] == [32, 16, 8]
         for row in rows:
             cells = [c.strip() for c in row.strip("|").split("|")]
-            dim = cells[0]
-            assert cells[1] == f"{int(dim) * 4} MB"  # float32, one million vectors
-            for cell, model in zip(cells[2:], results["models"].values()):
-                assert cell.startswith(f"{model['metrics'][dim][key]:.4f}")
+            dim = int(cells[0])
+            assert cells[1] == f"{dim * 4} MB"  # float32, one million vectors
+            for cell, key in zip(cells[2:], results.models):
+                assert cell.startswith(f"{results.value(key, dim, metric):.4f}")
     assert "## Smallest dimension keeping MRR@10" in report
 
 
@@ -123,32 +107,30 @@ class StopAt:
             raise KeyboardInterrupt
 
 
-def test_interrupted_run_leaves_no_output_and_resumes(tiny_recipe, tmp_path, monkeypatch, capsys):
-    recipe = tiny_recipe("")
-    recipe.write_text(recipe.read_text().replace("max_steps = 3", "max_steps = 4\ncheckpoint_steps = 1"))
-    monkeypatch.setattr(runner, "_trainer_callbacks", lambda: [StopAt(3)])
-    assert main([str(recipe), "-q"]) == 130
-    err = capsys.readouterr().err
-    assert "--resume" in err and "Traceback" not in err
+def test_interrupted_run_leaves_no_output_and_resumes(tiny_recipe, recipe_path, tmp_path, monkeypatch):
+    recipe = tiny_recipe.set("train.max_steps", 4).set("train.checkpoint_steps", 1).write(recipe_path)
+    monkeypatch.setattr(training, "trainer_callbacks", lambda: [StopAt(3)])
+    interrupted = run_recipe(recipe, "-q")
+    assert interrupted.code == 130
+    assert "--resume" in interrupted.err and "Traceback" not in interrupted.err
     out, staging = tmp_path / "out", tmp_path / ".out.partial"
     assert not out.exists()  # no final model, no results
     assert sorted(p.name for p in (staging / "checkpoints" / "mrl").iterdir()) == ["checkpoint-1", "checkpoint-2"]
 
-    monkeypatch.setattr(runner, "_trainer_callbacks", lambda: [])
-    assert main([str(recipe), "-q"]) == 2  # a fresh run must not silently discard the checkpoints
-    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(training, "trainer_callbacks", lambda: [])
+    fresh = run_recipe(recipe, "-q")
+    assert fresh.code == 2 and "--resume" in fresh.err  # a fresh run must not silently discard the checkpoints
     assert (staging / "checkpoints" / "mrl" / "checkpoint-2").is_dir()
-    assert main([str(recipe), "--resume", "-q"]) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert results["train"]["mrl"]["resumed_from"] == "checkpoint-2"
-    assert results["train"]["mrl"]["steps"] == 4
+    results = run_recipe(recipe, "--resume", "-q").assert_success().results
+    assert results.train["mrl"].resumed_from == "checkpoint-2"
+    assert results.train["mrl"].steps == 4
     assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "model", "recipe.toml", "report.md", "results.json"]
     assert not staging.exists()
 
 
-def test_resume_without_an_interrupted_run_is_a_clear_error(tiny_recipe, capsys):
-    assert main([str(tiny_recipe()), "--resume"]) == 2
-    assert "no interrupted run" in capsys.readouterr().err
+def test_resume_without_an_interrupted_run_is_a_clear_error(tiny_recipe, recipe_path):
+    outcome = run_recipe(tiny_recipe.write(recipe_path), "--resume")
+    assert outcome.code == 2 and "no interrupted run" in outcome.err
 
 
 def _launcher(name: str, port: int) -> list[str]:
@@ -160,11 +142,10 @@ def _launcher(name: str, port: int) -> list[str]:
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, tmp_path):
+def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, recipe_path, tmp_path):
     if not os.path.exists(_launcher(launcher, 0)[0]):
         pytest.skip(f"{launcher} is not installed")
-    recipe = tiny_recipe('[[compare]]\nname = "no-mrl"\n')
-    recipe.write_text(recipe.read_text().replace("max_steps = 3", ""))
+    recipe = tiny_recipe.add_comparison("no-mrl").set("train.max_steps", None).write(recipe_path)
     with socket.socket() as sock:  # a free port for the rendezvous (port 0 does not reach the workers)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -173,11 +154,11 @@ def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, tmp_path):
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    results = RunResults.load(tmp_path / "out" / "results.json")
     # 100 training rows, batch 16 per process, incomplete last batch dropped: two processes share an
     # epoch in 100 // 32 = 3 steps, where one process alone takes 100 // 16 = 6
     for key in ("mrl", "no-mrl"):  # the control run is distributed too
-        assert results["train"][key]["world_size"] == 2
-        assert results["train"][key]["steps"] == 3
+        assert results.train[key].world_size == 2
+        assert results.train[key].steps == 3
     assert proc.stdout.count("MRR@10  (value and retention") == 1  # only rank 0 prints the table
     assert [p.name for p in tmp_path.iterdir() if "out" in p.name] == ["out"]

@@ -12,10 +12,9 @@ import pytest
 
 from mrl_plugins.builtin.debian import DebianSource, read_catalogue, usable_packages
 from mrl_plugins.builtin.local import LocalSource
-from mrl_plugins.data import DataRequest, find_leaks, split_by_query
+from mrl_plugins.data import DataRequest, IRSet, IRSetError, RowFormat, find_leaks, split_by_query
 from mrl_plugins.errors import UserError
-from mrl_plugins.testing import write_jsonl
-from tests.conftest import synthetic_pairs
+from mrl_plugins.testing import toy_pairs, write_jsonl
 
 EXCERPT = Path(__file__).parent / "data" / "debian-excerpt-Translation-en"
 
@@ -77,7 +76,7 @@ def test_split_by_query_never_leaks_even_with_shared_documents():
 
 
 def test_find_leaks_detects_a_planted_leak():
-    rows = synthetic_pairs(30)
+    rows = toy_pairs(30)
     split = split_by_query(rows, eval_queries=5, seed=0)
     leaked_query = next(iter(split.eval.queries.values()))
     assert find_leaks([leaked_query], split.eval) == (1, 0)
@@ -88,7 +87,7 @@ def _local(tmp_path, **params):
 
 
 def test_local_triplets_with_column_mapping(tmp_path):
-    rows = [{"q": r["anchor"], "pos": r["positive"], "neg": r["negative"]} for r in synthetic_pairs(80)]
+    rows = [{"q": r["anchor"], "pos": r["positive"], "neg": r["negative"]} for r in toy_pairs(80)]
     write_jsonl(tmp_path / "t.jsonl", rows)
     source, request = _local(tmp_path, path="t.jsonl", format="triplets", columns={"anchor": "q", "positive": "pos", "negative": "neg"}, eval_queries=10)
     bundle = source.load(request)
@@ -110,7 +109,7 @@ def test_local_missing_column_names_what_exists(tmp_path):
 
 def test_local_scored_pairs_csv(tmp_path):
     lines = ["s1,s2,label"]
-    for i, r in enumerate(synthetic_pairs(60)):
+    for i, r in enumerate(toy_pairs(60)):
         lines.append(f"{r['anchor']},{r['positive']},1.0")
         lines.append(f"{r['anchor']},{r['negative']},0.{i % 5}")
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
@@ -124,9 +123,24 @@ def test_local_scored_pairs_csv(tmp_path):
 
 
 def test_local_separate_eval_file_removes_overlap_from_training(tmp_path):
-    rows = synthetic_pairs(60)
+    rows = toy_pairs(60)
     write_jsonl(tmp_path / "train.jsonl", rows)
     write_jsonl(tmp_path / "eval.jsonl", rows[:10])
     source, request = _local(tmp_path, path="train.jsonl", eval_path="eval.jsonl")
     bundle = source.load(request)
     assert len(bundle.eval.queries) == 10 and len(bundle.train) == 50
+
+
+def test_irset_counts_queries_without_relevant_documents_and_refuses_inconsistency():
+    ir = IRSet({"q1": "a", "q2": "b", "q3": "c"}, {"d1": "x"}, {"q1": {"d1"}, "q2": set()})
+    assert list(ir.queries) == ["q1"] and ir.dropped_queries == 2
+    with pytest.raises(IRSetError, match="1 relevant document ids are not in the corpus"):
+        IRSet({"q1": "a"}, {"d1": "x"}, {"q1": {"d9"}})
+    with pytest.raises(IRSetError, match="1 query ids in 'relevant' are not among the queries"):
+        IRSet({"q1": "a"}, {"d1": "x"}, {"q1": {"d1"}, "q7": {"d1"}})
+
+
+def test_row_format_is_a_type_that_strings_compare_equal_to():
+    assert RowFormat("scored-pairs") is RowFormat.SCORED_PAIRS and RowFormat.PAIRS == "pairs"
+    assert RowFormat.TRIPLETS.columns == ("anchor", "positive", "negative")
+    assert f"{RowFormat.PAIRS}" == "pairs"

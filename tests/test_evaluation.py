@@ -9,6 +9,7 @@ import pytest
 
 from mrl_plugins.data import IRSet
 from mrl_plugins.evaluation import evaluate, ranking_metrics, score_dims, top_k
+from mrl_plugins.testing import toy_pairs
 
 
 def test_ranking_metrics_by_hand():
@@ -62,9 +63,7 @@ class CountingModel:
 
 @pytest.fixture(scope="module")
 def small_ir():
-    from tests.conftest import synthetic_pairs
-
-    rows = synthetic_pairs(40)
+    rows = toy_pairs(40)
     return IRSet(
         queries={f"q{i}": r["anchor"] for i, r in enumerate(rows)},
         corpus={f"d{i}": r["positive"] for i, r in enumerate(rows)} | {f"n{i}": r["negative"] for i, r in enumerate(rows)},

@@ -1,4 +1,5 @@
-"""The plugin system: registration, attribution, duplicates, broken plugins, local modules."""
+"""The plugin system: registration, attribution, duplicates, broken and incomplete plugins,
+recipe-local modules, and what `mrl-run plugins` shows."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 
 from mrl_plugins import hookimpl
 from mrl_plugins.cli import main
-from mrl_plugins.components import DataSource, Loss
+from mrl_plugins.components import KINDS, DataSource, Loss, param_infos
 from mrl_plugins.errors import PluginError
 from mrl_plugins.plugins import load_registry
-from mrl_plugins.testing import isolated_registry
+from mrl_plugins.testing import isolated_registry, run_recipe
 
 
 class EchoSource(DataSource):
@@ -22,6 +23,9 @@ class EchoSource(DataSource):
 
     name = "echo"
     produces = ("pairs",)
+
+    def load(self, request):
+        raise AssertionError("not loaded in these tests")
 
 
 class EchoPlugin:
@@ -48,9 +52,8 @@ def test_third_party_plugin_is_attributed():
 
 
 def test_duplicate_names_are_rejected_naming_both_plugins():
-    class Again(DataSource):
+    class Again(EchoSource):
         name = "echo"
-        produces = ("pairs",)
 
     class Other:
         @hookimpl
@@ -60,10 +63,14 @@ def test_duplicate_names_are_rejected_naming_both_plugins():
     registry = isolated_registry(EchoPlugin(), Other())
     with pytest.raises(PluginError, match="registered by both 'test-plugin-0' and 'test-plugin-1'"):
         registry.get("data", "echo")
+
     # a built-in name taken again is ambiguous too, rather than silently shadowed
     class Mnr(Loss):
         name = "mnr"
         accepts = ("pairs",)
+
+        def build(self, model):
+            return None
 
     class Shadow:
         @hookimpl
@@ -99,6 +106,20 @@ def test_plugin_registering_a_non_component_is_broken():
     assert "not a subclass of Loss" in registry.plugins["test-plugin-0"].error
 
 
+def test_row_formats_are_checked_when_a_plugin_registers():
+    class Odd(EchoSource):
+        name = "odd"
+        produces = ("pairz",)
+
+    class Plugin:
+        @hookimpl
+        def register_data_sources(self, register):
+            register(Odd)
+
+    error = isolated_registry(Plugin()).plugins["test-plugin-0"].error
+    assert "Odd.produces must be a tuple of row formats (pairs, triplets, scored-pairs)" in error
+
+
 class _FakeEntryPoint:
     def __init__(self, name, loader):
         self.name, self._loader = name, loader
@@ -125,7 +146,7 @@ def _raise():
     raise ImportError("No module named 'torchvision'")
 
 
-def test_broken_entry_point_is_reported_and_only_fails_its_users(fake_entry_points, capsys, write_recipe):
+def test_broken_entry_point_is_reported_and_only_fails_its_users(fake_entry_points, capsys):
     fake_entry_points(_FakeEntryPoint("broken", _raise), _FakeEntryPoint("echo", EchoPlugin))
     registry = load_registry()
     assert registry.plugins["mrl-broken"].error == "ImportError: No module named 'torchvision'"
@@ -133,31 +154,86 @@ def test_broken_entry_point_is_reported_and_only_fails_its_users(fake_entry_poin
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "mrl-broken 9.9  [entry point]" in out and "BROKEN: ImportError" in out
-    assert "mrl-echo 9.9  [entry point]" in out and "data source: echo" in out
+    assert "mrl-echo 9.9  [entry point]" in out and "data source echo: A test data source." in out
     with pytest.raises(PluginError, match="failed to load and may provide it: mrl-broken"):
         registry.get("data", "msmarco")
 
 
-def test_recipe_local_plugin_module(tiny_recipe, tmp_path):
-    (tmp_path / "my_source.py").write_text(
-        "from mrl_plugins import hookimpl\n"
-        "from mrl_plugins.components import Comparison\n"
-        "class Nothing(Comparison):\n"
-        "    name = 'nothing'\n"
-        "@hookimpl\n"
-        "def register_comparisons(register):\n"
-        "    register(Nothing)\n"
-    )
-    recipe = tiny_recipe('[[compare]]\nname = "nothing"\n')
-    text = recipe.read_text().replace('name = "tiny"', 'name = "tiny"\nplugins = ["my_source.py"]')
-    recipe.write_text(text)
-    assert main(["validate", str(recipe)]) == 0
+# -- recipe-local modules --------------------------------------------------------------------
+COMPARISON_MODULE = '''
+from mrl_plugins import hookimpl
+from mrl_plugins.components import Comparison
+
+
+class Nothing(Comparison):
+    """Scores nothing new: the base model's own numbers."""
+
+    name = "nothing"
+{run}
+
+@hookimpl
+def register_comparisons(register):
+    register(Nothing)
+'''
+RUN = """
+    def run(self, ctx):
+        return ctx.score(*ctx.embeddings("base"))
+"""
+
+
+def test_recipe_local_plugin_module(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "my_comparison.py").write_text(COMPARISON_MODULE.format(run=RUN))
+    tiny_recipe.set("plugins", ["my_comparison.py"]).add_comparison("nothing")
+    assert run_recipe(tiny_recipe.write(recipe_path), command="validate").code == 0
+
+
+def test_component_missing_an_abstract_method_is_refused_at_validate(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "my_comparison.py").write_text(COMPARISON_MODULE.format(run=""))  # forgot run()
+    tiny_recipe.set("plugins", ["my_comparison.py"]).add_comparison("nothing")
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and "Traceback" not in outcome.err
+    assert "comparison 'nothing' (plugin 'my_comparison.py') is incomplete: it does not implement run()" in outcome.err
+    listed = run_recipe(recipe_path, "-v", command="plugins")
+    assert "comparison nothing: INCOMPLETE, does not implement run()" in listed.out
+
+
+def test_a_broken_recipe_module_does_not_hide_a_healthy_one(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "good.py").write_text(COMPARISON_MODULE.format(run=RUN))
+    (tmp_path / "bad.py").write_text("import no_such_module_here\n")
+    tiny_recipe.set("plugins", ["bad.py", "good.py", "good.py"]).add_comparison("nothing")
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and "Traceback" not in outcome.err
+    assert "1 problem:" in outcome.err
+    assert "plugins: 'bad.py' is broken: failed to import: ModuleNotFoundError" in outcome.err
+    assert "unknown comparison" not in outcome.err  # the healthy module's component was found
+
+
+# -- mrl-run plugins -------------------------------------------------------------------------
+def test_plugins_verbose_lists_every_builtin_parameter(capsys):
+    assert main(["plugins", "-v"]) == 0
+    out = capsys.readouterr().out
+    registry = isolated_registry()
+    for kind in KINDS:
+        for name in registry.names(kind):
+            cls = registry.get(kind, name)
+            assert f"{KINDS[kind].noun} {name}: {cls.summary()}" in out
+            for p in param_infos(cls):
+                assert f"        {p.name}: {p.type} = {p.default}  {p.description}".rstrip() in out
+    assert "        scale: float = 20.0  Multiplier of the cosine similarities" in out
+    assert "        fit_on: Literal['train', 'eval-corpus'] = \"train\"" in out
+
+
+def test_plugins_with_a_recipe_shows_its_local_modules(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "my_comparison.py").write_text(COMPARISON_MODULE.format(run=RUN))
+    outcome = run_recipe(tiny_recipe.set("plugins", ["my_comparison.py"]).write(recipe_path), command="plugins")
+    assert "my_comparison.py  [recipe]" in outcome.out
+    assert "comparison nothing: Scores nothing new: the base model's own numbers." in outcome.out
 
 
 def test_plugins_and_validate_do_not_import_torch(tmp_path):
     code = (
         "import sys; from mrl_plugins.cli import main; "
-        "main(['plugins']); main(['validate', 'recipes/quickstart.toml']); "
+        "main(['plugins', '-v']); main(['validate', 'recipes/quickstart.toml']); "
         "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'datasets') if m in sys.modules]; "
         "print('HEAVY', heavy)"
     )

@@ -4,46 +4,30 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from mrl_plugins.cli import main
 from mrl_plugins.errors import RecipeError
-from mrl_plugins.publish import recommended_dims
 from mrl_plugins.recipe import load_recipe
+from mrl_plugins.results import RunResults
+from mrl_plugins.testing import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
 from tests.hub_server import FakeHub
+
+OLD_RUN = Path(__file__).parent / "data" / "run-v0.1"
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_model_dir):
     """One tiny run with [publish] truncate_dim = 16, shared by the tests of this module."""
-    from mrl_plugins.testing import write_jsonl
-    from tests.conftest import synthetic_pairs
-
     tmp = tmp_path_factory.mktemp("published")
-    write_jsonl(tmp / "pairs.jsonl", synthetic_pairs())
-    (tmp / "recipe.toml").write_text(f"""
-name = "pub"
-output_dir = "{tmp / 'out'}"
-[model]
-name = "{tiny_model_dir}"
-[data]
-name = "local"
-path = "pairs.jsonl"
-eval_queries = 20
-[loss]
-name = "mnr"
-[dims]
-name = "explicit"
-values = [32, 16, 8]
-[train]
-max_steps = 2
-batch_size = 16
-[publish]
-truncate_dim = 16
-repo_id = "alice/tiny-mrl"
-""")
-    assert main([str(tmp / "recipe.toml"), "-q"]) == 0
+    write_jsonl(tmp / "pairs.jsonl", toy_pairs())
+    recipe = RecipeBuilder.tiny(
+        tiny_model_dir, {"name": "local", "path": "pairs.jsonl", "eval_queries": 20}, output_dir=tmp / "out",
+        dims={"name": "explicit", "values": [32, 16, 8]}, max_steps=2,
+    ).set("publish", {"truncate_dim": 16, "repo_id": "alice/tiny-mrl"})
+    run_recipe(recipe.write(tmp / "recipe.toml"), "-q").assert_success()
     return tmp / "out"
 
 
@@ -67,25 +51,71 @@ def test_saved_model_loads_with_recorded_truncate_dim(finished_run):
 
 
 def test_model_card_holds_the_runs_numbers(finished_run):
-    results = json.loads((finished_run / "results.json").read_text())
-    card = (finished_run / "model" / "README.md").read_text()
-    front = card.split("---")[1]
-    assert "matryoshka_dims: [32, 16, 8]" in front and "mrl_truncate_dim: 16" in front
-    mrl = results["models"]["mrl"]["metrics"]
-    for dim in ("32", "16", "8"):
-        assert f"| {dim} | {mrl[dim]['mrr@10']:.4f} | {mrl[dim]['recall@10']:.4f} | {mrl[dim]['ndcg@10']:.4f} |" in card
-    assert "re-normalise" in card
-    rec, full = recommended_dims(mrl, [32, 16, 8], "mrr@10"), "32"
-    example, share = (rec["99%"], "99%") if rec["99%"] < int(full) else (rec["95%"], "95%")
-    assert f'truncate_dim={example})  # keeps ≥ {share} of full-dim MRR@10' in card
+    from huggingface_hub import ModelCard
+
+    results = RunResults.load(finished_run / "results.json")
+    card = ModelCard.load(finished_run / "model" / "README.md")
+    assert card.data["matryoshka_dims"] == [32, 16, 8] and card.data["mrl_truncate_dim"] == 16
+    assert card.data["mrl_recommended_dim"] == results.recommended_dims()["99%"]
+    assert card.data["library_name"] == "sentence-transformers"  # sentence-transformers' own front matter stays
+    for d in (32, 16, 8):
+        m = results.models["mrl"].metrics[d]
+        assert f"| {d} | {m['mrr@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} |" in card.text
+    rec = results.recommended_dims()
+    example, share = (rec["99%"], "99%") if rec["99%"] < 32 else (rec["95%"], "95%")
+    assert f'truncate_dim={example})  # keeps ≥ {share} of full-dim mrr@10' in card.text
+    # the snippet re-normalises truncated vectors, and says why
+    assert 'query = model.encode_query(["a query"], normalize_embeddings=True)' in card.text
+    assert "documents = model.encode_document([" in card.text and "Why `normalize_embeddings=True`" in card.text
+    assert card.text.count("<!-- mrl-plugins:start -->") == 1
     meta = json.loads((finished_run / "model" / "mrl.json").read_text())
     assert meta["matryoshka_dims"] == [32, 16, 8] and meta["truncate_dim"] == 16
-    assert meta["recommended_dims"] == recommended_dims(mrl, [32, 16, 8], "mrr@10")
+    assert meta["recommended_dims"] == rec
 
 
-def test_recommended_dims():
-    metrics = {"4": {"m": 1.0}, "2": {"m": 0.991}, "1": {"m": 0.96}}
-    assert recommended_dims(metrics, [4, 2, 1], "m") == {"99%": 2, "95%": 1}
+def test_recommended_dims_use_the_thresholds_defined_once():
+    results = RunResults.load(OLD_RUN / "results.json")
+    # MRL of the quickstart: 384 keeps 100%, 192 98.9%, 96 96.6%, 48 87.3% of full-dimension MRR@10
+    assert results.recommended_dims() == {"99%": 384, "95%": 96}
+    assert results.smallest_dim_keeping("mrl", 0.98) == 192
+
+
+def test_training_examples_stay_out_of_the_card_on_request(tiny_recipe, recipe_path, tmp_path):
+    from huggingface_hub import ModelCard
+
+    default = ModelCard.load(_run_with_card(tiny_recipe, recipe_path, tmp_path, True) / "README.md")
+    assert default.data.get("widget") and "Samples:" in default.text
+    private = _run_with_card(tiny_recipe, recipe_path, tmp_path, False)
+    card = ModelCard.load(private / "README.md")
+    assert not card.data.get("widget") and "Samples:" not in card.text
+    train_texts = {t for r in toy_pairs() for t in r.values()}
+    assert not any(t in card.content for t in train_texts), "a training text reached the card"
+
+
+def _run_with_card(builder, recipe_path, tmp_path, examples: bool) -> Path:
+    out = tmp_path / f"out-{examples}"
+    builder.set("output_dir", str(out)).set("publish.card_examples", examples)
+    run_recipe(builder.write(recipe_path), "-q").assert_success()
+    return out / "model"
+
+
+def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_run, hub, tmp_path):
+    old = RunResults.load(OLD_RUN / "results.json")
+    assert old.schema_version == 2 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
+    assert old.models["no-mrl"].label == "no-MRL" and old.models["no-mrl"].kind == "model"
+    assert old.value("mrl", 48) == 0.750953 and old.train["no-mrl"].matryoshka is False
+    run = tmp_path / "old-run"
+    shutil.copytree(OLD_RUN, run)
+    shutil.copytree(finished_run / "model", run / "model")  # any saved model will do for the push
+    assert main(["report", str(run)]) == 0
+    assert "| 48 | 192 MB | 0.6578 (79.7%) | 0.7510 (87.3%) | 0.6589 (79.8%) | 0.7369 (84.9%) |" in (run / "report.md").read_text()
+    # the card and default dimension are rebuilt from the old results, then pushed
+    assert main(["publish", str(run), "--repo-id", "alice/old-run", "--truncate-dim", "recommended"]) == 0
+    card = hub.state.files[("alice/old-run", "main")]["README.md"].decode()
+    assert "| 48 | 0.7510 | 0.8800 | 0.7823 | 87.3% | 0.6578 | 0.6589 | 0.7369 |" in card
+    assert "mrl_truncate_dim: 384" in card
+    again = RunResults.load(run / "results.json")
+    assert again.schema_version == 2 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 
 
 def test_push_uploads_the_saved_folder(finished_run, hub, tmp_path):
@@ -97,7 +127,7 @@ def test_push_uploads_the_saved_folder(finished_run, hub, tmp_path):
     local = {p.relative_to(run / "model").as_posix(): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
     assert arrived == local
     assert all(t == "Bearer hf_test_token" for t in hub.state.tokens)
-    assert json.loads((run / "results.json").read_text())["publish"]["repo_id"] == "alice/tiny-mrl"
+    assert RunResults.load(run / "results.json").publish.repo_id == "alice/tiny-mrl"
 
 
 def test_publish_can_change_the_default_dimension(finished_run, hub, tmp_path):
@@ -121,29 +151,28 @@ def test_failed_upload_keeps_model_and_says_how_to_retry(finished_run, hub, tmp_
     assert main(["publish", str(run)]) == 0  # the retry works
 
 
-def test_push_without_token_fails_at_validation(tiny_recipe, monkeypatch, tmp_path):
+def test_push_without_token_fails_at_validation(tiny_recipe, recipe_path, monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    recipe = tiny_recipe('[publish]\npush = true\nrepo_id = "alice/x"\n')
+    recipe = tiny_recipe.set("publish", {"push": True, "repo_id": "alice/x"}).write(recipe_path)
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe)
     assert any("no Hugging Face token found" in p for p in info.value.problems)
-    assert main([str(recipe)]) == 2 and not (tmp_path / "out").exists()  # nothing trained
+    assert run_recipe(recipe).code == 2 and not (tmp_path / "out").exists()  # nothing trained
 
 
-def test_push_true_needs_repo_id_and_truncate_dim_in_range(tiny_recipe, monkeypatch):
+def test_push_true_needs_repo_id_and_truncate_dim_in_range(tiny_recipe, recipe_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "x")
     with pytest.raises(RecipeError) as info:
-        load_recipe(tiny_recipe("[publish]\npush = true\ntruncate_dim = 64\n"))
+        load_recipe(tiny_recipe.set("publish", {"push": True, "truncate_dim": 64}).write(recipe_path))
     joined = "\n".join(info.value.problems)
     assert "[publish] repo_id: required when push = true" in joined
     assert "[publish] truncate_dim: must be between 1 and the model's dimension 32" in joined
 
 
-def test_push_during_run_goes_to_the_hub(tiny_recipe, hub, tmp_path):
-    recipe = tiny_recipe('[publish]\npush = true\nrepo_id = "alice/run-push"\ntruncate_dim = "recommended"\n')
-    assert main([str(recipe), "-q"]) == 0
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["publish"]["commit_url"].endswith("/alice/run-push/commit/abc123")
-    assert results["publish"]["truncate_dim"] == results["publish"]["recommended_dims"]["99%"]
+def test_push_during_run_goes_to_the_hub(tiny_recipe, recipe_path, hub, tmp_path):
+    tiny_recipe.set("publish", {"push": True, "repo_id": "alice/run-push", "truncate_dim": "recommended"})
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert results.publish.commit_url.endswith("/alice/run-push/commit/abc123")
+    assert results.publish.truncate_dim == results.publish.recommended_dims["99%"]
     assert "model.safetensors" in hub.state.files[("alice/run-push", "main")]

@@ -7,11 +7,7 @@ import json
 import numpy as np
 
 from mrl_plugins.builtin.warm_starts import PCARotation
-from mrl_plugins.cli import main
-from mrl_plugins.components import WarmStartContext
-from mrl_plugins.evaluation import encode_texts
-from mrl_plugins.testing import write_jsonl
-from tests.conftest import synthetic_pairs
+from mrl_plugins.testing import TextsWarmStartContext, run_recipe, toy_pairs, write_jsonl
 
 
 def _model(path):
@@ -21,14 +17,12 @@ def _model(path):
 
 
 def test_rotation_keeps_full_dimension_similarities_and_rankings(tiny_model_dir):
-    rows = synthetic_pairs(120)
+    rows = toy_pairs(120)
     train = [r["anchor"] for r in rows[:80]] + [r["positive"] for r in rows[:80]]
     probe = [r["anchor"] for r in rows[80:]] + [r["positive"] for r in rows[80:]]
     model = _model(tiny_model_dir)
     before = model.encode(probe)
-    facts = PCARotation(PCARotation.Params()).apply(model, WarmStartContext(
-        seed=0, train_texts=lambda side="all": train, encode=lambda t, role="document": encode_texts(model, t, role=role),
-    ))
+    facts = PCARotation(PCARotation.Params()).apply(model, TextsWarmStartContext(model, train))
     after = model.encode(probe)
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense", "Normalize"]
     assert facts["inserted_at"] == 2 and facts["fit_texts"] == 160
@@ -42,14 +36,14 @@ def test_rotation_keeps_full_dimension_similarities_and_rankings(tiny_model_dir)
 def test_rotation_appended_when_the_model_has_no_normalize(tiny_model_dir):
     model = _model(tiny_model_dir)
     del model._modules["2"]
-    texts = [r["positive"] for r in synthetic_pairs(60)]
-    PCARotation(PCARotation.Params()).apply(model, WarmStartContext(0, lambda side="all": texts, lambda t, role="document": encode_texts(model, t, role=role)))
+    texts = [r["positive"] for r in toy_pairs(60)]
+    PCARotation(PCARotation.Params()).apply(model, TextsWarmStartContext(model, texts))
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense"]
 
 
-def test_warm_start_run_fits_on_training_texts_only_and_saves_the_layer(tiny_recipe, tmp_path, monkeypatch):
+def test_warm_start_run_fits_on_training_texts_only_and_saves_the_layer(tiny_recipe, recipe_path, tmp_path, monkeypatch):
     marker = "zz planted evaluation marker text"
-    rows = synthetic_pairs(160)
+    rows = toy_pairs(160)
     write_jsonl(tmp_path / "pairs.jsonl", rows[20:])
     write_jsonl(tmp_path / "eval.jsonl", [*rows[:20], {"anchor": marker, "positive": marker + " document"}])
     fitted: list[str] = []
@@ -61,17 +55,17 @@ def test_warm_start_run_fits_on_training_texts_only_and_saves_the_layer(tiny_rec
         return real_apply(self, model, ctx)
 
     monkeypatch.setattr(PCARotation, "apply", spy)
-    recipe = tiny_recipe('[warm_start]\nname = "pca-rotation"\n[publish]\ntruncate_dim = 16\n')
-    recipe.write_text(recipe.read_text().replace('eval_queries = 20', 'eval_path = "eval.jsonl"'))
-    assert main([str(recipe), "-q"]) == 0
+    tiny_recipe.set("warm_start", {"name": "pca-rotation"}).set("publish.truncate_dim", 16)
+    tiny_recipe.set("data.eval_queries", None).set("data.eval_path", "eval.jsonl")
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
 
     assert fitted and not any("marker" in t for t in fitted)
     assert set(fitted) <= {t for r in rows[20:] for t in (r["anchor"], r["positive"])}
     out = tmp_path / "out"
-    results = json.loads((out / "results.json").read_text())
-    assert [m["label"] for m in results["models"].values()] == ["base", "MRL", "MRL + pca-rotation"]
-    assert results["train"]["mrl"]["warm_start"]["name"] == "pca-rotation"
-    assert "warm_start" not in results["train"]["mrl-plain"]
+    assert [m.label for m in results.models.values()] == ["base", "MRL", "MRL + pca-rotation"]
+    assert list(results.models) == ["base", "mrl-plain", "mrl"]
+    assert results.train["mrl"].warm_start["name"] == "pca-rotation"
+    assert results.train["mrl-plain"].warm_start is None
     assert "MRL + pca-rotation" in (out / "report.md").read_text()
 
     modules = json.loads((out / "model" / "modules.json").read_text())
@@ -83,10 +77,9 @@ def test_warm_start_run_fits_on_training_texts_only_and_saves_the_layer(tiny_rec
     assert full.encode(["audio tools"]).shape == (1, 32)
 
 
-def test_recipe_without_warm_start_is_unchanged(tiny_recipe, tmp_path):
-    assert main([str(tiny_recipe()), "-q"]) == 0
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert list(results["models"]) == ["base", "mrl"] and results["models"]["mrl"]["label"] == "MRL"
-    assert list(results["train"]) == ["mrl"] and "warm_start" not in results["train"]["mrl"]
+def test_recipe_without_warm_start_is_unchanged(tiny_recipe, recipe_path, tmp_path):
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert list(results.models) == ["base", "mrl"] and results.models["mrl"].label == "MRL"
+    assert list(results.train) == ["mrl"] and results.train["mrl"].warm_start is None
     modules = json.loads((tmp_path / "out" / "model" / "modules.json").read_text())
     assert len(modules) == 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .hookspecs import hookimpl  # noqa: E402  (plugin authors: `from mrl_plugins import hookimpl`)
 

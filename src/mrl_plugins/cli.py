@@ -1,4 +1,4 @@
-"""``mrl-run``: run a recipe, validate it, or list plugins.
+"""``mrl-run``: run a recipe, validate it, list plugins, re-report or publish a finished run.
 
 User mistakes (``UserError``) print one paragraph and exit 2, without a traceback; anything
 else is a bug and keeps its traceback. ``validate`` and ``plugins`` never import torch.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-COMMANDS = ("run", "validate", "plugins", "publish")
+COMMANDS = ("run", "validate", "plugins", "publish", "report")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="mrl-run",
         description="Fine-tune sentence-transformers models with Matryoshka Representation Learning.",
         epilog="Examples: mrl-run recipes/quickstart.toml | mrl-run validate recipes/quickstart.toml "
-        "--set train.epochs=2 | mrl-run plugins",
+        "--set train.epochs=2 | mrl-run plugins -v",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = argparse.ArgumentParser(add_help=False)
@@ -35,26 +35,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="Continue the newest interrupted run of this recipe.")
     run.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the final table.")
     sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
-    sub.add_parser("plugins", help="List installed plugins and the components they register.")
+    plugins = sub.add_parser("plugins", help="List plugins and the components they register.")
+    plugins.add_argument("recipe", type=Path, nargs="?", help="Also load this recipe's local plugin modules.")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="Show every component's parameters.")
     pub = sub.add_parser("publish", help="Push a finished run's model to the Hub (retries a failed push).")
     pub.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json and model/).")
     pub.add_argument("--repo-id", help="Hub repo 'user/name' (default: the recipe's [publish] repo_id).")
     pub.add_argument("--truncate-dim", help='Default dimension of the published model, or "recommended".')
     pub.add_argument("--revision", help="Branch to push to (default: the recipe's, else main).")
     pub.add_argument("--private", action="store_true", default=None, help="Create the repo as private.")
+    report = sub.add_parser("report", help="Rewrite a finished run's report.md and metrics.png from results.json.")
+    report.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json).")
     return parser
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    import json
     import tomllib
 
-    from .publish import write_publication
-    from .runner import publish_run, write_results
+    from .publish import publish_run, write_publication
+    from .results import PublishInfo, RunResults
 
     out = args.output_dir
+    results = RunResults.load(out / "results.json")
     try:
-        results = json.loads((out / "results.json").read_text())
         settings = tomllib.loads((out / "recipe.toml").read_text()).get("publish", {})
     except (OSError, ValueError) as exc:
         raise UserError(f"{out}: not a finished run ({exc}); pass the output_dir of a completed 'mrl-run'.") from None
@@ -66,8 +69,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if args.truncate_dim is not None:
         value = args.truncate_dim if args.truncate_dim == "recommended" else _positive_int(args.truncate_dim)
         meta = write_publication(out / "model", results, value, repo_id)
-        results["publish"] = {**results.get("publish", {}), "truncate_dim": meta["truncate_dim"]}
-        write_results(out, results)
+        results.publish = (results.publish or PublishInfo()).model_copy(update={"truncate_dim": meta["truncate_dim"]})
+        results.save(out)
     private = args.private if args.private is not None else settings.get("private", False)
     url = publish_run(out, results, repo_id=repo_id, private=private, revision=args.revision or settings.get("revision"))
     print(f"pushed {out / 'model'} to {repo_id}: {url}")
@@ -86,18 +89,36 @@ def setup_logging(quiet: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def cmd_plugins() -> int:
-    from .components import KINDS
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .components import KINDS, param_infos
     from .plugins import load_registry
 
-    registry = load_registry()
+    modules: tuple[str, ...] = ()
+    base_dir = Path(".")
+    if args.recipe is not None:
+        from .recipe import read_toml
+
+        raw = read_toml(args.recipe)
+        modules = tuple(m for m in raw.get("plugins", []) if isinstance(m, str))
+        base_dir = args.recipe.parent
+    registry = load_registry(modules=modules, base_dir=base_dir)
     for info in registry.plugins.values():
         version = f" {info.version}" if info.version else ""
         print(f"{info.name}{version}  [{info.source}]")
         if info.error:
             print(f"    BROKEN: {info.error}")
         for kind, names in info.components.items():
-            print(f"    {KINDS[kind].noun}: {', '.join(names)}")
+            for name in names:
+                if name in info.incomplete:
+                    missing = ", ".join(f"{m}()" for m in info.incomplete[name])
+                    print(f"    {KINDS[kind].noun} {name}: INCOMPLETE, does not implement {missing}")
+                    continue
+                cls = registry.available(kind, name)
+                summary = f": {cls.summary()}" if cls is not None and cls.summary() else ""
+                print(f"    {KINDS[kind].noun} {name}{summary}")
+                if args.verbose and cls is not None:
+                    for p in param_infos(cls):
+                        print(f"        {p.name}: {p.type} = {p.default}" + (f"  {p.description}" if p.description else ""))
     return 0
 
 
@@ -105,7 +126,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    dims = recipe.dims.build().dims(recipe.full_dim) if recipe.full_dim else None
+    dims = recipe.dims.component.dims(recipe.full_dim) if recipe.full_dim else None
     print(f"{args.recipe}: OK")
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
@@ -113,8 +134,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if recipe.warm_start:
         print(f"  warm      {recipe.warm_start.name} (and the same training without it, for comparison)")
     print(f"  dims      {dims if dims else recipe.dims.name + ' (model width known when it loads)'}")
+    print(f"  models    {recipe.models.describe()}")
     if recipe.compare:
-        print(f"  compare   {', '.join(c.build().label() for c in recipe.compare)}")
+        print(f"  compare   {', '.join(c.label for c in recipe.compare)}")
     print(f"  output    {recipe.output_dir}")
     return 0
 
@@ -126,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(quiet=args.quiet)
 
     from .report import format_table
-    from .runner import run
+    from .run import run
 
     results = run(recipe, overwrite=args.overwrite, resume=args.resume)
     if results is None:  # a non-zero rank under torchrun: rank 0 reports
@@ -137,6 +159,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import format_table, write_report
+    from .results import RunResults
+
+    results = RunResults.load(args.output_dir / "results.json")
+    write_report(args.output_dir, results)
+    print(format_table(results))
+    print(f"Rewrote {args.output_dir / 'report.md'} and {args.output_dir / 'metrics.png'} from results.json.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
@@ -144,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "plugins":
-            return cmd_plugins()
+            return cmd_plugins(args)
         if args.command == "validate":
             return cmd_validate(args)
         if args.command == "publish":
             setup_logging()
             return cmd_publish(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_run(args)
     except UserError as exc:
         print(f"mrl-run: error: {exc}", file=sys.stderr)

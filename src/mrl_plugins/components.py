@@ -1,19 +1,24 @@
 """Base classes of the components that plugins register (see :mod:`mrl_plugins.hookspecs`).
 
 A component is a class with a ``name``, a pydantic ``Params`` schema for its recipe keys, and
-the methods of its kind. Keep torch, transformers and datasets imports inside methods: the
-classes are imported by ``mrl-run validate`` and ``mrl-run plugins``, which must stay fast.
+the methods of its kind. The methods a kind cannot work without are abstract, so a component
+that lacks one is refused when a recipe naming it is validated (and shown as incomplete by
+``mrl-run plugins``), never discovered after training. Keep torch, transformers and datasets
+imports inside methods: the classes are imported by ``mrl-run validate`` and ``mrl-run plugins``,
+which must stay fast.
 """
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .data import DataBundle, DataRequest, IRSet
+from .data import DataBundle, DataRequest, IRSet, RowFormat
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,6 +26,12 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, float]
 """One dimension's scores, e.g. ``{"mrr@10": 0.81, "recall@10": 0.93, "ndcg@10": 0.84}``."""
+
+TextSide = Literal["all", "documents", "queries"]
+"""Which training-side texts: queries (anchors), documents (positives, negatives) or both."""
+
+Role = Literal["query", "document"]
+"""Which of a model's prompts to encode with."""
 
 
 class Params(BaseModel):
@@ -38,7 +49,7 @@ class ValidationContext:
     """The model's embedding dimension when it can be read from local files, else ``None``."""
 
 
-class Component:
+class Component(abc.ABC):
     """Common base: ``name`` is what recipes use; ``Params`` validates the component's keys."""
 
     name: ClassVar[str]
@@ -53,6 +64,7 @@ class Component:
 
     @classmethod
     def summary(cls) -> str:
+        """The first line of the class docstring: what ``mrl-run plugins`` shows."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
@@ -60,34 +72,37 @@ class Component:
 class DataSource(Component):
     """Produces training rows and a leakage-free IR evaluation set."""
 
-    produces: ClassVar[tuple[str, ...]]
-    """Row formats this source can produce, preferred first (keys of ``data.ROW_COLUMNS``)."""
+    produces: ClassVar[tuple[RowFormat | str, ...]]
+    """Row formats this source can produce, preferred first."""
 
-    def formats(self) -> tuple[str, ...]:
+    def formats(self) -> tuple[RowFormat, ...]:
         """Row formats for these parameters (default: ``produces``)."""
-        return self.produces
+        return tuple(RowFormat(f) for f in self.produces)
 
+    @abc.abstractmethod
     def load(self, request: DataRequest) -> DataBundle:
-        raise NotImplementedError
+        """Training rows in ``request.row_format`` and the evaluation set."""
 
 
 class Loss(Component):
     """Builds a sentence-transformers base loss; the runner wraps it in MatryoshkaLoss."""
 
-    accepts: ClassVar[tuple[str, ...]]
+    accepts: ClassVar[tuple[RowFormat | str, ...]]
     """Row formats this loss trains on, preferred first."""
     batch_sampler: ClassVar[str] = "batch_sampler"
     """The trainer's batch sampler: ``"no_duplicates"`` for in-batch-negative losses."""
 
+    @abc.abstractmethod
     def build(self, model: Any) -> torch.nn.Module:
-        raise NotImplementedError
+        """The sentence-transformers loss for ``model``."""
 
 
 class DimSchedule(Component):
     """Chooses the Matryoshka dimensions, descending and starting at the full dimension."""
 
+    @abc.abstractmethod
     def dims(self, full_dim: int) -> list[int]:
-        raise NotImplementedError
+        """Descending dimensions, starting at ``full_dim``."""
 
     def weights(self, dims: list[int]) -> list[float] | None:
         """Loss weight per dimension, or ``None`` for equal weights."""
@@ -98,78 +113,166 @@ class DimSchedule(Component):
 class Variant:
     """An extra model a comparison needs trained, e.g. the control run without MatryoshkaLoss.
 
-    The runner trains every variant in its training stage (on every rank under torchrun), with
-    the recipe's data, loss and training settings (and its warm start only if ``warm_start``);
-    ``ctx.embeddings(key)`` then serves it.
+    ``key`` joins the run's model namespace (so other comparisons may read it, and
+    ``mrl-run validate`` knows it exists); ``label`` is how tables, plots and the model card
+    name it. The runner trains every variant in its training stage (on every rank under
+    torchrun) with the recipe's data, loss and training settings, and its warm start only if
+    ``warm_start``.
     """
 
     key: str
+    label: str | None = None
     matryoshka: bool = True
     warm_start: bool = False
 
 
-@dataclass
-class ComparisonContext:
-    """What the runner hands a comparison: the evaluation set and cached embeddings.
+class ComparisonContext(abc.ABC):
+    """What the runner hands a comparison: the run's dimensions, evaluation set and encoders.
 
-    ``embeddings(model)`` returns full-dimension ``(queries, corpus)`` float32 arrays for
-    ``"base"``, ``"tuned"``, a variant key (``"no-mrl"``), a model id or a path, encoding each
-    model once per run. ``encode(model, texts)`` embeds other texts at full dimension.
-    ``train_texts(side)`` are training-side texts, never evaluation texts (``side``:
-    ``"documents"``, ``"queries"`` or ``"all"``), e.g. to fit PCA. ``score(queries, corpus)``
-    scores full-dimension arrays at every dimension of the run.
+    ``mrl_plugins.testing.ArrayComparisonContext`` implements it over plain arrays, for tests.
     """
 
     dims: list[int]
+    """The run's dimensions, descending."""
     eval_set: IRSet
-    embeddings: Callable[[str], tuple[np.ndarray, np.ndarray]]
-    encode: Callable[[str, list[str]], np.ndarray]
-    train_texts: Callable[..., list[str]]
-    score: Callable[[np.ndarray, np.ndarray], dict[int, Metrics]]
+    """The held-out evaluation set the arrays below are aligned with."""
+
+    @abc.abstractmethod
+    def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """Full-dimension float32 ``(queries, corpus)`` of the evaluation set for a model this
+        comparison :meth:`~Comparison.reads`, encoded once per run."""
+
+    @abc.abstractmethod
+    def encode(self, model: str, texts: Sequence[str]) -> np.ndarray:
+        """Full-dimension float32 document embeddings of other texts (e.g. to fit on)."""
+
+    @abc.abstractmethod
+    def train_texts(self, side: TextSide = "documents") -> list[str]:
+        """Distinct training-side texts, never evaluation texts."""
+
+    @abc.abstractmethod
+    def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
+        """The run's metrics at every dimension for full-dimension query and corpus arrays
+        (each dimension: first ``d`` columns, re-normalised, ranked by cosine)."""
 
 
 class Comparison(Component):
     """A post-hoc method scored at the run's dimensions next to the fine-tuned model."""
 
-    def label(self) -> str:
-        return self.name
+    def reads(self) -> list[str]:
+        """The models whose embeddings this comparison reads: keys of the run's models
+        (``"base"``, ``"mrl"``, a variant key) or other model ids/paths. ``mrl-run validate``
+        refuses a key the run will not have. Default: the ``model`` parameter, if any."""
+        model = getattr(self.params, "model", None)
+        return [model] if isinstance(model, str) else []
+
+    def label(self, models: Mapping[str, str]) -> str:
+        """How tables, plots and the model card name this column; ``models`` maps every model
+        key to its label (other model ids map to themselves)."""
+        read = self.reads()
+        return f"{models[read[0]]} · {self.name}" if read else self.name
 
     def variants(self) -> list[Variant]:
         """Models to train for this comparison (default: none)."""
         return []
 
+    @abc.abstractmethod
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
-        raise NotImplementedError
+        """Metrics at each of ``ctx.dims``."""
 
 
-@dataclass
-class WarmStartContext:
-    """What the runner hands a warm start: training-side texts and the model's own encoder.
+class Control(Comparison):
+    """A comparison that adds a model to the run, e.g. the same training without MatryoshkaLoss.
 
-    ``train_texts(side)`` are training texts only, never evaluation texts (``side``:
-    ``"documents"``, ``"queries"`` or ``"all"``); ``encode(texts, role)`` embeds them with the
-    model being prepared, at full dimension (``role``: ``"query"`` or ``"document"``).
+    Its :meth:`variant` is trained like the MRL model and joins the run's models; its column
+    in every table is that model, under the variant's key and label (not ``compare:…``).
+    """
+
+    @abc.abstractmethod
+    def variant(self) -> Variant:
+        """The model to train."""
+
+    def variants(self) -> list[Variant]:
+        return [self.variant()]
+
+    def reads(self) -> list[str]:
+        return [self.variant().key]
+
+    def label(self, models: Mapping[str, str]) -> str:
+        return models[self.variant().key]
+
+    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
+        return ctx.score(*ctx.embeddings(self.variant().key))
+
+
+class WarmStartContext(abc.ABC):
+    """What the runner hands a warm start: the seed, training-side texts and the model's encoder.
+
+    ``mrl_plugins.testing.TextsWarmStartContext`` implements it over a list of texts, for tests.
     """
 
     seed: int
-    train_texts: Callable[..., list[str]]
-    encode: Callable[[list[str], str], np.ndarray]
+
+    @abc.abstractmethod
+    def train_texts(self, side: TextSide = "all") -> list[str]:
+        """Distinct training-side texts, never evaluation texts."""
+
+    @abc.abstractmethod
+    def encode(self, texts: Sequence[str], role: Role = "document") -> np.ndarray:
+        """Full-dimension float32 embeddings by the model being prepared."""
 
 
 class WarmStart(Component):
     """Changes the model before Matryoshka training starts; the change is saved with it."""
 
     def label(self) -> str:
+        """How reports name the warm-started model: ``MRL + <label>``."""
         return self.name
 
+    @abc.abstractmethod
     def apply(self, model: Any, ctx: WarmStartContext) -> dict[str, Any]:
         """Modify ``model`` in place; return facts for results.json."""
-        raise NotImplementedError
 
 
-#: Component kinds: recipe table, hook name, base class, and the noun used in messages.
+def missing_methods(cls: type[Component]) -> list[str]:
+    """The abstract methods a component class still lacks (empty when it is complete)."""
+    return sorted(getattr(cls, "__abstractmethods__", ()))
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One recipe key of a component, as ``mrl-run plugins -v`` shows it."""
+
+    name: str
+    type: str
+    default: str
+    description: str
+
+
+def param_infos(cls: type[Component]) -> list[ParamInfo]:
+    """The recipe keys of a component, from its ``Params`` schema."""
+    import json
+
+    def type_name(annotation: Any) -> str:
+        if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+            return annotation.__name__
+        return str(annotation).replace("typing.", "")
+
+    infos = []
+    for name, f in cls.Params.model_fields.items():
+        if f.is_required():
+            default = "required"
+        else:
+            value = f.get_default(call_default_factory=True)
+            default = "none" if value is None else json.dumps(value, ensure_ascii=False)
+        infos.append(ParamInfo(name, type_name(f.annotation), default, f.description or ""))
+    return infos
+
+
 @dataclass(frozen=True)
 class Kind:
+    """A component kind: its recipe table, its hook, its base class and the noun for messages."""
+
     key: str
     hook: str
     base: type[Component]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,28 +20,64 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Row formats a data source can produce, and the columns each one has, in order.
-ROW_COLUMNS: dict[str, tuple[str, ...]] = {
-    "pairs": ("anchor", "positive"),
-    "triplets": ("anchor", "positive", "negative"),
-    "scored-pairs": ("sentence1", "sentence2", "score"),
+class RowFormat(str, Enum):
+    """What one training row holds. The value is what recipes, plugins and results.json write,
+    and a plain string compares equal to it (``RowFormat.PAIRS == "pairs"``)."""
+
+    PAIRS = "pairs"
+    TRIPLETS = "triplets"
+    SCORED_PAIRS = "scored-pairs"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The trainer's columns for this format, in order."""
+        return ROW_COLUMNS[self]
+
+
+#: The columns of each row format, in the order the trainer expects them.
+ROW_COLUMNS: dict[RowFormat, tuple[str, ...]] = {
+    RowFormat.PAIRS: ("anchor", "positive"),
+    RowFormat.TRIPLETS: ("anchor", "positive", "negative"),
+    RowFormat.SCORED_PAIRS: ("sentence1", "sentence2", "score"),
 }
+
+
+class IRSetError(ValueError):
+    """An evaluation set whose parts disagree (relevant ids that name no query or no document)."""
 
 
 @dataclass
 class IRSet:
-    """An information-retrieval evaluation set: ids to texts, and each query's relevant ids."""
+    """An information-retrieval evaluation set: ids to texts, and each query's relevant ids.
+
+    Every id in ``relevant`` must be a query id and every relevant document id must be in the
+    corpus, or :class:`IRSetError` is raised. Queries without any relevant document cannot be
+    scored and are dropped; ``dropped_queries`` counts them, and the runner warns about them.
+    """
 
     queries: dict[str, str]
     corpus: dict[str, str]
     relevant: dict[str, set[str]]
+    dropped_queries: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        self.relevant = {q: set(docs) for q, docs in self.relevant.items() if q in self.queries and docs}
-        self.queries = {q: t for q, t in self.queries.items() if q in self.relevant}
+        unknown = set(self.relevant) - self.queries.keys()
+        if unknown:
+            raise IRSetError(
+                f"{len(unknown)} query ids in 'relevant' are not among the queries (e.g. {sorted(unknown)[:3]})"
+            )
         missing = {d for docs in self.relevant.values() for d in docs} - self.corpus.keys()
         if missing:
-            raise ValueError(f"relevant ids missing from the corpus: {sorted(missing)[:5]}")
+            raise IRSetError(
+                f"{len(missing)} relevant document ids are not in the corpus (e.g. {sorted(missing)[:3]})"
+            )
+        self.relevant = {q: set(docs) for q, docs in self.relevant.items() if docs}
+        kept = {q: t for q, t in self.queries.items() if q in self.relevant}
+        self.dropped_queries = len(self.queries) - len(kept)
+        self.queries = kept
 
     def relevant_texts(self) -> set[str]:
         return {self.corpus[d] for docs in self.relevant.values() for d in docs}
@@ -48,21 +85,35 @@ class IRSet:
 
 @dataclass
 class DataRequest:
-    """What the runner asks a data source for."""
+    """What the runner asks a data source for: rows in ``row_format``, split with ``seed``;
+    relative paths in the source's parameters are relative to ``recipe_dir``."""
 
-    row_format: str
+    row_format: RowFormat
     seed: int
     recipe_dir: Path = Path(".")
 
 
 @dataclass
 class DataBundle:
-    """What a data source returns: training rows in ``ROW_COLUMNS[row_format]`` and an IR set."""
+    """What a data source returns: training rows with exactly ``row_format``'s columns, in
+    order, an evaluation set, and ``summary`` facts (rows skipped and why) for results.json."""
 
     train: datasets.Dataset
     eval: IRSet
-    row_format: str
+    row_format: RowFormat
     summary: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.row_format = RowFormat(self.row_format)  # plugins may pass the plain string
+
+    def training_texts(self, side: str = "all") -> list[str]:
+        """Distinct training texts, in first-seen order: ``"queries"`` (anchors),
+        ``"documents"`` (positives and negatives) or ``"all"``. Never evaluation texts."""
+        cols = [c for c in self.train.column_names if c != "score" and (side == "all" or c in _SIDES[side])]
+        return list(dict.fromkeys(t for col in cols for t in self.train[col]))
+
+
+_SIDES = {"queries": ("anchor", "sentence1"), "documents": ("positive", "negative", "sentence2")}
 
 
 @dataclass
@@ -82,7 +133,7 @@ def split_by_query(
     corpus_size: int = 0,
     query_col: str = "anchor",
     doc_cols: Sequence[str] = ("positive", "negative"),
-    is_relevant=None,
+    is_relevant: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Split:
     """Hold out ``eval_queries`` distinct queries, then drop every training row that touches them.
 
@@ -148,7 +199,7 @@ def find_leaks(train_texts: Iterable[str], eval_set: IRSet) -> tuple[int, int]:
     return leaked_queries, leaked_docs
 
 
-def rows_to_dataset(rows: Sequence[dict[str, Any]], row_format: str) -> datasets.Dataset:
+def rows_to_dataset(rows: Sequence[dict[str, Any]], row_format: RowFormat | str) -> datasets.Dataset:
     """A ``datasets.Dataset`` with exactly the columns of ``row_format``, in trainer order."""
     import datasets
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .components import Metrics
 from .data import IRSet
+from .results import Metric
 
 
 @dataclass
@@ -102,7 +103,7 @@ def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) ->
         idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), k)))
         ndcg += dcg / idcg
     n = len(relevant)
-    return {f"mrr@{k}": mrr / n, f"recall@{k}": recall / n, f"ndcg@{k}": ndcg / n}
+    return {Metric.MRR.key(k): mrr / n, Metric.RECALL.key(k): recall / n, Metric.NDCG.key(k): ndcg / n}
 
 
 def score_dims(

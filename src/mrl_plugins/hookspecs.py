@@ -1,37 +1,48 @@
 """The whole contract between mrl-plugins and a plugin, on one screen.
 
 Each hook receives ``register``: call ``register(ComponentClass)`` once per component. The
-component classes and what they must implement live in :mod:`mrl_plugins.components`.
+component base classes, and the methods each kind must implement, live in
+:mod:`mrl_plugins.components`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import pluggy
+
+if TYPE_CHECKING:
+    from .components import Comparison, DataSource, DimSchedule, Loss, WarmStart
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
 
+C = TypeVar("C")
+Register = Callable[[type[C]], None]
+"""``register(ComponentClass)``: what every hook receives."""
+
 
 @hookspec
-def register_data_sources(register):
+def register_data_sources(register: Register[DataSource]) -> None:
     """Register DataSource classes: where training rows and the evaluation set come from."""
 
 
 @hookspec
-def register_losses(register):
+def register_losses(register: Register[Loss]) -> None:
     """Register Loss classes: base losses that the runner wraps in MatryoshkaLoss."""
 
 
 @hookspec
-def register_dim_schedules(register):
+def register_dim_schedules(register: Register[DimSchedule]) -> None:
     """Register DimSchedule classes: which Matryoshka dimensions (and weights) to train."""
 
 
 @hookspec
-def register_comparisons(register):
+def register_comparisons(register: Register[Comparison]) -> None:
     """Register Comparison classes: post-hoc methods scored next to the trained model."""
 
 
 @hookspec
-def register_warm_starts(register):
+def register_warm_starts(register: Register[WarmStart]) -> None:
     """Register WarmStart classes: prepare the model before training (e.g. a PCA rotation)."""

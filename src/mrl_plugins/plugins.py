@@ -22,8 +22,9 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import KINDS, Component
-from .errors import PluginError, UserError
+from .components import KINDS, Component, DataSource, Loss, missing_methods
+from .data import RowFormat
+from .errors import PluginError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class PluginInfo:
     source: str  # "builtin", "entry point" or "recipe"
     version: str | None = None
     components: dict[str, list[str]] = field(default_factory=dict)
+    """Kind key → names of the components it registered (incomplete ones included)."""
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
+    """Component name → the abstract methods it does not implement."""
     error: str | None = None
 
 
@@ -59,6 +63,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, tuple[type[Component], str]]] = {k: {} for k in KINDS}
         self._conflicts: dict[tuple[str, str], list[str]] = {}
+        self._incomplete: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
     # -- registration -------------------------------------------------------------------
     def add_plugin(self, plugin: Any, name: str, source: str, version: str | None = None) -> PluginInfo:
@@ -86,8 +91,13 @@ class Registry:
             info.error = f"{type(exc).__name__}: {exc}"
             return info
         for kind_key, cls in staged:
-            self._add(kind_key, cls, name)
             info.components.setdefault(kind_key, []).append(cls.name)
+            missing = missing_methods(cls)
+            if missing:  # refused when a recipe names it, with what is missing; others still work
+                info.incomplete[cls.name] = missing
+                self._incomplete[(kind_key, cls.name)] = (name, missing)
+            else:
+                self._add(kind_key, cls, name)
         return info
 
     def add_broken(self, name: str, source: str, version: str | None, error: str) -> None:
@@ -111,6 +121,11 @@ class Registry:
     def owner(self, kind: str, name: str) -> str:
         return self._components[kind][name][1]
 
+    def available(self, kind: str, name: str) -> type[Component] | None:
+        """The component class if a recipe can use it (registered once, complete), else ``None``."""
+        entry = self._components[kind].get(name)
+        return entry[0] if entry else None
+
     def get(self, kind: str, name: str) -> type[Component]:
         """The component class, or a PluginError that suggests a name and lists what exists."""
         if name in self._components[kind]:
@@ -121,6 +136,14 @@ class Registry:
             raise PluginError(
                 f"{noun} '{name}' is registered by both {owners}; uninstall one of them "
                 "(see 'mrl-run plugins')."
+            )
+        if (kind, name) in self._incomplete:
+            plugin, missing = self._incomplete[(kind, name)]
+            methods = ", ".join(f"{m}()" for m in missing)
+            raise PluginError(
+                f"{noun} '{name}' (plugin '{plugin}') is incomplete: it does not implement {methods}, which every "
+                f"{KINDS[kind].base.__name__} must; the plugin has to add {'it' if len(missing) == 1 else 'them'} "
+                "(see docs/plugin-guide.md, 'Component reference')."
             )
         raise PluginError(self.unknown_message(kind, name))
 
@@ -158,6 +181,13 @@ def _check_component(kind: str, cls: Any) -> None:
         raise TypeError(f"{KINDS[kind].hook} registered {cls!r}, which is not a subclass of {base.__name__}")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
         raise TypeError(f"{cls.__name__} has no 'name' string")
+    formats_attr = "produces" if issubclass(cls, DataSource) else "accepts" if issubclass(cls, Loss) else None
+    if formats_attr:
+        formats = getattr(cls, formats_attr, None)
+        known = [f.value for f in RowFormat]
+        if not formats or isinstance(formats, str) or any(str(f) not in known for f in formats):
+            raise TypeError(f"{cls.__name__}.{formats_attr} must be a tuple of row formats ({', '.join(known)}), "
+                            f"got {formats!r}")
 
 
 def _load_builtins(registry: Registry) -> None:
@@ -183,12 +213,19 @@ def _load_entry_points(registry: Registry) -> None:
 
 
 def load_module_plugin(registry: Registry, spec: str, base_dir: Path) -> PluginInfo:
-    """Register a recipe-local plugin: a ``.py`` path (relative to the recipe) or a module name."""
+    """Register a recipe-local plugin: a ``.py`` path (relative to the recipe) or a module name.
+
+    Never raises: a module that is missing, fails to import or registers nonsense is recorded
+    as broken (``info.error``), so the modules beside it still register their components.
+    """
+    if spec in registry.plugins:  # listed twice: registering it again would only clash with itself
+        return registry.plugins[spec]
     try:
         if spec.endswith(".py") or "/" in spec:
             path = (base_dir / spec).resolve()
             if not path.is_file():
-                raise UserError(f"plugin module '{spec}' not found (looked for {path}).")
+                registry.add_broken(spec, "recipe", None, f"file not found (looked for {path})")
+                return registry.plugins[spec]
             mod_name = f"mrl_recipe_plugin_{path.stem}_{abs(hash(str(path)))}"
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -196,18 +233,15 @@ def load_module_plugin(registry: Registry, spec: str, base_dir: Path) -> PluginI
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(spec)
-    except UserError:
-        raise
     except Exception as exc:
-        raise UserError(f"plugin module '{spec}' failed to import: {type(exc).__name__}: {exc}") from None
-    info = registry.add_plugin(module, spec, "recipe")
-    if info.error:
-        raise PluginError(f"plugin module '{spec}' is broken: {info.error}")
-    return info
+        registry.add_broken(spec, "recipe", None, f"failed to import: {type(exc).__name__}: {exc}")
+        return registry.plugins[spec]
+    return registry.add_plugin(module, spec, "recipe")
 
 
 def load_registry(*, entry_points: bool = True, modules: tuple[str, ...] = (), base_dir: Path = Path(".")) -> Registry:
-    """A fresh registry: built-ins, then installed entry points, then recipe-local modules."""
+    """A fresh registry: built-ins, then installed entry points, then recipe-local modules
+    (each on its own; see :func:`load_module_plugin`)."""
     registry = Registry()
     _load_builtins(registry)
     if entry_points:

@@ -1,9 +1,10 @@
 """Save a fine-tuned model that loads truncated, with the run's evidence in its model card; push it.
 
 Saving is sentence-transformers' own (``truncate_dim`` is persisted in
-``config_sentence_transformers.json`` and applied on load by sentence-transformers ≥ 5.4); this
-module adds a Matryoshka section to the generated model card, the trained dimensions in its
-YAML front matter, and ``mrl.json`` for tools. Pushing goes through ``huggingface_hub`` and
+``config_sentence_transformers.json`` and applied on load by sentence-transformers ≥ 5.4). This
+module edits the card sentence-transformers generated through ``huggingface_hub.ModelCard``: the
+Matryoshka facts go into its ``CardData`` (front matter) and a Matryoshka section into its text,
+and ``mrl.json`` carries the same facts for tools. Pushing goes through ``huggingface_hub`` and
 follows ``HF_ENDPOINT``; a failed push leaves the saved model as it was, to be retried with
 ``mrl-run publish OUTPUT_DIR``.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .report import markdown_table, smallest_dim_keeping
+from .report import markdown_table
+from .results import METRICS, PRIMARY, PublishInfo, RunResults
+from .run_models import MRL
 
 logger = logging.getLogger(__name__)
 
@@ -31,103 +33,115 @@ class PublishError(UserError):
     exit_code = 1
 
 
-def recommended_dims(metrics: dict[str, dict[str, float]], dims: list[int], key: str) -> dict[str, int]:
-    """The smallest dimension keeping ≥ 99% and ≥ 95% of the full-dimension score of ``key``."""
-    return {f"{round(s * 100)}%": smallest_dim_keeping(metrics, dims, key, s) or dims[0] for s in (0.99, 0.95)}
-
-
-def resolve_truncate_dim(value: int | str | None, results: dict[str, Any]) -> int | None:
+def resolve_truncate_dim(value: int | str | None, results: RunResults) -> int | None:
+    """A number stays; ``"recommended"`` is the smallest dimension keeping ≥ 99% of full quality."""
     if value is None or isinstance(value, int):
         return value
-    k = results.get("k", 10)
-    return recommended_dims(results["models"]["mrl"]["metrics"], results["dims"], f"mrr@{k}")["99%"]
+    return results.recommended_dims(MRL)["99%"]
 
 
-def mrl_metadata(results: dict[str, Any], truncate_dim: int | None) -> dict[str, Any]:
+def mrl_metadata(results: RunResults, truncate_dim: int | None) -> dict[str, Any]:
     """What ``mrl.json`` holds: dimensions, default dimension, recommendations and metrics."""
-    k = results.get("k", 10)
     return {
-        "matryoshka_dims": results["dims"],
-        "matryoshka_weights": results.get("weights"),
+        "matryoshka_dims": results.dims,
+        "matryoshka_weights": results.weights,
         "truncate_dim": truncate_dim,
-        "recommended_dims": recommended_dims(results["models"]["mrl"]["metrics"], results["dims"], f"mrr@{k}"),
-        "base_model": results["model"]["name"],
-        "data": results["data"],
-        "metrics": {key: m["metrics"] for key, m in results["models"].items()},
-        "labels": {key: m["label"] for key, m in results["models"].items()},
+        "recommended_dims": results.recommended_dims(MRL),
+        "base_model": results.model.name,
+        "data": results.data.model_dump(mode="json"),
+        "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},
+        "labels": {key: r.label for key, r in results.models.items()},
     }
 
 
-def card_section(meta: dict[str, Any], repo_id: str | None, k: int = 10) -> str:
-    dims, rec = meta["matryoshka_dims"], meta["recommended_dims"]
-    mrl = meta["metrics"]["mrl"]
-    others = [key for key in meta["metrics"] if key != "mrl"]
-    header = ["dim", f"MRR@{k}", f"Recall@{k}", f"nDCG@{k}", f"MRR@{k} kept", *(f"{meta['labels'][o]} MRR@{k}" for o in others)]
-    full = mrl[str(dims[0])][f"mrr@{k}"]
+def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None) -> str:
+    """The Matryoshka section of the model card, between markers so it can be replaced."""
+    k, dims, rec = results.k, results.dims, results.recommended_dims(MRL)
+    primary = PRIMARY.key(k)
+    others = results.others(MRL)
+    header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
+              *(f"{o.label} {PRIMARY.title}@{k}" for o in others)]
     cells = []
     for d in dims:
-        m = mrl[str(d)]
+        kept = results.retention(MRL, d)
         cells.append([
-            str(d), f"{m[f'mrr@{k}']:.4f}", f"{m[f'recall@{k}']:.4f}", f"{m[f'ndcg@{k}']:.4f}",
-            f"{m[f'mrr@{k}'] / full:.1%}" if full else "n/a",
-            *(f"{meta['metrics'][o][str(d)][f'mrr@{k}']:.4f}" for o in others),
+            str(d), *(f"{results.value(MRL, d, m):.4f}" for m in METRICS), f"{kept:.1%}" if kept is not None else "n/a",
+            *(f"{o.metrics[d][primary]:.4f}" for o in others),
         ])
-    rows = markdown_table(header, cells)
     name = repo_id or "path/to/this/model"
     # show a real truncation: the ≥ 99% dimension, or the ≥ 95% one when only the full width keeps 99%
     share, example = ("99%", rec["99%"]) if rec["99%"] < dims[0] else ("95%", rec["95%"])
-    default = meta["truncate_dim"]
-    data = meta["data"]
+    data = results.data
     return "\n".join([
         START,
         "## Matryoshka embeddings",
         "",
-        f"Fine-tuned from `{meta['base_model']}` with Matryoshka Representation Learning by "
+        f"Fine-tuned from `{results.model.name}` with Matryoshka Representation Learning by "
         f"[mrl-plugins](https://pypi.org/project/mrl-plugins/): the first dimensions of each embedding carry "
         f"the most meaning. Trained dimensions: {', '.join(map(str, dims))}.",
         "",
-        (f"This model loads truncated to **{default}** dimensions by default (`truncate_dim` in "
+        (f"This model loads truncated to **{truncate_dim}** dimensions by default (`truncate_dim` in "
          "`config_sentence_transformers.json`); pass another `truncate_dim` to change it."
-         if default else f"This model loads at its full {dims[0]} dimensions; pass `truncate_dim` to truncate."),
+         if truncate_dim else f"This model loads at its full {dims[0]} dimensions; pass `truncate_dim` to truncate."),
         "",
-        f"Recommended: **{rec['99%']}** dimensions keep ≥ 99% of full-dimension MRR@{k}; "
+        f"Recommended: **{rec['99%']}** dimensions keep ≥ 99% of full-dimension {PRIMARY.title}@{k}; "
         f"**{rec['95%']}** keep ≥ 95%.",
         "",
-        f"Retrieval quality per dimension on {data['eval_queries']} held-out queries against {data['corpus']} "
-        f"documents (data source `{data['source']}`; truncated vectors re-normalised):",
+        f"Retrieval quality per dimension on {data.eval_queries} held-out queries against {data.corpus} "
+        f"documents (data source `{data.source}`; truncated vectors re-normalised):",
         "",
-        *rows,
+        *markdown_table(header, cells),
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
         "",
-        f'model = SentenceTransformer("{name}", truncate_dim={example})  # keeps ≥ {share} of full-dim MRR@{k}',
-        'embeddings = model.encode(["a query", "a document"])',
-        "similarities = model.similarity(embeddings, embeddings)  # cosine",
+        f'model = SentenceTransformer("{name}", truncate_dim={example})  # keeps ≥ {share} of full-dim {primary}',
+        'query = model.encode_query(["a query"], normalize_embeddings=True)',
+        'documents = model.encode_document(["a document", "another document"], normalize_embeddings=True)',
+        "scores = query @ documents.T  # cosine similarity: both sides are unit length",
         "```",
         "",
-        "Truncated vectors are not unit length: re-normalise them before using a dot product, or compare "
-        "them with cosine similarity (as `model.similarity` does).",
+        "Why `normalize_embeddings=True`: a truncated vector is the first dimensions of a unit-length vector, so "
+        "it is shorter than 1 and its length varies from text to text. Re-normalised (sentence-transformers "
+        "truncates first, then normalises), a dot product is the cosine similarity the dimensions above were "
+        "measured with; without it, a dot product favours texts whose leading dimensions happen to be larger. "
+        "`model.similarity` computes cosine similarity and needs no re-normalising.",
         END,
     ])
 
 
-def update_card(model_dir: Path, meta: dict[str, Any], repo_id: str | None, k: int = 10) -> None:
-    """Add (or replace) the Matryoshka section and front-matter keys in the model's README.md."""
+def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, repo_id: str | None) -> None:
+    """Add (or replace) the Matryoshka section in the model card and its facts in the front matter."""
+    from huggingface_hub import ModelCard
+
     path = model_dir / "README.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END) + r"\n*", "", text, flags=re.S)
-    front, body = "", text
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        if end != -1:
-            front, body = text[4:end + 1], text[end + 5:]
-    front = re.sub(r"(?m)^(matryoshka_dims|mrl_recommended_dim|mrl_truncate_dim):.*\n", "", front)
-    front += f"matryoshka_dims: {json.dumps(meta['matryoshka_dims'])}\n"
-    front += f"mrl_recommended_dim: {meta['recommended_dims']['99%']}\n"
-    if meta["truncate_dim"]:
-        front += f"mrl_truncate_dim: {meta['truncate_dim']}\n"
-    path.write_text(f"---\n{front}---\n\n{card_section(meta, repo_id, k)}\n\n{body.lstrip()}", encoding="utf-8")
+    card = ModelCard(path.read_text(encoding="utf-8")) if path.exists() else ModelCard("---\n---\n")
+    text = card.text
+    start, end = text.find(START), text.find(END)
+    if start != -1 and end > start:
+        text = text[:start] + text[end + len(END):]
+    card.text = f"\n{card_section(results, truncate_dim, repo_id)}\n\n{text.lstrip()}"
+    card.data["matryoshka_dims"] = results.dims
+    card.data["mrl_recommended_dim"] = results.recommended_dims(MRL)["99%"]
+    if truncate_dim:
+        card.data["mrl_truncate_dim"] = truncate_dim
+    else:
+        card.data.pop("mrl_truncate_dim")
+    card.save(path)
+
+
+def strip_card_examples(model: Any) -> None:
+    """Keep training text out of the card sentence-transformers will write for ``model``: the
+    widget examples, the usage snippet's sentences and the 'Samples' table of each dataset (all
+    three come from the training rows)."""
+    data = model.model_card_data
+    data.widget = []
+    data.usage_examples = None  # sentence-transformers then shows its own generic sentences
+    data.generate_widget_examples = False
+    for dataset in (*data.train_datasets, *data.eval_datasets):
+        for key in ("examples", "_example_columns"):
+            dataset.pop(key, None)
+        dataset["examples_table"] = ""
 
 
 def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:
@@ -141,16 +155,17 @@ def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def write_publication(model_dir: Path, results: dict[str, Any], truncate_dim: int | str | None, repo_id: str | None) -> dict[str, Any]:
+def write_publication(
+    model_dir: Path, results: RunResults, truncate_dim: int | str | None, repo_id: str | None
+) -> dict[str, Any]:
     """Default dimension, ``mrl.json`` and model card for a saved model; returns the metadata."""
     resolved = resolve_truncate_dim(truncate_dim, results)
-    full = results["dims"][0]
-    if resolved is not None and not 0 < resolved <= full:
-        raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {full}.")
+    if resolved is not None and not 0 < resolved <= results.full_dim:
+        raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {results.full_dim}.")
     set_truncate_dim(model_dir, resolved)
     meta = mrl_metadata(results, resolved)
     (model_dir / "mrl.json").write_text(json.dumps(meta, indent=2) + "\n")
-    update_card(model_dir, meta, repo_id, results.get("k", 10))
+    update_card(model_dir, results, resolved, repo_id)
     return meta
 
 
@@ -189,3 +204,12 @@ def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str 
         ) from None
     logger.info("pushed %s to %s", model_dir, info.commit_url if hasattr(info, "commit_url") else info)
     return str(getattr(info, "commit_url", info))
+
+
+def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None) -> str:
+    """Push a finished run's model; record where it went in results.json."""
+    url = push(out / "model", repo_id, private=private, revision=revision, output_dir=out)
+    where = {"repo_id": repo_id, "revision": revision, "commit_url": url}
+    results.publish = (results.publish or PublishInfo()).model_copy(update=where)
+    results.save(out)
+    return url

@@ -3,8 +3,9 @@
 Parsing uses ``tomllib`` (syntax errors carry line and column); the recipe's own keys are
 checked by pydantic models that forbid unknown keys; each component's keys are checked by that
 component's ``Params``; then cross-checks (the loss's row format against the data source's,
-dimensions against the model's width read from its files). All problems are reported in one
-:class:`RecipeError`. Nothing here imports torch or loads a model.
+dimensions against the model's width read from its files, every model a comparison reads
+against the run's models). All problems are reported in one :class:`RecipeError`. Nothing here
+imports torch or loads a model.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import difflib
 import time
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .components import KINDS, Component, ValidationContext
+from .components import KINDS, Component, Control, ValidationContext
+from .data import RowFormat
 from .errors import RecipeError, UserError
 from .models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .plugins import Registry, load_registry
+from .run_models import ModelRef, RunModels, plan_models, resolve_ref
 
 
 class Section(BaseModel):
@@ -60,6 +64,11 @@ class PublishSection(Section):
     truncate_dim: int | Literal["recommended"] | None = Field(
         None, description='Default dimension of the saved model; "recommended" = smallest keeping ≥ 99% MRR.'
     )
+    card_examples: bool = Field(
+        True,
+        description="Keep sentence-transformers' training examples (widget and 'Samples' tables) in the model "
+        "card; false keeps training text out of a published card.",
+    )
 
 
 class RecipeModel(Section):
@@ -97,7 +106,8 @@ class ComponentSpec:
     plugin: str
     where: str
 
-    def build(self) -> Component:
+    @cached_property
+    def component(self) -> Component:
         return self.cls(self.params)
 
     def as_table(self) -> dict[str, Any]:
@@ -105,25 +115,47 @@ class ComponentSpec:
 
 
 @dataclass
+class ComparisonSpec(ComponentSpec):
+    """A ``[[compare]]`` table: its column's key and label, and the models it reads, resolved."""
+
+    key: str = ""
+    label: str = ""
+    reads: list[ModelRef] = field(default_factory=list)
+
+
+class _Labels(dict):
+    """Model key → label; a model that is not the run's is named as the recipe wrote it."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+@dataclass
 class Recipe:
-    """A validated recipe: settings, components, the chosen row format and the model location."""
+    """A validated recipe: settings, components, the run's models, the chosen row format and
+    the base model's location."""
 
     path: Path
     settings: RecipeModel
     data: ComponentSpec
     loss: ComponentSpec
     dims: ComponentSpec
-    compare: list[ComponentSpec]
+    compare: list[ComparisonSpec]
     warm_start: ComponentSpec | None
-    row_format: str
+    row_format: RowFormat
     model: ResolvedModel
     full_dim: int | None
+    models: RunModels
     registry: Registry = field(repr=False)
     output_dir: Path = Path(".")
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def external_models(self) -> dict[str, ResolvedModel]:
+        """Models that comparisons read and that are not the run's, by the name the recipe used."""
+        return {ref.name: ref.external for c in self.compare for ref in c.reads if ref.external is not None}
 
     def resolved(self) -> dict[str, Any]:
         """The recipe with every default filled in, as saved next to each run's results."""
@@ -233,7 +265,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _component(
-    registry: Registry, kind: str, table: Any, where: str, problems: list[str], loc: tuple[Any, ...]
+    registry: Registry, kind: str, table: Any, where: str, problems: list[str], loc: tuple[Any, ...],
+    spec_cls: type[ComponentSpec] = ComponentSpec,
 ) -> ComponentSpec | None:
     if not isinstance(table, dict):
         problems.append(f"{where}: must be a table.")
@@ -254,7 +287,33 @@ def _component(
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, cls.Params, loc))
         return None
-    return ComponentSpec(kind, name, cls, validated, registry.owner(kind, name), where)
+    return spec_cls(kind, name, cls, validated, registry.owner(kind, name), where)
+
+
+def plan_comparisons(
+    compare: list[ComparisonSpec], warm_start: ComponentSpec | None, base_dir: Path, problems: list[str]
+) -> RunModels:
+    """The run's models, and for each comparison the models it reads, its label and its key."""
+    declared = [(c.where, v) for c in compare for v in c.component.variants()]
+    models, found = plan_models(warm_start.component.label() if warm_start else None, declared)
+    problems.extend(found)
+    labels = _Labels(models.labels())
+    keys: dict[str, str] = {}
+    for spec in compare:
+        refs = [resolve_ref(name, models, base_dir) for name in spec.component.reads()]
+        bad = [r for r in refs if isinstance(r, str)]
+        where = f"{spec.where} model" if "model" in spec.cls.Params.model_fields else spec.where
+        problems.extend(f"{where}: {r}" for r in bad)
+        if bad:
+            continue
+        spec.reads = refs
+        spec.label = spec.component.label(labels)
+        spec.key = spec.component.variant().key if isinstance(spec.component, Control) else f"compare:{spec.label}"
+        if spec.key in keys:
+            problems.append(f"{spec.where}: gives the same column as {keys[spec.key]} ('{spec.label}'); "
+                            "remove one of them or change its parameters.")
+        keys.setdefault(spec.key, spec.where)
+    return models
 
 
 def publish_problems(publish: PublishSection, full_dim: int | None) -> list[str]:
@@ -297,22 +356,24 @@ def load_recipe(
 
     base_dir = path.parent
     if registry is None:
-        try:
-            registry = load_registry(modules=tuple(raw.get("plugins", []) or ()), base_dir=base_dir)
-        except UserError as exc:
-            problems.append(f"plugins: {exc}")
-            registry = load_registry()
+        modules = raw.get("plugins", []) if isinstance(raw.get("plugins", []), list) else []
+        modules = [m for m in modules if isinstance(m, str)]
+        registry = load_registry(modules=tuple(modules), base_dir=base_dir)
+        for spec in dict.fromkeys(modules):
+            if registry.plugins[spec].error:
+                problems.append(f"plugins: '{spec}' is broken: {registry.plugins[spec].error}")
 
     specs: dict[str, ComponentSpec | None] = {}
     for kind in ("data", "loss", "dims", "warm_start"):
         if kind in raw:
             specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
-    compare: list[ComponentSpec] = []
+    compare: list[ComparisonSpec] = []
     compare_raw = raw.get("compare", [])
     for i, table in enumerate(compare_raw if isinstance(compare_raw, list) else []):
-        spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i))
+        spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i), ComparisonSpec)
         if spec is not None:
             compare.append(spec)
+    models = plan_comparisons(compare, specs.get("warm_start"), base_dir, problems)
 
     model = full_dim = None
     model_name = (raw.get("model") or {}).get("name") if isinstance(raw.get("model"), dict) else None
@@ -324,13 +385,13 @@ def load_recipe(
 
     ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim)
     for spec in [*(s for s in specs.values() if s), *compare]:
-        problems.extend(f"{spec.where} {p}" for p in spec.build().check(ctx))
+        problems.extend(f"{spec.where} {p}" for p in spec.component.check(ctx))
 
     row_format = None
     data, loss = specs.get("data"), specs.get("loss")
     if data and loss:
-        produced = data.build().formats()
-        row_format = next((f for f in loss.cls.accepts if f in produced), None)
+        produced = data.component.formats()
+        row_format = next((RowFormat(f) for f in loss.cls.accepts if f in produced), None)
         if row_format is None:
             fitting = [n for n in registry.names("loss") if set(registry.get("loss", n).accepts) & set(produced)]
             problems.append(
@@ -363,6 +424,7 @@ def load_recipe(
         row_format=row_format,
         model=model,
         full_dim=full_dim,
+        models=models,
         registry=registry,
         output_dir=output_dir,
     )

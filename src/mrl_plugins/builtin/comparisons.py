@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from ..components import Comparison, ComparisonContext, Metrics, Params, Variant
+from ..components import Comparison, ComparisonContext, Control, Metrics, Params, Variant
 from ..data import seeded_sample
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
-#: How reports name the run's own models; any other model is named as the recipe wrote it.
-MODEL_LABELS = {"tuned": "fine-tuned", "mrl": "fine-tuned", "mrl-plain": "MRL", "no-mrl": "no-MRL"}
-
-
-def model_label(model: str) -> str:
-    return MODEL_LABELS.get(model, model)
-
-
-MODEL_HELP = 'Whose vectors: "base", "tuned", "no-mrl" (with that comparison), or a model id or local path.'
+MODEL_HELP = (
+    'Whose vectors: a model of the run ("base", "mrl", "mrl-plain" with a warm start, "no-mrl" with that '
+    "comparison), or another model's local folder or Hub id."
+)
 
 
 class TruncateParams(Params):
@@ -33,8 +29,8 @@ class Truncate(Comparison):
     name = "truncate"
     Params = TruncateParams
 
-    def label(self) -> str:
-        return f"{model_label(self.params.model)} · truncate"
+    def label(self, models: Mapping[str, str]) -> str:
+        return f"{models[self.params.model]} · truncate"
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         queries, corpus = ctx.embeddings(self.params.model)
@@ -69,9 +65,9 @@ class PCA(Comparison):
     name = "pca"
     Params = PCAParams
 
-    def label(self) -> str:
+    def label(self, models: Mapping[str, str]) -> str:
         fit = "" if self.params.fit_on == "train" else ", fit on eval corpus"
-        return f"{model_label(self.params.model)} · PCA{fit}"
+        return f"{models[self.params.model]} · PCA{fit}"
 
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts("documents"))), self.params.max_fit_texts, self.params.seed)
@@ -91,20 +87,13 @@ class PCA(Comparison):
         return ctx.score((queries - shift) @ components.T, (corpus - shift) @ components.T)
 
 
-class NoMRL(Comparison):
+class NoMRL(Control):
     """Control run: the same fine-tuning with the base loss alone (no MatryoshkaLoss), truncated."""
 
     name = "no-mrl"
 
-    def label(self) -> str:
-        return "no-MRL"
-
-    def variants(self) -> list[Variant]:
-        return [Variant("no-mrl", matryoshka=False)]
-
-    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
-        queries, corpus = ctx.embeddings("no-mrl")
-        return ctx.score(queries, corpus)
+    def variant(self) -> Variant:
+        return Variant("no-mrl", label="no-MRL", matryoshka=False)
 
 
 @hookimpl

@@ -1,0 +1,207 @@
+"""The schema of ``results.json``: what one run measured, read by the report, the model card,
+the CLI and the tests through attributes, never by spelling keys.
+
+Metric names and the retention thresholds are defined here once. The JSON layout is the one
+earlier versions wrote, plus ``schema_version``; :meth:`RunResults.load` upgrades an older file
+in memory, so an older run can still be published or re-reported. Add a field with a default
+and bump :data:`SCHEMA_VERSION` when the layout changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+from .run_models import BASE, MRL
+
+SCHEMA_VERSION = 2
+"""1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads`` and the version."""
+
+
+class Metric(str, Enum):
+    """A retrieval metric at cut-off k, computed per dimension after re-normalising."""
+
+    MRR = "mrr"
+    RECALL = "recall"
+    NDCG = "ndcg"
+
+    @property
+    def title(self) -> str:
+        return {"mrr": "MRR", "recall": "Recall", "ndcg": "nDCG"}[self.value]
+
+    def key(self, k: int) -> str:
+        """The name in ``results.json`` and in comparisons' metric dicts, e.g. ``mrr@10``."""
+        return f"{self.value}@{k}"
+
+
+METRICS: tuple[Metric, ...] = tuple(Metric)
+PRIMARY = Metric.MRR
+"""The metric that recommendations (smallest dimension keeping a share) are based on."""
+KEEP_SHARES: tuple[float, ...] = (0.99, 0.95)
+"""Retention thresholds: the smallest dimension keeping this share of full-dimension quality."""
+
+
+def share_label(share: float) -> str:
+    return f"{round(share * 100)}%"
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a newer minor field survives a round trip
+
+
+class ModelInfo(_Schema):
+    name: str
+    origin: str
+    full_dim: int
+
+
+class DataInfo(_Schema):
+    source: str
+    row_format: str
+    train_rows: int
+    eval_queries: int
+    corpus: int
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingFacts(_Schema):
+    steps: int
+    world_size: int = 1
+    matryoshka: bool = True
+    resumed_from: str | None = None
+    warm_start: dict[str, Any] | None = None
+
+
+class ModelResult(_Schema):
+    """One column of the tables: a model of the run, or a comparison applied to one."""
+
+    key: str = ""
+    label: str
+    kind: Literal["model", "comparison"]
+    component: str | None = None
+    reads: list[str] = Field(default_factory=list)
+    metrics: dict[int, dict[str, float]]
+    """dimension → metric key (``mrr@10``) → value."""
+
+
+class PublishInfo(_Schema):
+    truncate_dim: int | None = None
+    recommended_dims: dict[str, int] = Field(default_factory=dict)
+    repo_id: str | None = None
+    revision: str | None = None
+    commit_url: str | None = None
+
+
+class RunResults(_Schema):
+    """Everything one run measured. ``models`` keeps the table order: the run's models first."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    model: ModelInfo
+    dims: list[int]
+    weights: list[float] | None = None
+    k: int = 10
+    device: str
+    data: DataInfo
+    train: dict[str, TrainingFacts] = Field(default_factory=dict)
+    models: dict[str, ModelResult]
+    timings: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
+    publish: PublishInfo | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def full_dim(self) -> int:
+        return self.dims[0]
+
+    def metric_key(self, metric: Metric) -> str:
+        return metric.key(self.k)
+
+    def value(self, model: str, dim: int, metric: Metric = PRIMARY) -> float:
+        return self.models[model].metrics[dim][metric.key(self.k)]
+
+    def retention(self, model: str, dim: int, metric: Metric = PRIMARY) -> float | None:
+        """The share of the same model's full-dimension score kept at ``dim``."""
+        top = self.value(model, self.full_dim, metric)
+        return self.value(model, dim, metric) / top if top else None
+
+    def smallest_dim_keeping(self, model: str, share: float, metric: Metric = PRIMARY) -> int | None:
+        """The smallest dimension whose score is at least ``share`` of the full-dimension score."""
+        full = self.value(model, self.full_dim, metric)
+        keeping = [d for d in self.dims if full and self.value(model, d, metric) >= share * full]
+        return min(keeping) if keeping else None
+
+    def recommended_dims(self, model: str = MRL) -> dict[str, int]:
+        """Per threshold in :data:`KEEP_SHARES` (``"99%"``, ``"95%"``), the smallest dimension
+        keeping that share of the model's full-dimension :data:`PRIMARY` score (full if none)."""
+        return {share_label(s): self.smallest_dim_keeping(model, s) or self.full_dim for s in KEEP_SHARES}
+
+    def others(self, model: str = MRL) -> list[ModelResult]:
+        return [m for key, m in self.models.items() if key != model]
+
+    # -- files ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> RunResults:
+        """Read a ``results.json`` of this or an earlier schema version."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no results.json there; pass the output_dir of a finished 'mrl-run'.") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot be read as results.json ({exc}).") from None
+        return cls.from_json_dict(raw, where=str(path))
+
+    @classmethod
+    def from_json_dict(cls, raw: dict[str, Any], *, where: str = "results.json") -> RunResults:
+        version = raw.get("schema_version", 1) if isinstance(raw, dict) else None
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise UserError(f"{where}: written by a newer mrl-plugins (schema {version}); upgrade mrl-plugins to read it.")
+        try:
+            return cls.model_validate(_upgrade(raw) if version < SCHEMA_VERSION else raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            at = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"{where}: not a valid results file ({at}: {first['msg']}).") from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/results.json`` atomically (a temporary file, then a rename)."""
+        path = Path(folder) / "results.json"
+        tmp = path.with_name(f".results.json.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 → 2: entries gain their key and what they read; the no-MRL control, a
+    comparison entry in schema 1, becomes the run model ``no-mrl`` it always was."""
+    out = {**raw, "schema_version": SCHEMA_VERSION, "models": {}}
+    for key, entry in raw.get("models", {}).items():
+        entry = dict(entry)
+        if entry.get("kind") == "comparison" and entry.get("component") == "no-mrl":
+            key, entry["kind"], entry["reads"] = "no-mrl", "model", ["no-mrl"]
+        entry.setdefault("reads", [key] if entry.get("kind") == "model" else [])
+        out["models"][key] = {**entry, "key": key}
+    return out
+
+
+def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+    """What results.json keeps: six decimals, more than any table shows."""
+    return {int(d): {k: round(float(v), 6) for k, v in m.items()} for d, m in metrics.items()}
+
+
+__all__ = [
+    "BASE", "KEEP_SHARES", "METRICS", "MRL", "PRIMARY", "SCHEMA_VERSION", "DataInfo", "Metric", "ModelInfo",
+    "ModelResult", "PublishInfo", "RunResults", "TrainingFacts", "round_metrics", "share_label",
+]

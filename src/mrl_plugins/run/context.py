@@ -1,0 +1,81 @@
+"""The one object a run's stages share, instead of arguments threaded through each of them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data import DataBundle
+from ..recipe import Recipe, RecipeModel
+from .staging import Staging
+
+logger = logging.getLogger("mrl_plugins")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun / accelerate launch (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Stages:
+    """Logs one line per stage with the time since the run started, and keeps the durations."""
+
+    start: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, key: str, message: str) -> Iterator[None]:
+        logger.info("[%7.1fs] %s", time.perf_counter() - self.start, message)
+        t0 = time.perf_counter()
+        yield
+        self.timings[key] = round(time.perf_counter() - t0, 3)
+
+
+@dataclass
+class RunContext:
+    """A run in progress: the validated recipe, where it writes, this process's place, and
+    what the stages have produced so far."""
+
+    recipe: Recipe
+    staging: Staging
+    dist: Distributed
+    device: str
+    resume: bool = False
+    stages: Stages = field(default_factory=Stages)
+    data: DataBundle | None = None
+    full_dim: int = 0
+    dims: list[int] = field(default_factory=list)
+    weights: list[float] | None = None
+    loaded: dict[str, Any] = field(default_factory=dict)
+    """Loaded models by key: the run's models as they are produced, other models on first use."""
+
+    @property
+    def settings(self) -> RecipeModel:
+        return self.recipe.settings
+
+    @property
+    def bundle(self) -> DataBundle:
+        assert self.data is not None, "the data stage has not run"
+        return self.data
+
+    def stage(self, key: str, message: str):  # noqa: ANN201 (a context manager)
+        return self.stages.stage(key, message)

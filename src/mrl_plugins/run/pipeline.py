@@ -1,0 +1,173 @@
+"""One run, top-down: set up → evaluate base → train → evaluate → compare → save → publish.
+
+Two choices worth knowing, and why:
+
+* Comparisons that need training (the ``no-mrl`` control) do not train inside ``run()``: they
+  declare :class:`~mrl_plugins.components.Variant` s, which join the run's models and are
+  trained in the training stage. Under torchrun every rank must take part in every training,
+  but only rank 0 scores; declaring variants keeps both true, and lets ``--resume`` reuse them.
+* With a warm start the run also trains the same recipe without it (``mrl-plain``), so a report
+  never shows a warm start without the evidence of what it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import asdict
+from importlib import metadata
+
+from .. import __version__
+from ..components import ValidationContext
+from ..data import DataRequest, IRSetError, find_leaks
+from ..errors import PluginError, UserError
+from ..models import load_model, pick_device
+from ..publish import publish_run, write_publication
+from ..recipe import Recipe
+from ..report import write_report
+from ..data import DataBundle
+from ..results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
+from ..run_models import BASE, MRL, MRL_PLAIN
+from .context import Distributed, RunContext
+from .scoring import Embeddings, evaluate_model, run_comparison
+from .staging import Staging
+from .training import train_models
+
+logger = logging.getLogger("mrl_plugins")
+
+
+def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> RunResults | None:
+    """Run a validated recipe end to end; rank 0 returns what it wrote to results.json."""
+    dist = Distributed.from_env()
+    staging = Staging.for_run(recipe, resume=resume)
+    recipe.output_dir = staging.out
+    if dist.is_main:
+        staging.prepare(overwrite=overwrite, resume=resume)
+    with staging.guard(is_main=dist.is_main):
+        ctx = setup(recipe, staging, dist, resume)
+        results = execute(ctx)
+        if results is None:  # not rank 0: rank 0 scores, writes and reports
+            return None
+        save(ctx, results)
+        staging.finalize()
+    logger.info("results in %s", staging.out)
+    pub = recipe.settings.publish
+    if pub.push:
+        publish_run(staging.out, results, repo_id=pub.repo_id, private=pub.private, revision=pub.revision)
+    return results
+
+
+def setup(recipe: Recipe, staging: Staging, dist: Distributed, resume: bool) -> RunContext:
+    from transformers import set_seed
+
+    set_seed(recipe.settings.seed)
+    device = pick_device(recipe.settings.model.device)
+    if dist.world_size > 1 and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+    if not dist.is_main:
+        logger.setLevel(logging.WARNING)
+    return RunContext(recipe, staging, dist, device, resume)
+
+
+def execute(ctx: RunContext) -> RunResults | None:
+    """The stages; every rank trains, rank 0 alone scores and returns the results."""
+    load_data(ctx)
+    load_base_model(ctx)
+    emb = Embeddings(ctx)
+    if ctx.dist.is_main:
+        base = evaluate_model(ctx, emb, BASE)
+    training = train_models(ctx)
+    if not ctx.dist.is_main:
+        return None
+    trained = [evaluate_model(ctx, emb, key) for key in (MRL_PLAIN, MRL) if key in ctx.recipe.models]
+    compared = [run_comparison(ctx, emb, spec) for spec in ctx.recipe.compare]  # controls score their variant
+    return assemble(ctx, [base, *trained, *compared], training)
+
+
+def load_data(ctx: RunContext) -> None:
+    recipe = ctx.recipe
+    with ctx.stage("load_data", f"loading data from '{recipe.data.name}'"):
+        ctx.data = bundle = read_data_source(recipe)
+    logger.info("          %d training rows (%s), %d evaluation queries, %d documents",
+                len(bundle.train), bundle.row_format, len(bundle.eval.queries), len(bundle.eval.corpus))
+
+
+def read_data_source(recipe: Recipe) -> DataBundle:
+    """The data source's bundle, checked against the contract: columns, no leaks, a usable eval set."""
+    spec = recipe.data
+    who = f"data source '{spec.name}' (plugin '{spec.plugin}')"
+    request = DataRequest(row_format=recipe.row_format, seed=recipe.settings.seed, recipe_dir=recipe.base_dir)
+    try:
+        bundle = spec.component.load(request)
+    except IRSetError as exc:
+        raise PluginError(f"{who} built an inconsistent evaluation set: {exc}. The plugin must fix it.") from None
+    expected = list(recipe.row_format.columns)
+    if list(bundle.train.column_names) != expected:
+        raise PluginError(f"{who} returned columns {bundle.train.column_names}, expected {expected}; "
+                          "the plugin does not follow the contract.")
+    leaked = find_leaks(bundle.training_texts(), bundle.eval)
+    if any(leaked):
+        raise UserError(f"{who} leaks: {leaked[0]} evaluation queries and {leaked[1]} relevant documents also occur "
+                        "in the training rows. Fix the data or the source's split.")
+    if not bundle.eval.queries:
+        raise UserError(f"{who} produced an empty evaluation set; nothing to measure.")
+    if bundle.eval.dropped_queries:
+        logger.warning("%s: %d evaluation queries had no relevant document and were left out (%d remain)",
+                       who, bundle.eval.dropped_queries, len(bundle.eval.queries))
+    return bundle
+
+
+def load_base_model(ctx: RunContext) -> None:
+    recipe, s = ctx.recipe, ctx.settings
+    with ctx.stage("load_model", f"loading {recipe.model.requested} ({recipe.model.origin}) on {ctx.device}"):
+        base = load_model(recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
+        getter = getattr(base, "get_embedding_dimension", None) or base.get_sentence_embedding_dimension
+        ctx.full_dim = getter()
+        schedule = recipe.dims.component
+        dims = schedule.dims(ctx.full_dim)
+        problems = schedule.check(ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim))
+        if problems or any(d > ctx.full_dim for d in dims):
+            raise UserError(f"{recipe.path}: [dims] " + "; ".join(problems or [f"{dims} exceed the model's {ctx.full_dim}"]))
+        ctx.dims, ctx.weights = dims, schedule.weights(dims)
+        ctx.loaded[BASE] = base
+
+
+def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, TrainingFacts]) -> RunResults:
+    recipe, bundle, s = ctx.recipe, ctx.bundle, ctx.settings
+    return RunResults(
+        name=s.name,
+        model=ModelInfo(name=recipe.model.requested, origin=recipe.model.origin, full_dim=ctx.full_dim),
+        dims=ctx.dims,
+        weights=ctx.weights,
+        k=s.eval.k,
+        device=ctx.device,
+        data=DataInfo(source=recipe.data.name, row_format=str(bundle.row_format), train_rows=len(bundle.train),
+                      eval_queries=len(bundle.eval.queries), corpus=len(bundle.eval.corpus), summary=bundle.summary),
+        train=training,
+        models={c.key: c for c in columns},
+        timings=ctx.stages.timings,
+        versions=versions(),
+        plugins=[asdict(p) for p in recipe.registry.plugins.values()],
+    )
+
+
+def save(ctx: RunContext, results: RunResults) -> None:
+    """The model's default dimension and card, results.json, the resolved recipe and the report."""
+    import tomli_w
+
+    pub, folder = ctx.settings.publish, ctx.staging.dir
+    meta = write_publication(ctx.staging.model_dir(MRL), results, pub.truncate_dim, pub.repo_id)
+    results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
+    results.save(folder)
+    (folder / "recipe.toml").write_text(tomli_w.dumps(ctx.recipe.resolved()))
+    write_report(folder, results)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "mrl-plugins": __version__}
+    for dist in ("sentence-transformers", "transformers", "torch", "datasets", "pluggy", "huggingface-hub", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

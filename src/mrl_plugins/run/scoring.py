@@ -1,0 +1,115 @@
+"""Scoring on rank 0: every model of the run and every comparison, at every dimension.
+
+Each model's evaluation set is encoded once (:class:`Embeddings`); each dimension then costs a
+slice, a re-normalisation and a search. Comparisons see the run through
+:class:`RunComparisonContext` and may read only the models they declared in ``reads()``, which
+validation has already checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..components import ComparisonContext, Metrics, TextSide
+from ..errors import PluginError
+from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims
+from ..models import load_model
+from ..recipe import ComparisonSpec
+from ..results import ModelResult, round_metrics
+from ..run_models import BASE
+from .context import RunContext
+
+logger = logging.getLogger("mrl_plugins")
+
+
+class Embeddings:
+    """Full-dimension evaluation embeddings per model, each model encoded once per run."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.external = ctx.recipe.external_models()
+        self.cache: dict[str, EncodedIRSet] = {}
+        self.progress = logger.getEffectiveLevel() <= logging.INFO
+        self.relevant = index_ir_set(ctx.bundle.eval)[2]
+
+    def model(self, name: str) -> Any:
+        """A loaded model of the run (by key), or another model (loaded on first use)."""
+        loaded = self.ctx.loaded
+        if name not in loaded:
+            if name not in self.external:
+                raise KeyError(f"model '{name}' is neither a loaded model of the run nor one the recipe names")
+            s = self.ctx.settings
+            loaded[name] = load_model(self.external[name], device=self.ctx.device, max_seq_length=s.model.max_seq_length)
+        return loaded[name]
+
+    def encoded(self, name: str) -> EncodedIRSet:
+        if name not in self.cache:
+            bs = self.ctx.settings.eval.batch_size
+            self.cache[name] = encode_ir_set(self.model(name), self.ctx.bundle.eval, batch_size=bs, progress=self.progress)
+        return self.cache[name]
+
+    def encode(self, name: str, texts: Sequence[str]) -> np.ndarray:
+        bs = self.ctx.settings.eval.batch_size
+        return encode_texts(self.model(name), list(texts), role="document", batch_size=bs, progress=self.progress)
+
+    def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
+        e = self.ctx.settings.eval
+        return score_dims(queries, corpus, self.relevant, self.ctx.dims, k=e.k, corpus_chunk=e.corpus_chunk_size)
+
+    def metrics(self, name: str) -> dict[int, Metrics]:
+        enc = self.encoded(name)
+        return self.score(enc.queries, enc.corpus)
+
+
+class RunComparisonContext(ComparisonContext):
+    """What one comparison sees of the run: the models it declared, the training texts, the scorer."""
+
+    def __init__(self, emb: Embeddings, spec: ComparisonSpec):
+        self.dims, self.eval_set = emb.ctx.dims, emb.ctx.bundle.eval
+        self._emb, self._spec = emb, spec
+        self._allowed = {ref.name for ref in spec.reads}
+
+    def _check(self, model: str) -> str:
+        if model not in self._allowed:
+            raise PluginError(
+                f"comparison '{self._spec.name}' (plugin '{self._spec.plugin}') asked for model '{model}', which its "
+                f"reads() does not declare ({', '.join(sorted(self._allowed)) or 'none'}); the plugin must declare it."
+            )
+        return model
+
+    def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        enc = self._emb.encoded(self._check(model))
+        return enc.queries, enc.corpus
+
+    def encode(self, model: str, texts: Sequence[str]) -> np.ndarray:
+        return self._emb.encode(self._check(model), texts)
+
+    def train_texts(self, side: TextSide = "documents") -> list[str]:
+        return self._emb.ctx.bundle.training_texts(side)
+
+    def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
+        return self._emb.score(queries, corpus)
+
+
+def model_result(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> ModelResult:
+    return ModelResult(key=key, label=ctx.recipe.models[key].label, kind="model", reads=[key],
+                       metrics=round_metrics(metrics))
+
+
+def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
+    what = "the base model" if key == BASE else f"'{key}' ({ctx.recipe.models[key].label})"
+    with ctx.stage(f"evaluate:{key}", f"evaluating {what} at {len(ctx.dims)} dims {ctx.dims}"):
+        return model_result(ctx, key, emb.metrics(key))
+
+
+def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> ModelResult:
+    with ctx.stage(f"compare:{spec.label}", f"comparison {spec.label}"):
+        metrics = spec.component.run(RunComparisonContext(emb, spec))
+    if spec.key in ctx.recipe.models:  # a control: its column is the model it added
+        return model_result(ctx, spec.key, metrics)
+    return ModelResult(key=spec.key, label=spec.label, kind="comparison", component=spec.name,
+                       reads=[r.name for r in spec.reads], metrics=round_metrics(metrics))

@@ -1,0 +1,169 @@
+"""Training the run's models: trainer arguments, each model's loss, the warm start, DDP facts,
+and reuse of finished models and checkpoints on ``--resume``.
+
+Every rank of a torchrun / accelerate launch runs this module (the trainer's own DDP does the
+distribution); only rank 0 saves. The models come from the recipe's namespace
+(:mod:`mrl_plugins.run_models`): ``mrl`` first, then ``mrl-plain`` and every declared variant.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..components import Role, TextSide, WarmStartContext
+from ..evaluation import encode_texts
+from ..models import ResolvedModel, load_model, mixed_precision
+from ..publish import strip_card_examples
+from ..results import TrainingFacts
+from ..run_models import MRL, RunModel, Training
+from .context import RunContext
+
+logger = logging.getLogger("mrl_plugins")
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder, or ``None``."""
+    if not folder.is_dir():
+        return None
+    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    return max(steps)[1] if steps else None
+
+
+def trainer_callbacks() -> list[Any]:
+    """Extra trainer callbacks (tests use this seam to interrupt a run mid-training)."""
+    return []
+
+
+def build_loss(ctx: RunContext, model: Any, training: Training) -> Any:
+    """The recipe's base loss, wrapped in MatryoshkaLoss unless the model is a control."""
+    from .._st import st_losses
+
+    loss = ctx.recipe.loss.component.build(model)
+    if training.matryoshka:
+        loss = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
+    return loss
+
+
+def trainer_arguments(ctx: RunContext, work_dir: Path) -> Any:
+    """The trainer's arguments from ``[train]``, the device, the precision and the launch."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    t, seed = ctx.settings.train, ctx.settings.seed
+    steps_per_epoch = math.ceil(len(ctx.bundle.train) / (t.batch_size * ctx.dist.world_size))
+    total = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
+    checkpointing = t.checkpoint_steps > 0
+    cpu = ctx.device == "cpu"
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        warmup_steps=math.ceil(total * t.warmup_ratio),
+        weight_decay=t.weight_decay,
+        batch_sampler=ctx.recipe.loss.cls.batch_sampler,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps" if checkpointing else "no",
+        save_steps=t.checkpoint_steps if checkpointing else 500,
+        save_total_limit=2 if checkpointing else None,
+        report_to="none",
+        use_cpu=cpu,
+        ddp_backend="gloo" if cpu and ctx.dist.world_size > 1 else None,
+        disable_tqdm=logger.getEffectiveLevel() > logging.INFO,
+        **mixed_precision(ctx.device, ctx.settings.model.precision),
+    )
+
+
+def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
+    """Fine-tune ``model`` in place; with ``--resume``, from the newest checkpoint of this model."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    work_dir = ctx.staging.checkpoints(run_model.key)
+    args = trainer_arguments(ctx, work_dir)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.training),
+        callbacks=trainer_callbacks(),
+    )
+    if args.disable_tqdm:  # quiet: transformers would print every log dict instead of a bar
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    checkpoint = last_checkpoint(work_dir) if ctx.resume else None
+    if checkpoint:
+        logger.info("          resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return TrainingFacts(
+        steps=trainer.state.global_step, world_size=args.world_size, matryoshka=run_model.training.matryoshka,
+        resumed_from=checkpoint.name if checkpoint else None,
+    )
+
+
+class _WarmStartTexts(WarmStartContext):
+    """The training texts of the run, encoded by the model being prepared."""
+
+    def __init__(self, ctx: RunContext, model: Any):
+        self.seed, self._ctx, self._model = ctx.settings.seed, ctx, model
+
+    def train_texts(self, side: TextSide = "all") -> list[str]:
+        return self._ctx.bundle.training_texts(side)
+
+    def encode(self, texts: Sequence[str], role: Role = "document") -> np.ndarray:
+        return encode_texts(self._model, list(texts), role=role, batch_size=self._ctx.settings.eval.batch_size)
+
+
+def apply_warm_start(ctx: RunContext, model: Any) -> dict[str, Any]:
+    spec = ctx.recipe.warm_start
+    return {"name": spec.name, **spec.component.apply(model, _WarmStartTexts(ctx, model))}
+
+
+def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingFacts]:
+    """Train one model of the run (or reload it when a resumed run had already finished it)."""
+    key, s = run_model.key, ctx.settings
+    done, save_to = ctx.staging.done_marker(key), ctx.staging.model_dir(key)
+    if ctx.resume and done.is_file():
+        logger.info("          %s was trained before the interruption; reusing it", key)
+        model = load_model(ResolvedModel(key, str(save_to), "local path"), device=ctx.device,
+                           max_seq_length=s.model.max_seq_length)
+        return model, TrainingFacts.model_validate_json(done.read_text())
+    model = load_model(ctx.recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
+    warm = apply_warm_start(ctx, model) if run_model.training.warm_start and ctx.recipe.warm_start else None
+    facts = train(ctx, model, run_model)
+    facts.warm_start = warm
+    if ctx.dist.is_main:
+        if not s.publish.card_examples:
+            strip_card_examples(model)
+        model.save(str(save_to))
+        done.parent.mkdir(exist_ok=True)
+        done.write_text(facts.model_dump_json())
+        shutil.rmtree(ctx.staging.checkpoints(key), ignore_errors=True)
+    return model, facts
+
+
+def describe(ctx: RunContext, run_model: RunModel) -> str:
+    """The stage line of one training."""
+    recipe, warm = ctx.recipe, ctx.recipe.warm_start
+    if run_model.key == MRL:
+        after = f" after the '{warm.name}' warm start" if warm else ""
+        return f"training with {recipe.loss.name} in MatryoshkaLoss over dims {ctx.dims}{after}"
+    t = run_model.training
+    what = "with MatryoshkaLoss" if t.matryoshka else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"
+    what += f" and the '{warm.name}' warm start" if t.warm_start and warm else ""
+    return f"training '{run_model.key}' ({run_model.label}) {what}"
+
+
+def train_models(ctx: RunContext) -> dict[str, TrainingFacts]:
+    """Train every trained model of the run, in order; the models stay loaded in ``ctx.loaded``."""
+    facts = {}
+    for run_model in ctx.recipe.models.trained():
+        with ctx.stage(f"train:{run_model.key}", describe(ctx, run_model)):
+            ctx.loaded[run_model.key], facts[run_model.key] = train_or_reuse(ctx, run_model)
+    return facts

@@ -1,0 +1,143 @@
+"""The run's own models: one key and one label each, known when the recipe is validated.
+
+=============  =====================================================================  ===========
+key            what                                                                   label
+=============  =====================================================================  ===========
+``base``       the model named in ``[model]``, as it is                               base
+``mrl``        trained with MatryoshkaLoss (after the warm start, if any); saved in   MRL (+ warm
+               ``model/``                                                             start)
+``mrl-plain``  only with a warm start: the same training without it                  MRL
+variant keys   every model a comparison declares, e.g. ``no-mrl``                     its label
+=============  =====================================================================  ===========
+
+Results, tables, plots, the model card and comparisons use these keys and labels, and nothing
+else. A comparison that reads a model names it by key; any other name must be a local model
+folder or a Hub id (``org/name``), so a misspelt or missing run model (``no-mrl`` without the
+``no-mrl`` comparison) is a validation error listing the models the run will have. This module
+sits beside ``recipe.py`` rather than in ``run/``: validation builds the namespace before any
+run exists, and must not import what a run imports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .components import Variant
+from .models import ResolvedModel, embedding_dim_from_files, resolve_model
+
+BASE, MRL, MRL_PLAIN = "base", "mrl", "mrl-plain"
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+#: Names earlier versions (or habit) used for the fine-tuned model.
+OLD_NAMES = {"tuned": MRL, "fine-tuned": MRL, "MRL": MRL, "finetuned": MRL}
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a trained model of the run is trained."""
+
+    matryoshka: bool = True
+    warm_start: bool = False
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """One model of the run."""
+
+    key: str
+    label: str
+    training: Training | None
+    """``None`` for the base model, which is not trained."""
+    declared_by: str
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """The run's models, in the order tables show them."""
+
+    by_key: dict[str, RunModel]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.by_key
+
+    def __iter__(self) -> Iterator[RunModel]:
+        return iter(self.by_key.values())
+
+    def __getitem__(self, key: str) -> RunModel:
+        return self.by_key[key]
+
+    def keys(self) -> list[str]:
+        return list(self.by_key)
+
+    def labels(self) -> dict[str, str]:
+        return {m.key: m.label for m in self}
+
+    def trained(self) -> list[RunModel]:
+        """The models the training stage produces: ``mrl`` first, then the others."""
+        return sorted((m for m in self if m.training), key=lambda m: m.key != MRL)
+
+    def describe(self) -> str:
+        return ", ".join(m.key if m.label == m.key else f"{m.key} ({m.label})" for m in self)
+
+
+def plan_models(warm_start_label: str | None, variants: list[tuple[str, Variant]]) -> tuple[RunModels, list[str]]:
+    """The run's models for a recipe's warm start and the variants its comparisons declare
+    (``(where, variant)`` pairs); returns the problems found too (bad or clashing keys)."""
+    models = {BASE: RunModel(BASE, "base", None, "recipe")}
+    if warm_start_label:
+        models[MRL_PLAIN] = RunModel(MRL_PLAIN, "MRL", Training(), "[warm_start]")
+    models[MRL] = RunModel(
+        MRL, f"MRL + {warm_start_label}" if warm_start_label else "MRL", Training(warm_start=True), "recipe"
+    )
+    problems = []
+    for where, v in variants:
+        if not KEY_PATTERN.match(v.key):
+            problems.append(f"{where}: declares a model with the key {v.key!r}; keys are lower-case letters, "
+                            "digits, '-' and '_' (the plugin must change it).")
+        elif v.key in models:
+            other = models[v.key]
+            same = other.training == Training(v.matryoshka, v.warm_start) and other.declared_by != "recipe"
+            if not same:
+                problems.append(f"{where}: declares the model '{v.key}', which {other.declared_by} already "
+                                f"declares differently; the run's models are: {', '.join(models)}.")
+            continue
+        models[v.key] = RunModel(v.key, v.label or v.key, Training(v.matryoshka, v.warm_start), where)
+    return RunModels(models), problems
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model name in a comparison resolves to: a model of the run, or another model."""
+
+    name: str
+    run_key: str | None = None
+    external: ResolvedModel | None = None
+
+
+def resolve_ref(name: str, models: RunModels, base_dir: Path) -> ModelRef | str:
+    """A :class:`ModelRef`, or a one-sentence problem naming the run's models and the fix."""
+    if name in models:
+        return ModelRef(name, run_key=name)
+    resolved = resolve_model(name, base_dir)
+    if resolved.origin == "local path":
+        if embedding_dim_from_files(resolved.location) is None:
+            return (f"model '{name}' is a folder ({resolved.location}) but not a sentence-transformers model "
+                    "(no modules.json with a readable width)")
+        return ModelRef(name, external=resolved)
+    if resolved.is_local or HUB_ID.match(name):
+        return ModelRef(name, external=resolved)
+    if name in OLD_NAMES:
+        hint = f" The fine-tuned model is called '{OLD_NAMES[name]}'."
+    elif name == "no-mrl":
+        hint = " Add a [[compare]] table with name = \"no-mrl\" to train it."
+    elif name == MRL_PLAIN:
+        hint = " It exists only when the recipe has a [warm_start]."
+    else:
+        close = difflib.get_close_matches(name, models.keys(), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (f"model '{name}' is not a model of this run, a local model folder or a Hub id ('org/name'). "
+            f"This run will have: {models.describe()}.{hint}")
