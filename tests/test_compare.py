@@ -18,6 +18,7 @@ from mrl_plugins.run import training
 from mrl_plugins.testing import ArrayComparisonContext, run_recipe
 
 LABELS = {"base": "base", "no-mrl": "no-MRL"}
+OUTPUTS = ["costs.png", "evaluation", "metrics.png", "model", "recipe.toml", "report.md", "results.json"]
 
 
 def test_pca_hand_checked_case():
@@ -75,7 +76,10 @@ def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_r
     assert list(results.models) == ["base", "mrl", "no-mrl", "compare:base · PCA", "compare:no-MRL · PCA"]
     assert [m.label for m in results.models.values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-MRL · PCA"]
     assert results.models["no-mrl"].kind == "model" and results.models["compare:no-MRL · PCA"].reads == ["no-mrl"]
-    assert not (out / "variants").exists() and not (out / "trained").exists()
+    assert not (out / "trained").exists() and not (out / "checkpoints").exists()
+    from sentence_transformers import SentenceTransformer  # the control model is kept, for the demo
+
+    assert SentenceTransformer(str(out / "variants" / "no-mrl"), device="cpu").encode(["audio"]).shape == (1, 32)
 
     report = (out / "report.md").read_text()
     assert "![metrics per dimension](metrics.png)" in report
@@ -124,7 +128,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(tiny_recipe, recipe_path, 
     results = run_recipe(recipe, "--resume", "-q").assert_success().results
     assert results.train["mrl"].resumed_from == "checkpoint-2"
     assert results.train["mrl"].steps == 4
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "model", "recipe.toml", "report.md", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS
     assert not staging.exists()
 
 

@@ -39,8 +39,9 @@ def test_builtins_register_through_hooks():
     assert registry.names("loss") == ["cosent", "mnr"]
     assert registry.names("dims") == ["explicit", "halving"]
     assert registry.names("data") == ["debian", "local"]
-    assert registry.names("compare") == ["no-mrl", "pca", "truncate"]
+    assert registry.names("compare") == ["funnel", "no-mrl", "pca", "quantize", "truncate"]
     assert registry.names("warm_start") == ["pca-rotation"]
+    assert registry.names("index") == ["binary", "flat", "hnsw", "int8"]
     assert registry.owner("loss", "mnr") == "mrl_plugins.builtin.losses"
     assert registry.plugins["mrl_plugins.builtin.losses"].components == {"loss": ["mnr", "cosent"]}
 

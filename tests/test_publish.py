@@ -145,7 +145,7 @@ def test_failed_upload_keeps_model_and_says_how_to_retry(finished_run, hub, tmp_
     hub.state.fail_commit = 403
     assert main(["publish", str(run)]) == 1
     err = capsys.readouterr().err
-    assert "failed" in err and f"mrl-run publish {run}" in err and "intact" in err and "Traceback" not in err
+    assert "failed" in err and f"mrl-run publish {run}" in err and "Nothing local was changed" in err and "Traceback" not in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     hub.state.fail_commit = None
     assert main(["publish", str(run)]) == 0  # the retry works

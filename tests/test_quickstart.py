@@ -29,9 +29,12 @@ def test_quickstart_beats_the_base_model_and_reproduces_the_previous_version(tmp
     results = RunResults.load(out / "results.json")
     assert results.dims == [384, 192, 96, 48]
     assert results.value("mrl", 48) > results.value("base", 48)
-    assert "MRR@10" in proc.stdout
+    assert "MRR@10" in proc.stdout and "Quality versus cost" in proc.stdout
+    funnel = results.models["compare:MRL · funnel 200"]
+    assert funnel.metrics[384]["mrr@10"] == results.value("mrl", 384)  # at full width the funnel is exact search
+    assert funnel.metrics[48]["mrr@10"] > results.value("mrl", 48)  # reranking a 48-dim shortlist recovers quality
     previous = RunResults.load(PREVIOUS)
-    assert list(results.models) == list(previous.models)
+    assert list(results.models)[: len(previous.models)] == list(previous.models)  # 0.2 adds the funnel after them
     for key, column in previous.models.items():
         for dim, metrics in column.metrics.items():
             for name, value in metrics.items():

@@ -30,7 +30,9 @@ def test_quickstart_recipe_validates():
     assert recipe.dims.component.dims(384) == [384, 192, 96, 48]
     assert recipe.row_format == "pairs"
     assert recipe.models.labels() == {"base": "base", "mrl": "MRL", "no-mrl": "no-MRL"}
-    assert [(c.key, c.label) for c in recipe.compare] == [("compare:base · PCA", "base · PCA"), ("no-mrl", "no-MRL")]
+    assert [(c.key, c.label) for c in recipe.compare] == [
+        ("compare:base · PCA", "base · PCA"), ("no-mrl", "no-MRL"), ("compare:MRL · funnel", "MRL · funnel"),
+    ]
 
 
 def test_valid_tiny_recipe_and_defaults(tiny_recipe, recipe_path):

@@ -10,7 +10,7 @@ from mrl_plugins.results import Metric
 from mrl_plugins.run import pipeline
 from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
 
-OUTPUTS = ["metrics.png", "model", "recipe.toml", "report.md", "results.json"]
+OUTPUTS = ["costs.png", "evaluation", "metrics.png", "model", "recipe.toml", "report.md", "results.json"]
 
 
 def test_end_to_end_tiny_run(tiny_recipe, recipe_path, tmp_path):
@@ -34,6 +34,14 @@ def test_end_to_end_tiny_run(tiny_recipe, recipe_path, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     assert SentenceTransformer(str(out / "model"), device="cpu").encode(["audio"]).shape == (1, 32)
+    # the evaluation set and embeddings are saved: re-scoring them gives the run's numbers again
+    from mrl_plugins.evaluation import load_evaluation, score_dims
+
+    saved = load_evaluation(out)
+    assert sorted(saved.embeddings) == ["base", "mrl"] and len(saved.query_ids) == 20
+    q, c = saved.embeddings["mrl"]
+    again = score_dims(q, c, saved.relevant_rows, results.dims)
+    assert all(abs(again[d][m] - v) < 1e-6 for d, row in results.models["mrl"].metrics.items() for m, v in row.items())
 
 
 def test_refuses_non_empty_output_dir_unless_overwrite(tiny_recipe, recipe_path, tmp_path):

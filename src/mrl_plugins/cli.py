@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import UserError
 
-COMMANDS = ("run", "validate", "plugins", "publish", "report")
+COMMANDS = ("run", "validate", "plugins", "publish", "report", "index", "search", "demo")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="Replace a non-empty output directory.")
     run.add_argument("--resume", action="store_true", help="Continue the newest interrupted run of this recipe.")
     run.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the final table.")
-    sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
+    validate = sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
+    validate.add_argument("--data", action="store_true",
+                          help="Also load the data and run the checks that need it (as a run does before training).")
     plugins = sub.add_parser("plugins", help="List plugins and the components they register.")
     plugins.add_argument("recipe", type=Path, nargs="?", help="Also load this recipe's local plugin modules.")
     plugins.add_argument("-v", "--verbose", action="store_true", help="Show every component's parameters.")
@@ -46,14 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--private", action="store_true", default=None, help="Create the repo as private.")
     report = sub.add_parser("report", help="Rewrite a finished run's report.md and metrics.png from results.json.")
     report.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json).")
+    from .search.commands import add_parsers
+
+    add_parsers(sub)
+    demo = sub.add_parser("demo", help="A local page to search a run's corpus with a dimension slider (Gradio).")
+    demo.add_argument("run_dir", type=Path, help="A finished run's output directory.")
+    demo.add_argument("--index", type=Path, help="Search this index (built by 'mrl-run index' from the run) instead.")
+    demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default 127.0.0.1: this machine only).")
+    demo.add_argument("--port", type=int, default=7860)
     return parser
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     import tomllib
 
-    from .publish import publish_run, write_publication
-    from .results import PublishInfo, RunResults
+    from .publish import publish_run, retry_command
+    from .results import RunResults
 
     out = args.output_dir
     results = RunResults.load(out / "results.json")
@@ -66,13 +78,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     repo_id = args.repo_id or settings.get("repo_id")
     if not repo_id:
         raise UserError("no repo id: pass --repo-id user/name or set [publish] repo_id in the recipe.")
+    truncate_dim = None
     if args.truncate_dim is not None:
-        value = args.truncate_dim if args.truncate_dim == "recommended" else _positive_int(args.truncate_dim)
-        meta = write_publication(out / "model", results, value, repo_id)
-        results.publish = (results.publish or PublishInfo()).model_copy(update={"truncate_dim": meta["truncate_dim"]})
-        results.save(out)
+        truncate_dim = args.truncate_dim if args.truncate_dim == "recommended" else _positive_int(args.truncate_dim)
     private = args.private if args.private is not None else settings.get("private", False)
-    url = publish_run(out, results, repo_id=repo_id, private=private, revision=args.revision or settings.get("revision"))
+    revision = args.revision or settings.get("revision")
+    retry = retry_command(out, repo_id=args.repo_id, truncate_dim=args.truncate_dim, revision=args.revision,
+                          private=bool(args.private))
+    url = publish_run(out, results, repo_id=repo_id, private=private, revision=revision, truncate_dim=truncate_dim,
+                      retry=retry)
     print(f"pushed {out / 'model'} to {repo_id}: {url}")
     return 0
 
@@ -84,8 +98,13 @@ def _positive_int(text: str) -> int:
 
 
 def setup_logging(quiet: bool = False) -> None:
+    if quiet:  # before torch, transformers, datasets and huggingface_hub are imported: no progress bars at all
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "datasets"):
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "datasets", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -127,7 +146,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     dims = recipe.dims.component.dims(recipe.full_dim) if recipe.full_dim else None
-    print(f"{args.recipe}: OK")
+    if args.data:
+        check_data(recipe)
+    print(f"{args.recipe}: OK" + (" (data loaded and checked)" if args.data else ""))
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
     print(f"  loss      MatryoshkaLoss({recipe.loss.name})")
@@ -139,6 +160,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  compare   {', '.join(c.label for c in recipe.compare)}")
     print(f"  output    {recipe.output_dir}")
     return 0
+
+
+def check_data(recipe) -> None:  # noqa: ANN001
+    """Load the recipe's data and run every component's checks that need it."""
+    from .components import ValidationContext
+    from .errors import RecipeError
+    from .run.pipeline import read_data_source
+
+    bundle = read_data_source(recipe)
+    ctx = ValidationContext(recipe.base_dir, recipe.full_dim, recipe.settings.eval.k, recipe.registry, bundle)
+    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.warm_start, *recipe.compare) if s is not None]
+    problems = [f"{spec.where} {p}" for spec in specs for p in spec.component.check(ctx)]
+    if problems:
+        raise RecipeError(f"{recipe.path} (checked against its data)", problems)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print()
     print(format_table(results))
-    print(f"Model, results.json, report.md, metrics.png and the resolved recipe: {recipe.output_dir}")
+    print(f"Model, results.json, report.md with its plots, the evaluation set and the resolved recipe: {recipe.output_dir}")
     return 0
 
 
@@ -185,8 +220,21 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_publish(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "demo":
+            from .demo import serve
+
+            setup_logging(quiet=True)
+            serve(args.run_dir, index=args.index, host=args.host, port=args.port)
+            return 0
+        if args.command in ("index", "search"):
+            from .search import commands
+
+            setup_logging(quiet=args.command == "search")
+            return commands.cmd_index(args) if args.command == "index" else commands.cmd_search(args)
         return cmd_run(args)
     except UserError as exc:
+        if os.environ.get("MRL_DEBUG") == "1":
+            traceback.print_exc()
         print(f"mrl-run: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

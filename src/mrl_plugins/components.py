@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from .plugins import Registry
+
 Metrics = dict[str, float]
 """One dimension's scores, e.g. ``{"mrr@10": 0.81, "recall@10": 0.93, "ndcg@10": 0.84}``."""
 
@@ -47,6 +49,13 @@ class ValidationContext:
     recipe_dir: Path
     full_dim: int | None
     """The model's embedding dimension when it can be read from local files, else ``None``."""
+    k: int = 10
+    """The cut-off of the run's metrics (``[eval] k``)."""
+    registry: Registry | None = None
+    """Every registered component, e.g. to check an index backend named in a parameter."""
+    data: DataBundle | None = None
+    """The loaded data, when checks run at the start of a run (or ``mrl-run validate --data``):
+    checks that need it (enough training texts to fit a PCA, say) run then, before any training."""
 
 
 class Component(abc.ABC):
@@ -126,6 +135,38 @@ class Variant:
     warm_start: bool = False
 
 
+class SearchCost(BaseModel):
+    """What searching one configuration costs, per vector and per query.
+
+    Memory is what the shortlist index holds in RAM; the full-dimension vectors a funnel reranks
+    with are read for the shortlist only and may stay on disk (memory-mapped), so they are
+    counted apart. Times are medians measured in the same run, interleaved with exact
+    full-dimension float32 search, whose time is the denominator of the ratios.
+    """
+
+    index_bytes: float
+    """Bytes per vector held in memory by the shortlist index."""
+    rerank_bytes: float = 0.0
+    """Bytes per vector of the vectors read to rerank (0 without reranking)."""
+    ms_single: float
+    """Median milliseconds per query, one query at a time."""
+    ms_batch: float
+    """Milliseconds per query when all queries are searched in one batch."""
+    ratio_single: float
+    """``ms_single`` / the same for exact full-dimension float32 search (lower is faster)."""
+    ratio_batch: float
+
+
+@dataclass
+class Column:
+    """One of several columns a comparison returns, e.g. one per shortlist size; its label is
+    the comparison's label, a space and ``name`` (``MRL · funnel`` + ``100``)."""
+
+    name: str
+    metrics: dict[int, Metrics]
+    costs: dict[int, SearchCost] | None = None
+
+
 class ComparisonContext(abc.ABC):
     """What the runner hands a comparison: the run's dimensions, evaluation set and encoders.
 
@@ -136,6 +177,8 @@ class ComparisonContext(abc.ABC):
     """The run's dimensions, descending."""
     eval_set: IRSet
     """The held-out evaluation set the arrays below are aligned with."""
+    k: int
+    """The cut-off of the run's metrics."""
 
     @abc.abstractmethod
     def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +197,15 @@ class ComparisonContext(abc.ABC):
     def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
         """The run's metrics at every dimension for full-dimension query and corpus arrays
         (each dimension: first ``d`` columns, re-normalised, ranked by cosine)."""
+
+    @abc.abstractmethod
+    def score_ranked(self, ranked: Mapping[int, np.ndarray]) -> dict[int, Metrics]:
+        """The run's metrics for rankings a comparison made itself: per dimension, a
+        ``(queries, ≥ k)`` array of corpus row indices, best first (-1 pads a short list)."""
+
+    @abc.abstractmethod
+    def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
+        """A registered index backend (``"flat"``, ``"hnsw"``, … or a plugin's), with parameters."""
 
 
 class Comparison(Component):
@@ -177,8 +229,8 @@ class Comparison(Component):
         return []
 
     @abc.abstractmethod
-    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
-        """Metrics at each of ``ctx.dims``."""
+    def run(self, ctx: ComparisonContext) -> dict[int, Metrics] | list[Column]:
+        """Metrics at each of ``ctx.dims`` (one column), or several :class:`Column` s."""
 
 
 class Control(Comparison):
@@ -234,6 +286,49 @@ class WarmStart(Component):
         """Modify ``model`` in place; return facts for results.json."""
 
 
+class ShortlistIndex(abc.ABC):
+    """A built index over unit-length vectors of one dimension that returns candidates."""
+
+    dim: int
+
+    def train(self, sample: np.ndarray) -> None:
+        """Fit what the index needs before vectors are added (e.g. quantisation ranges); called
+        once, with the first vectors added. Default: nothing to fit."""
+
+    @abc.abstractmethod
+    def add(self, vectors: np.ndarray) -> None:
+        """Append float32 ``(n, dim)`` unit-length vectors; their ids continue from ``len(self)``."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``(queries, k)``, best first; higher scores are closer and ids
+        of -1 pad a short result."""
+
+    @abc.abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the index to one file."""
+
+    @abc.abstractmethod
+    def bytes_per_vector(self) -> float:
+        """Memory the index holds per vector, structure included."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Vectors added so far."""
+
+
+class IndexBackend(Component):
+    """A search engine for shortlists of truncated vectors: creates and loads indexes."""
+
+    @abc.abstractmethod
+    def create(self, dim: int) -> ShortlistIndex:
+        """An empty index for vectors of ``dim`` dimensions."""
+
+    @abc.abstractmethod
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        """The index :meth:`ShortlistIndex.save` wrote to ``path``."""
+
+
 def missing_methods(cls: type[Component]) -> list[str]:
     """The abstract methods a component class still lacks (empty when it is complete)."""
     return sorted(getattr(cls, "__abstractmethods__", ()))
@@ -287,5 +382,6 @@ KINDS: dict[str, Kind] = {
         Kind("dims", "register_dim_schedules", DimSchedule, "dimension schedule"),
         Kind("compare", "register_comparisons", Comparison, "comparison"),
         Kind("warm_start", "register_warm_starts", WarmStart, "warm start"),
+        Kind("index", "register_index_backends", IndexBackend, "index backend"),
     )
 }

@@ -6,6 +6,7 @@ Nothing here imports ``datasets`` or torch at module level: recipe validation im
 from __future__ import annotations
 
 import random
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -181,21 +182,27 @@ def split_by_query(
         rng.shuffle(distractors)
         for text in distractors[: corpus_size - len(doc_ids)]:
             doc_id(text)
-    eval_texts = held_set | doc_ids.keys()
+    eval_texts = {normalise_text(t) for t in (*held_set, *doc_ids)}
     train_rows = [r for r in remaining if not _touches(r, eval_texts, (query_col, *doc_cols))]
     corpus = {i: t for t, i in doc_ids.items()}
     return Split(train_rows, IRSet(queries, corpus, relevant), len(remaining) - len(train_rows))
 
 
+def normalise_text(text: str) -> str:
+    """What counts as the same text for leakage: Unicode form (NFKC), case and whitespace aside."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 def _touches(row: dict[str, Any], texts: set[str], cols: Iterable[str]) -> bool:
-    return any(row.get(c) in texts for c in cols)
+    return any(isinstance(row.get(c), str) and normalise_text(row[c]) in texts for c in cols)
 
 
 def find_leaks(train_texts: Iterable[str], eval_set: IRSet) -> tuple[int, int]:
-    """Count evaluation queries and relevant documents that also occur among training texts."""
-    seen = set(train_texts)
-    leaked_queries = sum(1 for q in eval_set.queries.values() if q in seen)
-    leaked_docs = sum(1 for d in eval_set.relevant_texts() if d in seen)
+    """Count evaluation queries and relevant documents that also occur among training texts,
+    compared after :func:`normalise_text` (a trailing space or another case is still a leak)."""
+    seen = {normalise_text(t) for t in train_texts}
+    leaked_queries = sum(1 for q in eval_set.queries.values() if normalise_text(q) in seen)
+    leaked_docs = sum(1 for d in eval_set.relevant_texts() if normalise_text(d) in seen)
     return leaked_queries, leaked_docs
 
 
@@ -277,3 +284,23 @@ def require_columns(have: Sequence[str], need: Sequence[str], where: str, exampl
             f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
             f"it has {', '.join(repr(c) for c in have)}. Map them in [data] columns{example}."
         )
+
+
+def held_out_problems(path_key: str, count_rows: Callable[[], int], *, eval_queries: int, corpus_size: int,
+                      train_pairs: int | None, unit: str = "pairs") -> list[str]:
+    """What a pairs file must hold for a split: more rows than the evaluation corpus takes, and
+    ``train_pairs`` left after it. ``count_rows`` reads the file (its errors become a problem)."""
+    if corpus_size < eval_queries:
+        return [f"corpus_size: {corpus_size} is smaller than eval_queries {eval_queries}."]
+    try:
+        n = count_rows()
+    except (UserError, OSError, EOFError, ValueError) as exc:
+        return [f"{path_key}: cannot be read: {exc}"]
+    if corpus_size >= n:
+        return [f"corpus_size: {corpus_size} documents asked for, but the file has {n} {unit} (and training needs "
+                "some too); lower corpus_size and eval_queries."]
+    left = n - corpus_size  # the corpus holds the held-out documents and the distractors
+    if train_pairs and train_pairs > left:
+        return [f"train_pairs: at most {left} pairs are left for training after holding out {corpus_size} documents "
+                f"of the {n} {unit}; lower train_pairs or corpus_size."]
+    return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,11 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, corpus_chunk: int 
     return result
 
 
+def overlap_at_k(ranked: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """The mean share of the exact top ``k`` that ``ranked`` returns in its top ``k``."""
+    return float(np.mean([len(set(a[:k].tolist()) & set(e[:k].tolist())) / k for a, e in zip(ranked, exact)]))
+
+
 def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> Metrics:
     """Mean MRR@k, Recall@k (share of a query's relevant documents in its top k) and nDCG@k."""
     mrr = recall = ndcg = 0.0
@@ -131,3 +137,74 @@ def evaluate(model: Any, ir: IRSet, dims: Sequence[int], *, k: int = 10, batch_s
     """Encode once and score every dimension: the one call most users need."""
     enc = encode_ir_set(model, ir, batch_size=batch_size)
     return score_dims(enc.queries, enc.corpus, enc.relevant, dims, k=k)
+
+
+# -- a run's evaluation, saved with it ------------------------------------------------------------
+EVALUATION_DIR = "evaluation"
+"""Where a run keeps its evaluation set (``eval_set.json.gz``) and every model's evaluation
+embeddings (``<key>.queries.npy``, ``<key>.corpus.npy``, float32, rows in the set's order): enough
+to re-score a finished run, or to search its corpus in ``mrl-run demo``, without encoding again."""
+
+
+def save_evaluation(folder: Path, ir: IRSet, encoded: dict[str, EncodedIRSet]) -> Path:
+    import gzip
+    import json
+
+    out = folder / EVALUATION_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    first = next(iter(encoded.values()))
+    payload = {
+        "queries": [[q, ir.queries[q]] for q in first.query_ids],
+        "corpus": [[d, ir.corpus[d]] for d in first.corpus_ids],
+        "relevant": {q: sorted(ir.relevant[q]) for q in first.query_ids},
+    }
+    with gzip.open(out / "eval_set.json.gz", "wt", encoding="utf-8") as fh:
+        json.dump(payload, fh, ensure_ascii=False)
+    for key, enc in encoded.items():
+        np.save(out / f"{key}.queries.npy", enc.queries)
+        np.save(out / f"{key}.corpus.npy", enc.corpus)
+    return out
+
+
+@dataclass
+class SavedEvaluation:
+    """A run's saved evaluation set, and the embeddings of each of its models."""
+
+    ir: IRSet
+    query_ids: list[str]
+    corpus_ids: list[str]
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]]
+    """model key → full-dimension (queries, corpus), rows in ``query_ids`` / ``corpus_ids`` order."""
+
+    @property
+    def relevant_rows(self) -> list[set[int]]:
+        row = {d: i for i, d in enumerate(self.corpus_ids)}
+        return [{row[d] for d in self.ir.relevant[q]} for q in self.query_ids]
+
+
+def load_evaluation(run_dir: Path) -> SavedEvaluation:
+    import gzip
+    import json
+
+    from .errors import UserError
+
+    folder = run_dir / EVALUATION_DIR
+    path = folder / "eval_set.json.gz"
+    if not path.is_file():
+        raise UserError(
+            f"{run_dir}: no saved evaluation set ({EVALUATION_DIR}/eval_set.json.gz); runs of mrl-plugins 0.2 and later "
+            "save one. Run the recipe again with this version."
+        )
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            payload = json.load(fh)
+        query_ids = [q for q, _ in payload["queries"]]
+        corpus_ids = [d for d, _ in payload["corpus"]]
+        ir = IRSet(dict(payload["queries"]), dict(payload["corpus"]), {q: set(d) for q, d in payload["relevant"].items()})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); the run's files are damaged.") from None
+    embeddings = {}
+    for file in sorted(folder.glob("*.queries.npy")):
+        key = file.name[: -len(".queries.npy")]
+        embeddings[key] = (np.load(file), np.load(folder / f"{key}.corpus.npy"))
+    return SavedEvaluation(ir, query_ids, corpus_ids, embeddings)

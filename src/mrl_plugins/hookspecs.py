@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Comparison, DataSource, DimSchedule, Loss, WarmStart
+    from .components import Comparison, DataSource, DimSchedule, IndexBackend, Loss, WarmStart
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
@@ -46,3 +46,8 @@ def register_comparisons(register: Register[Comparison]) -> None:
 @hookspec
 def register_warm_starts(register: Register[WarmStart]) -> None:
     """Register WarmStart classes: prepare the model before training (e.g. a PCA rotation)."""
+
+
+@hookspec
+def register_index_backends(register: Register[IndexBackend]) -> None:
+    """Register IndexBackend classes: search engines for the shortlist of a funnel (FAISS …)."""

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 #: Hub ids with an offline copy on PyPI: hub id → (import name, folder inside the package).
@@ -107,7 +109,15 @@ def load_model(resolved: ResolvedModel, *, device: str, max_seq_length: int | No
     from sentence_transformers import SentenceTransformer
 
     logger.debug("loading %s from %s (%s) on %s", resolved.requested, resolved.location, resolved.origin, device)
-    model = SentenceTransformer(resolved.location, device=device, local_files_only=resolved.is_local)
+    try:
+        model = SentenceTransformer(resolved.location, device=device, local_files_only=resolved.is_local)
+    except (OSError, ValueError) as exc:  # missing files, no network, a gated repo: say which model and why
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"cannot load the model '{resolved.requested}' from {resolved.location} ({resolved.origin}): "
+                        f"{type(exc).__name__}: {first}") from None
+    # A saved model may load truncated by default (truncate_dim in its config); runs, indexes and the demo
+    # work on the full width and truncate themselves, so the width validate reads is the width they use.
+    model.truncate_dim = None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .report import markdown_table
-from .results import METRICS, PRIMARY, PublishInfo, RunResults
+from .report import CostRow, cheapest, describe, markdown_table
+from .results import KEEP_SHARES, METRICS, PRIMARY, PublishInfo, RunResults, share_label
 from .run_models import MRL
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,48 @@ def resolve_truncate_dim(value: int | str | None, results: RunResults) -> int | 
     return results.recommended_dims(MRL)["99%"]
 
 
+def serving(results: RunResults) -> tuple[str, CostRow] | None:
+    """The recommended serving configuration: the one using least memory that keeps ≥ 99% of
+    exact quality (else ≥ 95%), among the search configurations the run measured."""
+    for share in KEEP_SHARES:
+        row = cheapest(results, share, "memory")
+        if row is not None:
+            return share_label(share), row
+    return None
+
+
+def serving_section(results: RunResults, name: str) -> list[str]:
+    found = serving(results)
+    if found is None:
+        return []
+    share, row = found
+    lines = ["### Serving", "", f"Recommended (least memory keeping ≥ {share} of exact quality, measured by this run): "
+             f"{describe(row, results)}.", ""]
+    if "funnel" in row.label:
+        shortlist = int(row.label.split("funnel ")[1].split()[0])
+        d, full = row.dim, results.full_dim
+        lines += [
+            "```python",
+            "import numpy as np",
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            f'model = SentenceTransformer("{name}", truncate_dim=None)  # all {full} dimensions',
+            "docs = model.encode_document(documents, normalize_embeddings=True)",
+            f"index = docs[:, :{d}] / np.linalg.norm(docs[:, :{d}], axis=1, keepdims=True)  # {d}-dim shortlist index",
+            'q = model.encode_query(["a query"], normalize_embeddings=True)[0]',
+            f"shortlist = np.argsort(-(index @ (q[:{d}] / np.linalg.norm(q[:{d}]))))[:{shortlist}]",
+            f"top10 = shortlist[np.argsort(-(docs[shortlist] @ q))[:10]]  # reranked at {full} dimensions",
+            "```",
+            "",
+            f"`mrl-run index` builds the same funnel with FAISS (`--dim {d}`), `mrl-run search` queries it.",
+            "",
+        ]
+    return lines
+
+
 def mrl_metadata(results: RunResults, truncate_dim: int | None) -> dict[str, Any]:
     """What ``mrl.json`` holds: dimensions, default dimension, recommendations and metrics."""
+    found = serving(results)
     return {
         "matryoshka_dims": results.dims,
         "matryoshka_weights": results.weights,
@@ -51,6 +91,10 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None) -> dict[str, Any
         "data": results.data.model_dump(mode="json"),
         "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},
         "labels": {key: r.label for key, r in results.models.items()},
+        "serving": None if found is None else {"keeps": found[0], "label": found[1].label, "dim": found[1].dim,
+                                                "kept": round(found[1].kept, 4), "index_bytes": found[1].index_bytes,
+                                                "rerank_bytes": found[1].rerank_bytes,
+                                                "query_time_ratio": found[1].ratio_single},
     }
 
 
@@ -58,7 +102,8 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
     """The Matryoshka section of the model card, between markers so it can be replaced."""
     k, dims, rec = results.k, results.dims, results.recommended_dims(MRL)
     primary = PRIMARY.key(k)
-    others = results.others(MRL)
+    others = list(results.quality_columns().values())
+    others = [o for o in others if o.key != MRL]
     header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
               *(f"{o.label} {PRIMARY.title}@{k}" for o in others)]
     cells = []
@@ -106,6 +151,8 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         "truncates first, then normalises), a dot product is the cosine similarity the dimensions above were "
         "measured with; without it, a dot product favours texts whose leading dimensions happen to be larger. "
         "`model.similarity` computes cosine similarity and needs no re-normalising.",
+        "",
+        *serving_section(results, name),
         END,
     ])
 
@@ -176,40 +223,138 @@ def find_token() -> str | None:
     return get_token()
 
 
-def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None, output_dir: Path | None = None) -> str:
-    """Create the repo (if needed) and upload the folder; returns the commit URL."""
+def hub_client_with_timeout(seconds: float) -> None:
+    """Every huggingface_hub request gives up after ``seconds`` without an answer (its default
+    waits forever on an endpoint that accepts the connection and never replies)."""
+    import httpx2
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    def factory() -> httpx2.Client:
+        client = _http.default_client_factory()
+        client.timeout = httpx2.Timeout(seconds)
+        return client
+
+    set_client_factory(factory)
+
+
+def _transient(exc: Exception) -> bool:
+    """Worth another try: no answer, a dropped connection, or the server's own failure (5xx, 429)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return status >= 500 or status == 429
+    return any(word in type(exc).__name__ for word in ("Timeout", "Connect", "Network", "Protocol", "Remote"))
+
+
+def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+         retry: str = "mrl-run publish OUTPUT_DIR") -> str:
+    """Create the repo (if needed) and upload the folder; returns the commit URL. Requests time out
+    (MRL_HUB_TIMEOUT, 60 s) and transient failures are tried again with backoff (MRL_HUB_RETRIES, 3)."""
+    import time
+
     from huggingface_hub import HfApi
 
     token = find_token()
-    retry = f"mrl-run publish {output_dir}" if output_dir else "mrl-run publish OUTPUT_DIR"
     if not token:
-        raise PublishError(
-            f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
-            f"The model is saved in {model_dir}."
-        )
+        raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
+                           f"Nothing was changed; the model is saved in {model_dir}.")
+    timeout = float(os.environ.get("MRL_HUB_TIMEOUT", "60"))
+    attempts = max(1, int(os.environ.get("MRL_HUB_RETRIES", "3")))
+    backoff = float(os.environ.get("MRL_HUB_BACKOFF", "2"))
+    hub_client_with_timeout(timeout)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    files = [p for p in model_dir.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    for attempt in range(1, attempts + 1):
+        logger.info("pushing %d files (%.1f MB) to %s at %s (attempt %d of %d, %g s timeout per request)",
+                    len(files), size / 1e6, repo_id, api.endpoint, attempt, attempts, timeout)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(model_dir), revision=revision,
+                                     commit_message="Upload Matryoshka model trained with mrl-plugins")
+            break
+        except Exception as exc:  # network, permission, server: report, keep the model
+            detail = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(". ")
+            if attempt < attempts and _transient(exc):
+                wait = backoff * 2 ** (attempt - 1)
+                logger.warning("push attempt %d failed (%s: %s); trying again in %g s", attempt, type(exc).__name__, detail, wait)
+                time.sleep(wait)
+                continue
+            tried = f" after {attempt} attempts" if attempt > 1 else ""
+            raise PublishError(
+                f"pushing {model_dir} to '{repo_id}' at {api.endpoint} failed{tried}: {type(exc).__name__}: {detail}. "
+                f"Nothing local was changed; fix the cause and retry with '{retry}'."
+            ) from None
+    url = str(getattr(info, "commit_url", info))
+    logger.info("pushed %s to %s", model_dir, url)
+    return url
+
+
+def retry_command(out: Path, *, repo_id: str | None = None, truncate_dim: int | str | None = None,
+                  revision: str | None = None, private: bool = False) -> str:
+    """The exact command that retries this publication."""
+    parts = ["mrl-run", "publish", str(out)]
+    if repo_id:
+        parts += ["--repo-id", repo_id]
+    if truncate_dim is not None:
+        parts += ["--truncate-dim", str(truncate_dim)]
+    if revision:
+        parts += ["--revision", revision]
+    if private:
+        parts.append("--private")
+    return " ".join(parts)
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    """A copy to edit: large files hard-linked (never written to), small ones copied."""
+    import shutil
+
+    def copy(a: str, b: str) -> None:
+        if os.path.getsize(a) > 1 << 20:
+            try:
+                os.link(a, b)
+                return
+            except OSError:
+                pass
+        shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=copy)
+
+
+PUBLICATION_FILES = ("config_sentence_transformers.json", "README.md", "mrl.json")
+
+
+def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None,
+                truncate_dim: int | str | None = None, retry: str | None = None) -> str:
+    """Push a finished run's model, optionally with another default dimension, and record where it
+    went. Nothing local changes until the push has succeeded: a new default dimension and card are
+    written into a copy, pushed from there, and only then copied over the run's model."""
+    import shutil
+
+    retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
+    if not find_token():
+        raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
+                           f"Nothing was changed; the model is saved in {out / 'model'}.")
+    folder, staged, meta = out / "model", None, None
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, folder_path=str(model_dir), revision=revision,
-            commit_message="Upload Matryoshka model trained with mrl-plugins",
-        )
-    except Exception as exc:  # network, permission, server: report, keep the model
-        detail = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(". ")
-        raise PublishError(
-            f"pushing {model_dir} to '{repo_id}' at {api.endpoint} failed: {type(exc).__name__}: {detail}. "
-            f"The saved model is intact; fix the cause and retry with '{retry}'."
-        ) from None
-    logger.info("pushed %s to %s", model_dir, info.commit_url if hasattr(info, "commit_url") else info)
-    return str(getattr(info, "commit_url", info))
-
-
-def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None) -> str:
-    """Push a finished run's model; record where it went in results.json."""
-    url = push(out / "model", repo_id, private=private, revision=revision, output_dir=out)
-    where = {"repo_id": repo_id, "revision": revision, "commit_url": url}
-    results.publish = (results.publish or PublishInfo()).model_copy(update=where)
+        if truncate_dim is not None:
+            staged = out / ".publish-staging"
+            shutil.rmtree(staged, ignore_errors=True)
+            _copy_model(out / "model", staged)
+            meta = write_publication(staged, results, truncate_dim, repo_id)
+            folder = staged
+        url = push(folder, repo_id, private=private, revision=revision, retry=retry)
+        if staged is not None:
+            for name in PUBLICATION_FILES:
+                os.replace(staged / name, out / "model" / name)
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+    update: dict[str, Any] = {"repo_id": repo_id, "revision": revision, "commit_url": url}
+    if meta is not None:
+        update["truncate_dim"] = meta["truncate_dim"]
+    results.publish = (results.publish or PublishInfo()).model_copy(update=update)
     results.save(out)
     return url

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import checks
 from .components import KINDS, Component, Control, ValidationContext
 from .data import RowFormat
 from .errors import RecipeError, UserError
@@ -121,6 +122,14 @@ class ComparisonSpec(ComponentSpec):
     key: str = ""
     label: str = ""
     reads: list[ModelRef] = field(default_factory=list)
+
+
+def _available(ref: ModelRef | str) -> ModelRef | str:
+    """An external model must be loadable now (weights present, or the Hub reachable)."""
+    if isinstance(ref, str) or ref.external is None:
+        return ref
+    problems = checks.model_problems("model", ref.external)
+    return problems[0].removeprefix("model: ") if problems else ref
 
 
 class _Labels(dict):
@@ -301,6 +310,7 @@ def plan_comparisons(
     keys: dict[str, str] = {}
     for spec in compare:
         refs = [resolve_ref(name, models, base_dir) for name in spec.component.reads()]
+        refs = [_available(r) for r in refs]
         bad = [r for r in refs if isinstance(r, str)]
         where = f"{spec.where} model" if "model" in spec.cls.Params.model_fields else spec.where
         problems.extend(f"{where}: {r}" for r in bad)
@@ -314,26 +324,6 @@ def plan_comparisons(
                             "remove one of them or change its parameters.")
         keys.setdefault(spec.key, spec.where)
     return models
-
-
-def publish_problems(publish: PublishSection, full_dim: int | None) -> list[str]:
-    """Checks that must fail before training, not after it: repo, token, default dimension."""
-    problems = []
-    if isinstance(publish.truncate_dim, int) and (
-        publish.truncate_dim < 1 or (full_dim is not None and publish.truncate_dim > full_dim)
-    ):
-        problems.append(f"[publish] truncate_dim: must be between 1 and the model's dimension {full_dim}.")
-    if publish.push:
-        if publish.repo_id is None:
-            problems.append("[publish] repo_id: required when push = true, e.g. repo_id = \"you/model-mrl\".")
-        from .publish import find_token
-
-        if not find_token():
-            problems.append(
-                "[publish] push: no Hugging Face token found; set HF_TOKEN or run 'hf auth login' "
-                "(or set push = false and publish later with 'mrl-run publish OUTPUT_DIR')."
-            )
-    return problems
 
 
 def load_recipe(
@@ -383,7 +373,8 @@ def load_recipe(
         if model.origin == "local path" and full_dim is None:
             problems.append(f"[model] name: '{model_name}' is a folder but not a sentence-transformers model (no modules.json).")
 
-    ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim)
+    k = settings.eval.k if settings is not None else 10
+    ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim, k=k, registry=registry)
     for spec in [*(s for s in specs.values() if s), *compare]:
         problems.extend(f"{spec.where} {p}" for p in spec.component.check(ctx))
 
@@ -402,7 +393,8 @@ def load_recipe(
             )
 
     if settings is not None:
-        problems.extend(publish_problems(settings.publish, full_dim))
+        problems.extend(checks.publish_problems(settings.publish, full_dim))
+        problems.extend(checks.machine_problems(settings, model, models))
 
     output_dir = None
     if settings is not None:

@@ -1,15 +1,22 @@
-"""The run report: a table per metric (dimension × model), what each dimension keeps, a plot.
+"""The run report: a table per metric (dimension × model), what each dimension keeps, what
+each search configuration costs, and plots.
 
-The console table, ``report.md`` and ``metrics.png`` are all built from one
-:class:`~mrl_plugins.results.RunResults` through :func:`table`, so they cannot disagree with
-``results.json`` or with each other.
+The console tables, ``report.md``, ``metrics.png`` and ``costs.png`` are all built from one
+:class:`~mrl_plugins.results.RunResults`, so they cannot disagree with ``results.json`` or with
+each other. The per-metric tables and ``metrics.png`` show the run's models and the quality
+comparisons (PCA, …); search configurations (``funnel``, ``quantize``) are in the
+quality-versus-cost table and ``costs.png`` instead, next to each model's plain truncation,
+with their memory and query time: one funnel alone adds a column per shortlist size, which
+would make the per-metric tables too wide to read.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from .results import KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
+from .results import KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, overlap_key, share_label
+from .run_models import MRL
 
 
 def storage(dim: int, vectors: int = 1_000_000) -> str:
@@ -20,11 +27,12 @@ def storage(dim: int, vectors: int = 1_000_000) -> str:
 
 def table(results: RunResults, metric: Metric) -> tuple[list[str], list[list[str]]]:
     """Header and rows for one metric: dim, storage, then ``value (retention)`` per column."""
-    header = ["dim", "float32 / 1M vectors", *(m.label for m in results.models.values())]
+    columns = results.quality_columns()
+    header = ["dim", "float32 / 1M vectors", *(m.label for m in columns.values())]
     rows = []
     for d in results.dims:
         cells = [str(d), storage(d)]
-        for key in results.models:
+        for key in columns:
             value, kept = results.value(key, d, metric), results.retention(key, d, metric)
             cells.append(f"{value:.4f} ({kept:.1%})" if kept is not None else f"{value:.4f}")
         rows.append(cells)
@@ -36,7 +44,7 @@ def smallest_keeping(results: RunResults, metric: Metric = PRIMARY) -> tuple[lis
     shares = sorted(KEEP_SHARES)
     header = ["model", *(f"smallest dim ≥ {share_label(s)}" for s in shares), f"full-dim {metric.key(results.k)}"]
     rows = []
-    for key, m in results.models.items():
+    for key, m in results.quality_columns().items():
         kept = (results.smallest_dim_keeping(key, s, metric) for s in shares)
         rows.append([m.label, *(str(d) if d else "-" for d in kept), f"{results.value(key, results.full_dim, metric):.4f}"])
     return header, rows
@@ -56,6 +64,103 @@ def title(results: RunResults, metric: Metric) -> str:
     return f"{metric.title}@{results.k}"
 
 
+# -- quality versus cost ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CostRow:
+    """One search configuration at one dimension."""
+
+    key: str
+    label: str
+    dim: int
+    value: float
+    """The primary metric (MRR@k)."""
+    kept: float
+    """Share of the exact full-dimension score of the model it searches."""
+    ndcg: float
+    overlap: float | None
+    index_bytes: float
+    rerank_bytes: float
+    ratio_single: float
+    ratio_batch: float
+
+
+def cost_rows(results: RunResults) -> list[CostRow]:
+    """Every search configuration of the models that search comparisons read (and of MRL)."""
+    columns = results.search_columns()
+    focus = {MRL} | {c.reads[0] for c in columns.values() if c.kind == "comparison" and c.reads}
+    rows = []
+    for key, c in columns.items():
+        model = c.reads[0] if c.reads else key
+        if model not in focus:
+            continue
+        exact = results.value(model, results.full_dim) if model in results.models else c.metrics[results.full_dim][PRIMARY.key(results.k)]
+        for d in results.dims:
+            m, cost = c.metrics[d], c.costs[d]
+            value = m[PRIMARY.key(results.k)]
+            rows.append(CostRow(
+                key, c.label + (" (truncated, exact)" if c.kind == "model" else ""), d, value,
+                value / exact if exact else 0.0, m[Metric.NDCG.key(results.k)], m.get(overlap_key(results.k)),
+                cost.index_bytes, cost.rerank_bytes, cost.ratio_single, cost.ratio_batch,
+            ))
+    return rows
+
+
+def cost_table(results: RunResults) -> tuple[list[str], list[list[str]]]:
+    k = results.k
+    header = ["method", "dim", f"MRR@{k}", "kept", f"nDCG@{k}", f"overlap@{k}", "RAM B/vector", "rerank B/vector",
+              "time × (1 query)", "time × (batch)"]
+    rows = [[r.label, str(r.dim), f"{r.value:.4f}", f"{r.kept:.1%}", f"{r.ndcg:.4f}",
+             "-" if r.overlap is None else f"{r.overlap:.3f}", f"{r.index_bytes:,.0f}",
+             f"{r.rerank_bytes:,.0f}" if r.rerank_bytes else "-", f"{r.ratio_single:.2f}", f"{r.ratio_batch:.2f}"]
+            for r in cost_rows(results)]
+    return header, rows
+
+
+def cheapest(results: RunResults, share: float, by: str) -> CostRow | None:
+    """The cheapest configuration keeping ``share`` of exact quality, by ``"memory"`` (RAM bytes
+    per vector, then time) or by ``"time"`` (one query at a time, then memory)."""
+    rows = [r for r in cost_rows(results) if r.kept >= share - 1e-9]
+    if not rows:
+        return None
+    order = (lambda r: (r.index_bytes, r.ratio_single)) if by == "memory" else (lambda r: (r.ratio_single, r.index_bytes))
+    return min(rows, key=order)
+
+
+def describe(row: CostRow, results: RunResults) -> str:
+    """A configuration in one sentence, with what it keeps and what it costs."""
+    exact_bytes = results.full_dim * 4
+    rerank = (f"; the {row.rerank_bytes:,.0f}-byte vectors it reranks with are read for the shortlist only and "
+              "can stay on disk" if row.rerank_bytes else "")
+    return (f"{row.label} at {row.dim} dims: {row.kept:.1%} of exact {PRIMARY.title}@{results.k} "
+            f"({row.value:.4f}), {row.index_bytes:,.0f} bytes per vector in memory "
+            f"({row.index_bytes / exact_bytes:.1%} of exact {results.full_dim}-dim float32{rerank}), "
+            f"{row.ratio_single:.2f}× its query time one query at a time, {row.ratio_batch:.2f}× in a batch")
+
+
+def recommendations(results: RunResults) -> list[str]:
+    """One line per threshold: the cheapest configuration by memory and by time (once if the same)."""
+    lines = []
+    for share in KEEP_SHARES:
+        by_memory, by_time = cheapest(results, share, "memory"), cheapest(results, share, "time")
+        if by_memory is None:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)}: none of the configurations measured.")
+        elif by_memory == by_time:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory and by time: {describe(by_memory, results)}.")
+        else:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory: {describe(by_memory, results)}.")
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by time: {describe(by_time, results)}.")
+    return lines
+
+
+COST_NOTE = (
+    "Memory is what the shortlist index holds in RAM per vector; a funnel also reads the full vectors of its "
+    "shortlist to rerank (rerank B/vector), which can stay on disk. Query times are ratios to exact "
+    "full-dimension float32 search measured side by side in this run (lower is faster); kept is the share of "
+    "the exact full-dimension score of the model searched. On a small corpus every search is fast and the "
+    "ratios are dominated by fixed costs: measure at scale (benchmarks/bench_search.py) before trusting them."
+)
+
+
 def format_table(results: RunResults) -> str:
     """The console version of the report's tables."""
     lines = []
@@ -63,6 +168,9 @@ def format_table(results: RunResults) -> str:
         lines += [f"{title(results, metric)}  (value and retention vs. the same model's {results.full_dim}-dim score)",
                   *_plain(*table(results, metric)), ""]
     lines += [f"Smallest dimension keeping {title(results, PRIMARY)}", *_plain(*smallest_keeping(results))]
+    if results.search_columns():
+        lines += ["", "Quality versus cost (search configurations; see report.md)", *_plain(*cost_table(results)),
+                  "", *recommendations(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -83,6 +191,9 @@ def report_markdown(results: RunResults) -> str:
     for metric in METRICS:
         lines += [f"## {title(results, metric)}", "", *markdown_table(*table(results, metric)), ""]
     lines += [f"## Smallest dimension keeping {title(results, PRIMARY)}", "", *markdown_table(*smallest_keeping(results)), ""]
+    if results.search_columns():
+        lines += ["## Quality versus cost", "", COST_NOTE, "", "![quality versus memory](costs.png)", "",
+                  *markdown_table(*cost_table(results)), "", *(f"- {r}" for r in recommendations(results)), ""]
     return "\n".join(lines)
 
 
@@ -96,7 +207,7 @@ def plot_metrics(results: RunResults, path: Path) -> None:
     dims = sorted(results.dims)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4.2), constrained_layout=True)
     for ax, metric in zip(axes, METRICS):
-        for key, m in results.models.items():
+        for key, m in results.quality_columns().items():
             ax.plot(dims, [results.value(key, d, metric) for d in dims], marker="o", label=m.label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(dims, [str(d) for d in dims])
@@ -111,7 +222,31 @@ def plot_metrics(results: RunResults, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_costs(results: RunResults, path: Path) -> None:
+    """MRR@k against memory per vector (log scale), one line per search configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = cost_rows(results)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
+    for label in dict.fromkeys(r.label for r in rows):
+        points = sorted((r.index_bytes, r.value, r.dim) for r in rows if r.label == label)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per vector held in memory (log scale)")
+    ax.set_ylabel(f"{PRIMARY.title}@{results.k}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="x-small", loc="lower right")
+    ax.set_title(f"{results.name}: quality versus memory, one point per dimension")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(folder: Path, results: RunResults) -> None:
-    """``report.md`` and ``metrics.png`` in ``folder``."""
+    """``report.md`` and ``metrics.png`` (and ``costs.png`` when search costs were measured)."""
     (folder / "report.md").write_text(report_markdown(results), encoding="utf-8")
     plot_metrics(results, folder / "metrics.png")
+    if results.search_columns():
+        plot_costs(results, folder / "costs.png")

@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .components import SearchCost
 from .errors import UserError
 from .run_models import BASE, MRL
 
 SCHEMA_VERSION = 2
-"""1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads`` and the version."""
+"""1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
+the version."""
 
 
 class Metric(str, Enum):
@@ -38,6 +40,15 @@ class Metric(str, Enum):
     def key(self, k: int) -> str:
         """The name in ``results.json`` and in comparisons' metric dicts, e.g. ``mrr@10``."""
         return f"{self.value}@{k}"
+
+
+OVERLAP = "overlap"
+"""Search configurations also report ``overlap@k``: the share of the exact full-dimension top k
+they return (not a relevance metric, so not in :data:`METRICS`)."""
+
+
+def overlap_key(k: int) -> str:
+    return f"{OVERLAP}@{k}"
 
 
 METRICS: tuple[Metric, ...] = tuple(Metric)
@@ -88,6 +99,8 @@ class ModelResult(_Schema):
     reads: list[str] = Field(default_factory=list)
     metrics: dict[int, dict[str, float]]
     """dimension → metric key (``mrr@10``) → value."""
+    costs: dict[int, SearchCost] | None = None
+    """dimension → what searching this way costs (memory per vector, query time)."""
 
 
 class PublishInfo(_Schema):
@@ -115,6 +128,8 @@ class RunResults(_Schema):
     versions: dict[str, str] = Field(default_factory=dict)
     plugins: list[dict[str, Any]] = Field(default_factory=list)
     publish: PublishInfo | None = None
+    resumed_with_changes: list[str] = Field(default_factory=list)
+    """Recipe changes a --resume accepted because they do not touch the trained models."""
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -145,6 +160,15 @@ class RunResults(_Schema):
 
     def others(self, model: str = MRL) -> list[ModelResult]:
         return [m for key, m in self.models.items() if key != model]
+
+    def quality_columns(self) -> dict[str, ModelResult]:
+        """The columns of the per-metric tables: the run's models and comparisons without costs."""
+        return {key: m for key, m in self.models.items() if m.kind == "model" or m.costs is None}
+
+    def search_columns(self) -> dict[str, ModelResult]:
+        """The columns with search costs: each model's plain truncation and every search
+        configuration (funnels, quantisation), for the quality-versus-cost section."""
+        return {key: m for key, m in self.models.items() if m.costs}
 
     # -- files ------------------------------------------------------------------------------
     @classmethod
@@ -202,6 +226,7 @@ def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, f
 
 
 __all__ = [
-    "BASE", "KEEP_SHARES", "METRICS", "MRL", "PRIMARY", "SCHEMA_VERSION", "DataInfo", "Metric", "ModelInfo",
-    "ModelResult", "PublishInfo", "RunResults", "TrainingFacts", "round_metrics", "share_label",
+    "BASE", "KEEP_SHARES", "METRICS", "MRL", "OVERLAP", "PRIMARY", "SCHEMA_VERSION", "DataInfo", "Metric",
+    "ModelInfo", "ModelResult", "PublishInfo", "RunResults", "SearchCost", "TrainingFacts", "overlap_key",
+    "round_metrics", "share_label",
 ]

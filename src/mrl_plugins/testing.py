@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .components import ComparisonContext, Metrics, Role, TextSide, WarmStartContext
+from .components import ComparisonContext, IndexBackend, Metrics, Role, TextSide, WarmStartContext
 from .data import IRSet
 from .plugins import Registry, load_registry
 
@@ -275,6 +275,15 @@ class ArrayComparisonContext(ComparisonContext):
         from .evaluation import score_dims
 
         return score_dims(queries, corpus, self.relevant, self.dims, k=self.k)
+
+    def score_ranked(self, ranked: dict[int, np.ndarray]) -> dict[int, Metrics]:
+        from .evaluation import ranking_metrics
+
+        return {d: ranking_metrics(ids, self.relevant, self.k) for d, ids in ranked.items()}
+
+    def index_backend(self, name: str, params: dict[str, Any] | None = None) -> IndexBackend:
+        cls = isolated_registry().get("index", name)
+        return cls(cls.Params.model_validate(dict(params or {})))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..components import Comparison, ComparisonContext, Control, Metrics, Params, Variant
+from ..components import Comparison, ComparisonContext, Control, Metrics, Params, ValidationContext, Variant
 from ..data import seeded_sample
 from ..errors import UserError
 from ..hookspecs import hookimpl
@@ -68,6 +68,20 @@ class PCA(Comparison):
     def label(self, models: Mapping[str, str]) -> str:
         fit = "" if self.params.fit_on == "train" else ", fit on eval corpus"
         return f"{models[self.params.model]} · PCA{fit}"
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        """With the data loaded (at the start of a run): enough texts to fit one axis per dimension."""
+        p = self.params
+        if ctx.data is None or ctx.full_dim is None:
+            return []
+        if p.fit_on == "eval-corpus":
+            n, what = len(ctx.data.eval.corpus), "evaluation documents"
+        else:
+            n, what = min(len(ctx.data.training_texts("documents")), p.max_fit_texts), "training-side documents to fit on"
+        if n < ctx.full_dim:
+            return [f"pca: {n} {what}, fewer than the model's {ctx.full_dim} dimensions, so PCA cannot be fitted; use more "
+                    'training data, raise max_fit_texts, or set fit_on = "eval-corpus".']
+        return []
 
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts("documents"))), self.params.max_fit_texts, self.params.seed)

@@ -10,6 +10,7 @@ first paragraph of the long description. Descriptions shared by several packages
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import lzma
@@ -22,7 +23,7 @@ from pathlib import Path
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import DataBundle, DataRequest, rows_to_dataset, seeded_sample, split_by_query
+from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -92,8 +93,18 @@ def parse_translation(lines: Iterator[str]) -> Iterator[Package]:
 
 
 def read_catalogue(path: Path) -> list[Package]:
-    with open_text(path) as fh:
-        return list(parse_translation(fh))
+    stat = path.stat()
+    return list(_read_catalogue(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_catalogue(path: str, size: int, mtime: int) -> tuple[Package, ...]:
+    """Parsed once per file version: validate and the run then read it once."""
+    with open_text(Path(path)) as fh:
+        packages = tuple(parse_translation(fh))
+    if not packages:
+        raise UserError(f"{path}: no package descriptions in it; [data] path must name a Translation-en file.")
+    return packages
 
 
 def usable_packages(packages: list[Package], min_chars: int) -> list[Package]:
@@ -120,12 +131,13 @@ class DebianSource(DataSource):
     produces = ("pairs",)
 
     def check(self, ctx: ValidationContext) -> list[str]:
-        path = ctx.recipe_dir / self.params.path
+        p = self.params
+        path = ctx.recipe_dir / p.path
         if not path.is_file():
-            return [f"path: file '{self.params.path}' not found (looked for {path})."]
-        if self.params.corpus_size < self.params.eval_queries:
-            return [f"corpus_size: {self.params.corpus_size} is smaller than eval_queries {self.params.eval_queries}."]
-        return []
+            return [f"path: file '{p.path}' not found (looked for {path})."]
+        return held_out_problems("path", lambda: len(usable_packages(read_catalogue(path), p.min_chars)),
+                                 eval_queries=p.eval_queries, corpus_size=p.corpus_size, train_pairs=p.train_pairs,
+                                 unit="usable packages")
 
     def load(self, request: DataRequest) -> DataBundle:
         p = self.params

@@ -8,29 +8,19 @@ unless ``eval_path`` names a separate evaluation file (training rows touching it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import ROW_COLUMNS, require_columns, DataBundle, DataRequest, builder_for, read_table, rows_to_dataset, seeded_sample, split_by_query
+from ..data import (
+    ROW_COLUMNS, DataBundle, DataRequest, builder_for, normalise_text, read_table, require_columns, rows_to_dataset,
+    seeded_sample, split_by_query,
+)
+from ..data_files import RowCheck, ScorePolicy, peek, prescan
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
-def mapped_rows(table: Any, path: Path, wanted: tuple[str, ...], columns: dict[str, str]) -> tuple[list[dict], int]:
-    """Rows renamed to ``wanted`` via ``columns``; rows with an empty text or score are skipped."""
-    require_columns(table.column_names, [columns.get(c, c) for c in wanted], str(path), example_key=wanted[0])
-    rows, skipped = [], 0
-    source = {c: table[columns.get(c, c)] for c in wanted}
-    for i in range(len(table)):
-        row = {c: source[c][i] for c in wanted}
-        if any(v is None or (isinstance(v, str) and not v.strip()) for v in row.values()):
-            skipped += 1
-            continue
-        if "score" in row:
-            row["score"] = float(row["score"])
-        rows.append(row)
-    return rows, skipped
 
 
 class LocalParams(Params):
@@ -46,6 +36,10 @@ class LocalParams(Params):
     positive_threshold: float = Field(0.5, description="Scored pairs: score above this is relevant in evaluation.")
     max_rows: int | None = Field(None, gt=0, description="Sample at most this many training rows.")
     encoding: str = Field("utf-8", description="Text encoding of CSV files.")
+    invalid_scores: ScorePolicy = Field(
+        "error", description='Scored pairs: a score that is not a number in [0, 1] is an "error" (naming its line), '
+        'or is "clip"ped into [0, 1], or the row is "skip"ped; skipped rows are counted on the console.'
+    )
 
 
 class LocalSource(DataSource):
@@ -75,27 +69,52 @@ class LocalSource(DataSource):
                 problems.append(f"{key}: file '{value}' not found (looked for {path}).")
             elif builder_for(path) is None:
                 problems.append(f"{key}: '{value}' has an unknown extension; use .jsonl, .json, .csv, .tsv or .parquet.")
+            else:
+                problems += self._peek_problems(key, path)
         return problems
 
-    def _read(self, path: Path) -> tuple[list[dict], int]:
+    def _peek_problems(self, key: str, path: Path) -> list[str]:
+        """Columns and row counts, read cheaply, so validate catches what the run would."""
+        p = self.params
+        try:
+            found = peek(path, p.encoding)
+        except UserError as exc:
+            return [f"{key}: {exc}"]
+        problems = []
+        need = [p.columns.get(c, c) for c in ROW_COLUMNS[p.format]]
+        if found.columns is not None and any(c not in found.columns for c in need):
+            missing = [c for c in need if c not in found.columns]
+            problems.append(f"{key}: '{path.name}' has no column {', '.join(map(repr, missing))} (it has "
+                            f"{', '.join(map(repr, found.columns))}); map them in [data] columns.")
+        if key == "path" and p.eval_path is None and found.rows is not None and found.rows <= p.eval_queries:
+            problems.append(f"eval_queries: {p.eval_queries} held out of the {found.rows} rows of '{path.name}' leaves "
+                            "no training rows; lower eval_queries or give a larger file.")
+        return problems
+
+    def _read(self, path: Path) -> tuple[list[dict], int, dict]:
         wanted = ROW_COLUMNS[self.params.format]
-        return mapped_rows(read_table(path, encoding=self.params.encoding), path, wanted, self.params.columns)
+        lines = prescan(path, encoding=self.params.encoding)
+        table = read_table(path, encoding=self.params.encoding)
+        require_columns(table.column_names, [self.params.columns.get(c, c) for c in wanted], str(path), example_key=wanted[0])
+        check = RowCheck(path, wanted, self.params.invalid_scores, lines)
+        rows = check.rows({c: table[self.params.columns.get(c, c)] for c in wanted}, len(table))
+        return rows, check.skipped_count, check.report(len(table))
 
     def load(self, request: DataRequest) -> DataBundle:
         p = self.params
         path = request.recipe_dir / p.path
-        rows, skipped = self._read(path)
+        rows, skipped, report = self._read(path)
         doc_cols = ("sentence2",) if p.format == "scored-pairs" else ROW_COLUMNS[p.format][1:]
         query_col = "sentence1" if p.format == "scored-pairs" else "anchor"
         relevant = (lambda r: r["score"] > p.positive_threshold) if p.format == "scored-pairs" else None
         split_kwargs = dict(seed=request.seed, corpus_size=p.corpus_size, query_col=query_col,
                             doc_cols=doc_cols, is_relevant=relevant)
         if p.eval_path:
-            eval_rows, eval_skipped = self._read(request.recipe_dir / p.eval_path)
+            eval_rows, eval_skipped, _ = self._read(request.recipe_dir / p.eval_path)
             skipped += eval_skipped
             held = split_by_query(eval_rows, eval_queries=len(eval_rows), **split_kwargs).eval
-            eval_texts = set(held.queries.values()) | set(held.corpus.values())
-            train_rows = [r for r in rows if not any(r[c] in eval_texts for c in (query_col, *doc_cols))]
+            eval_texts = {normalise_text(t) for t in (*held.queries.values(), *held.corpus.values())}
+            train_rows = [r for r in rows if not any(normalise_text(r[c]) in eval_texts for c in (query_col, *doc_cols))]
             eval_set = held
         else:
             split = split_by_query(rows, eval_queries=p.eval_queries, **split_kwargs)
@@ -105,8 +124,12 @@ class LocalSource(DataSource):
         if request.row_format == "pairs" and p.format == "triplets":
             train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
         if not train_rows:
-            raise UserError(f"{path}: no training rows are left after holding out the evaluation set.")
-        summary = {"rows": len(rows) + skipped, "skipped_empty": skipped, "held_out_rows": held_out}
+            raise UserError(
+                f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and {held_out} "
+                f"held out (or dropped for touching the evaluation set). Lower [data] eval_queries ({p.eval_queries}) or "
+                "corpus_size, or give more rows."
+            )
+        summary = {"rows": len(rows) + skipped, "skipped_rows": skipped, "held_out_rows": held_out, **report}
         return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary)
 
 

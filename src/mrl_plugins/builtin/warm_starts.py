@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..components import Params, WarmStart, WarmStartContext
+from ..components import Params, ValidationContext, WarmStart, WarmStartContext
 from ..data import seeded_sample
 from ..errors import UserError
 from ..hookspecs import hookimpl
@@ -47,6 +47,16 @@ class PCARotation(WarmStart):
 
     name = "pca-rotation"
     Params = PCARotationParams
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        """With the data loaded (at the start of a run): enough texts to fit a full rotation."""
+        if ctx.data is None or ctx.full_dim is None:
+            return []
+        n = min(len(ctx.data.training_texts(self.params.side)), self.params.sample_size)
+        if n < ctx.full_dim:
+            return [f"pca-rotation: {n} training texts ({self.params.side}) to fit on, fewer than the model's "
+                    f"{ctx.full_dim} dimensions; use more training data or raise sample_size."]
+        return []
 
     def fit_texts(self, ctx: WarmStartContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts(self.params.side))), self.params.sample_size, ctx.seed)

@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..components import KINDS
 from ..data import DataBundle
-from ..recipe import Recipe, RecipeModel
+from ..errors import UserError
+from ..recipe import ComponentSpec, Recipe, RecipeModel
 from .staging import Staging
 
 logger = logging.getLogger("mrl_plugins")
@@ -67,6 +69,8 @@ class RunContext:
     weights: list[float] | None = None
     loaded: dict[str, Any] = field(default_factory=dict)
     """Loaded models by key: the run's models as they are produced, other models on first use."""
+    embeddings: Any = None
+    """The encode-once cache of evaluation embeddings (:class:`~.scoring.Embeddings`), rank 0."""
 
     @property
     def settings(self) -> RecipeModel:
@@ -79,3 +83,26 @@ class RunContext:
 
     def stage(self, key: str, message: str):  # noqa: ANN201 (a context manager)
         return self.stages.stage(key, message)
+
+
+def plugin_call(spec: ComponentSpec, method: str, *args: Any) -> Any:
+    """Call a component's method; an exception from the plugin's own code names the plugin."""
+    try:
+        return getattr(spec.component, method)(*args)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise PluginFailed(spec, method, exc) from exc
+
+
+class PluginFailed(UserError):
+    """A component's own code raised: the message names the component, its plugin and the error."""
+
+    exit_code = 1
+
+    def __init__(self, spec: ComponentSpec, method: str, exc: Exception):
+        super().__init__(
+            f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}(): "
+            f"{type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a bug in "
+            f"plugin '{spec.plugin}' (run with MRL_DEBUG=1 for the traceback)."
+        )

@@ -19,17 +19,17 @@ from importlib import metadata
 
 from .. import __version__
 from ..components import ValidationContext
-from ..data import DataRequest, IRSetError, find_leaks
+from ..data import DataBundle, DataRequest, IRSetError, find_leaks
 from ..errors import PluginError, UserError
+from ..evaluation import save_evaluation
 from ..models import load_model, pick_device
 from ..publish import publish_run, write_publication
 from ..recipe import Recipe
 from ..report import write_report
-from ..data import DataBundle
 from ..results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
 from ..run_models import BASE, MRL, MRL_PLAIN
-from .context import Distributed, RunContext
-from .scoring import Embeddings, evaluate_model, run_comparison
+from .context import Distributed, PluginFailed, RunContext, plugin_call
+from .scoring import Embeddings, evaluate_model, run_comparison, truncation_costs
 from .staging import Staging
 from .training import train_models
 
@@ -42,14 +42,22 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Run
     staging = Staging.for_run(recipe, resume=resume)
     recipe.output_dir = staging.out
     if dist.is_main:
-        staging.prepare(overwrite=overwrite, resume=resume)
-    with staging.guard(is_main=dist.is_main):
-        ctx = setup(recipe, staging, dist, resume)
-        results = execute(ctx)
-        if results is None:  # not rank 0: rank 0 scores, writes and reports
-            return None
-        save(ctx, results)
-        staging.finalize()
+        staging.acquire()  # one run per output folder: a second one is refused, naming this one
+    try:
+        if dist.is_main:
+            staging.prepare(overwrite=overwrite, resume=resume)
+            changes = record_or_check(recipe, staging, resume)
+        with staging.guard(is_main=dist.is_main):
+            ctx = setup(recipe, staging, dist, resume)
+            results = execute(ctx)
+            if results is None:  # not rank 0: rank 0 scores, writes and reports
+                return None
+            if changes:
+                results.resumed_with_changes = changes
+            save(ctx, results)
+            staging.finalize()
+    finally:
+        staging.release()
     logger.info("results in %s", staging.out)
     pub = recipe.settings.publish
     if pub.push:
@@ -57,11 +65,23 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Run
     return results
 
 
+def record_or_check(recipe: Recipe, staging: Staging, resume: bool) -> list[str]:
+    """A fresh run records what it trains; a resumed one must train the same (else it is refused)."""
+    trained = {m.key: [m.training.matryoshka, m.training.warm_start] for m in recipe.models.trained()}
+    if resume:
+        changes = staging.check_resume(recipe.resolved(), trained)
+        for change in changes:
+            logger.warning("resuming with a changed recipe (it does not affect the trained models): %s", change)
+        return changes
+    staging.record_recipe(recipe.resolved(), trained)
+    return []
+
+
 def setup(recipe: Recipe, staging: Staging, dist: Distributed, resume: bool) -> RunContext:
     from transformers import set_seed
 
     set_seed(recipe.settings.seed)
-    device = pick_device(recipe.settings.model.device)
+    device = check_device(pick_device(recipe.settings.model.device))
     if dist.world_size > 1 and device.startswith("cuda"):
         device = f"cuda:{dist.local_rank}"
     if not dist.is_main:
@@ -69,19 +89,40 @@ def setup(recipe: Recipe, staging: Staging, dist: Distributed, resume: bool) -> 
     return RunContext(recipe, staging, dist, device, resume)
 
 
+def check_device(device: str) -> str:
+    """The exact check validate could only estimate: the device exists for torch."""
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise UserError(f"[model] device: '{device}' is not available (torch sees {found} CUDA device(s)); use "
+                            "device = \"auto\" or \"cpu\".")
+    if device.startswith("mps") and not torch.backends.mps.is_available():
+        raise UserError(f"[model] device: '{device}' is not available here; use device = \"auto\" or \"cpu\".")
+    return device
+
+
 def execute(ctx: RunContext) -> RunResults | None:
     """The stages; every rank trains, rank 0 alone scores and returns the results."""
     load_data(ctx)
     load_base_model(ctx)
-    emb = Embeddings(ctx)
+    check_with_data(ctx)
+    emb = ctx.embeddings = Embeddings(ctx)
     if ctx.dist.is_main:
         base = evaluate_model(ctx, emb, BASE)
     training = train_models(ctx)
     if not ctx.dist.is_main:
         return None
     trained = [evaluate_model(ctx, emb, key) for key in (MRL_PLAIN, MRL) if key in ctx.recipe.models]
-    compared = [run_comparison(ctx, emb, spec) for spec in ctx.recipe.compare]  # controls score their variant
-    return assemble(ctx, [base, *trained, *compared], training)
+    compared = [col for spec in ctx.recipe.compare for col in run_comparison(ctx, emb, spec)]  # controls score their variant
+    columns = [base, *trained, *compared]
+    costs = truncation_costs(ctx, emb)
+    for column in columns:
+        if column.kind == "model":  # a model's own column is plain truncation, searched exactly
+            column.costs = costs
+    return assemble(ctx, columns, training)
 
 
 def load_data(ctx: RunContext) -> None:
@@ -90,6 +131,23 @@ def load_data(ctx: RunContext) -> None:
         ctx.data = bundle = read_data_source(recipe)
     logger.info("          %d training rows (%s), %d evaluation queries, %d documents",
                 len(bundle.train), bundle.row_format, len(bundle.eval.queries), len(bundle.eval.corpus))
+    k = ctx.settings.eval.k
+    if len(bundle.eval.queries) < 50 or len(bundle.eval.corpus) <= k:
+        logger.warning("the evaluation set is tiny (%d queries, %d documents, k = %d): its numbers mean little",
+                       len(bundle.eval.queries), len(bundle.eval.corpus), k)
+
+
+def check_with_data(ctx: RunContext) -> None:
+    """The checks that need the data (PCA's fitting texts, …), before anything trains."""
+    from ..errors import RecipeError
+
+    recipe = ctx.recipe
+    vctx = ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim, k=ctx.settings.eval.k,
+                             registry=recipe.registry, data=ctx.bundle)
+    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.warm_start, *recipe.compare) if s is not None]
+    problems = [f"{spec.where} {p}" for spec in specs for p in plugin_call(spec, "check", vctx)]
+    if problems:
+        raise RecipeError(f"{recipe.path} (checked against the loaded data, before training)", problems)
 
 
 def read_data_source(recipe: Recipe) -> DataBundle:
@@ -98,9 +156,14 @@ def read_data_source(recipe: Recipe) -> DataBundle:
     who = f"data source '{spec.name}' (plugin '{spec.plugin}')"
     request = DataRequest(row_format=recipe.row_format, seed=recipe.settings.seed, recipe_dir=recipe.base_dir)
     try:
-        bundle = spec.component.load(request)
-    except IRSetError as exc:
-        raise PluginError(f"{who} built an inconsistent evaluation set: {exc}. The plugin must fix it.") from None
+        bundle = plugin_call(spec, "load", request)
+    except PluginFailed as exc:
+        if isinstance(exc.__cause__, IRSetError):
+            raise PluginError(f"{who} built an inconsistent evaluation set: {exc.__cause__}. The plugin must fix it.") from None
+        raise
+    if not isinstance(bundle, DataBundle):
+        raise PluginError(f"{who}: load() returned {type(bundle).__name__}, not a DataBundle; the plugin does not "
+                          "follow the contract (see docs/plugin-guide.md, 'Data types').")
     expected = list(recipe.row_format.columns)
     if list(bundle.train.column_names) != expected:
         raise PluginError(f"{who} returned columns {bundle.train.column_names}, expected {expected}; "
@@ -122,7 +185,7 @@ def load_base_model(ctx: RunContext) -> None:
     with ctx.stage("load_model", f"loading {recipe.model.requested} ({recipe.model.origin}) on {ctx.device}"):
         base = load_model(recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
         getter = getattr(base, "get_embedding_dimension", None) or base.get_sentence_embedding_dimension
-        ctx.full_dim = getter()
+        ctx.full_dim = getter()  # load_model drops a default truncate_dim: runs use the full width
         schedule = recipe.dims.component
         dims = schedule.dims(ctx.full_dim)
         problems = schedule.check(ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim))
@@ -152,10 +215,13 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
 
 
 def save(ctx: RunContext, results: RunResults) -> None:
-    """The model's default dimension and card, results.json, the resolved recipe and the report."""
+    """The evaluation set and embeddings, the model's default dimension and card, results.json,
+    the resolved recipe and the report."""
     import tomli_w
 
     pub, folder = ctx.settings.publish, ctx.staging.dir
+    encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
+    save_evaluation(folder, ctx.bundle.eval, encoded)
     meta = write_publication(ctx.staging.model_dir(MRL), results, pub.truncate_dim, pub.repo_id)
     results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
     results.save(folder)

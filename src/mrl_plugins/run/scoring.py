@@ -9,19 +9,19 @@ validation has already checked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..components import ComparisonContext, Metrics, TextSide
-from ..errors import PluginError
-from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims
+from ..components import Column, ComparisonContext, IndexBackend, Metrics, SearchCost, TextSide
+from ..errors import PluginError, UserError
+from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, ranking_metrics, score_dims
 from ..models import load_model
 from ..recipe import ComparisonSpec
 from ..results import ModelResult, round_metrics
 from ..run_models import BASE
-from .context import RunContext
+from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -69,7 +69,7 @@ class RunComparisonContext(ComparisonContext):
     """What one comparison sees of the run: the models it declared, the training texts, the scorer."""
 
     def __init__(self, emb: Embeddings, spec: ComparisonSpec):
-        self.dims, self.eval_set = emb.ctx.dims, emb.ctx.bundle.eval
+        self.dims, self.eval_set, self.k = emb.ctx.dims, emb.ctx.bundle.eval, emb.ctx.settings.eval.k
         self._emb, self._spec = emb, spec
         self._allowed = {ref.name for ref in spec.reads}
 
@@ -94,6 +94,34 @@ class RunComparisonContext(ComparisonContext):
     def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
         return self._emb.score(queries, corpus)
 
+    def score_ranked(self, ranked: Mapping[int, np.ndarray]) -> dict[int, Metrics]:
+        return {d: ranking_metrics(ids, self._emb.relevant, self.k) for d, ids in ranked.items()}
+
+    def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
+        cls = self._emb.ctx.recipe.registry.get("index", name)
+        try:
+            return cls(cls.Params.model_validate(dict(params or {})))
+        except Exception as exc:  # validation checked the recipe's; this is a plugin asking for others
+            raise UserError(f"comparison '{self._spec.name}': index backend '{name}' refused {dict(params or {})}: {exc}") from None
+
+
+def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
+    """What searching truncated vectors costs at each dimension: exact float32 search (flat),
+    timed side by side. It depends on shapes only, so one measurement serves every model."""
+    from ..search import FunnelIndex, measure, search_cost
+
+    enc = emb.encoded(BASE)
+    flat = ctx.recipe.registry.get("index", "flat")()
+    with ctx.stage("search_costs", f"timing exact search of truncated vectors at {len(ctx.dims)} dims"):
+        indexes = {}
+        for d in ctx.dims:
+            indexes[d] = FunnelIndex(ctx.full_dim, d, flat)
+            indexes[d].add(enc.corpus)
+        k = ctx.settings.eval.k
+        timings = measure({d: (lambda q, i=i: i.search(q, k)) for d, i in indexes.items()}, enc.queries)
+    full = timings[ctx.full_dim]
+    return {d: search_cost(timings[d], full, index_bytes=indexes[d].index_bytes()) for d in ctx.dims}
+
 
 def model_result(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> ModelResult:
     return ModelResult(key=key, label=ctx.recipe.models[key].label, kind="model", reads=[key],
@@ -106,10 +134,18 @@ def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
         return model_result(ctx, key, emb.metrics(key))
 
 
-def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> ModelResult:
+def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
+    """The comparison's column, or its columns (a funnel gives one per shortlist size)."""
     with ctx.stage(f"compare:{spec.label}", f"comparison {spec.label}"):
-        metrics = spec.component.run(RunComparisonContext(emb, spec))
+        out = plugin_call(spec, "run", RunComparisonContext(emb, spec))
     if spec.key in ctx.recipe.models:  # a control: its column is the model it added
-        return model_result(ctx, spec.key, metrics)
-    return ModelResult(key=spec.key, label=spec.label, kind="comparison", component=spec.name,
-                       reads=[r.name for r in spec.reads], metrics=round_metrics(metrics))
+        return [model_result(ctx, spec.key, out)]
+    columns = out if isinstance(out, list) else [Column("", out)]
+    results = []
+    for column in columns:
+        label = f"{spec.label} {column.name}" if column.name else spec.label
+        results.append(ModelResult(
+            key=f"compare:{label}", label=label, kind="comparison", component=spec.name,
+            reads=[r.name for r in spec.reads], metrics=round_metrics(column.metrics), costs=column.costs,
+        ))
+    return results

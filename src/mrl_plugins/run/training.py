@@ -23,17 +23,31 @@ from ..models import ResolvedModel, load_model, mixed_precision
 from ..publish import strip_card_examples
 from ..results import TrainingFacts
 from ..run_models import MRL, RunModel, Training
-from .context import RunContext
+from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
 
 
+COMPLETE = "trainer_state.json"
+"""The trainer writes this last into a checkpoint: a checkpoint without it was cut short."""
+
+
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest ``checkpoint-N`` folder, or ``None``."""
+    """The newest complete ``checkpoint-N`` folder, or ``None``. Incomplete ones (a run killed
+    while writing them) are renamed ``incomplete-checkpoint-N``, kept, and never resumed from."""
     if not folder.is_dir():
         return None
-    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    return max(steps)[1] if steps else None
+    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    complete = [(step, p) for step, p in steps if (p / COMPLETE).is_file()]
+    newest = complete[-1][0] if complete else -1
+    for step, p in steps:
+        if step > newest and not (p / COMPLETE).is_file():
+            aside = p.with_name(f"incomplete-{p.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            p.rename(aside)
+            logger.warning("%s was cut short while being written (no %s); set aside as %s, resuming from %s",
+                           p.name, COMPLETE, aside.name, complete[-1][1].name if complete else "the start")
+    return complete[-1][1] if complete else None
 
 
 def trainer_callbacks() -> list[Any]:
@@ -45,7 +59,7 @@ def build_loss(ctx: RunContext, model: Any, training: Training) -> Any:
     """The recipe's base loss, wrapped in MatryoshkaLoss unless the model is a control."""
     from .._st import st_losses
 
-    loss = ctx.recipe.loss.component.build(model)
+    loss = plugin_call(ctx.recipe.loss, "build", model)
     if training.matryoshka:
         loss = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
     return loss
@@ -122,7 +136,7 @@ class _WarmStartTexts(WarmStartContext):
 
 def apply_warm_start(ctx: RunContext, model: Any) -> dict[str, Any]:
     spec = ctx.recipe.warm_start
-    return {"name": spec.name, **spec.component.apply(model, _WarmStartTexts(ctx, model))}
+    return {"name": spec.name, **plugin_call(spec, "apply", model, _WarmStartTexts(ctx, model))}
 
 
 def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingFacts]:

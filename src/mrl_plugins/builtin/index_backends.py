@@ -1,0 +1,195 @@
+"""Built-in index backends on FAISS: ``flat`` (exact), ``hnsw`` (graph), ``int8`` (scalar
+quantiser) and ``binary`` (sign bits, Hamming distance).
+
+All of them index unit-length vectors and rank by inner product (cosine), the metric the run's
+evaluation uses. ``int8`` is FAISS's 8-bit scalar quantiser with per-dimension ranges fitted on
+the first vectors added: the same uniform quantiser as sentence-transformers'
+``quantize_embeddings(precision="uint8")``, but FAISS scores the float query against the decoded
+codes (asymmetric distance), which loses less than comparing codes with codes. ``binary`` packs
+sign bits with sentence-transformers' ``quantize_embeddings(precision="ubinary")`` into a FAISS
+binary index, as ``semantic_search_faiss`` does; its score is ``1 - 2·hamming/dim``, the cosine
+of the two ±1 vectors. FAISS is imported inside methods: ``mrl-run validate`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..components import IndexBackend, Params, ShortlistIndex
+from ..hookspecs import hookimpl
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class FaissIndex(ShortlistIndex):
+    """A FAISS float index (flat, HNSW or scalar-quantised) over inner product."""
+
+    def __init__(self, index: Any, dim: int, on_gpu: bool = False):
+        self.index, self.dim, self.on_gpu = index, dim, on_gpu
+
+    def train(self, sample: np.ndarray) -> None:
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def add(self, vectors: np.ndarray) -> None:
+        if not self.index.is_trained:
+            self.train(vectors)
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def save(self, path: Path) -> None:
+        faiss = _faiss()
+        faiss.write_index(faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index, str(path))
+
+    def bytes_per_vector(self) -> float:
+        if self.on_gpu:
+            return float(4 * self.dim)
+        n = max(self.index.ntotal, 1)
+        hnsw = getattr(self.index, "hnsw", None)
+        code = self.index.storage.sa_code_size() if hnsw is not None else self.index.sa_code_size()
+        if hnsw is None:
+            return float(code)
+        # graph links (4-byte ids at every level), per-vector offsets (8) and levels (4)
+        return code + (hnsw.neighbors.size() * 4) / n + 12
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+
+class FlatParams(Params):
+    gpu: bool = Field(True, description="Search on the GPUs when FAISS is a GPU build and GPUs are present.")
+
+
+def gpus() -> int:
+    """GPUs FAISS can use: 0 with faiss-cpu, which has no GPU code."""
+    return int(getattr(_faiss(), "get_num_gpus", lambda: 0)())
+
+
+class Flat(IndexBackend):
+    """Exact search: every vector compared with the query (FAISS IndexFlatIP, float32; on GPUs with a GPU build)."""
+
+    name = "flat"
+    Params = FlatParams
+
+    def _placed(self, index: Any, dim: int) -> ShortlistIndex:
+        if self.params.gpu and gpus() > 0:  # a faiss-gpu build on a GPU machine (not exercised by this project's CI)
+            return FaissIndex(_faiss().index_cpu_to_all_gpus(index), dim, on_gpu=True)
+        return FaissIndex(index, dim)
+
+    def create(self, dim: int) -> ShortlistIndex:
+        return self._placed(_faiss().IndexFlatIP(dim), dim)
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        return self._placed(_faiss().read_index(str(path)), dim)
+
+
+class HNSWParams(Params):
+    m: int = Field(32, ge=4, le=128, description="Graph neighbours per vector (M): more is more accurate and larger.")
+    ef_construction: int = Field(80, ge=8, description="Candidate list while building: higher builds a better graph, slower.")
+    ef_search: int = Field(128, ge=8, description="Candidate list while searching (at least the shortlist): higher is more accurate, slower.")
+    storage: Literal["float32", "int8"] = Field("float32", description="How the graph stores vectors: float32, or FAISS's 8-bit scalar quantiser.")
+
+
+class HNSW(IndexBackend):
+    """Approximate search on a navigable small-world graph (FAISS IndexHNSWFlat / IndexHNSWSQ)."""
+
+    name = "hnsw"
+    Params = HNSWParams
+
+    def create(self, dim: int) -> ShortlistIndex:
+        faiss, p = _faiss(), self.params
+        if p.storage == "int8":
+            index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, p.m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(dim, p.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = p.ef_construction
+        index.hnsw.efSearch = p.ef_search
+        return _HNSWIndex(index, dim, p.ef_search)
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        index = _faiss().read_index(str(path))
+        index.hnsw.efSearch = self.params.ef_search
+        return _HNSWIndex(index, dim, self.params.ef_search)
+
+
+class _HNSWIndex(FaissIndex):
+    def __init__(self, index: Any, dim: int, ef_search: int):
+        super().__init__(index, dim)
+        self.ef_search = ef_search
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.index.hnsw.efSearch = max(self.ef_search, k)  # a shortlist longer than ef would be cut short
+        return super().search(queries, k)
+
+
+class Int8(IndexBackend):
+    """Exact search over 8-bit scalar-quantised vectors: a quarter of float32's memory."""
+
+    name = "int8"
+
+    def create(self, dim: int) -> ShortlistIndex:
+        faiss = _faiss()
+        return FaissIndex(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT), dim)
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        return FaissIndex(_faiss().read_index(str(path)), dim)
+
+
+def ubinary(vectors: np.ndarray) -> np.ndarray:
+    """Sign bits packed 8 to a byte, by sentence-transformers' own quantiser."""
+    try:
+        from sentence_transformers.util.quantization import quantize_embeddings
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.quantization import quantize_embeddings
+    return quantize_embeddings(np.ascontiguousarray(vectors, dtype=np.float32), precision="ubinary")
+
+
+class BinaryIndex(ShortlistIndex):
+    def __init__(self, index: Any, dim: int):
+        self.index, self.dim = index, dim
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(ubinary(vectors))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, ids = self.index.search(ubinary(queries), k)
+        return 1.0 - 2.0 * distances.astype(np.float32) / self.dim, ids
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index_binary(self.index, str(path))
+
+    def bytes_per_vector(self) -> float:
+        return float(self.index.code_size)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+
+class Binary(IndexBackend):
+    """Exact Hamming search over sign bits: a 32nd of float32's memory (FAISS IndexBinaryFlat)."""
+
+    name = "binary"
+
+    def create(self, dim: int) -> ShortlistIndex:
+        return BinaryIndex(_faiss().IndexBinaryFlat(((dim + 7) // 8) * 8), dim)
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        return BinaryIndex(_faiss().read_index_binary(str(path)), dim)
+
+
+@hookimpl
+def register_index_backends(register):
+    register(Flat)
+    register(HNSW)
+    register(Int8)
+    register(Binary)

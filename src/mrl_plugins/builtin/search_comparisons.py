@@ -1,0 +1,177 @@
+"""Built-in search comparisons: what truncation buys at search time, measured in the run.
+
+``funnel``: shortlist the N best documents with the first d dimensions in an index of any
+backend, rerank them with the full vectors. ``quantize``: search int8 or binary codes of the
+first d dimensions, with and without rescoring the candidates with the float vectors at d.
+Each reports the run's metrics per dimension, ``overlap@k`` with the exact full-dimension top
+k, memory per vector and query time as a ratio to exact full-dimension float32 search measured
+in the same run (see :mod:`mrl_plugins.search.timing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, ValidationContext
+from ..evaluation import overlap_at_k
+from ..hookspecs import hookimpl
+from ..results import overlap_key
+from ..search import FunnelIndex, measure, search_cost
+from .comparisons import MODEL_HELP
+
+Searches = dict[str, Any]
+
+
+def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any]) -> list[str]:
+    """Problems with an index backend named in a recipe: unknown name, bad parameters."""
+    if ctx.registry is None:
+        return []
+    try:
+        cls = ctx.registry.get("index", name)
+    except Exception as exc:
+        return [f"index: {exc}"]
+    try:
+        cls.Params.model_validate(params)
+    except Exception as exc:
+        return [f"index_params: not valid for '{name}': {str(exc).splitlines()[-1].strip() or exc}"]
+    return []
+
+
+class SearchParams(Params):
+    model: str = Field("mrl", description=MODEL_HELP)
+    timing_queries: int = Field(100, gt=0, description="Queries timed one at a time (the batch uses them all).")
+
+
+def exact(ctx: ComparisonContext, queries: np.ndarray, corpus: np.ndarray) -> tuple[FunnelIndex, np.ndarray]:
+    """Exact full-dimension float32 search, the reference of every ratio, and its top k."""
+    full = queries.shape[1]
+    index = FunnelIndex(full, full, ctx.index_backend("flat"))
+    index.add(corpus)
+    return index, index.search(queries, ctx.k).ids
+
+
+class FunnelParams(SearchParams):
+    shortlist: list[int] = Field(default_factory=lambda: [50, 100, 200], description="Shortlist sizes to rerank, each ≥ k.")
+    index: str = Field("flat", description='Index backend of the shortlist: "flat", "hnsw", "int8", "binary" or a plugin\'s.')
+    index_params: dict[str, Any] = Field(default_factory=dict, description="The backend's parameters, e.g. { m = 32 } for hnsw.")
+    rerank_dim: int | None = Field(None, gt=0, description="Rerank at this dimension (default: the full dimension).")
+
+    @field_validator("shortlist")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError(f"must list distinct positive sizes, got {sizes}")
+        return sorted(sizes)
+
+
+class Funnel(Comparison):
+    """Shortlist at each dimension with an index, rerank with the full vectors; costs measured."""
+
+    name = "funnel"
+    Params = FunnelParams
+
+    def label(self, models: Mapping[str, str]) -> str:
+        return f"{models[self.params.model]} · funnel"
+
+    def column_name(self, shortlist: int) -> str:
+        """``100``, or ``100 hnsw → 192`` with another index or rerank dimension."""
+        p = self.params
+        return " ".join([str(shortlist), *([p.index] if p.index != "flat" else []),
+                         *([f"→ {p.rerank_dim}"] if p.rerank_dim else [])])
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        p = self.params
+        problems = check_backend(ctx, p.index, p.index_params)
+        if p.shortlist[0] < ctx.k:
+            problems.append(f"shortlist: {p.shortlist[0]} is smaller than k = {ctx.k}; a shortlist must hold the top k.")
+        if p.rerank_dim and ctx.full_dim and p.rerank_dim > ctx.full_dim:
+            problems.append(f"rerank_dim: {p.rerank_dim} is larger than the model's dimension {ctx.full_dim}.")
+        return problems
+
+    def run(self, ctx: ComparisonContext) -> list[Column]:
+        p = self.params
+        queries, corpus = ctx.embeddings(p.model)
+        reference, exact_ids = exact(ctx, queries, corpus)
+        backend = ctx.index_backend(p.index, p.index_params)
+        ranked: dict[int, dict[int, np.ndarray]] = {n: {} for n in p.shortlist}
+        searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
+        indexes: dict[int, FunnelIndex] = {}
+        for d in ctx.dims:
+            index = indexes[d] = build(backend, corpus, d, p.rerank_dim)
+            for n in p.shortlist:
+                ranked[n][d] = index.search(queries, ctx.k, shortlist=n).ids
+                searches[f"{d}/{n}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
+        timings = measure(searches, queries, single=p.timing_queries)
+        return [
+            Column(
+                self.column_name(n),
+                with_overlap(ctx.score_ranked(ranked[n]), ranked[n], exact_ids, ctx.k),
+                {d: search_cost(timings[f"{d}/{n}"], timings["exact"], index_bytes=indexes[d].index_bytes(),
+                                rerank_bytes=indexes[d].rerank_bytes()) for d in ctx.dims},
+            )
+            for n in p.shortlist
+        ]
+
+
+def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int | None) -> FunnelIndex:
+    index = FunnelIndex(corpus.shape[1], dim, backend, rerank_dim=rerank_dim)
+    index.add(corpus)
+    return index
+
+
+def with_overlap(metrics: dict[int, dict[str, float]], ranked: dict[int, np.ndarray], exact_ids: np.ndarray, k: int):  # noqa: ANN201
+    return {d: {**m, overlap_key(k): overlap_at_k(ranked[d], exact_ids, k)} for d, m in metrics.items()}
+
+
+class QuantizeParams(SearchParams):
+    precisions: list[Literal["int8", "binary"]] = Field(
+        default_factory=lambda: ["int8", "binary"], description='Which codes: "int8" (scalar quantiser), "binary" (sign bits).'
+    )
+    rescore_multiplier: int = Field(4, ge=1, description="Rescoring reranks k × this many candidates with the float vectors.")
+
+
+class Quantize(Comparison):
+    """int8 and binary codes at each dimension, with and without rescoring with float vectors."""
+
+    name = "quantize"
+    Params = QuantizeParams
+
+    def label(self, models: Mapping[str, str]) -> str:
+        return f"{models[self.params.model]} · quantize"
+
+    def run(self, ctx: ComparisonContext) -> list[Column]:
+        p = self.params
+        queries, corpus = ctx.embeddings(p.model)
+        reference, exact_ids = exact(ctx, queries, corpus)
+        shortlist = ctx.k * p.rescore_multiplier
+        ranked: dict[str, dict[int, np.ndarray]] = {}
+        searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
+        costs: dict[str, dict[int, tuple[float, float]]] = {}
+        for precision in p.precisions:
+            backend = ctx.index_backend(precision)
+            for d in ctx.dims:
+                index = build(backend, corpus, d, d)  # rescoring uses the float vectors of the same dimension
+                for name, n in ((precision, None), (f"{precision} + rescore", shortlist)):
+                    ranked.setdefault(name, {})[d] = index.search(queries, ctx.k, shortlist=n).ids
+                    searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
+                    costs.setdefault(name, {})[d] = (index.index_bytes(), index.rerank_bytes() if n else 0.0)
+        timings = measure(searches, queries, single=p.timing_queries)
+        return [
+            Column(
+                name,
+                with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
+                {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
+                 for d, (ib, rb) in costs[name].items()},
+            )
+            for name in ranked
+        ]
+
+
+@hookimpl
+def register_comparisons(register):
+    register(Funnel)
+    register(Quantize)

@@ -1,0 +1,148 @@
+"""Checks that depend on the machine, not only on the recipe: is the model here (and whole), can
+the device be used, can the output folder be written, is there room on the disk. ``mrl-run
+validate`` runs them, and so does every run before it loads anything; none imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .models import ResolvedModel
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+HUB_TIMEOUT = float(os.environ.get("MRL_HUB_CHECK_TIMEOUT", "5"))
+
+
+def model_problems(where: str, model: ResolvedModel) -> list[str]:
+    """A local model must have its weights; a Hub model must be cached or reachable."""
+    if model.is_local:
+        return weights_problems(where, Path(model.location))
+    problem = hub_problem(model.requested)
+    return [f"{where}: {problem}"] if problem else []
+
+
+def weights_problems(where: str, folder: Path) -> list[str]:
+    import json
+
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError):
+        return []  # not a sentence-transformers folder: reported where the width is read
+    for module in modules:
+        if module.get("type", "").endswith("Transformer"):
+            sub = folder / module.get("path", "")
+            if not any((sub / name).is_file() for name in WEIGHT_FILES):
+                return [f"{where}: the model folder {folder} has no weights ({' or '.join(WEIGHT_FILES[::2])} in "
+                        f"{sub}); the download or copy is incomplete. Copy the whole model folder again."]
+    return []
+
+
+def hub_problem(name: str) -> str | None:
+    """Why a Hub model cannot be loaded now, or None: it is cached, or the Hub has it."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "modules.json"), str):
+        return None
+    where = ("a local folder, an installed offline copy or in the Hugging Face cache; download it where the Hub "
+             f"is reachable (e.g. 'hf download {name}') or set the name to a local model folder")
+    if constants.HF_HUB_OFFLINE:
+        return f"'{name}' is not {where}. HF_HUB_OFFLINE is set, so the Hub is not asked."
+    try:
+        HfApi().model_info(name, timeout=HUB_TIMEOUT)
+    except Exception as exc:  # 404, gated, no network: all mean this run cannot load it
+        kind = type(exc).__name__
+        if "NotFound" in kind:
+            return f"'{name}' is not a model on the Hugging Face Hub, nor {where}."
+        first = (str(exc).splitlines() or [kind])[0][:160]
+        return f"'{name}' is not {where}, and the Hub could not be reached ({kind}: {first})."
+    return None
+
+
+def device_problems(device: str) -> list[str]:
+    """A cheap look (no torch): is there any GPU of the requested kind at all? The run checks again, exactly."""
+    if device.startswith("cuda") and not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
+        return [f"[model] device: '{device}' needs an NVIDIA GPU and its driver, and this machine shows none; use "
+                "device = \"auto\" (CUDA, else MPS, else CPU) or \"cpu\"."]
+    if device.startswith("mps") and platform.system() != "Darwin":
+        return [f"[model] device: '{device}' is Apple's GPU, and this is {platform.system()}; use \"auto\" or \"cpu\"."]
+    return []
+
+
+def existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def output_problems(output_dir: Path) -> list[str]:
+    """The output folder must be creatable: no file in the way, and a writable parent."""
+    ancestor = existing_ancestor(output_dir)
+    if not ancestor.is_dir():
+        return [f"output_dir: '{output_dir}' cannot be created: {ancestor} is a file. Choose another output_dir."]
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return [f"output_dir: '{output_dir}' cannot be created: {ancestor} is not writable. Choose another output_dir."]
+    return []
+
+
+def weights_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for pattern in ("*.safetensors", "*.bin") for p in folder.rglob(pattern))
+
+
+def disk_problems(output_dir: Path, model: ResolvedModel, trained: int, checkpoints: bool) -> list[str]:
+    """Room for what the run will write: each trained model, plus, while checkpointing, the two
+    newest checkpoints of one model (weights and the optimizer's two moments each)."""
+    if not model.is_local:
+        return []
+    weights = weights_bytes(Path(model.location))
+    need = int((trained + (6 if checkpoints else 0)) * weights * 1.1)
+    ancestor = existing_ancestor(output_dir)
+    if not ancestor.is_dir():
+        return []
+    free = shutil.disk_usage(ancestor).free
+    if free < need:
+        return [f"output_dir: this run will write about {need / 2**20:,.0f} MiB ({trained} trained model(s) of "
+                f"{weights / 2**20:,.0f} MiB{' and checkpoints' if checkpoints else ''}), and {ancestor} has "
+                f"{free / 2**20:,.0f} MiB free. Free some space, choose another output_dir, or set [train] "
+                "checkpoint_steps = 0."]
+    return []
+
+
+# -- the recipe's own checks that need the machine ----------------------------------------------
+def machine_problems(settings: Any, model: ResolvedModel | None, models: Any) -> list[str]:
+    """Model present and whole, device usable, output folder writable, room on the disk."""
+    problems = device_problems(settings.model.device)
+    if model is not None:
+        problems += model_problems("[model] name", model)
+    try:
+        out = Path(settings.output_dir.format(name=settings.name, timestamp="t"))
+    except (KeyError, IndexError, ValueError):
+        return problems  # the placeholder itself is reported by the recipe
+    problems += output_problems(out)
+    if model is not None and not problems:
+        problems += disk_problems(out, model, len(models.trained()), settings.train.checkpoint_steps > 0)
+    return problems
+
+
+def publish_problems(publish: Any, full_dim: int | None) -> list[str]:
+    """Checks that must fail before training, not after it: repo, token, default dimension."""
+    problems = []
+    if isinstance(publish.truncate_dim, int) and (
+        publish.truncate_dim < 1 or (full_dim is not None and publish.truncate_dim > full_dim)
+    ):
+        problems.append(f"[publish] truncate_dim: must be between 1 and the model's dimension {full_dim}.")
+    if publish.push:
+        if publish.repo_id is None:
+            problems.append("[publish] repo_id: required when push = true, e.g. repo_id = \"you/model-mrl\".")
+        from .publish import find_token
+
+        if not find_token():
+            problems.append(
+                "[publish] push: no Hugging Face token found; set HF_TOKEN or run 'hf auth login' "
+                "(or set push = false and publish later with 'mrl-run publish OUTPUT_DIR')."
+            )
+    return problems

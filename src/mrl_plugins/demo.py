@@ -1,0 +1,383 @@
+"""``mrl-run demo``: a local page where the dimension is a slider and the results move with it.
+
+The page searches a finished run's evaluation corpus (saved with the run, with every model's
+embeddings, so it opens in seconds), or an index built by ``mrl-run index``. For a query it shows
+the top 10 at the chosen width and search setting beside the top 10 at full dimension, with
+overlap@10, which documents moved or dropped, and each search's measured time. Evaluation
+queries serve as examples, their relevant documents marked.
+
+:class:`DemoData` and :class:`Searcher` hold everything the page does and are tested without a
+browser; :func:`build_app` only lays them out with Gradio (imported here, never by the rest of
+the package, so the ``demo`` extra stays optional).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .evaluation import load_evaluation
+from .results import PRIMARY, RunResults
+from .run_models import BASE, MRL
+
+SETTINGS = {
+    "truncate": "Truncated: exact search of the first d dims",
+    "funnel": "Funnel: shortlist with d dims, rerank at full",
+    "int8": "int8 codes of d dims, rerank the shortlist at full",
+    "binary": "binary codes of d dims, rerank the shortlist at full",
+}
+K = 10
+
+
+@dataclass
+class DemoModel:
+    """One model on the page: its label, where it loads from, and its corpus vectors."""
+
+    key: str
+    label: str
+    location: str
+    corpus: np.ndarray
+    queries: np.ndarray | None = None
+    """Embeddings of the evaluation queries, when the corpus is the run's evaluation corpus."""
+    encoder: Any = None
+
+    def encode(self, text: str) -> np.ndarray:
+        if self.encoder is None:
+            from .models import ResolvedModel, load_model, resolve_model
+
+            resolved = resolve_model(self.location) if self.key == BASE else ResolvedModel(self.key, self.location, "local path")
+            self.encoder = load_model(resolved, device="cpu")
+        from .evaluation import encode_texts
+
+        return encode_texts(self.encoder, [text], role="query")[0]
+
+
+@dataclass
+class DemoData:
+    """What the page searches: texts, each model's vectors, examples, and the run's evidence."""
+
+    run_dir: Path
+    results: RunResults
+    doc_ids: list[str]
+    texts: list[str] | None
+    models: dict[str, DemoModel]
+    examples: dict[str, tuple[int, set[int]]] = field(default_factory=dict)
+    """evaluation query text → (its row, its relevant corpus rows)."""
+    text_of: Any = None
+    """For an index: reads the texts of some rows."""
+
+    @property
+    def dims(self) -> list[int]:
+        return self.results.dims
+
+    def doc_text(self, rows: list[int]) -> list[str]:
+        if self.texts is not None:
+            return [self.texts[r] for r in rows]
+        return [d["text"] for d in self.text_of(rows)]
+
+    @classmethod
+    def from_run(cls, run_dir: Path, index_dir: Path | None = None) -> DemoData:
+        results = RunResults.load(run_dir / "results.json")
+        labels = {key: m.label for key, m in results.models.items() if m.kind == "model"}
+        locations = {BASE: results.model.name, MRL: str(run_dir / "model")}
+        for key in labels:
+            if key not in locations and (run_dir / "variants" / key / "modules.json").is_file():
+                locations[key] = str(run_dir / "variants" / key)
+        if index_dir is not None:
+            return cls._from_index(run_dir, results, labels, locations, index_dir)
+        saved = load_evaluation(run_dir)
+        models = {
+            key: DemoModel(key, labels[key], locations[key], saved.embeddings[key][1], saved.embeddings[key][0])
+            for key in labels if key in saved.embeddings and key in locations
+        }
+        relevant = saved.relevant_rows
+        examples = {saved.ir.queries[q]: (i, relevant[i]) for i, q in enumerate(saved.query_ids)}
+        return cls(run_dir, results, saved.corpus_ids, [saved.ir.corpus[d] for d in saved.corpus_ids], models, examples)
+
+    @classmethod
+    def _from_index(cls, run_dir: Path, results: RunResults, labels: dict, locations: dict, index_dir: Path) -> DemoData:
+        from .search import ModelStamp, open_index
+
+        corpus = open_index(index_dir)
+        stamp = corpus.index.model
+        if stamp is None:
+            raise UserError(f"{index_dir} does not record its model; rebuild it with 'mrl-run index'.")
+        saved = _saved_probes(run_dir)
+        match = next((key for key, probe in saved.items() if ModelStamp("", probe).matches(stamp)), None)
+        if match is None:
+            raise UserError(
+                f"{index_dir} was built with '{stamp.name}', which is none of the run's models "
+                f"({', '.join(labels)}); build it from the run: 'mrl-run index {run_dir} CORPUS -o {index_dir}'."
+            )
+        vectors = np.asarray(corpus.index.vectors, dtype=np.float32)
+        model = DemoModel(match, labels.get(match, match), locations.get(match, stamp.name), vectors)
+        ids = [str(i) for i in range(len(vectors))]
+        return cls(run_dir, results, ids, None, {match: model}, {}, text_of=corpus.texts.get if corpus.texts else None)
+
+    # -- the evidence shown beside the search -------------------------------------------------------
+    def recommendation(self) -> str:
+        from .report import recommendations
+
+        rec = self.results.recommended_dims(MRL) if MRL in self.results.models else {}
+        lines = [f"MRL keeps ≥ 99% of its full-dimension {PRIMARY.title}@{self.results.k} from **{rec.get('99%')}** dims, "
+                 f"≥ 95% from **{rec.get('95%')}** dims."] if rec else []
+        if self.results.search_columns():
+            lines += [f"- {r}" for r in recommendations(self.results)[:2]]
+        return "\n".join(lines)
+
+    def plots(self) -> list[Path]:
+        return [p for p in (self.run_dir / "metrics.png", self.run_dir / "costs.png") if p.is_file()]
+
+
+def _saved_probes(run_dir: Path) -> dict[str, tuple[float, ...]]:
+    """Each run model's embedding of the index probe sentence, computed from its saved model."""
+    from .evaluation import encode_texts
+    from .models import ResolvedModel, load_model
+    from .search.index import PROBE
+
+    out = {}
+    for key, folder in [(MRL, run_dir / "model"), *((p.name, p) for p in sorted((run_dir / "variants").glob("*")))]:
+        if (folder / "modules.json").is_file():
+            model = load_model(ResolvedModel(key, str(folder), "local path"), device="cpu")
+            out[key] = tuple(round(float(v), 6) for v in encode_texts(model, [PROBE], role="document")[0][:16])
+    return out
+
+
+@dataclass
+class Hit:
+    row: int
+    doc_id: str
+    text: str
+    score: float
+    relevant: bool
+    full_rank: int | None = None
+    """This document's rank at full dimension (1-based), or None if not in its top 10."""
+    chosen_rank: int | None = None
+    """In the full column: this document's rank in the chosen column, or None if dropped."""
+
+
+@dataclass
+class SearchView:
+    """What one search shows: both columns, their agreement and their times."""
+
+    chosen: list[Hit]
+    full: list[Hit]
+    overlap: int
+    dropped: int
+    moved: int
+    ms_chosen: float
+    ms_full: float
+    example: bool
+
+
+class Searcher:
+    """Searches the demo corpus; indexes are built once per (model, dimension, setting)."""
+
+    def __init__(self, data: DemoData):
+        from .plugins import load_registry
+
+        self.data, self.registry = data, load_registry()
+        self.indexes: dict[tuple[str, int, str], Any] = {}
+
+    def index(self, model: str, dim: int, setting: str) -> Any:
+        from .search import FunnelIndex
+
+        key = (model, dim, setting)
+        if key not in self.indexes:
+            vectors = self.data.models[model].corpus
+            backend = {"truncate": "flat", "funnel": "flat"}.get(setting, setting)
+            index = FunnelIndex(vectors.shape[1], dim, self.registry.get("index", backend)())
+            index.add(vectors)
+            self.indexes[key] = index
+        return self.indexes[key]
+
+    def query_vector(self, model: str, text: str) -> tuple[np.ndarray, set[int] | None]:
+        m = self.data.models[model]
+        example = self.data.examples.get(text)
+        if example is not None and m.queries is not None:
+            return m.queries[example[0]], example[1]
+        return m.encode(text), (example[1] if example else None)
+
+    def search(self, model: str, text: str, dim: int, setting: str = "truncate", shortlist: int = 100) -> SearchView:
+        if model not in self.data.models:
+            raise UserError(f"unknown model '{model}'; the page offers {', '.join(self.data.models)}.")
+        if setting not in SETTINGS:
+            raise UserError(f"unknown search setting '{setting}'; one of {', '.join(SETTINGS)}.")
+        full_dim = self.data.models[model].corpus.shape[1]
+        dim = int(min(max(int(dim), 1), full_dim))
+        q, relevant = self.query_vector(model, text)
+        chosen_index, full_index = self.index(model, dim, setting), self.index(model, full_dim, "truncate")
+        n = None if setting == "truncate" else max(int(shortlist), K)
+        t0 = time.perf_counter()
+        chosen = chosen_index.search(q[None, :], K, shortlist=n)
+        t1 = time.perf_counter()
+        full = full_index.search(q[None, :], K)
+        t2 = time.perf_counter()
+        chosen_rows = [int(i) for i in chosen.ids[0] if i >= 0]
+        full_rows = [int(i) for i in full.ids[0] if i >= 0]
+        relevant = relevant or set()
+        full_pos = {r: i + 1 for i, r in enumerate(full_rows)}
+        chosen_pos = {r: i + 1 for i, r in enumerate(chosen_rows)}
+
+        def hits(rows: list[int], scores: np.ndarray, other: dict[int, int], is_chosen: bool) -> list[Hit]:
+            texts = self.data.doc_text(rows)
+            return [
+                Hit(r, self.data.doc_ids[r], t, float(s), r in relevant,
+                    full_rank=other.get(r) if is_chosen else None, chosen_rank=None if is_chosen else other.get(r))
+                for r, t, s in zip(rows, texts, scores)
+            ]
+
+        shared = set(chosen_rows) & set(full_rows)
+        return SearchView(
+            chosen=hits(chosen_rows, chosen.scores[0], full_pos, True),
+            full=hits(full_rows, full.scores[0], chosen_pos, False),
+            overlap=len(shared),
+            dropped=len(set(full_rows) - shared),
+            moved=sum(1 for r in shared if full_pos[r] != chosen_pos[r]),
+            ms_chosen=(t1 - t0) * 1e3, ms_full=(t2 - t1) * 1e3, example=bool(relevant),
+        )
+
+    def random_example(self, seed: int | None = None) -> str:
+        if not self.data.examples:
+            raise UserError("this corpus has no evaluation queries to pick an example from.")
+        return random.Random(seed).choice(sorted(self.data.examples))
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def render_hits(hits: list[Hit], title: str, element: str, chosen: bool) -> str:
+    rows = []
+    for rank, h in enumerate(hits, 1):
+        if chosen:
+            note = "new" if h.full_rank is None else ("=" if h.full_rank == rank else f"{h.full_rank - rank:+d}")
+            note_title = ("not in the full-dimension top 10" if h.full_rank is None
+                          else f"rank {h.full_rank} at full dimension (+: moved up, -: moved down)")
+        else:
+            note = "dropped" if h.chosen_rank is None else ""
+            note_title = "not in the chosen top 10" if h.chosen_rank is None else ""
+        mark = '<span class="mrl-relevant" title="relevant (from the evaluation set)">✓</span>' if h.relevant else ""
+        text = html.escape(h.text if len(h.text) <= 160 else h.text[:157] + "…")
+        rows.append(
+            f'<tr data-row="{h.row}" data-relevant="{int(h.relevant)}"><td>{rank}</td><td>{mark}</td>'
+            f"<td>{text}</td><td>{h.score:.3f}</td><td title=\"{note_title}\">{note}</td></tr>"
+        )
+    return (f'<div id="{element}-table"><h4>{html.escape(title)}</h4><table class="mrl-hits">'
+            "<tr><th>#</th><th></th><th>document</th><th>cosine</th><th></th></tr>" + "".join(rows) + "</table></div>")
+
+
+def render_summary(view: SearchView, dim: int, full_dim: int) -> str:
+    relevant = ""
+    if view.example:
+        found = [i + 1 for i, h in enumerate(view.chosen) if h.relevant]
+        relevant = (f" · the relevant document is at rank {found[0]} at {dim} dims" if found
+                    else f" · the relevant document is not in the top 10 at {dim} dims")
+    return (f'<div id="summary-text"><b>overlap@10: <span id="overlap-value">{view.overlap}/10</span></b> with full '
+            f"dimension · {view.moved} moved · {view.dropped} dropped{relevant}<br>"
+            f"query time: {view.ms_chosen:.2f} ms at {dim} dims, {view.ms_full:.2f} ms at {full_dim} (exact); "
+            "measured on this machine, one query, so only indicative</div>")
+
+
+def snap(dims: list[int]) -> int:
+    """The slider's step: the greatest common divisor of the run's dimensions."""
+    return math.gcd(*dims)
+
+
+# -- the page -----------------------------------------------------------------------------------
+def build_app(data: DemoData) -> Any:
+    import gradio as gr
+
+    searcher = Searcher(data)
+    dims, full_dim = data.dims, data.dims[0]
+    default_model = MRL if MRL in data.models else next(iter(data.models))
+    choices = [(m.label, key) for key, m in data.models.items()]
+
+    def update(query: str, model: str, dim: float, setting: str, shortlist: float):
+        if not query or not query.strip():
+            return "", "", '<div id="summary-text">Type a query, or try an example.</div>'
+        try:
+            view = searcher.search(model, query.strip(), int(dim), setting, int(shortlist))
+        except UserError as exc:
+            return "", "", f'<div id="summary-text">{html.escape(str(exc))}</div>'
+        label = SETTINGS[setting].split(":")[0]
+        return (
+            render_hits(view.chosen, f"{data.models[model].label} at {int(dim)} dims ({label})", "chosen", True),
+            render_hits(view.full, f"{data.models[model].label} at {full_dim} dims (exact)", "full", False),
+            render_summary(view, int(dim), full_dim),
+        )
+
+    with gr.Blocks(title=f"mrl-plugins demo: {data.results.name}", analytics_enabled=False) as app:
+        gr.Markdown(f"# {html.escape(data.results.name)}: search at every width\n"
+                    f"`{data.results.model.name}`, {len(data.doc_ids):,} documents. Move the slider and watch the left "
+                    "column change while the right one, at full dimension, stays.")
+        with gr.Row():
+            query = gr.Textbox(label="Query", placeholder="e.g. fast text editor for the terminal", elem_id="query", scale=4)
+            example = gr.Button("Try an example", elem_id="example", scale=1, interactive=bool(data.examples))
+        with gr.Row():
+            model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="model")
+            setting = gr.Radio(choices=[(v, k) for k, v in SETTINGS.items()], value="truncate", label="Search",
+                               elem_id="setting")
+        with gr.Row():
+            dim = gr.Slider(minimum=min(dims), maximum=full_dim, value=full_dim, step=snap(dims),
+                            label=f"Dimensions (trained: {', '.join(map(str, dims))})", elem_id="dim")
+            shortlist = gr.Slider(minimum=K, maximum=500, value=100, step=10, label="Shortlist (funnel, int8, binary)",
+                                  elem_id="shortlist")
+        summary = gr.HTML('<div id="summary-text">Type a query, or try an example.</div>', elem_id="summary")
+        with gr.Row():
+            chosen = gr.HTML(elem_id="chosen")
+            full = gr.HTML(elem_id="full")
+        with gr.Accordion("What the run measured", open=True):
+            gr.Markdown(data.recommendation() or "")
+            with gr.Row():
+                for plot in data.plots():
+                    gr.Image(str(plot), show_label=False, interactive=False)
+        inputs, outputs = [query, model, dim, setting, shortlist], [chosen, full, summary]
+        query.submit(update, inputs, outputs)
+        for control in (model, setting, dim, shortlist):
+            control.change(update, inputs, outputs)
+        example.click(lambda: searcher.random_example(), None, query).then(update, inputs, outputs)
+    return app
+
+
+CSS = ".mrl-hits td{padding:2px 6px;vertical-align:top} .mrl-relevant{color:#0a7d22;font-weight:bold}"
+
+
+def theme() -> Any:
+    """Gradio's default look with the system's fonts: the page loads nothing from the internet."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def check_port(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); the port is in use or not allowed. "
+                            "Pick another with --port.") from None
+
+
+def serve(run_dir: Path, *, index: Path | None, host: str, port: int) -> None:
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
+    check_port(host, port)
+    if not (run_dir / "results.json").is_file():
+        raise UserError(f"{run_dir}: not a finished run (no results.json); pass the output_dir of a completed 'mrl-run'.")
+    data = DemoData.from_run(run_dir, index)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UserError("the demo needs Gradio: pip install 'mrl-plugins[demo]' (setup.sh installs it).") from None
+    app = build_app(data)
+    print(f"mrl-run demo: serving {run_dir} on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    app.launch(server_name=host, server_port=port, quiet=True, css=CSS, theme=theme(), ssr_mode=False,
+               allowed_paths=[str(p) for p in data.plots()])

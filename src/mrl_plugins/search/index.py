@@ -1,0 +1,270 @@
+"""A funnel index: shortlist with the first dimensions, rerank with the full vectors.
+
+``FunnelIndex`` keeps two things per document: its first ``shortlist_dim`` dimensions,
+re-normalised, in a shortlist index of any registered backend (``flat``, ``hnsw``, ``int8``,
+``binary`` built in; a plugin can add another engine), and its full float32 (or float16)
+vector for reranking. ``search(queries, k, shortlist=N)`` takes the N best candidates from the
+shortlist index and reranks them by cosine at ``rerank_dim`` (the full dimension by default);
+``shortlist=None`` returns the shortlist index's own top k, unreranked. A funnel whose shortlist
+is the whole corpus is exact full-dimension search.
+
+A saved index is a folder: ``manifest.json`` (format version, model, dimensions, backend,
+count), the backend's ``shortlist.index``, ``vectors.npy`` (memory-mapped when loaded, so a large
+index keeps only its shortlist in RAM) and, when built from texts, ``texts.jsonl`` with an
+``offsets.npy`` to read any one line. A folder that does not match its manifest, or a model other
+than the one that built it, is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..components import IndexBackend, ShortlistIndex
+from ..errors import UserError
+
+FORMAT = "mrl-plugins-index"
+VERSION = 1
+PROBE = "mrl-plugins index probe: which model embedded this corpus?"
+StoreDtype = Literal["float32", "float16"]
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True)
+class ModelStamp:
+    """Which model embedded an index: its name and its embedding of a fixed probe sentence, so
+    a query embedded by another model is refused whatever the model is called."""
+
+    name: str
+    probe: tuple[float, ...]
+
+    @classmethod
+    def of(cls, model: Any, name: str) -> ModelStamp:
+        from ..evaluation import encode_texts
+
+        vector = encode_texts(model, [PROBE], role="document")[0]
+        return cls(name, tuple(round(float(v), 6) for v in vector[:16]))
+
+    def matches(self, other: ModelStamp) -> bool:
+        return len(self.probe) == len(other.probe) and np.allclose(self.probe, other.probe, atol=1e-3)
+
+
+@dataclass
+class SearchHits:
+    """Per query, the ``k`` best corpus ids (-1 pads a short list) and their scores."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class FunnelIndex:
+    """Shortlist at ``shortlist_dim`` in a backend's index; rerank at ``rerank_dim``."""
+
+    full_dim: int
+    shortlist_dim: int
+    backend: IndexBackend
+    rerank_dim: int | None = None
+    store_dtype: StoreDtype = "float32"
+    model: ModelStamp | None = None
+    shortlist: ShortlistIndex = field(init=False)
+    _chunks: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _vectors: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rerank_dim = self.rerank_dim or self.full_dim
+        if not 0 < self.shortlist_dim <= self.full_dim or not 0 < self.rerank_dim <= self.full_dim:
+            raise UserError(
+                f"shortlist dimension {self.shortlist_dim} and rerank dimension {self.rerank_dim} must be between 1 "
+                f"and the model's dimension {self.full_dim}."
+            )
+        self.shortlist = self.backend.create(self.shortlist_dim)
+
+    # -- building ------------------------------------------------------------------------------
+    def add(self, embeddings: np.ndarray) -> None:
+        """Append full-dimension embeddings (ids continue from :attr:`count`)."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.full_dim:
+            raise UserError(f"expected embeddings of shape (n, {self.full_dim}), got {embeddings.shape}.")
+        prefixes = normalise(embeddings[:, : self.shortlist_dim])
+        if len(self.shortlist) == 0:
+            self.shortlist.train(prefixes)
+        self.shortlist.add(prefixes)
+        self._chunks.append(embeddings.astype(self.store_dtype))
+        self._vectors = None
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The full-dimension vectors, ``(count, full_dim)``."""
+        if self._vectors is None or self._chunks:
+            parts = ([self._vectors] if self._vectors is not None else []) + self._chunks
+            self._vectors = np.concatenate(parts) if parts else np.zeros((0, self.full_dim), self.store_dtype)
+            self._chunks = []
+        return self._vectors
+
+    @property
+    def count(self) -> int:
+        return len(self.shortlist)
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, shortlist: int | None = None) -> SearchHits:
+        """The ``k`` best documents per query: reranked at ``rerank_dim`` from the ``shortlist``
+        best candidates of the shortlist index, or that index's own top ``k`` when ``shortlist``
+        is ``None``. Scores are cosine similarities at the dimension that ranked them."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.full_dim:
+            raise UserError(f"queries have {queries.shape[1]} dimensions; this index expects {self.full_dim}.")
+        if shortlist is not None and shortlist < k:
+            raise UserError(f"the shortlist ({shortlist}) must be at least k ({k}).")
+        n = min(shortlist or k, self.count)
+        scores, ids = self.shortlist.search(normalise(queries[:, : self.shortlist_dim]), n)
+        if shortlist is None:
+            return _pad(SearchHits(ids[:, :k], scores[:, :k]), k)
+        return _pad(self._rerank(queries, ids, k), k)
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+        r, store = self.rerank_dim, self.vectors
+        q = normalise(queries[:, :r])
+        out_ids = np.full((len(q), min(k, candidates.shape[1])), -1, dtype=np.int64)
+        out_scores = np.full(out_ids.shape, -np.inf, dtype=np.float32)
+        step = max(1, (64 << 20) // max(1, candidates.shape[1] * r * 4))  # ~64 MB of candidates at a time
+        for start in range(0, len(q), step):
+            cand = candidates[start : start + step]
+            valid = cand >= 0
+            rows = np.where(valid, cand, 0)
+            flat = np.unique(rows)  # read each row once (and in order, for a memory-mapped store)
+            vecs = normalise(store[flat, :r])[np.searchsorted(flat, rows)]
+            scores = np.einsum("qd,qnd->qn", q[start : start + step], vecs)
+            scores[~valid] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")[:, : out_ids.shape[1]]
+            out_ids[start : start + step] = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(cand, order, 1), -1)
+            out_scores[start : start + step] = np.take_along_axis(scores, order, 1)
+        return SearchHits(out_ids, out_scores)
+
+    # -- memory ---------------------------------------------------------------------------------
+    def index_bytes(self) -> float:
+        """Bytes per vector the shortlist index holds in memory."""
+        return self.shortlist.bytes_per_vector()
+
+    def rerank_bytes(self) -> float:
+        """Bytes per vector read to rerank (the stored prefix up to ``rerank_dim``)."""
+        return float(self.rerank_dim * np.dtype(self.store_dtype).itemsize)
+
+    # -- files ----------------------------------------------------------------------------------
+    def manifest(self, backend_name: str, backend_params: dict[str, Any]) -> dict[str, Any]:
+        from .. import __version__
+
+        return {
+            "format": FORMAT, "version": VERSION, "created_by": f"mrl-plugins {__version__}",
+            "model": None if self.model is None else {"name": self.model.name, "probe": list(self.model.probe)},
+            "full_dim": self.full_dim, "shortlist_dim": self.shortlist_dim, "rerank_dim": self.rerank_dim,
+            "index": {"name": backend_name, "params": backend_params}, "count": self.count,
+            "store_dtype": self.store_dtype,
+        }
+
+    def save(self, folder: str | Path, *, texts: Path | None = None) -> Path:
+        """Write the index into ``folder`` (created; it must not hold files already)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.shortlist.save(folder / "shortlist.index")
+        np.save(folder / "vectors.npy", self.vectors)
+        manifest = self.manifest(self.backend.name, self.backend.params.model_dump(mode="json"))
+        manifest["texts"] = texts is not None
+        tmp = folder / ".manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, folder / "manifest.json")  # written last: a folder without it is not an index
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, backend: IndexBackend, *, mmap: bool = True) -> FunnelIndex:
+        """Read a saved index; ``backend`` must be the class the manifest names (see :func:`open_index`)."""
+        folder = Path(folder)
+        m = read_manifest(folder)
+        index = cls.__new__(cls)
+        index.full_dim, index.shortlist_dim, index.rerank_dim = m["full_dim"], m["shortlist_dim"], m["rerank_dim"]
+        index.backend, index.store_dtype = backend, m["store_dtype"]
+        index.model = ModelStamp(m["model"]["name"], tuple(m["model"]["probe"])) if m.get("model") else None
+        index._chunks = []
+        try:
+            index.shortlist = backend.load(folder / "shortlist.index", m["shortlist_dim"])
+            index._vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
+        except Exception as exc:
+            raise UserError(f"{folder}: the index files cannot be read ({type(exc).__name__}: {exc}); rebuild it "
+                            "with 'mrl-run index'.") from None
+        if len(index.shortlist) != m["count"] or index._vectors.shape != (m["count"], m["full_dim"]):
+            raise UserError(
+                f"{folder}: the files disagree with manifest.json (it says {m['count']} vectors of {m['full_dim']} "
+                f"dimensions; the shortlist holds {len(index.shortlist)}, vectors.npy {index._vectors.shape}). The "
+                "folder is corrupt or incomplete; rebuild it with 'mrl-run index'."
+            )
+        return index
+
+
+def _pad(hits: SearchHits, k: int) -> SearchHits:
+    missing = k - hits.ids.shape[1]
+    if missing <= 0:
+        return hits
+    return SearchHits(
+        np.pad(hits.ids, ((0, 0), (0, missing)), constant_values=-1),
+        np.pad(hits.scores, ((0, 0), (0, missing)), constant_values=-np.inf),
+    )
+
+
+REQUIRED = ("format", "version", "full_dim", "shortlist_dim", "rerank_dim", "index", "count", "store_dtype")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; build an index with 'mrl-run index MODEL CORPUS -o {folder}'.")
+    try:
+        m = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not an index (no manifest.json); build one with 'mrl-run index'.") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder}/manifest.json cannot be read ({exc}); rebuild the index with 'mrl-run index'.") from None
+    missing = [key for key in REQUIRED if key not in m]
+    if m.get("format") != FORMAT or missing:
+        raise UserError(f"{folder}/manifest.json is not an mrl-plugins index manifest (missing {', '.join(missing) or 'format'}).")
+    if m["version"] > VERSION:
+        raise UserError(f"{folder}: index format {m['version']} is newer than this mrl-plugins reads ({VERSION}); upgrade.")
+    return m
+
+
+# -- corpora: texts in, a line by id out ---------------------------------------------------------
+class TextStore:
+    """The corpus texts of an index as JSON lines, with offsets to read any one line."""
+
+    def __init__(self, folder: Path):
+        self.path, self.offsets_path = folder / "texts.jsonl", folder / "offsets.npy"
+        self._offsets: np.ndarray | None = None
+
+    def write(self, records: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """Write ``(id, text)`` records as they pass through (yields them on)."""
+        offsets = []
+        with open(self.path, "w", encoding="utf-8") as fh:
+            for doc_id, text in records:
+                offsets.append(fh.tell())
+                fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+                yield doc_id, text
+        np.save(self.offsets_path, np.asarray(offsets, dtype=np.int64))
+
+    def get(self, rows: Sequence[int]) -> list[dict[str, str]]:
+        if self._offsets is None:
+            self._offsets = np.load(self.offsets_path, mmap_mode="r")
+        out = []
+        with open(self.path, "rb") as fh:
+            for row in rows:
+                fh.seek(int(self._offsets[row]))
+                out.append(json.loads(fh.readline()))
+        return out

@@ -1,0 +1,65 @@
+"""Query time, measured the way a noisy machine allows: side by side, as ratios.
+
+Every configuration is timed in the same rounds as the reference (exact full-dimension float32
+search), interleaved, after a warm-up; a configuration's ratio is its median time over the
+reference's median time in the same run. Absolute milliseconds are context only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..components import SearchCost
+
+Search = Callable[[np.ndarray], object]
+"""Searches a batch of queries (full-dimension float32 rows); the result is ignored."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    ms_single: float
+    """Median milliseconds per query, one query at a time."""
+    ms_batch: float
+    """Milliseconds per query with all queries in one call (median over rounds)."""
+
+
+def measure(
+    searches: Mapping[str, Search], queries: np.ndarray, *, single: int = 100, rounds: int = 3, warmup: int = 5
+) -> dict[str, Timing]:
+    """Time each search one query at a time (on ``single`` queries) and in one batch, interleaved
+    round by round so that the machine's noise falls on all of them alike."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    picked = queries[: max(1, min(single, len(queries)))]
+    for search in searches.values():  # warm caches, graphs and thread pools
+        for q in picked[:warmup]:
+            search(q[None, :])
+    singles: dict[str, list[float]] = {name: [] for name in searches}
+    batches: dict[str, list[float]] = {name: [] for name in searches}
+    for _ in range(rounds):
+        for name, search in searches.items():
+            for q in picked:
+                t0 = time.perf_counter()
+                search(q[None, :])
+                singles[name].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            search(queries)
+            batches[name].append((time.perf_counter() - t0) / len(queries))
+    return {
+        name: Timing(statistics.median(singles[name]) * 1e3, statistics.median(batches[name]) * 1e3)
+        for name in searches
+    }
+
+
+def search_cost(timing: Timing, reference: Timing, *, index_bytes: float, rerank_bytes: float = 0.0) -> SearchCost:
+    """A configuration's cost, its times as ratios to the reference measured alongside it."""
+    return SearchCost(
+        index_bytes=round(index_bytes, 2), rerank_bytes=round(rerank_bytes, 2),
+        ms_single=round(timing.ms_single, 5), ms_batch=round(timing.ms_batch, 5),
+        ratio_single=round(timing.ms_single / reference.ms_single, 4),
+        ratio_batch=round(timing.ms_batch / reference.ms_batch, 4),
+    )

@@ -1,0 +1,302 @@
+"""The search side: funnel indexes over backend plugins, saving and loading, the CLI, and the
+funnel / quantize comparisons in a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrl_plugins import hookimpl
+from mrl_plugins.components import IndexBackend, ShortlistIndex
+from mrl_plugins.errors import UserError
+from mrl_plugins.search import FunnelIndex, ModelStamp, normalise, open_index
+from mrl_plugins.testing import isolated_registry, run_recipe, toy_pairs, write_jsonl
+
+BACKENDS = ["flat", "hnsw", "int8", "binary"]
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    """Unit vectors whose leading dimensions carry most of the variance, as MRL's do."""
+    rng = np.random.default_rng(0)
+    scale = np.linspace(3.0, 0.2, 64)
+    corpus = normalise(rng.normal(size=(800, 64)) * scale)
+    queries = normalise(corpus[:40] + 0.4 * rng.normal(size=(40, 64)) * scale)
+    exact = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :10]
+    return queries, corpus, exact
+
+
+def backend(name, **params):
+    cls = isolated_registry().get("index", name)
+    return cls(cls.Params(**params))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_shortlist_of_the_whole_corpus_is_exact_full_dimension_search(vectors, name):
+    queries, corpus, exact = vectors
+    index = FunnelIndex(64, 8, backend(name))
+    index.add(corpus[:500])
+    index.add(corpus[500:])  # added in two parts: ids continue
+    hits = index.search(queries, 10, shortlist=len(corpus))
+    assert np.array_equal(hits.ids, exact)
+    np.testing.assert_allclose(hits.scores, np.take_along_axis(queries @ corpus.T, exact, 1), atol=1e-5)
+
+
+def test_a_longer_shortlist_recovers_more_of_the_exact_top_k(vectors):
+    queries, corpus, exact = vectors
+    index = FunnelIndex(64, 8, backend("flat"))
+    index.add(corpus)
+
+    def overlap(ids):
+        return np.mean([len(set(a) & set(b)) for a, b in zip(ids, exact)]) / 10
+
+    plain, short, longer = (overlap(index.search(queries, 10, shortlist=n).ids) for n in (None, 30, 300))
+    assert plain < short < longer <= 1.0
+
+
+def test_binary_search_matches_sentence_transformers_semantic_search_faiss(vectors):
+    from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
+
+    queries, corpus, _ = vectors
+    d = 32
+    q, c = normalise(queries[:, :d]), normalise(corpus[:, :d])
+    index = FunnelIndex(64, d, backend("binary"))
+    index.add(corpus)
+    ours = index.search(queries, 10)  # the binary index's own ranking, no rescoring
+    theirs, _ = semantic_search_faiss(q, corpus_embeddings=quantize_embeddings(c, "ubinary"),
+                                      corpus_precision="ubinary", top_k=10, rescore=False)
+    # same Hamming distances; the order among equal distances may differ, so compare scores, and ids as sets
+    their_ids = np.array([[h["corpus_id"] for h in hits] for hits in theirs])
+    their_hamming = np.array([[h["score"] for h in hits] for hits in theirs])
+    np.testing.assert_allclose(ours.scores, 1 - 2 * their_hamming / d)
+    strict = their_hamming[:, :-1] < their_hamming[:, -1:]  # ids above the last tie are the same
+    for mine, their, keep in zip(ours.ids, their_ids, strict):
+        assert set(their[:-1][keep]) <= set(mine)
+
+
+def test_int8_keeps_rankings_close_to_float(vectors):
+    queries, corpus, exact = vectors
+    index = FunnelIndex(64, 64, backend("int8"))
+    index.add(corpus)
+    assert index.index_bytes() == 64  # one byte per dimension
+    overlap = np.mean([len(set(a) & set(b)) for a, b in zip(index.search(queries, 10).ids, exact)]) / 10
+    assert overlap > 0.9
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_save_then_load_gives_identical_results(vectors, tmp_path, name):
+    queries, corpus, _ = vectors
+    index = FunnelIndex(64, 16, backend(name), store_dtype="float16")
+    index.add(corpus)
+    before = index.search(queries, 10, shortlist=50)
+    index.save(tmp_path / "idx")
+    loaded = open_index(tmp_path / "idx", registry=isolated_registry())
+    after = loaded.index.search(queries, 10, shortlist=50)
+    assert np.array_equal(before.ids, after.ids) and np.allclose(before.scores, after.scores)
+    assert isinstance(loaded.index.vectors, np.memmap)  # the rerank vectors stay on disk
+
+
+def test_a_corrupt_or_foreign_folder_is_a_clear_error(vectors, tmp_path):
+    queries, corpus, _ = vectors
+    index = FunnelIndex(64, 16, backend("flat"))
+    index.add(corpus)
+    index.save(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "vectors.npy", corpus[:10])
+    with pytest.raises(UserError, match="disagree with manifest.json"):
+        open_index(tmp_path / "idx", registry=isolated_registry())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not an index"):
+        open_index(tmp_path / "empty")
+
+
+def test_the_manifest_rejects_another_model(vectors, tmp_path, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from mrl_plugins.testing import tiny_model
+
+    queries, corpus, _ = vectors
+    mine = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    other = SentenceTransformer(str(tiny_model(tmp_path / "other", seed=7)), device="cpu")
+    index = FunnelIndex(64, 16, backend("flat"), model=ModelStamp.of(mine, "mine"))
+    index.add(corpus)
+    index.save(tmp_path / "idx")
+    loaded = open_index(tmp_path / "idx")
+    loaded.check_model(ModelStamp.of(mine, "mine, under another name"))  # same weights: fine
+    with pytest.raises(UserError, match="was built with the model 'mine'"):
+        loaded.check_model(ModelStamp.of(other, "other"))
+
+
+# -- a third-party backend, registered exactly like a data source --------------------------------
+class NumpyIndex(ShortlistIndex):
+    def __init__(self, dim):
+        self.dim, self.rows = dim, np.zeros((0, dim), np.float32)
+
+    def add(self, vectors):
+        self.rows = np.vstack([self.rows, vectors])
+
+    def search(self, queries, k):
+        scores = queries @ self.rows.T
+        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, ids, 1), ids
+
+    def save(self, path):
+        np.save(path.with_suffix(".npy"), self.rows)
+        path.write_text("numpy")
+
+    def bytes_per_vector(self):
+        return 4.0 * self.dim
+
+    def __len__(self):
+        return len(self.rows)
+
+
+class NumpyBackend(IndexBackend):
+    """Brute force in numpy."""
+
+    name = "numpy"
+
+    def create(self, dim):
+        return NumpyIndex(dim)
+
+    def load(self, path, dim):
+        index = NumpyIndex(dim)
+        index.rows = np.load(path.with_suffix(".npy"))
+        return index
+
+
+class NumpyPlugin:
+    @hookimpl
+    def register_index_backends(self, register):
+        register(NumpyBackend)
+
+
+def test_a_plugin_backend_serves_a_funnel(vectors, tmp_path):
+    queries, corpus, exact = vectors
+    registry = isolated_registry(NumpyPlugin())
+    index = FunnelIndex(64, 8, registry.get("index", "numpy")())
+    index.add(corpus)
+    assert np.array_equal(index.search(queries, 10, shortlist=len(corpus)).ids, exact)
+    index.save(tmp_path / "idx")
+    assert open_index(tmp_path / "idx", registry=registry).index.count == len(corpus)
+
+
+# -- mrl-run index / mrl-run search ------------------------------------------------------------
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    rows = [{"doc": f"d{i}", "body": r["positive"]} for i, r in enumerate(toy_pairs(120))]
+    return write_jsonl(tmp_path / "corpus.jsonl", rows)
+
+
+def cli(*args):
+    import contextlib
+    import io
+
+    from mrl_plugins.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_index_then_search_prints_the_expected_top_hit(tiny_model_dir, corpus_file, tmp_path):
+    code, out, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--dim", 8,
+                         "--text-column", "body", "--id-column", "doc", "--index", "hnsw")
+    assert code == 0, err
+    assert "indexed 120 documents" in out and "hnsw shortlist at 8 of 32 dims" in out
+    target = toy_pairs(120)[17]
+    code, out, err = cli("search", tmp_path / "idx", target["positive"], "-k", 3, "--shortlist", 40)
+    assert code == 0, err
+    first = out.splitlines()[1]
+    assert "[d17]" in first and target["positive"] in first
+    code, out, _ = cli("search", tmp_path / "idx", target["positive"], "-k", 2, "--json")
+    assert json.loads(out)["hits"][0]["id"] == "d17"
+
+
+def test_plain_text_corpus_and_quantised_shortlist(tiny_model_dir, tmp_path):
+    lines = [r["positive"] for r in toy_pairs(60)]
+    (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
+    code, out, err = cli("index", tiny_model_dir, tmp_path / "docs.txt", "-o", tmp_path / "idx", "--dim", 16,
+                         "--quantize", "binary")
+    assert code == 0, err
+    assert "binary shortlist at 16 of 32 dims (2 bytes per vector in memory)" in out
+    code, out, _ = cli("search", tmp_path / "idx", lines[5], "-k", 1, "--shortlist", 30)
+    assert "[5]" in out.splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dim", "64"], "--dim 64: must be between 1 and the model's dimension 32"),
+        (["--index", "annoy"], "unknown index backend 'annoy'"),
+        (["--text-column", "content"], "no column 'content'"),
+        (["--index", "binary", "--quantize", "int8"], "does not combine with --index binary"),
+        (["--index", "hnsw", "--index-param", "m=1"], "parameter 'm' input should be greater than or equal to 4"),
+    ],
+)
+def test_bad_index_input_is_one_message_and_exit_2(tiny_model_dir, corpus_file, tmp_path, args, message):
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "idx").exists()
+
+
+def test_an_empty_corpus_and_an_occupied_folder_are_refused(tiny_model_dir, corpus_file, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    code, _, err = cli("index", tiny_model_dir, tmp_path / "empty.jsonl", "-o", tmp_path / "idx")
+    assert code == 2 and ("empty" in err) and "Traceback" not in err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("mine")
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "taken", "--text-column", "body")
+    assert code == 2 and "not empty; nothing was changed" in err
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "mine"
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "taken", "--text-column", "body", "--overwrite")
+    assert code == 0, err
+    assert (tmp_path / "taken" / "manifest.json").is_file() and not (tmp_path / "taken" / "mine.txt").exists()
+
+
+def test_bad_search_input_is_one_message_and_exit_2(tiny_model_dir, corpus_file, tmp_path):
+    from mrl_plugins.testing import tiny_model
+
+    assert cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body")[0] == 0
+    code, _, err = cli("search", tmp_path / "idx", "audio", "-k", 10, "--shortlist", 5)
+    assert code == 2 and "--shortlist 5 is smaller than -k 10" in err
+    other = tiny_model(tmp_path / "other", seed=3)
+    code, _, err = cli("search", tmp_path / "idx", "audio", "--model", other)
+    assert code == 2 and "was built with the model" in err and "Traceback" not in err
+    code, _, err = cli("search", tmp_path / "nowhere", "audio")
+    assert code == 2 and "no such folder" in err
+
+
+# -- the comparisons, in a run -------------------------------------------------------------------
+def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe_path, tmp_path):
+    tiny_recipe.set("data.eval_queries", 30).set("data.corpus_size", 100)
+    tiny_recipe.add_comparison("funnel", shortlist=[10, 40]).add_comparison("quantize", precisions=["binary"])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    keys = ["compare:MRL · funnel 10", "compare:MRL · funnel 40", "compare:MRL · quantize binary",
+            "compare:MRL · quantize binary + rescore"]
+    assert [k for k in results.models if k.startswith("compare:")] == keys
+    funnel = results.models["compare:MRL · funnel 40"]
+    assert funnel.metrics[32]["mrr@10"] == results.value("mrl", 32)  # at full dimension the funnel is exact
+    assert funnel.metrics[32]["overlap@10"] == 1.0
+    assert funnel.costs[8].index_bytes == 32 and funnel.costs[8].rerank_bytes == 128
+    assert results.models["compare:MRL · quantize binary"].costs[32].index_bytes == 4
+    assert results.models["mrl"].costs[32].ratio_single == 1.0 and results.models["mrl"].costs[16].index_bytes == 64
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Quality versus cost" in report and "| MRL · funnel 40 | 8 |" in report
+    assert "Cheapest keeping ≥ 99% by memory" in report and (tmp_path / "out" / "costs.png").is_file()
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    mrl_json = json.loads((tmp_path / "out" / "model" / "mrl.json").read_text())
+    assert "### Serving" in card and mrl_json["serving"]["label"] in card
+
+
+def test_search_comparisons_are_checked_at_validate(tiny_recipe, recipe_path):
+    tiny_recipe.add_comparison("funnel", shortlist=[5], index="annoy").add_comparison("funnel", index="hnsw",
+                                                                                        index_params={"m": 2})
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2
+    assert "[[compare]] #1 shortlist: 5 is smaller than k = 10" in outcome.err
+    assert "[[compare]] #1 index: unknown index backend 'annoy'" in outcome.err
+    assert "[[compare]] #2 index_params: not valid for 'hnsw'" in outcome.err
