@@ -144,3 +144,14 @@ def test_row_format_is_a_type_that_strings_compare_equal_to():
     assert RowFormat("scored-pairs") is RowFormat.SCORED_PAIRS and RowFormat.PAIRS == "pairs"
     assert RowFormat.TRIPLETS.columns == ("anchor", "positive", "negative")
     assert f"{RowFormat.PAIRS}" == "pairs"
+
+
+def test_manpages_source_reads_the_committed_pairs_without_leakage():
+    from mrl_plugins.builtin.manpages import ManpagesSource
+
+    root = Path(__file__).resolve().parents[1]
+    source = ManpagesSource(ManpagesSource.Params(path="data/manpages-debian12-pairs.jsonl.xz", eval_queries=100,
+                                                  corpus_size=300, train_pairs=200))
+    bundle = source.load(DataRequest("pairs", seed=1, recipe_dir=root))
+    assert len(bundle.train) == 200 and len(bundle.eval.queries) == 100 and len(bundle.eval.corpus) == 300
+    assert find_leaks(bundle.training_texts(), bundle.eval) == (0, 0)

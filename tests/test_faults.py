@@ -421,3 +421,30 @@ def test_quiet_prints_no_progress_bars(tiny_recipe, recipe_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for bar in ("it/s]", "Loading weights", "Writing model shards", "Generating train split", "Computing widget examples"):
         assert bar not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_debian_counts_are_checked_at_validate():
+    from pathlib import Path as P
+
+    root = P(__file__).resolve().parents[1]
+    outcome = run_recipe(root / "recipes" / "quickstart.toml", "--set", "data.train_pairs=3500", command="validate")
+    assert outcome.code == 2
+    assert "[data] train_pairs: at most 3000 pairs are left for training after holding out 3000 documents" in outcome.err
+
+
+def test_a_device_torch_cannot_use_is_refused_when_the_run_starts(tiny_recipe, recipe_path, tmp_path, monkeypatch):
+    from mrl_plugins import checks
+
+    monkeypatch.setattr(checks, "device_problems", lambda device: [])  # as if validate could not tell
+    failed = run_recipe(tiny_recipe.set("model.device", "cuda:3").write(recipe_path), "-q")
+    assert failed.code == 2 and "[model] device: 'cuda:3' is not available (torch sees" in failed.err
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_validate_with_data_runs_the_checks_a_run_makes_before_training(tiny_recipe, recipe_path):
+    tiny_recipe.set("data.eval_queries", 130).set("data.corpus_size", 0).add_comparison("pca")
+    recipe = tiny_recipe.write(recipe_path)
+    assert run_recipe(recipe, command="validate").code == 0  # without the data, nothing to see
+    outcome = run_recipe(recipe, "--data", command="validate")
+    assert outcome.code == 2 and "checked against its data" in outcome.err
+    assert "pca: 30 training-side documents to fit on" in outcome.err

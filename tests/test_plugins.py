@@ -38,8 +38,9 @@ def test_builtins_register_through_hooks():
     registry = isolated_registry()
     assert registry.names("loss") == ["cosent", "mnr"]
     assert registry.names("dims") == ["explicit", "halving"]
-    assert registry.names("data") == ["debian", "local"]
-    assert registry.names("compare") == ["funnel", "no-mrl", "pca", "quantize", "truncate"]
+    assert registry.names("data") == ["debian", "local", "manpages"]
+    assert registry.names("compare") == ["adaptor", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
+    assert registry.names("objective") == ["matryoshka", "matryoshka-2d", "prefix-distill"]
     assert registry.names("warm_start") == ["pca-rotation"]
     assert registry.names("index") == ["binary", "flat", "hnsw", "int8"]
     assert registry.owner("loss", "mnr") == "mrl_plugins.builtin.losses"

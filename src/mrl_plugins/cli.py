@@ -12,8 +12,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 COMMANDS = ("run", "validate", "plugins", "publish", "report", "index", "search", "demo")
 
@@ -151,7 +155,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.recipe}: OK" + (" (data loaded and checked)" if args.data else ""))
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
-    print(f"  loss      MatryoshkaLoss({recipe.loss.name})")
+    print(f"  loss      {recipe.objective.name}({recipe.loss.name})")
     if recipe.warm_start:
         print(f"  warm      {recipe.warm_start.name} (and the same training without it, for comparison)")
     print(f"  dims      {dims if dims else recipe.dims.name + ' (model width known when it loads)'}")
@@ -162,7 +166,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_data(recipe) -> None:  # noqa: ANN001
+def check_data(recipe: Recipe) -> None:
     """Load the recipe's data and run every component's checks that need it."""
     from .components import ValidationContext
     from .errors import RecipeError
@@ -170,7 +174,7 @@ def check_data(recipe) -> None:  # noqa: ANN001
 
     bundle = read_data_source(recipe)
     ctx = ValidationContext(recipe.base_dir, recipe.full_dim, recipe.settings.eval.k, recipe.registry, bundle)
-    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.warm_start, *recipe.compare) if s is not None]
+    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start, *recipe.compare) if s]
     problems = [f"{spec.where} {p}" for spec in specs for p in spec.component.check(ctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against its data)", problems)

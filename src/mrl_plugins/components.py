@@ -56,6 +56,8 @@ class ValidationContext:
     data: DataBundle | None = None
     """The loaded data, when checks run at the start of a run (or ``mrl-run validate --data``):
     checks that need it (enough training texts to fit a PCA, say) run then, before any training."""
+    model_dir: Path | None = None
+    """The base model's local folder (its config files), when it is local."""
 
 
 class Component(abc.ABC):
@@ -126,13 +128,43 @@ class Variant:
     ``mrl-run validate`` knows it exists); ``label`` is how tables, plots and the model card
     name it. The runner trains every variant in its training stage (on every rank under
     torchrun) with the recipe's data, loss and training settings, and its warm start only if
-    ``warm_start``.
+    ``warm_start`` (``True``), or a named one. ``objective`` is how its prefixes are trained: the recipe's own objective
+    (``None``), ``"none"`` (the base loss alone, as the ``no-mrl`` control), or a registered
+    objective's name with its default parameters; ``matryoshka=False`` means ``"none"``.
     """
 
     key: str
     label: str | None = None
     matryoshka: bool = True
-    warm_start: bool = False
+    warm_start: bool | str = False
+    """``True``: the recipe's warm start; a name: that warm start with its default parameters."""
+    objective: str | None = None
+
+    @property
+    def resolved_objective(self) -> str:
+        """``"recipe"``, ``"none"`` or an objective's name."""
+        return self.objective or ("recipe" if self.matryoshka else "none")
+
+
+@dataclass
+class ObjectiveContext:
+    """What an objective needs to wrap the base loss: the run's dimensions and their weights."""
+
+    dims: list[int]
+    weights: list[float] | None
+    full_dim: int
+
+
+class Objective(Component):
+    """How the prefix dimensions are trained around the base loss (MatryoshkaLoss and friends)."""
+
+    def label(self) -> str:
+        """How reports name a model trained with it (``MRL`` for the default ``matryoshka``)."""
+        return self.name
+
+    @abc.abstractmethod
+    def build(self, model: Any, loss: torch.nn.Module, ctx: ObjectiveContext) -> torch.nn.Module:
+        """The training loss: ``loss`` (the recipe's base loss) wrapped to train the prefixes."""
 
 
 class SearchCost(BaseModel):
@@ -206,6 +238,18 @@ class ComparisonContext(abc.ABC):
     @abc.abstractmethod
     def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
         """A registered index backend (``"flat"``, ``"hnsw"``, … or a plugin's), with parameters."""
+
+    @abc.abstractmethod
+    def model(self, name: str) -> Any:
+        """A model this comparison reads, loaded (a ``SentenceTransformer``), e.g. to save a changed copy."""
+
+    @abc.abstractmethod
+    def output_dir(self) -> Path:
+        """A folder in the run's output for this comparison's files (e.g. a model it saves)."""
+
+    @abc.abstractmethod
+    def train_pairs(self) -> list[tuple[str, str]]:
+        """The training rows as (query, relevant document) pairs; empty for scored pairs."""
 
 
 class Comparison(Component):
@@ -383,5 +427,6 @@ KINDS: dict[str, Kind] = {
         Kind("compare", "register_comparisons", Comparison, "comparison"),
         Kind("warm_start", "register_warm_starts", WarmStart, "warm start"),
         Kind("index", "register_index_backends", IndexBackend, "index backend"),
+        Kind("objective", "register_objectives", Objective, "training objective"),
     )
 }

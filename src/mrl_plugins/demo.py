@@ -139,16 +139,15 @@ class DemoData:
 
 
 def _saved_probes(run_dir: Path) -> dict[str, tuple[float, ...]]:
-    """Each run model's embedding of the index probe sentence, computed from its saved model."""
-    from .evaluation import encode_texts
+    """Each saved run model's stamp (its embedding of the index probe sentence)."""
     from .models import ResolvedModel, load_model
-    from .search.index import PROBE
+    from .search import ModelStamp
 
     out = {}
     for key, folder in [(MRL, run_dir / "model"), *((p.name, p) for p in sorted((run_dir / "variants").glob("*")))]:
         if (folder / "modules.json").is_file():
             model = load_model(ResolvedModel(key, str(folder), "local path"), device="cpu")
-            out[key] = tuple(round(float(v), 6) for v in encode_texts(model, [PROBE], role="document")[0][:16])
+            out[key] = ModelStamp.of(model, key).probe
     return out
 
 

@@ -97,19 +97,40 @@ def overlap_at_k(ranked: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(a[:k].tolist()) & set(e[:k].tolist())) / k for a, e in zip(ranked, exact)]))
 
 
-def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> Metrics:
-    """Mean MRR@k, Recall@k (share of a query's relevant documents in its top k) and nDCG@k."""
-    mrr = recall = ndcg = 0.0
-    for row, rel in zip(ranked, relevant):
+class Scores(dict):
+    """Metrics per dimension, ``{dim: {"mrr@10": …}}``, that also keep every query's own scores
+    (``per_query[dim][metric]``, one value per evaluation query, in order), from which a run
+    computes confidence intervals and paired tests. A plain dict serves wherever this does."""
+
+    def __init__(self, *args: Any, per_query: dict[int, dict[str, np.ndarray]] | None = None):
+        super().__init__(*args)
+        self.per_query = per_query or {}
+
+
+def per_query_metrics(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, np.ndarray]:
+    """Each query's reciprocal rank, recall (share of its relevant documents in its top k) and nDCG, at k."""
+    n = len(relevant)
+    mrr, recall, ndcg = np.zeros(n), np.zeros(n), np.zeros(n)
+    for q, (row, rel) in enumerate(zip(ranked, relevant)):
         hits = [int(doc) in rel for doc in row[:k]]
         first = next((i for i, h in enumerate(hits) if h), None)
-        mrr += 0.0 if first is None else 1.0 / (first + 1)
-        recall += sum(hits) / len(rel)
+        mrr[q] = 0.0 if first is None else 1.0 / (first + 1)
+        recall[q] = sum(hits) / len(rel)
         dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits) if h)
         idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), k)))
-        ndcg += dcg / idcg
-    n = len(relevant)
-    return {Metric.MRR.key(k): mrr / n, Metric.RECALL.key(k): recall / n, Metric.NDCG.key(k): ndcg / n}
+        ndcg[q] = dcg / idcg
+    return {Metric.MRR.key(k): mrr, Metric.RECALL.key(k): recall, Metric.NDCG.key(k): ndcg}
+
+
+def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> Metrics:
+    """Mean MRR@k, Recall@k and nDCG@k over the queries."""
+    return {key: float(values.mean()) for key, values in per_query_metrics(ranked, relevant, k).items()}
+
+
+def scores_of(ranked: dict[int, np.ndarray], relevant: Sequence[set[int]], k: int) -> Scores:
+    """Mean metrics per dimension, keeping each query's scores."""
+    per_query = {d: per_query_metrics(ids, relevant, k) for d, ids in ranked.items()}
+    return Scores({d: {m: float(v.mean()) for m, v in pq.items()} for d, pq in per_query.items()}, per_query=per_query)
 
 
 def score_dims(
@@ -120,17 +141,15 @@ def score_dims(
     *,
     k: int = 10,
     corpus_chunk: int = 50_000,
-) -> dict[int, Metrics]:
+) -> Scores:
     """Metrics at each dimension: slice the first ``d`` columns, re-normalise, rank by cosine."""
     full = queries.shape[1]
-    out: dict[int, Metrics] = {}
+    ranked = {}
     for d in dims:
         if d > full:
             raise ValueError(f"dimension {d} is larger than the embeddings' {full}")
-        q = _normalise(queries[:, :d])
-        c = _normalise(corpus[:, :d])
-        out[d] = ranking_metrics(top_k(q, c, k, corpus_chunk=corpus_chunk), relevant, k)
-    return out
+        ranked[d] = top_k(_normalise(queries[:, :d]), _normalise(corpus[:, :d]), k, corpus_chunk=corpus_chunk)
+    return scores_of(ranked, relevant, k)
 
 
 def evaluate(model: Any, ir: IRSet, dims: Sequence[int], *, k: int = 10, batch_size: int = 64) -> dict[int, Metrics]:
@@ -208,3 +227,32 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
         key = file.name[: -len(".queries.npy")]
         embeddings[key] = (np.load(file), np.load(folder / f"{key}.corpus.npy"))
     return SavedEvaluation(ir, query_ids, corpus_ids, embeddings)
+
+
+def save_per_query(folder: Path, per_query: dict[str, dict[int, dict[str, np.ndarray]]]) -> None:
+    """Every column's per-query scores (``evaluation/per_query.npz``), so that any two columns
+    can be compared query by query after the run (``mrl_plugins.stats.paired_p_value``)."""
+    import json
+
+    out = folder / EVALUATION_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    index, arrays = [], {}
+    for key, by_dim in per_query.items():
+        for dim, by_metric in by_dim.items():
+            for metric, values in by_metric.items():
+                arrays[f"a{len(index)}"] = np.asarray(values, dtype=np.float32)
+                index.append([key, int(dim), metric])
+    np.savez_compressed(out / "per_query.npz", **arrays)
+    (out / "per_query.json").write_text(json.dumps(index, ensure_ascii=False))
+
+
+def load_per_query(run_dir: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
+    import json
+
+    folder = run_dir / EVALUATION_DIR
+    index = json.loads((folder / "per_query.json").read_text())
+    arrays = np.load(folder / "per_query.npz")
+    out: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+    for i, (key, dim, metric) in enumerate(index):
+        out.setdefault(key, {}).setdefault(dim, {})[metric] = arrays[f"a{i}"]
+    return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Comparison, DataSource, DimSchedule, IndexBackend, Loss, WarmStart
+    from .components import Comparison, DataSource, DimSchedule, IndexBackend, Loss, Objective, WarmStart
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
@@ -51,3 +51,8 @@ def register_warm_starts(register: Register[WarmStart]) -> None:
 @hookspec
 def register_index_backends(register: Register[IndexBackend]) -> None:
     """Register IndexBackend classes: search engines for the shortlist of a funnel (FAISS …)."""
+
+
+@hookspec
+def register_objectives(register: Register[Objective]) -> None:
+    """Register Objective classes: how the prefix dimensions are trained around the base loss."""

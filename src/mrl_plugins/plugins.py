@@ -35,10 +35,13 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.schedules",
     "mrl_plugins.builtin.comparisons",
     "mrl_plugins.builtin.search_comparisons",
+    "mrl_plugins.builtin.adaptor",
     "mrl_plugins.builtin.local",
     "mrl_plugins.builtin.debian",
+    "mrl_plugins.builtin.manpages",
     "mrl_plugins.builtin.warm_starts",
     "mrl_plugins.builtin.index_backends",
+    "mrl_plugins.builtin.objectives",
 )
 
 

@@ -49,6 +49,9 @@ class TrainSection(Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
     logging_steps: int = Field(10, gt=0)
     checkpoint_steps: int = Field(500, ge=0, description="Save a resumable checkpoint every N steps; 0: never.")
+    seeds: list[int] | None = Field(
+        None, description="Train MRL once per seed (the first is the saved model); reports give the mean ± sd across them."
+    )
 
 
 class EvalSection(Section):
@@ -85,6 +88,7 @@ class RecipeModel(Section):
     eval: EvalSection = Field(default_factory=EvalSection)
     compare: list[dict[str, Any]] = Field(default_factory=list)
     warm_start: dict[str, Any] | None = None
+    objective: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
 
 
@@ -151,6 +155,7 @@ class Recipe:
     dims: ComponentSpec
     compare: list[ComparisonSpec]
     warm_start: ComponentSpec | None
+    objective: ComponentSpec
     row_format: RowFormat
     model: ResolvedModel
     full_dim: int | None
@@ -185,6 +190,7 @@ class Recipe:
             out["compare"] = [c.as_table() for c in self.compare]
         if self.warm_start:
             out["warm_start"] = self.warm_start.as_table()
+        out["objective"] = self.objective.as_table()
         publish = s.publish.model_dump(mode="json", exclude_none=True)
         out["publish"] = publish
         return out
@@ -300,11 +306,20 @@ def _component(
 
 
 def plan_comparisons(
-    compare: list[ComparisonSpec], warm_start: ComponentSpec | None, base_dir: Path, problems: list[str]
+    compare: list[ComparisonSpec], warm_start: ComponentSpec | None, objective: ComponentSpec | None,
+    seeds: list[int] | None, base_dir: Path, problems: list[str], registry: Registry,
 ) -> RunModels:
     """The run's models, and for each comparison the models it reads, its label and its key."""
     declared = [(c.where, v) for c in compare for v in c.component.variants()]
-    models, found = plan_models(warm_start.component.label() if warm_start else None, declared)
+    for where, v in declared:
+        if v.resolved_objective not in ("recipe", "none") and v.resolved_objective not in registry.names("objective"):
+            problems.append(f"{where}: declares a model trained with the objective '{v.resolved_objective}', which no "
+                            f"plugin registers (known: {', '.join(registry.names('objective'))}).")
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        problems.append(f"[train] seeds: must list distinct seeds, got {seeds}.")
+        seeds = None
+    models, found = plan_models(warm_start.component.label() if warm_start else None, declared,
+                                objective_label=objective.component.label() if objective else "MRL", seeds=seeds)
     problems.extend(found)
     labels = _Labels(models.labels())
     keys: dict[str, str] = {}
@@ -354,16 +369,19 @@ def load_recipe(
                 problems.append(f"plugins: '{spec}' is broken: {registry.plugins[spec].error}")
 
     specs: dict[str, ComponentSpec | None] = {}
-    for kind in ("data", "loss", "dims", "warm_start"):
+    for kind in ("data", "loss", "dims", "warm_start", "objective"):
         if kind in raw:
             specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
+    if "objective" not in raw:  # the default: MatryoshkaLoss, as every run before objectives were plugins
+        specs["objective"] = _component(registry, "objective", {"name": "matryoshka"}, "[objective]", problems, ("objective",))
     compare: list[ComparisonSpec] = []
     compare_raw = raw.get("compare", [])
     for i, table in enumerate(compare_raw if isinstance(compare_raw, list) else []):
         spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i), ComparisonSpec)
         if spec is not None:
             compare.append(spec)
-    models = plan_comparisons(compare, specs.get("warm_start"), base_dir, problems)
+    seeds = settings.train.seeds if settings is not None else None
+    models = plan_comparisons(compare, specs.get("warm_start"), specs.get("objective"), seeds, base_dir, problems, registry)
 
     model = full_dim = None
     model_name = (raw.get("model") or {}).get("name") if isinstance(raw.get("model"), dict) else None
@@ -374,7 +392,8 @@ def load_recipe(
             problems.append(f"[model] name: '{model_name}' is a folder but not a sentence-transformers model (no modules.json).")
 
     k = settings.eval.k if settings is not None else 10
-    ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim, k=k, registry=registry)
+    model_dir = Path(model.location) if model is not None and model.is_local else None
+    ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim, k=k, registry=registry, model_dir=model_dir)
     for spec in [*(s for s in specs.values() if s), *compare]:
         problems.extend(f"{spec.where} {p}" for p in spec.component.check(ctx))
 
@@ -413,6 +432,7 @@ def load_recipe(
         dims=specs["dims"],
         compare=compare,
         warm_start=specs.get("warm_start"),
+        objective=specs["objective"],
         row_format=row_format,
         model=model,
         full_dim=full_dim,

@@ -161,6 +161,54 @@ COST_NOTE = (
 )
 
 
+# -- uncertainty ------------------------------------------------------------------------------
+def uncertainty_table(results: RunResults, metric: Metric = PRIMARY) -> tuple[list[str], list[list[str]]] | None:
+    """Per column and dimension: the value, its 95% interval, and its difference from MRL, marked
+    ``*`` when the paired test finds it significant (p < 0.05) and ``≈`` when it does not."""
+    from .stats import ALPHA
+
+    columns = {k: m for k, m in results.models.items() if m.intervals}
+    if not columns:
+        return None
+    header = ["column", *(f"{d} dims" for d in results.dims)]
+    rows = []
+    for key, m in columns.items():
+        cells = [m.label]
+        for d in results.dims:
+            low, high = results.interval(key, d, metric)
+            cell = f"{results.value(key, d, metric):.3f} [{low:.3f}, {high:.3f}]"
+            p = results.p_value(key, d, metric)
+            if key != MRL and p is not None and MRL in results.models:
+                delta = results.value(key, d, metric) - results.value(MRL, d, metric)
+                cell += f" {delta:+.3f} {'*' if p < ALPHA else '≈'}"
+            cells.append(cell)
+        rows.append(cells)
+    return header, rows
+
+
+UNCERTAINTY_NOTE = (
+    "95% bootstrap intervals over the evaluation queries; after each interval, the difference from the MRL "
+    "model at that width, marked * when a paired sign-flip test over the same queries finds it significant "
+    "(p < 0.05) and ≈ when it does not. Every number is one training run: see the seeds table, when there is "
+    "one, for how much another seed moves them."
+)
+
+
+def seeds_table(results: RunResults, metric: Metric = PRIMARY) -> tuple[list[str], list[list[str]]] | None:
+    from .stats import mean_sd
+
+    runs = results.seed_columns()
+    if not runs:
+        return None
+    header = ["dim", f"mean ± sd over {len(runs)} seeds", *(m.label for m in runs)]
+    rows = []
+    for d in results.dims:
+        values = [m.metrics[d][metric.key(results.k)] for m in runs]
+        mean, sd = mean_sd(values)
+        rows.append([str(d), f"{mean:.4f} ± {sd:.4f}", *(f"{v:.4f}" for v in values)])
+    return header, rows
+
+
 def format_table(results: RunResults) -> str:
     """The console version of the report's tables."""
     lines = []
@@ -171,6 +219,13 @@ def format_table(results: RunResults) -> str:
     if results.search_columns():
         lines += ["", "Quality versus cost (search configurations; see report.md)", *_plain(*cost_table(results)),
                   "", *recommendations(results)]
+    uncertainty = uncertainty_table(results)
+    if uncertainty:
+        lines += ["", f"{title(results, PRIMARY)} with 95% intervals; vs MRL: * significant, ≈ not (paired test)",
+                  *_plain(*uncertainty)]
+    seeds = seeds_table(results)
+    if seeds:
+        lines += ["", f"{title(results, PRIMARY)} of MRL across training seeds", *_plain(*seeds)]
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +249,13 @@ def report_markdown(results: RunResults) -> str:
     if results.search_columns():
         lines += ["## Quality versus cost", "", COST_NOTE, "", "![quality versus memory](costs.png)", "",
                   *markdown_table(*cost_table(results)), "", *(f"- {r}" for r in recommendations(results)), ""]
+    uncertainty = uncertainty_table(results)
+    if uncertainty:
+        lines += [f"## Which differences are real ({title(results, PRIMARY)})", "", UNCERTAINTY_NOTE, "",
+                  *markdown_table(*uncertainty), ""]
+    seeds = seeds_table(results)
+    if seeds:
+        lines += [f"## Across training seeds ({title(results, PRIMARY)} of MRL)", "", *markdown_table(*seeds), ""]
     return "\n".join(lines)
 
 

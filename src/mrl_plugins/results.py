@@ -87,6 +87,8 @@ class TrainingFacts(_Schema):
     matryoshka: bool = True
     resumed_from: str | None = None
     warm_start: dict[str, Any] | None = None
+    objective: str | None = None
+    seed: int | None = None
 
 
 class ModelResult(_Schema):
@@ -94,13 +96,17 @@ class ModelResult(_Schema):
 
     key: str = ""
     label: str
-    kind: Literal["model", "comparison"]
+    kind: Literal["model", "comparison", "seed"]
     component: str | None = None
     reads: list[str] = Field(default_factory=list)
     metrics: dict[int, dict[str, float]]
     """dimension → metric key (``mrr@10``) → value."""
     costs: dict[int, SearchCost] | None = None
     """dimension → what searching this way costs (memory per vector, query time)."""
+    intervals: dict[int, dict[str, tuple[float, float]]] | None = None
+    """dimension → metric key → 95% bootstrap interval over queries."""
+    p_vs_mrl: dict[int, dict[str, float]] | None = None
+    """dimension → metric key → paired p-value of the difference from the MRL model's column."""
 
 
 class PublishInfo(_Schema):
@@ -158,12 +164,22 @@ class RunResults(_Schema):
         keeping that share of the model's full-dimension :data:`PRIMARY` score (full if none)."""
         return {share_label(s): self.smallest_dim_keeping(model, s) or self.full_dim for s in KEEP_SHARES}
 
-    def others(self, model: str = MRL) -> list[ModelResult]:
-        return [m for key, m in self.models.items() if key != model]
-
     def quality_columns(self) -> dict[str, ModelResult]:
         """The columns of the per-metric tables: the run's models and comparisons without costs."""
-        return {key: m for key, m in self.models.items() if m.kind == "model" or m.costs is None}
+        return {key: m for key, m in self.models.items() if m.kind == "model" or (m.kind == "comparison" and m.costs is None)}
+
+    def seed_columns(self) -> list[ModelResult]:
+        """MRL and its repetitions with other training seeds (``[train] seeds``), when there are any."""
+        seeds = [m for m in self.models.values() if m.kind == "seed"]
+        return [self.models[MRL], *seeds] if seeds and MRL in self.models else []
+
+    def interval(self, model: str, dim: int, metric: Metric = PRIMARY) -> tuple[float, float] | None:
+        iv = self.models[model].intervals
+        return tuple(iv[dim][metric.key(self.k)]) if iv else None
+
+    def p_value(self, model: str, dim: int, metric: Metric = PRIMARY) -> float | None:
+        p = self.models[model].p_vs_mrl
+        return p[dim][metric.key(self.k)] if p else None
 
     def search_columns(self) -> dict[str, ModelResult]:
         """The columns with search costs: each model's plain truncation and every search

@@ -38,10 +38,18 @@ OLD_NAMES = {"tuned": MRL, "fine-tuned": MRL, "MRL": MRL, "finetuned": MRL}
 
 @dataclass(frozen=True)
 class Training:
-    """How a trained model of the run is trained."""
+    """How a trained model of the run is trained: with the recipe's objective (``"recipe"``), the
+    base loss alone (``"none"``) or a named objective; with the warm start or not; and with the
+    recipe's seed, or another one (``[train] seeds``)."""
 
-    matryoshka: bool = True
-    warm_start: bool = False
+    objective: str = "recipe"
+    warm_start: bool | str = False
+    """``True``: the recipe's warm start (if it has one); a name: that warm start, default parameters."""
+    seed: int | None = None
+
+    @property
+    def matryoshka(self) -> bool:
+        return self.objective != "none"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class RunModel:
     training: Training | None
     """``None`` for the base model, which is not trained."""
     declared_by: str
+    role: str = "variant"
+    """``base``, ``mrl``, ``plain`` (MRL without the warm start), ``seed`` (MRL again with another
+    seed) or ``variant`` (declared by a comparison)."""
 
 
 @dataclass(frozen=True)
@@ -80,19 +91,28 @@ class RunModels:
         """The models the training stage produces: ``mrl`` first, then the others."""
         return sorted((m for m in self if m.training), key=lambda m: m.key != MRL)
 
+    def with_role(self, *roles: str) -> list[RunModel]:
+        return [m for m in self if m.role in roles]
+
     def describe(self) -> str:
         return ", ".join(m.key if m.label == m.key else f"{m.key} ({m.label})" for m in self)
 
 
-def plan_models(warm_start_label: str | None, variants: list[tuple[str, Variant]]) -> tuple[RunModels, list[str]]:
-    """The run's models for a recipe's warm start and the variants its comparisons declare
-    (``(where, variant)`` pairs); returns the problems found too (bad or clashing keys)."""
-    models = {BASE: RunModel(BASE, "base", None, "recipe")}
+def plan_models(
+    warm_start_label: str | None, variants: list[tuple[str, Variant]], *, objective_label: str = "MRL",
+    seeds: list[int] | None = None,
+) -> tuple[RunModels, list[str]]:
+    """The run's models for a recipe's warm start, objective and training seeds, and the variants
+    its comparisons declare (``(where, variant)`` pairs); returns the problems found too."""
+    models = {BASE: RunModel(BASE, "base", None, "recipe", role="base")}
     if warm_start_label:
-        models[MRL_PLAIN] = RunModel(MRL_PLAIN, "MRL", Training(), "[warm_start]")
-    models[MRL] = RunModel(
-        MRL, f"MRL + {warm_start_label}" if warm_start_label else "MRL", Training(warm_start=True), "recipe"
-    )
+        models[MRL_PLAIN] = RunModel(MRL_PLAIN, objective_label, Training(), "[warm_start]", role="plain")
+    label = f"{objective_label} + {warm_start_label}" if warm_start_label else objective_label
+    first, *others = seeds or [None]
+    models[MRL] = RunModel(MRL, label, Training(warm_start=True, seed=first), "recipe", role="mrl")
+    for seed in others:
+        key = f"{MRL}-seed{seed}"
+        models[key] = RunModel(key, f"{label} (seed {seed})", Training(warm_start=True, seed=seed), "[train] seeds", role="seed")
     problems = []
     for where, v in variants:
         if not KEY_PATTERN.match(v.key):
@@ -100,12 +120,12 @@ def plan_models(warm_start_label: str | None, variants: list[tuple[str, Variant]
                             "digits, '-' and '_' (the plugin must change it).")
         elif v.key in models:
             other = models[v.key]
-            same = other.training == Training(v.matryoshka, v.warm_start) and other.declared_by != "recipe"
+            same = other.training == Training(v.resolved_objective, v.warm_start) and other.role == "variant"
             if not same:
                 problems.append(f"{where}: declares the model '{v.key}', which {other.declared_by} already "
                                 f"declares differently; the run's models are: {', '.join(models)}.")
             continue
-        models[v.key] = RunModel(v.key, v.label or v.key, Training(v.matryoshka, v.warm_start), where)
+        models[v.key] = RunModel(v.key, v.label or v.key, Training(v.resolved_objective, v.warm_start), where)
     return RunModels(models), problems
 
 

@@ -47,15 +47,15 @@ free open source implementation version binding bindings runtime framework query
 engine index document documents model models train evaluation""".split()
 
 
-def tiny_model(path: str | Path, *, dim: int = 32, words: Iterable[str] = (), seed: int = 0) -> Path:
+def tiny_model(path: str | Path, *, dim: int = 32, words: Iterable[str] = (), seed: int = 0, layers: int = 1) -> Path:
     """Save a tiny ``SentenceTransformer`` (Transformer → mean Pooling → Normalize) at ``path``."""
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
-        _save_tiny(path, Path(tmp), dim, words, seed)
+        _save_tiny(path, Path(tmp), dim, words, seed, layers)
     return path
 
 
-def _save_tiny(path: Path, hf_dir: Path, dim: int, words: Iterable[str], seed: int) -> None:
+def _save_tiny(path: Path, hf_dir: Path, dim: int, words: Iterable[str], seed: int, layers: int = 1) -> None:
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -79,7 +79,7 @@ def _save_tiny(path: Path, hf_dir: Path, dim: int, words: Iterable[str], seed: i
     )
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=dim * 2, max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(hf_dir)
@@ -253,6 +253,10 @@ class ArrayComparisonContext(ComparisonContext):
     texts: Sequence[str] = ()
     k: int = 10
     encoded: list[str] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)
+    """Loaded models ``model()`` serves, when the comparison under test needs one."""
+    pairs: Sequence[tuple[str, str]] = ()
+    folder: Path | None = None
 
     def __post_init__(self) -> None:
         self.eval_set = IRSet(
@@ -277,13 +281,25 @@ class ArrayComparisonContext(ComparisonContext):
         return score_dims(queries, corpus, self.relevant, self.dims, k=self.k)
 
     def score_ranked(self, ranked: dict[int, np.ndarray]) -> dict[int, Metrics]:
-        from .evaluation import ranking_metrics
+        from .evaluation import scores_of
 
-        return {d: ranking_metrics(ids, self.relevant, self.k) for d, ids in ranked.items()}
+        return scores_of(dict(ranked), self.relevant, self.k)
 
     def index_backend(self, name: str, params: dict[str, Any] | None = None) -> IndexBackend:
         cls = isolated_registry().get("index", name)
         return cls(cls.Params.model_validate(dict(params or {})))
+
+    def model(self, name: str) -> Any:
+        return self.models[name]
+
+    def output_dir(self) -> Path:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="mrl-comparison-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def train_pairs(self) -> list[tuple[str, str]]:
+        return list(self.pairs)
 
 
 @dataclass

@@ -110,8 +110,37 @@ class NoMRL(Control):
         return Variant("no-mrl", label="no-MRL", matryoshka=False)
 
 
+class VariantParams(Params):
+    objective: str | None = Field(None, description="Train with this objective (its default parameters) instead of the recipe's.")
+    warm_start: str | None = Field(None, description="Train after this warm start (its default parameters).")
+    label: str | None = Field(None, description="The column's label (default: from the objective and the warm start).")
+
+
+class TrainVariant(Control):
+    """Control: MRL trained again with another objective and/or warm start, in a column of its own."""
+
+    name = "variant"
+    Params = VariantParams
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        p, problems = self.params, []
+        if p.objective is None and p.warm_start is None:
+            problems.append("variant: name an objective, a warm_start, or both (else it is the MRL model again).")
+        for kind, value in (("objective", p.objective), ("warm_start", p.warm_start)):
+            if value is not None and ctx.registry is not None and value not in ctx.registry.names(kind):
+                problems.append(f"{kind}: {ctx.registry.unknown_message(kind, value)}")
+        return problems
+
+    def variant(self) -> Variant:
+        p = self.params
+        key = "-".join(["mrl", *(x for x in (p.objective, p.warm_start) if x)])
+        label = p.label or " + ".join([p.objective or "MRL", *([p.warm_start] if p.warm_start else [])])
+        return Variant(key, label=label, objective=p.objective, warm_start=p.warm_start or False)
+
+
 @hookimpl
 def register_comparisons(register):
     register(Truncate)
     register(PCA)
     register(NoMRL)
+    register(TrainVariant)

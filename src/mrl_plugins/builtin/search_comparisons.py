@@ -123,8 +123,12 @@ def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int |
     return index
 
 
-def with_overlap(metrics: dict[int, dict[str, float]], ranked: dict[int, np.ndarray], exact_ids: np.ndarray, k: int):  # noqa: ANN201
-    return {d: {**m, overlap_key(k): overlap_at_k(ranked[d], exact_ids, k)} for d, m in metrics.items()}
+def with_overlap(metrics: dict[int, dict[str, float]], ranked: dict[int, np.ndarray], exact_ids: np.ndarray,
+                 k: int) -> dict[int, dict[str, float]]:
+    """Add overlap@k with the exact top k to each dimension's metrics (in place: per-query scores stay)."""
+    for d, m in metrics.items():
+        m[overlap_key(k)] = overlap_at_k(ranked[d], exact_ids, k)
+    return metrics
 
 
 class QuantizeParams(SearchParams):

@@ -42,6 +42,12 @@ def insert_before_normalize(model: Any, module: Any) -> int:
     return position
 
 
+def append_modules(model: Any, modules: list[Any]) -> None:
+    """Append sentence-transformers modules to the end of ``model``'s pipeline."""
+    items = [*model._modules.values(), *modules]
+    model._modules = OrderedDict((str(i), m) for i, m in enumerate(items))
+
+
 class PCARotation(WarmStart):
     """Rotate embeddings onto principal axes fitted on training texts, before Matryoshka training."""
 

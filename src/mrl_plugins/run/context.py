@@ -71,6 +71,8 @@ class RunContext:
     """Loaded models by key: the run's models as they are produced, other models on first use."""
     embeddings: Any = None
     """The encode-once cache of evaluation embeddings (:class:`~.scoring.Embeddings`), rank 0."""
+    per_query: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    """Column key → each query's scores, for intervals and paired tests."""
 
     @property
     def settings(self) -> RecipeModel:

@@ -21,15 +21,15 @@ from .. import __version__
 from ..components import ValidationContext
 from ..data import DataBundle, DataRequest, IRSetError, find_leaks
 from ..errors import PluginError, UserError
-from ..evaluation import save_evaluation
+from ..evaluation import save_evaluation, save_per_query
 from ..models import load_model, pick_device
 from ..publish import publish_run, write_publication
 from ..recipe import Recipe
 from ..report import write_report
 from ..results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
-from ..run_models import BASE, MRL, MRL_PLAIN
+from ..run_models import BASE, MRL
 from .context import Distributed, PluginFailed, RunContext, plugin_call
-from .scoring import Embeddings, evaluate_model, run_comparison, truncation_costs
+from .scoring import Embeddings, attach_statistics, evaluate_model, run_comparison, truncation_costs
 from .staging import Staging
 from .training import train_models
 
@@ -41,6 +41,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Run
     dist = Distributed.from_env()
     staging = Staging.for_run(recipe, resume=resume)
     recipe.output_dir = staging.out
+    changes: list[str] = []
     if dist.is_main:
         staging.acquire()  # one run per output folder: a second one is refused, naming this one
     try:
@@ -67,7 +68,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Run
 
 def record_or_check(recipe: Recipe, staging: Staging, resume: bool) -> list[str]:
     """A fresh run records what it trains; a resumed one must train the same (else it is refused)."""
-    trained = {m.key: [m.training.matryoshka, m.training.warm_start] for m in recipe.models.trained()}
+    trained = {m.key: [m.training.objective, m.training.warm_start, m.training.seed] for m in recipe.models.trained()}
     if resume:
         changes = staging.check_resume(recipe.resolved(), trained)
         for change in changes:
@@ -113,16 +114,28 @@ def execute(ctx: RunContext) -> RunResults | None:
     if ctx.dist.is_main:
         base = evaluate_model(ctx, emb, BASE)
     training = train_models(ctx)
+    end_process_group()
     if not ctx.dist.is_main:
         return None
-    trained = [evaluate_model(ctx, emb, key) for key in (MRL_PLAIN, MRL) if key in ctx.recipe.models]
+    trained = [evaluate_model(ctx, emb, m.key) for m in ctx.recipe.models.with_role("plain", "mrl", "seed")]
     compared = [col for spec in ctx.recipe.compare for col in run_comparison(ctx, emb, spec)]  # controls score their variant
     columns = [base, *trained, *compared]
+    attach_statistics(ctx, columns)
     costs = truncation_costs(ctx, emb)
     for column in columns:
         if column.kind == "model":  # a model's own column is plain truncation, searched exactly
             column.costs = costs
     return assemble(ctx, columns, training)
+
+
+def end_process_group() -> None:
+    """After training nothing is collective: every rank leaves the process group together, so no
+    rank exits while another still holds a connection to it."""
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
 
 
 def load_data(ctx: RunContext) -> None:
@@ -144,7 +157,7 @@ def check_with_data(ctx: RunContext) -> None:
     recipe = ctx.recipe
     vctx = ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim, k=ctx.settings.eval.k,
                              registry=recipe.registry, data=ctx.bundle)
-    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.warm_start, *recipe.compare) if s is not None]
+    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start, *recipe.compare) if s]
     problems = [f"{spec.where} {p}" for spec in specs for p in plugin_call(spec, "check", vctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against the loaded data, before training)", problems)
@@ -222,6 +235,7 @@ def save(ctx: RunContext, results: RunResults) -> None:
     pub, folder = ctx.settings.publish, ctx.staging.dir
     encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
     save_evaluation(folder, ctx.bundle.eval, encoded)
+    save_per_query(folder, ctx.per_query)
     meta = write_publication(ctx.staging.model_dir(MRL), results, pub.truncate_dim, pub.repo_id)
     results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
     results.save(folder)

@@ -9,18 +9,20 @@ validation has already checked.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..components import Column, ComparisonContext, IndexBackend, Metrics, SearchCost, TextSide
 from ..errors import PluginError, UserError
-from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, ranking_metrics, score_dims
+from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims, scores_of
 from ..models import load_model
 from ..recipe import ComparisonSpec
 from ..results import ModelResult, round_metrics
-from ..run_models import BASE
+from ..run_models import BASE, MRL
 from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
@@ -95,7 +97,22 @@ class RunComparisonContext(ComparisonContext):
         return self._emb.score(queries, corpus)
 
     def score_ranked(self, ranked: Mapping[int, np.ndarray]) -> dict[int, Metrics]:
-        return {d: ranking_metrics(ids, self._emb.relevant, self.k) for d, ids in ranked.items()}
+        return scores_of(dict(ranked), self._emb.relevant, self.k)
+
+    def model(self, name: str) -> Any:
+        return self._emb.model(self._check(name))
+
+    def output_dir(self) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "-", self._spec.label.lower()).strip("-")
+        folder = self._emb.ctx.staging.dir / "comparisons" / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def train_pairs(self) -> list[tuple[str, str]]:
+        train = self._emb.ctx.bundle.train
+        if "anchor" not in train.column_names:
+            return []
+        return list(zip(train["anchor"], train["positive"]))
 
     def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
         cls = self._emb.ctx.recipe.registry.get("index", name)
@@ -124,8 +141,37 @@ def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
 
 
 def model_result(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> ModelResult:
-    return ModelResult(key=key, label=ctx.recipe.models[key].label, kind="model", reads=[key],
+    keep_per_query(ctx, key, metrics)
+    kind = "seed" if ctx.recipe.models[key].role == "seed" else "model"
+    return ModelResult(key=key, label=ctx.recipe.models[key].label, kind=kind, reads=[key],
                        metrics=round_metrics(metrics))
+
+
+def keep_per_query(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> None:
+    """Per-query scores come with metrics computed by the run's scorer (``ctx.score``…); a
+    plugin that computed its own means gets no intervals."""
+    per_query = getattr(metrics, "per_query", None)
+    if per_query:
+        ctx.per_query[key] = per_query
+
+
+def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
+    """95% bootstrap intervals for every column, and paired p-values against the MRL column."""
+    from ..results import METRICS
+    from ..stats import bootstrap_interval, paired_p_value
+
+    with ctx.stage("statistics", "bootstrap intervals and paired tests over the evaluation queries"):
+        reference = ctx.per_query.get(MRL)
+        for column in columns:
+            per_query = ctx.per_query.get(column.key)
+            if not per_query:
+                continue
+            keys = [m.key(ctx.settings.eval.k) for m in METRICS]
+            column.intervals = {d: {m: tuple(round(v, 6) for v in bootstrap_interval(pq[m], seed=ctx.settings.seed))
+                                    for m in keys} for d, pq in per_query.items()}
+            if reference is not None:
+                column.p_vs_mrl = {d: {m: round(paired_p_value(pq[m], reference[d][m], seed=ctx.settings.seed), 6)
+                                       for m in keys} for d, pq in per_query.items()}
 
 
 def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
@@ -144,6 +190,7 @@ def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> li
     results = []
     for column in columns:
         label = f"{spec.label} {column.name}" if column.name else spec.label
+        keep_per_query(ctx, f"compare:{label}", column.metrics)
         results.append(ModelResult(
             key=f"compare:{label}", label=label, kind="comparison", component=spec.name,
             reads=[r.name for r in spec.reads], metrics=round_metrics(column.metrics), costs=column.costs,

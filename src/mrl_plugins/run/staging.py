@@ -51,7 +51,7 @@ class MoveFailed(UserError):
 
 
 #: Recipe keys whose change makes a resumed run's checkpoints and finished models wrong.
-RESUME_BINDING = ("seed", "model", "data", "loss", "dims", "warm_start", "train")
+RESUME_BINDING = ("seed", "model", "data", "loss", "dims", "warm_start", "objective", "train")
 #: ... except these, which only change how often state is written or logged.
 RESUME_FREE = {("train", "checkpoint_steps"), ("train", "logging_steps")}
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..components import Role, TextSide, WarmStartContext
+from ..components import ObjectiveContext, Role, TextSide, WarmStartContext
 from ..evaluation import encode_texts
 from ..models import ResolvedModel, load_model, mixed_precision
 from ..publish import strip_card_examples
 from ..results import TrainingFacts
 from ..run_models import MRL, RunModel, Training
+from ..recipe import ComponentSpec
 from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
@@ -55,21 +56,29 @@ def trainer_callbacks() -> list[Any]:
     return []
 
 
+def objective_spec(ctx: RunContext, training: Training) -> ComponentSpec | None:
+    """The objective a model trains with: the recipe's, none (a control), or a named one."""
+    if training.objective == "none":
+        return None
+    if training.objective == "recipe":
+        return ctx.recipe.objective
+    return named_spec(ctx, "objective", training.objective)
+
+
 def build_loss(ctx: RunContext, model: Any, training: Training) -> Any:
-    """The recipe's base loss, wrapped in MatryoshkaLoss unless the model is a control."""
-    from .._st import st_losses
-
+    """The recipe's base loss, wrapped by the model's training objective (none for a control)."""
     loss = plugin_call(ctx.recipe.loss, "build", model)
-    if training.matryoshka:
-        loss = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
-    return loss
+    spec = objective_spec(ctx, training)
+    if spec is None:
+        return loss
+    return plugin_call(spec, "build", model, loss, ObjectiveContext(ctx.dims, ctx.weights, ctx.full_dim))
 
 
-def trainer_arguments(ctx: RunContext, work_dir: Path) -> Any:
+def trainer_arguments(ctx: RunContext, work_dir: Path, seed: int | None = None) -> Any:
     """The trainer's arguments from ``[train]``, the device, the precision and the launch."""
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    t, seed = ctx.settings.train, ctx.settings.seed
+    t, seed = ctx.settings.train, ctx.settings.seed if seed is None else seed
     steps_per_epoch = math.ceil(len(ctx.bundle.train) / (t.batch_size * ctx.dist.world_size))
     total = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
     checkpointing = t.checkpoint_steps > 0
@@ -102,7 +111,7 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     from sentence_transformers import SentenceTransformerTrainer
 
     work_dir = ctx.staging.checkpoints(run_model.key)
-    args = trainer_arguments(ctx, work_dir)
+    args = trainer_arguments(ctx, work_dir, run_model.training.seed)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.training),
         callbacks=trainer_callbacks(),
@@ -115,9 +124,11 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     if checkpoint:
         logger.info("          resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    spec = objective_spec(ctx, run_model.training)
     return TrainingFacts(
         steps=trainer.state.global_step, world_size=args.world_size, matryoshka=run_model.training.matryoshka,
-        resumed_from=checkpoint.name if checkpoint else None,
+        resumed_from=checkpoint.name if checkpoint else None, objective=spec.name if spec else None,
+        seed=args.seed,
     )
 
 
@@ -134,8 +145,22 @@ class _WarmStartTexts(WarmStartContext):
         return encode_texts(self._model, list(texts), role=role, batch_size=self._ctx.settings.eval.batch_size)
 
 
-def apply_warm_start(ctx: RunContext, model: Any) -> dict[str, Any]:
-    spec = ctx.recipe.warm_start
+def warm_start_spec(ctx: RunContext, training: Training) -> ComponentSpec | None:
+    """The warm start a model gets: the recipe's, a named one (default parameters), or none."""
+    if training.warm_start is True:
+        return ctx.recipe.warm_start
+    if isinstance(training.warm_start, str):
+        return named_spec(ctx, "warm_start", training.warm_start)
+    return None
+
+
+def named_spec(ctx: RunContext, kind: str, name: str) -> ComponentSpec:
+    registry = ctx.recipe.registry
+    cls = registry.get(kind, name)
+    return ComponentSpec(kind, name, cls, cls.Params(), registry.owner(kind, name), f"[{kind}] {name}")
+
+
+def apply_warm_start(ctx: RunContext, model: Any, spec: ComponentSpec) -> dict[str, Any]:
     return {"name": spec.name, **plugin_call(spec, "apply", model, _WarmStartTexts(ctx, model))}
 
 
@@ -149,7 +174,8 @@ def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingF
                            max_seq_length=s.model.max_seq_length)
         return model, TrainingFacts.model_validate_json(done.read_text())
     model = load_model(ctx.recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
-    warm = apply_warm_start(ctx, model) if run_model.training.warm_start and ctx.recipe.warm_start else None
+    warm_spec = warm_start_spec(ctx, run_model.training)
+    warm = apply_warm_start(ctx, model, warm_spec) if warm_spec else None
     facts = train(ctx, model, run_model)
     facts.warm_start = warm
     if ctx.dist.is_main:
@@ -164,13 +190,15 @@ def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingF
 
 def describe(ctx: RunContext, run_model: RunModel) -> str:
     """The stage line of one training."""
-    recipe, warm = ctx.recipe, ctx.recipe.warm_start
+    recipe, t = ctx.recipe, run_model.training
+    warm = warm_start_spec(ctx, t)
+    spec = objective_spec(ctx, t)
     if run_model.key == MRL:
         after = f" after the '{warm.name}' warm start" if warm else ""
-        return f"training with {recipe.loss.name} in MatryoshkaLoss over dims {ctx.dims}{after}"
-    t = run_model.training
-    what = "with MatryoshkaLoss" if t.matryoshka else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"
-    what += f" and the '{warm.name}' warm start" if t.warm_start and warm else ""
+        return f"training with {recipe.loss.name} in the '{spec.name}' objective over dims {ctx.dims}{after}"
+    what = f"with the '{spec.name}' objective" if spec else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"
+    what += f", seed {t.seed}" if t.seed is not None else ""
+    what += f" and the '{warm.name}' warm start" if warm else ""
     return f"training '{run_model.key}' ({run_model.label}) {what}"
 
 

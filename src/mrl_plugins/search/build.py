@@ -7,6 +7,7 @@ they go: memory grows with the vectors, never with the texts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,17 +94,10 @@ def build_from_texts(
 
 
 def _width(model: Any) -> int:
+    """The model's full width, whatever default truncate_dim it loads with."""
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    with model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else _null():
+    with model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else contextlib.nullcontext():
         return int(getter())
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @dataclass

@@ -1,0 +1,183 @@
+"""Built-in comparison ``adaptor``: a post-hoc Matryoshka adaptor on frozen embeddings.
+
+After the Matryoshka-Adaptor (Yoon et al., 2024): a small residual network ``y = x + g(x)`` maps
+a model's (normalised) embeddings so that every prefix of ``y`` keeps the similarities the full
+``x`` had: a pairwise term over each batch, a top-k term on each text's nearest neighbours and,
+when the data has (query, document) pairs, a ranking term (in-batch softmax) at every prefix.
+``g`` is linear or one GELU layer, initialised to zero, so before training the adaptor is the
+identity and changes no ranking. It is fitted on training-side texts only, never evaluation texts,
+and never backpropagates through the transformer: seconds on a CPU.
+
+The adapted model is saved as the model's own modules plus a standard ``Dense`` between a
+``Normalize`` and the final ``Normalize`` (the linear adaptor folded into one weight matrix
+``I + W``; the GELU one with ``use_residual``), so ``SentenceTransformer(path, truncate_dim=48)``
+loads it with no mrl-plugins code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..components import Comparison, ComparisonContext, Metrics, Params, ValidationContext
+from ..data import seeded_sample
+from ..hookspecs import hookimpl
+from .comparisons import MODEL_HELP
+
+
+class AdaptorParams(Params):
+    model: str = Field("base", description=MODEL_HELP)
+    kind: Literal["linear", "mlp"] = Field("linear", description='"linear": y = x + Wx + b; "mlp": y = x + GELU(Wx + b).')
+    epochs: int = Field(30, ge=0, description="Passes over the fitting texts (0: the identity, untrained).")
+    batch_size: int = Field(256, ge=8, description="Texts per step; the pairwise and top-k terms compare within a batch.")
+    learning_rate: float = Field(1e-2, gt=0, description="Adam's step size (1e-3 barely moves the zero-initialised map).")
+    max_fit_texts: int = Field(5000, gt=0, description="Training-side texts (and pairs) sampled, seeded, to fit on.")
+    top_k: int = Field(10, ge=1, description="Neighbours per text kept close by the top-k term.")
+    pairwise_weight: float = Field(1.0, ge=0)
+    topk_weight: float = Field(1.0, ge=0)
+    ranking_weight: float = Field(1.0, ge=0, description="Weight of the ranking term on (query, document) pairs, if any.")
+    scale: float = Field(20.0, gt=0, description="Inverse temperature of the ranking term.")
+    seed: int = Field(0, description="Seeds the sample and the training.")
+    save: bool = Field(True, description="Save the adapted model in the run's output (comparisons/<label>/model).")
+
+
+class AdaptorNet:
+    """``y = x + g(x)``, ``g`` linear or one GELU layer, zero-initialised (the identity)."""
+
+    def __init__(self, dim: int, kind: str):
+        import torch
+
+        self.kind = kind
+        self.linear = torch.nn.Linear(dim, dim)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def __call__(self, x: Any) -> Any:
+        import torch.nn.functional as F
+
+        h = self.linear(x)
+        return x + (F.gelu(h) if self.kind == "mlp" else h)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self(torch.from_numpy(normalise(x))).numpy()
+
+    def module(self) -> Any:
+        """The adaptor as a sentence-transformers ``Dense``."""
+        import torch
+
+        from .._st import st_models
+
+        d = self.linear.in_features
+        weight, bias = self.linear.weight.detach().clone(), self.linear.bias.detach().clone()
+        if self.kind == "linear":  # x + Wx + b = (I + W) x + b
+            return st_models().Dense(d, d, bias=True, activation_function=torch.nn.Identity(),
+                                     init_weight=weight + torch.eye(d), init_bias=bias)
+        return st_models().Dense(d, d, bias=True, activation_function=torch.nn.GELU(), init_weight=weight,
+                                 init_bias=bias, use_residual=True)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, dims: list[int], p: AdaptorParams
+                ) -> AdaptorNet:
+    """Train the adaptor on frozen, normalised embeddings of training-side texts (and pairs)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(p.seed)
+    x_all = torch.from_numpy(normalise(texts))
+    net = AdaptorNet(x_all.shape[1], p.kind)
+    if p.epochs == 0:
+        return net
+    optimiser = torch.optim.Adam(net.linear.parameters(), lr=p.learning_rate)
+    q_all = p_all = None
+    if pairs is not None and len(pairs[0]) and p.ranking_weight > 0:
+        q_all, p_all = torch.from_numpy(normalise(pairs[0])), torch.from_numpy(normalise(pairs[1]))
+    generator = torch.Generator().manual_seed(p.seed)
+    for _ in range(p.epochs):
+        order = torch.randperm(len(x_all), generator=generator)
+        pair_order = torch.randperm(len(q_all), generator=generator) if q_all is not None else None
+        for step, start in enumerate(range(0, len(x_all), p.batch_size)):
+            x = x_all[order[start : start + p.batch_size]]
+            if len(x) < 2:
+                continue
+            target = x @ x.T
+            k = min(p.top_k, len(x) - 1)
+            neighbours = (target - 2 * torch.eye(len(x))).topk(k, dim=1).indices
+            y = net(x)
+            loss = torch.zeros(())
+            for d in dims:
+                yd = F.normalize(y[:, :d], dim=-1)
+                sims = yd @ yd.T
+                loss = loss + p.pairwise_weight * (sims - target).abs().mean()
+                loss = loss + p.topk_weight * (sims.gather(1, neighbours) - target.gather(1, neighbours)).abs().mean()
+            if pair_order is not None:
+                b = pair_order[(step * p.batch_size) % len(pair_order):][: p.batch_size]
+                qy, py = net(q_all[b]), net(p_all[b])
+                for d in dims:
+                    logits = p.scale * F.normalize(qy[:, :d], dim=-1) @ F.normalize(py[:, :d], dim=-1).T
+                    loss = loss + p.ranking_weight * F.cross_entropy(logits, torch.arange(len(b)))
+            optimiser.zero_grad()
+            (loss / len(dims)).backward()
+            optimiser.step()
+    return net
+
+
+def adapted_model(model: Any, net: AdaptorNet) -> Any:
+    """A copy of ``model`` that normalises, adapts and normalises again."""
+    from .._st import st_models
+    from .warm_starts import append_modules
+
+    adapted = copy.deepcopy(model)
+    tail = [net.module(), st_models().Normalize()]
+    if type(list(adapted)[-1]).__name__ != "Normalize":
+        tail.insert(0, st_models().Normalize())
+    append_modules(adapted, tail)
+    adapted.truncate_dim = None
+    return adapted
+
+
+class Adaptor(Comparison):
+    """Post-hoc Matryoshka adaptor: a residual map on frozen embeddings, fitted on training texts."""
+
+    name = "adaptor"
+    Params = AdaptorParams
+
+    def label(self, models: Mapping[str, str]) -> str:
+        return f"{models[self.params.model]} · adaptor" + ("" if self.params.kind == "linear" else " (mlp)")
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        if ctx.data is not None and len(ctx.data.training_texts("all")) < 2 * self.params.top_k:
+            return [f"adaptor: only {len(ctx.data.training_texts('all'))} training texts to fit on; use more data."]
+        return []
+
+    def fit_texts(self, ctx: ComparisonContext) -> list[str]:
+        return seeded_sample(sorted(set(ctx.train_texts("all"))), self.params.max_fit_texts, self.params.seed)
+
+    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
+        p = self.params
+        texts = ctx.encode(p.model, self.fit_texts(ctx))
+        pairs = seeded_sample(ctx.train_pairs(), p.max_fit_texts, p.seed)
+        encoded_pairs = None
+        if pairs and p.ranking_weight > 0:
+            encoded_pairs = (ctx.encode(p.model, [q for q, _ in pairs]), ctx.encode(p.model, [d for _, d in pairs]))
+        net = fit_adaptor(texts, encoded_pairs, ctx.dims, p)
+        queries, corpus = ctx.embeddings(p.model)
+        if p.save:
+            adapted_model(ctx.model(p.model), net).save(str(ctx.output_dir() / "model"))
+        return ctx.score(net.apply(queries), net.apply(corpus))
+
+
+@hookimpl
+def register_comparisons(register):
+    register(Adaptor)

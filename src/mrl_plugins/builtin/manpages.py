@@ -1,0 +1,79 @@
+"""Data source ``manpages``: what a manual page is for → the first paragraph of its description.
+
+Reads the pairs ``scripts/make_manpages_sample.py`` cuts from Debian's ``manpages`` and
+``manpages-dev`` packages (JSON lines, plain or .xz): the query is a page's NAME description
+("open and possibly create a file"), the document the first paragraph of its DESCRIPTION. A
+second real, offline retrieval task beside the Debian descriptions, of another kind (system
+calls, the C library, file formats), so that no method is tuned to one corpus.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import lzma
+from pathlib import Path
+
+from pydantic import Field
+
+from ..components import DataSource, Params, ValidationContext
+from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
+from ..errors import UserError
+from ..hookspecs import hookimpl
+
+
+@functools.lru_cache(maxsize=2)
+def read_pairs(path: str, mtime: int) -> tuple[dict[str, str], ...]:
+    opener = lzma.open if path.endswith(".xz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    item = json.loads(line)
+                    rows.append({"anchor": item["query"], "positive": item["document"]})
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise UserError(f"{path}, line {number}: not a man-page pair ({exc!r}).") from None
+    if not rows:
+        raise UserError(f"{path}: no pairs in it; make it with scripts/make_manpages_sample.py.")
+    return tuple(rows)
+
+
+class ManpagesParams(Params):
+    path: str = Field(description="Pairs made by scripts/make_manpages_sample.py (.jsonl or .jsonl.xz), relative to the recipe.")
+    train_pairs: int | None = Field(None, gt=0, description="Training pairs to sample (default: all left).")
+    eval_queries: int = Field(400, gt=0, description="Pages held out as evaluation queries.")
+    corpus_size: int = Field(1200, gt=0, description="Evaluation corpus: held-out documents plus distractors.")
+
+
+class ManpagesSource(DataSource):
+    """Debian manual pages: a page's NAME description → the first paragraph of its DESCRIPTION."""
+
+    name = "manpages"
+    Params = ManpagesParams
+    produces = ("pairs",)
+
+    def _rows(self, base: Path) -> tuple[dict[str, str], ...]:
+        path = (base / self.params.path).resolve()
+        return read_pairs(str(path), path.stat().st_mtime_ns)
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        p = self.params
+        path = ctx.recipe_dir / p.path
+        if not path.is_file():
+            return [f"path: file '{p.path}' not found (looked for {path})."]
+        return held_out_problems("path", lambda: len(self._rows(ctx.recipe_dir)), eval_queries=p.eval_queries,
+                                 corpus_size=p.corpus_size, train_pairs=p.train_pairs)
+
+    def load(self, request: DataRequest) -> DataBundle:
+        p = self.params
+        rows = list(self._rows(request.recipe_dir))
+        split = split_by_query(rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size)
+        train = seeded_sample(split.train_rows, p.train_pairs, request.seed)
+        summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows)}
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, "pairs", summary)
+
+
+@hookimpl
+def register_data_sources(register):
+    register(ManpagesSource)

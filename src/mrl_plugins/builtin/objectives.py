@@ -1,0 +1,164 @@
+"""Built-in training objectives: how the prefix dimensions are trained around the base loss.
+
+``matryoshka`` is sentence-transformers' ``MatryoshkaLoss`` with the schedule's dimensions and
+weights (the default, and what every run did before objectives were plugins). ``matryoshka-2d``
+is its ``Matryoshka2dLoss`` (layers × dimensions). ``prefix-distill`` adds to ``MatryoshkaLoss``
+a term that pulls each prefix's in-batch similarity distribution towards the full width's (KL at
+a temperature, the full-width teacher detached), reusing the one forward pass MatryoshkaLoss makes
+for all dimensions, in the spirit of ESE and 2DMSE's self-distillation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+
+from ..components import Objective, ObjectiveContext, Params, ValidationContext
+from ..errors import UserError
+from ..hookspecs import hookimpl
+
+
+class Matryoshka(Objective):
+    """MatryoshkaLoss: the base loss at every dimension of the schedule, weighted."""
+
+    name = "matryoshka"
+
+    def label(self) -> str:
+        return "MRL"
+
+    def build(self, model: Any, loss: Any, ctx: ObjectiveContext) -> Any:
+        from .._st import st_losses
+
+        return st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
+
+
+class Matryoshka2dParams(Params):
+    n_layers_per_step: int = Field(1, ge=1, description="Earlier layers trained per step (besides the last).")
+    n_dims_per_step: int = Field(1, ge=1, description="Dimensions trained per step (-1 in ST means all; here at least 1).")
+    last_layer_weight: float = Field(1.0, gt=0, description="Weight of the last layer's loss.")
+    prior_layers_weight: float = Field(1.0, gt=0, description="Weight of the earlier layers' losses.")
+    kl_div_weight: float = Field(1.0, gt=0, description="Weight of the KL term pulling earlier layers towards the last.")
+    kl_temperature: float = Field(0.3, gt=0, description="Temperature of that KL term.")
+
+
+def hidden_layers(model_dir: Any) -> int | None:
+    """The transformer's layer count, read from its config.json (None when unreadable)."""
+    if model_dir is None:
+        return None
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        for module in modules:
+            if module.get("type", "").endswith("Transformer"):
+                config = json.loads((model_dir / module.get("path", "") / "config.json").read_text())
+                return config.get("num_hidden_layers")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Matryoshka2d(Objective):
+    """Matryoshka2dLoss: dimensions × layers (2D Matryoshka Sentence Embeddings)."""
+
+    name = "matryoshka-2d"
+    Params = Matryoshka2dParams
+
+    def label(self) -> str:
+        return "2D-MRL"
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        layers = hidden_layers(ctx.model_dir)
+        if layers is not None and layers < 2:
+            return [f"the model has {layers} transformer layer: 2D Matryoshka trains earlier layers too and needs at "
+                    "least 2; use name = \"matryoshka\"."]
+        if layers is not None and self.params.n_layers_per_step >= layers:
+            return [f"n_layers_per_step: {self.params.n_layers_per_step} earlier layers per step, but the model has "
+                    f"{layers} layers in all; use at most {layers - 1}."]
+        return []
+
+    def build(self, model: Any, loss: Any, ctx: ObjectiveContext) -> Any:
+        from .._st import st_losses
+
+        p = self.params
+        return st_losses().Matryoshka2dLoss(
+            model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights, n_layers_per_step=p.n_layers_per_step,
+            n_dims_per_step=p.n_dims_per_step, last_layer_weight=p.last_layer_weight,
+            prior_layers_weight=p.prior_layers_weight, kl_div_weight=p.kl_div_weight, kl_temperature=p.kl_temperature,
+        )
+
+
+class PrefixDistillParams(Params):
+    weight: float = Field(1.0, ge=0, description="Weight of the distillation term (0: plain MatryoshkaLoss).")
+    temperature: float = Field(0.05, gt=0, description="Softmax temperature of the in-batch similarity distributions.")
+
+
+class PrefixDistill(Objective):
+    """MatryoshkaLoss plus distillation of the full width's in-batch similarities into every prefix."""
+
+    name = "prefix-distill"
+    Params = PrefixDistillParams
+
+    def label(self) -> str:
+        return "MRL + prefix-distill"
+
+    def build(self, model: Any, loss: Any, ctx: ObjectiveContext) -> Any:
+        return prefix_distill_loss(model, loss, ctx, self.params.weight, self.params.temperature)
+
+
+def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: float, temperature: float) -> Any:
+    import torch
+    import torch.nn.functional as F
+    from sentence_transformers.base.losses.gradcache import uses_gradient_cache
+
+    from .._st import st_losses
+
+    if uses_gradient_cache(loss):
+        raise UserError("[objective] prefix-distill: the base loss caches gradients (a Cached… loss), so the full-width "
+                        "embeddings it needs are never materialised; use a non-cached base loss such as mnr.")
+    matryoshka = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
+    prefix_weights = ctx.weights or [1.0] * len(ctx.dims)
+
+    class PrefixDistillLoss(torch.nn.Module):
+        """MatryoshkaLoss + Σ_d w_d · τ² · KL(softmax(S_full/τ) ‖ softmax(S_d/τ)) over in-batch similarities."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.matryoshka = model, matryoshka
+
+        def forward(self, sentence_features: Any, labels: Any) -> Any:
+            full: list[Any] = []
+            original = self.model.forward
+
+            def capture(features: Any) -> Any:  # MatryoshkaLoss runs this once per input, at full width
+                out = original(features)
+                full.append(out["sentence_embedding"])
+                return out
+
+            self.model.forward = capture
+            try:
+                total = self.matryoshka(sentence_features, labels)
+            finally:
+                self.model.forward = original
+            if weight == 0 or len(full) < 2:
+                return total
+            anchors, candidates = full[0], torch.cat(full[1:])
+            teacher = F.softmax((F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T).detach() / temperature, -1)
+            distill = 0.0
+            for d, w in zip(ctx.dims[1:], prefix_weights[1:]):
+                student = F.normalize(anchors[:, :d], dim=-1) @ F.normalize(candidates[:, :d], dim=-1).T
+                distill = distill + w * F.kl_div(F.log_softmax(student / temperature, -1), teacher,
+                                                 reduction="batchmean") * temperature**2
+            return total + weight * distill
+
+        def get_config_dict(self) -> dict[str, Any]:
+            return {**matryoshka.get_config_dict(), "distill_weight": weight, "temperature": temperature}
+
+    return PrefixDistillLoss()
+
+
+@hookimpl
+def register_objectives(register):
+    register(Matryoshka)
+    register(Matryoshka2d)
+    register(PrefixDistill)

@@ -1,0 +1,211 @@
+"""Quality at the smallest widths: training objectives as plugins, the post-hoc adaptor, and the
+statistics that say which differences are real."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mrl_plugins.builtin.adaptor import Adaptor, AdaptorParams, adapted_model, fit_adaptor
+from mrl_plugins.stats import bootstrap_interval, paired_p_value
+from mrl_plugins.testing import ArrayComparisonContext, run_recipe, tiny_model, toy_pairs, write_jsonl
+
+
+# -- objectives ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_layer_model(tmp_path_factory):
+    from mrl_plugins.testing import TOPICS
+
+    return tiny_model(tmp_path_factory.mktemp("models") / "two-layers", words=TOPICS, layers=2)
+
+
+@pytest.mark.parametrize(
+    ("objective", "label"),
+    [({"name": "matryoshka"}, "MRL"), ({"name": "matryoshka-2d"}, "2D-MRL"),
+     ({"name": "prefix-distill", "weight": 0.5}, "MRL + prefix-distill")],
+)
+def test_each_objective_trains_a_tiny_model_end_to_end(tiny_recipe, recipe_path, two_layer_model, objective, label):
+    tiny_recipe.set("model.name", str(two_layer_model)).set("objective", objective).add_comparison("no-mrl")
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert results.models["mrl"].label == label and results.train["mrl"].objective == objective["name"]
+    assert results.train["no-mrl"].objective is None and results.train["no-mrl"].matryoshka is False
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ({"name": "prefix-distill", "temprature": 1}, "[objective] temprature: unknown key; did you mean 'temperature'?"),
+        ({"name": "matryoshka-2d", "n_layers_per_step": 2}, "2 earlier layers per step, but the model has 2 layers"),
+        ({"name": "matryoshka-2d", "last_layer_weight": 0}, "[objective] last_layer_weight: Input should be greater than 0"),
+        ({"name": "prefix-distill", "weight": -1}, "[objective] weight: Input should be greater than or equal to 0"),
+        ({"name": "matryoska"}, "unknown training objective 'matryoska'; did you mean 'matryoshka'?"),
+    ],
+)
+def test_objectives_are_validated(tiny_recipe, recipe_path, two_layer_model, objective, message):
+    tiny_recipe.set("model.name", str(two_layer_model)).set("objective", objective)
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and message in outcome.err
+
+
+def test_two_d_matryoshka_needs_more_than_one_layer(tiny_recipe, recipe_path):
+    outcome = run_recipe(tiny_recipe.set("objective", {"name": "matryoshka-2d"}).write(recipe_path), command="validate")
+    assert outcome.code == 2 and "the model has 1 transformer layer" in outcome.err
+
+
+def _loss_value(model_dir, objective: dict) -> float:
+    """One forward pass of an objective's loss on a fixed batch."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from mrl_plugins.builtin.losses import MNRLoss
+    from mrl_plugins.components import ObjectiveContext
+    from mrl_plugins.testing import isolated_registry
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    cls = isolated_registry().get("objective", objective.pop("name"))
+    loss = cls(cls.Params(**objective)).build(model, MNRLoss().build(model), ObjectiveContext([32, 16, 8], None, 32))
+    rows = toy_pairs(16)
+    features = [model.tokenize([r[c] for r in rows]) for c in ("anchor", "positive")]
+    return float(loss(features, torch.zeros(16)).detach())
+
+
+def test_prefix_distill_with_weight_zero_is_matryoshka(tiny_model_dir):
+    plain = _loss_value(tiny_model_dir, {"name": "matryoshka"})
+    assert _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 0.0}) == plain
+    assert _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 1.0}) > plain  # the KL term adds
+
+
+def test_prefix_distill_teacher_is_detached(tiny_model_dir):
+    """The gradient of the distillation term reaches the prefixes only, never the full-width teacher."""
+    import torch
+    import torch.nn.functional as F
+
+    anchors = torch.randn(4, 32, requires_grad=True)
+    teacher = F.softmax((F.normalize(anchors, dim=-1) @ F.normalize(anchors, dim=-1).T).detach() / 0.05, -1)
+    assert not teacher.requires_grad
+
+
+# -- the adaptor ------------------------------------------------------------------------------------
+def vectors(n, dim=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)) * np.linspace(1.0, 3.0, dim)).astype(np.float32)  # variance at the end
+
+
+def test_an_identity_adaptor_leaves_rankings_unchanged():
+    rng = np.random.default_rng(1)
+    queries, corpus = vectors(20, seed=2), vectors(80, seed=3)
+    relevant = [{int(i)} for i in rng.integers(0, 80, 20)]
+    ctx = ArrayComparisonContext(queries, corpus, relevant, [32, 16, 8], fit_vectors=vectors(100), texts=["t"] * 100)
+    untrained = Adaptor(AdaptorParams(epochs=0, save=False)).run(ctx)
+    assert untrained == ctx.score(queries, corpus)
+
+
+def test_the_adaptor_helps_the_prefixes_it_was_trained_for():
+    queries, corpus = vectors(60, seed=5), vectors(300, seed=6)
+    relevant = [set(np.argsort(-(q @ corpus.T))[:1].tolist()) for q in queries]  # relevance by full similarity
+    ctx = ArrayComparisonContext(queries, corpus, relevant, [32, 8], fit_vectors=vectors(1000, seed=7),
+                                 texts=[f"t{i}" for i in range(1000)])
+    before = ctx.score(queries, corpus)
+    after = Adaptor(AdaptorParams(epochs=20, save=False, ranking_weight=0)).run(ctx)
+    assert after[8]["mrr@10"] > before[8]["mrr@10"] + 0.05  # the leading dims now carry what mattered
+
+
+def test_the_adaptor_fits_on_training_texts_only_and_saves_a_model_that_loads_truncated(
+    tiny_recipe, recipe_path, tmp_path, monkeypatch
+):
+    from sentence_transformers import SentenceTransformer
+
+    from mrl_plugins.builtin import adaptor as adaptor_module
+    from mrl_plugins.run import scoring
+
+    marker = "zz planted evaluation marker text"
+    rows = toy_pairs(160)
+    write_jsonl(tmp_path / "pairs.jsonl", rows[20:])
+    write_jsonl(tmp_path / "eval.jsonl", [*rows[:20], {"anchor": marker, "positive": marker + " document"}])
+    encoded: list[str] = []
+    real = scoring.RunComparisonContext.encode
+    monkeypatch.setattr(scoring.RunComparisonContext, "encode", lambda self, m, t: (encoded.extend(t), real(self, m, t))[1])
+    fitted = []
+    real_fit = adaptor_module.fit_adaptor
+    monkeypatch.setattr(adaptor_module, "fit_adaptor", lambda *a, **k: fitted.append(a) or real_fit(*a, **k))
+    tiny_recipe.set("data.eval_queries", None).set("data.eval_path", "eval.jsonl")
+    tiny_recipe.add_comparison("adaptor", epochs=3, kind="mlp")
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert encoded and fitted and not any("marker" in t for t in encoded)
+    assert set(encoded) <= {t for r in rows[20:] for t in (r["anchor"], r["positive"])}
+    saved = tmp_path / "out" / "comparisons" / "base-adaptor-mlp" / "model"
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((saved / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", "Normalize", "Dense", "Normalize"]
+    # the saved model gives what the comparison scored: the adaptor applied to the base model's vectors
+    base = SentenceTransformer(str(results.model.name), device="cpu")
+    adapted = SentenceTransformer(str(saved), device="cpu")
+    texts = ["audio video tools", "the kernel editor"]
+    assert adapted.encode(texts).shape == (2, 32) and not np.allclose(adapted.encode(texts), base.encode(texts), atol=1e-4)
+    assert SentenceTransformer(str(saved), device="cpu", truncate_dim=8).encode(texts).shape == (2, 8)
+    assert results.models["compare:base · adaptor (mlp)"].metrics[8]["mrr@10"] >= 0
+
+
+def test_an_adapted_model_equals_the_adaptor_applied_to_the_original_vectors(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    texts = [r["anchor"] for r in toy_pairs(50)]
+    x = model.encode(texts)
+    for kind in ("linear", "mlp"):
+        net = fit_adaptor(x, None, [32, 16, 8], AdaptorParams(kind=kind, epochs=3, batch_size=16))
+        adapted = adapted_model(model, net)
+        expected = net.apply(x)
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        np.testing.assert_allclose(adapted.encode(texts), expected, atol=1e-5)
+
+
+# -- statistics ------------------------------------------------------------------------------------
+def test_a_bootstrap_interval_holds_its_estimate_and_shrinks_with_more_queries():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(100), rng.random(2000)
+    for values in (small, large):
+        low, high = bootstrap_interval(values)
+        assert low <= values.mean() <= high
+    width = lambda v: np.subtract(*bootstrap_interval(v)[::-1])  # noqa: E731
+    assert width(large) < width(small) / 2
+
+
+def test_the_paired_test_finds_no_difference_between_a_column_and_itself():
+    rng = np.random.default_rng(1)
+    a = rng.random(300)
+    assert paired_p_value(a, a) == 1.0
+    assert paired_p_value(a, np.clip(a + 0.05, 0, 1)) < 0.01  # a real shift is found
+    assert paired_p_value(a, a + rng.normal(0, 1e-3, 300) * (rng.random(300) > 0.5)) > 0.05  # noise is not
+
+
+def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_path):
+    tiny_recipe.add_comparison("pca").set("train.seeds", [1, 2])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    low, high = results.interval("base", 8)
+    assert low <= results.value("base", 8) <= high
+    assert results.p_value("mrl", 8) == 1.0  # MRL against itself
+    assert results.models["mrl-seed2"].kind == "seed" and results.train["mrl-seed2"].seed == 2
+    assert results.train["mrl"].seed == 1
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Which differences are real (MRR@10)" in report and "## Across training seeds" in report
+    assert "mean ± sd over 2 seeds" in report
+
+
+def test_a_variant_trains_mrl_again_with_another_objective_or_warm_start(tiny_recipe, recipe_path):
+    tiny_recipe.add_comparison("variant", objective="prefix-distill").add_comparison("variant", warm_start="pca-rotation")
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert [k for k in results.models] == ["base", "mrl", "mrl-prefix-distill", "mrl-pca-rotation"]
+    assert results.train["mrl-prefix-distill"].objective == "prefix-distill"
+    assert results.train["mrl-pca-rotation"].warm_start["name"] == "pca-rotation"
+    assert results.train["mrl"].warm_start is None and results.models["mrl-pca-rotation"].label == "MRL + pca-rotation"
+    assert results.p_value("mrl-prefix-distill", 8) is not None  # compared query by query with MRL
+
+
+def test_a_variant_must_name_something_that_exists(tiny_recipe, recipe_path):
+    tiny_recipe.add_comparison("variant").add_comparison("variant", objective="matryoska")
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and "variant: name an objective, a warm_start, or both" in outcome.err
+    assert "objective: unknown training objective 'matryoska'; did you mean 'matryoshka'?" in outcome.err
