@@ -209,3 +209,30 @@ def test_a_variant_must_name_something_that_exists(tiny_recipe, recipe_path):
     outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
     assert outcome.code == 2 and "variant: name an objective, a warm_start, or both" in outcome.err
     assert "objective: unknown training objective 'matryoska'; did you mean 'matryoshka'?" in outcome.err
+
+
+def test_the_distillation_term_is_large_enough_to_change_training(tiny_model_dir):
+    """Its size is comparable with the base loss's (a τ² factor once made it 400 times too small to matter)."""
+    plain = _loss_value(tiny_model_dir, {"name": "matryoshka"})
+    distilled = _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 1.0})
+    assert distilled - plain > 0.01 * plain
+
+
+def test_an_adapted_model_publishes_like_the_mrl_model(tiny_recipe, recipe_path, tmp_path, monkeypatch):
+    from tests.hub_server import FakeHub
+
+    results = run_recipe(tiny_recipe.add_comparison("adaptor", epochs=2).write(recipe_path), "-q").assert_success().results
+    column = results.models["compare:base · adaptor"]
+    assert column.saved_model == "comparisons/base-adaptor/model"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        outcome = run_recipe(tmp_path / "out", "--repo-id", "alice/adapted", "--model", column.saved_model, command="publish")
+        assert outcome.code == 0, outcome.err
+        card = hub.state.files[("alice/adapted", "main")]["README.md"].decode()
+    assert "as 'base · adaptor'" in card
+    m = column.metrics[8]
+    assert f"| 8 | {m['mrr@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} |" in card
+    refused = run_recipe(tmp_path / "out", "--repo-id", "a/b", "--model", "variants/none", command="publish")
+    assert refused.code == 2

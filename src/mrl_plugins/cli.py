@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--truncate-dim", help='Default dimension of the published model, or "recommended".')
     pub.add_argument("--revision", help="Branch to push to (default: the recipe's, else main).")
     pub.add_argument("--private", action="store_true", default=None, help="Create the repo as private.")
+    pub.add_argument("--model", default="model",
+                     help="Which of the run's models: model (MRL, the default) or one a comparison saved, e.g. "
+                     "comparisons/mrl-adaptor/model (its card then carries that column's numbers).")
     report = sub.add_parser("report", help="Rewrite a finished run's report.md and metrics.png from results.json.")
     report.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json).")
     from .search.commands import add_parsers
@@ -77,8 +80,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
         settings = tomllib.loads((out / "recipe.toml").read_text()).get("publish", {})
     except (OSError, ValueError) as exc:
         raise UserError(f"{out}: not a finished run ({exc}); pass the output_dir of a completed 'mrl-run'.") from None
-    if not (out / "model" / "modules.json").is_file():
-        raise UserError(f"{out}/model: no saved model there; pass the output_dir of a completed 'mrl-run'.")
+    if not (out / args.model / "modules.json").is_file():
+        raise UserError(f"{out / args.model}: no saved model there; pass the output_dir of a completed 'mrl-run' "
+                        "(and with --model, a folder it saved).")
     repo_id = args.repo_id or settings.get("repo_id")
     if not repo_id:
         raise UserError("no repo id: pass --repo-id user/name or set [publish] repo_id in the recipe.")
@@ -88,10 +92,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     private = args.private if args.private is not None else settings.get("private", False)
     revision = args.revision or settings.get("revision")
     retry = retry_command(out, repo_id=args.repo_id, truncate_dim=args.truncate_dim, revision=args.revision,
-                          private=bool(args.private))
+                          private=bool(args.private), model=args.model)
     url = publish_run(out, results, repo_id=repo_id, private=private, revision=revision, truncate_dim=truncate_dim,
-                      retry=retry)
-    print(f"pushed {out / 'model'} to {repo_id}: {url}")
+                      retry=retry, model=args.model)
+    print(f"pushed {out / args.model} to {repo_id}: {url}")
     return 0
 
 

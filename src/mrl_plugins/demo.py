@@ -196,6 +196,7 @@ class Searcher:
             backend = {"truncate": "flat", "funnel": "flat"}.get(setting, setting)
             index = FunnelIndex(vectors.shape[1], dim, self.registry.get("index", backend)())
             index.add(vectors)
+            index.search(vectors[:1], K, shortlist=None if setting == "truncate" else K)  # warm up: first calls are slow
             self.indexes[key] = index
         return self.indexes[key]
 

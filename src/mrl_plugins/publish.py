@@ -33,11 +33,11 @@ class PublishError(UserError):
     exit_code = 1
 
 
-def resolve_truncate_dim(value: int | str | None, results: RunResults) -> int | None:
+def resolve_truncate_dim(value: int | str | None, results: RunResults, column: str = MRL) -> int | None:
     """A number stays; ``"recommended"`` is the smallest dimension keeping ≥ 99% of full quality."""
     if value is None or isinstance(value, int):
         return value
-    return results.recommended_dims(MRL)["99%"]
+    return results.recommended_dims(column)["99%"]
 
 
 def serving(results: RunResults) -> tuple[str, CostRow] | None:
@@ -79,14 +79,15 @@ def serving_section(results: RunResults, name: str) -> list[str]:
     return lines
 
 
-def mrl_metadata(results: RunResults, truncate_dim: int | None) -> dict[str, Any]:
+def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MRL) -> dict[str, Any]:
     """What ``mrl.json`` holds: dimensions, default dimension, recommendations and metrics."""
-    found = serving(results)
+    found = serving(results) if column == MRL else None
     return {
         "matryoshka_dims": results.dims,
         "matryoshka_weights": results.weights,
         "truncate_dim": truncate_dim,
-        "recommended_dims": results.recommended_dims(MRL),
+        "column": column,
+        "recommended_dims": results.recommended_dims(column),
         "base_model": results.model.name,
         "data": results.data.model_dump(mode="json"),
         "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},
@@ -98,19 +99,20 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None) -> dict[str, Any
     }
 
 
-def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None) -> str:
-    """The Matryoshka section of the model card, between markers so it can be replaced."""
-    k, dims, rec = results.k, results.dims, results.recommended_dims(MRL)
+def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:
+    """The Matryoshka section of the model card, between markers so it can be replaced; its
+    numbers are those of ``column``, the run's column this model is (MRL unless published with
+    ``--model``)."""
+    k, dims, rec = results.k, results.dims, results.recommended_dims(column)
     primary = PRIMARY.key(k)
-    others = list(results.quality_columns().values())
-    others = [o for o in others if o.key != MRL]
+    others = [o for o in results.quality_columns().values() if o.key != column]
     header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
               *(f"{o.label} {PRIMARY.title}@{k}" for o in others)]
     cells = []
     for d in dims:
-        kept = results.retention(MRL, d)
+        kept = results.retention(column, d)
         cells.append([
-            str(d), *(f"{results.value(MRL, d, m):.4f}" for m in METRICS), f"{kept:.1%}" if kept is not None else "n/a",
+            str(d), *(f"{results.value(column, d, m):.4f}" for m in METRICS), f"{kept:.1%}" if kept is not None else "n/a",
             *(f"{o.metrics[d][primary]:.4f}" for o in others),
         ])
     name = repo_id or "path/to/this/model"
@@ -121,9 +123,12 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         START,
         "## Matryoshka embeddings",
         "",
-        f"Fine-tuned from `{results.model.name}` with Matryoshka Representation Learning by "
-        f"[mrl-plugins](https://pypi.org/project/mrl-plugins/): the first dimensions of each embedding carry "
-        f"the most meaning. Trained dimensions: {', '.join(map(str, dims))}.",
+        (f"Fine-tuned from `{results.model.name}` with Matryoshka Representation Learning by "
+         f"[mrl-plugins](https://pypi.org/project/mrl-plugins/): the first dimensions of each embedding carry "
+         f"the most meaning. Trained dimensions: {', '.join(map(str, dims))}." if column == MRL else
+         f"Made from `{results.model.name}` by [mrl-plugins](https://pypi.org/project/mrl-plugins/) as "
+         f"'{results.models[column].label}', so that the first dimensions of each embedding carry the most meaning. "
+         f"Dimensions measured: {', '.join(map(str, dims))}."),
         "",
         (f"This model loads truncated to **{truncate_dim}** dimensions by default (`truncate_dim` in "
          "`config_sentence_transformers.json`); pass another `truncate_dim` to change it."
@@ -152,12 +157,13 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         "measured with; without it, a dot product favours texts whose leading dimensions happen to be larger. "
         "`model.similarity` computes cosine similarity and needs no re-normalising.",
         "",
-        *serving_section(results, name),
+        *(serving_section(results, name) if column == MRL else []),
         END,
     ])
 
 
-def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, repo_id: str | None) -> None:
+def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, repo_id: str | None,
+                column: str = MRL) -> None:
     """Add (or replace) the Matryoshka section in the model card and its facts in the front matter."""
     from huggingface_hub import ModelCard
 
@@ -167,9 +173,9 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     start, end = text.find(START), text.find(END)
     if start != -1 and end > start:
         text = text[:start] + text[end + len(END):]
-    card.text = f"\n{card_section(results, truncate_dim, repo_id)}\n\n{text.lstrip()}"
+    card.text = f"\n{card_section(results, truncate_dim, repo_id, column)}\n\n{text.lstrip()}"
     card.data["matryoshka_dims"] = results.dims
-    card.data["mrl_recommended_dim"] = results.recommended_dims(MRL)["99%"]
+    card.data["mrl_recommended_dim"] = results.recommended_dims(column)["99%"]
     if truncate_dim:
         card.data["mrl_truncate_dim"] = truncate_dim
     else:
@@ -203,17 +209,29 @@ def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:
 
 
 def write_publication(
-    model_dir: Path, results: RunResults, truncate_dim: int | str | None, repo_id: str | None
+    model_dir: Path, results: RunResults, truncate_dim: int | str | None, repo_id: str | None, column: str = MRL
 ) -> dict[str, Any]:
     """Default dimension, ``mrl.json`` and model card for a saved model; returns the metadata."""
-    resolved = resolve_truncate_dim(truncate_dim, results)
+    resolved = resolve_truncate_dim(truncate_dim, results, column)
     if resolved is not None and not 0 < resolved <= results.full_dim:
         raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {results.full_dim}.")
     set_truncate_dim(model_dir, resolved)
-    meta = mrl_metadata(results, resolved)
+    meta = mrl_metadata(results, resolved, column)
     (model_dir / "mrl.json").write_text(json.dumps(meta, indent=2) + "\n")
-    update_card(model_dir, results, resolved, repo_id)
+    update_card(model_dir, results, resolved, repo_id, column)
     return meta
+
+
+def column_of(results: RunResults, model: str) -> str:
+    """The run's column a saved model folder is: ``model`` is MRL; another is the column that saved it."""
+    if model.strip("/") == "model":
+        return MRL
+    for key, column in results.models.items():
+        if column.saved_model and column.saved_model.strip("/") == model.strip("/"):
+            return key
+    saved = [c.saved_model for c in results.models.values() if c.saved_model]
+    raise UserError(f"--model {model}: no column of this run saved a model there; its models are 'model'"
+                    + "".join(f", '{s}'" for s in saved) + ".")
 
 
 def find_token() -> str | None:
@@ -293,9 +311,11 @@ def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str 
 
 
 def retry_command(out: Path, *, repo_id: str | None = None, truncate_dim: int | str | None = None,
-                  revision: str | None = None, private: bool = False) -> str:
+                  revision: str | None = None, private: bool = False, model: str | None = None) -> str:
     """The exact command that retries this publication."""
     parts = ["mrl-run", "publish", str(out)]
+    if model and model.strip("/") != "model":
+        parts += ["--model", model]
     if repo_id:
         parts += ["--repo-id", repo_id]
     if truncate_dim is not None:
@@ -327,33 +347,37 @@ PUBLICATION_FILES = ("config_sentence_transformers.json", "README.md", "mrl.json
 
 
 def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None,
-                truncate_dim: int | str | None = None, retry: str | None = None) -> str:
-    """Push a finished run's model, optionally with another default dimension, and record where it
-    went. Nothing local changes until the push has succeeded: a new default dimension and card are
-    written into a copy, pushed from there, and only then copied over the run's model."""
+                truncate_dim: int | str | None = None, retry: str | None = None, model: str = "model") -> str:
+    """Push a finished run's model (``model/``, or another model the run saved, e.g. an adapted
+    one), optionally with another default dimension, and record where it went. Nothing local
+    changes until the push has succeeded: a new default dimension and card are written into a
+    copy, pushed from there, and only then copied over the run's model."""
     import shutil
 
     retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
+    column = column_of(results, model)
+    source = out / model
     if not find_token():
         raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
-                           f"Nothing was changed; the model is saved in {out / 'model'}.")
-    folder, staged, meta = out / "model", None, None
+                           f"Nothing was changed; the model is saved in {source}.")
+    rewrite = truncate_dim is not None or (column != MRL and not (source / "mrl.json").is_file())
+    folder, staged, meta = source, None, None
     try:
-        if truncate_dim is not None:
+        if rewrite:
             staged = out / ".publish-staging"
             shutil.rmtree(staged, ignore_errors=True)
-            _copy_model(out / "model", staged)
-            meta = write_publication(staged, results, truncate_dim, repo_id)
+            _copy_model(source, staged)
+            meta = write_publication(staged, results, truncate_dim, repo_id, column)
             folder = staged
         url = push(folder, repo_id, private=private, revision=revision, retry=retry)
         if staged is not None:
             for name in PUBLICATION_FILES:
-                os.replace(staged / name, out / "model" / name)
+                os.replace(staged / name, source / name)
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)
     update: dict[str, Any] = {"repo_id": repo_id, "revision": revision, "commit_url": url}
-    if meta is not None:
+    if meta is not None and column == MRL:
         update["truncate_dim"] = meta["truncate_dim"]
     results.publish = (results.publish or PublishInfo()).model_copy(update=update)
     results.save(out)

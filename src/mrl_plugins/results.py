@@ -107,6 +107,8 @@ class ModelResult(_Schema):
     """dimension → metric key → 95% bootstrap interval over queries."""
     p_vs_mrl: dict[int, dict[str, float]] | None = None
     """dimension → metric key → paired p-value of the difference from the MRL model's column."""
+    saved_model: str | None = None
+    """The model this column saved in the run's output (e.g. an adapted model), relative to it."""
 
 
 class PublishInfo(_Schema):

@@ -120,7 +120,10 @@ def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: fl
     prefix_weights = ctx.weights or [1.0] * len(ctx.dims)
 
     class PrefixDistillLoss(torch.nn.Module):
-        """MatryoshkaLoss + Σ_d w_d · τ² · KL(softmax(S_full/τ) ‖ softmax(S_d/τ)) over in-batch similarities."""
+        """MatryoshkaLoss + weight · Σ_d w_d · KL(softmax(S_full/τ) ‖ softmax(S_d/τ)) over in-batch similarities.
+
+        No τ² factor: that convention keeps gradients comparable for τ > 1; with the small τ of
+        contrastive similarities (0.05 here, MNR's scale 20) it would shrink the term 400-fold."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -147,8 +150,7 @@ def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: fl
             distill = 0.0
             for d, w in zip(ctx.dims[1:], prefix_weights[1:]):
                 student = F.normalize(anchors[:, :d], dim=-1) @ F.normalize(candidates[:, :d], dim=-1).T
-                distill = distill + w * F.kl_div(F.log_softmax(student / temperature, -1), teacher,
-                                                 reduction="batchmean") * temperature**2
+                distill = distill + w * F.kl_div(F.log_softmax(student / temperature, -1), teacher, reduction="batchmean")
             return total + weight * distill
 
         def get_config_dict(self) -> dict[str, Any]:

@@ -102,11 +102,14 @@ class RunComparisonContext(ComparisonContext):
     def model(self, name: str) -> Any:
         return self._emb.model(self._check(name))
 
-    def output_dir(self) -> Path:
+    @property
+    def folder(self) -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", self._spec.label.lower()).strip("-")
-        folder = self._emb.ctx.staging.dir / "comparisons" / slug
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return self._emb.ctx.staging.dir / "comparisons" / slug
+
+    def output_dir(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
 
     def train_pairs(self) -> list[tuple[str, str]]:
         train = self._emb.ctx.bundle.train
@@ -182,8 +185,11 @@ def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
 
 def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
     """The comparison's column, or its columns (a funnel gives one per shortlist size)."""
+    cctx = RunComparisonContext(emb, spec)
     with ctx.stage(f"compare:{spec.label}", f"comparison {spec.label}"):
-        out = plugin_call(spec, "run", RunComparisonContext(emb, spec))
+        out = plugin_call(spec, "run", cctx)
+    saved = cctx.folder / "model"
+    saved_model = saved.relative_to(ctx.staging.dir).as_posix() if (saved / "modules.json").is_file() else None
     if spec.key in ctx.recipe.models:  # a control: its column is the model it added
         return [model_result(ctx, spec.key, out)]
     columns = out if isinstance(out, list) else [Column("", out)]
@@ -194,5 +200,6 @@ def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> li
         results.append(ModelResult(
             key=f"compare:{label}", label=label, kind="comparison", component=spec.name,
             reads=[r.name for r in spec.reads], metrics=round_metrics(column.metrics), costs=column.costs,
+            saved_model=saved_model if not results else None,
         ))
     return results
