@@ -161,16 +161,25 @@ class Adaptor(Comparison):
             return [f"adaptor: only {len(ctx.data.training_texts('all'))} training texts to fit on; use more data."]
         return []
 
+    def encode_pairs(self, ctx: ComparisonContext, pairs: list[tuple[str, str]], known: dict[str, np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs' embeddings, reusing those of the fitting texts (usually all of them)."""
+        missing = sorted({t for pair in pairs for t in pair} - known.keys())
+        if missing:
+            known = {**known, **dict(zip(missing, ctx.encode(self.params.model, missing)))}
+        return np.stack([known[q] for q, _ in pairs]), np.stack([known[d] for _, d in pairs])
+
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts("all"))), self.params.max_fit_texts, self.params.seed)
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         p = self.params
-        texts = ctx.encode(p.model, self.fit_texts(ctx))
+        fit = self.fit_texts(ctx)
+        texts = ctx.encode(p.model, fit)
         pairs = seeded_sample(ctx.train_pairs(), p.max_fit_texts, p.seed)
         encoded_pairs = None
         if pairs and p.ranking_weight > 0:
-            encoded_pairs = (ctx.encode(p.model, [q for q, _ in pairs]), ctx.encode(p.model, [d for _, d in pairs]))
+            encoded_pairs = self.encode_pairs(ctx, pairs, dict(zip(fit, texts)))
         net = fit_adaptor(texts, encoded_pairs, ctx.dims, p)
         queries, corpus = ctx.embeddings(p.model)
         if p.save:
