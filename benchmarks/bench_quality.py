@@ -5,8 +5,9 @@ For each dataset (the quickstart's Debian descriptions: recipes/quickstart.toml;
 pages: recipes/manpages.toml) ONE run trains plain MRL (the recipe's model) and, as columns of
 the same run, MRL with the prefix-distill objective, with the 2D Matryoshka objective and after
 the pca-rotation warm start, and scores post-hoc PCA and the post-hoc adaptor of the base model,
-of MRL and of the warm-started MRL. Everything is scored on the same held-out queries, so every
-difference gets a paired sign-flip test (mrl_plugins.stats) and a 95% bootstrap interval.
+of MRL and of the warm-started MRL (each adaptor is also tested against PCA of the model it
+adapts). Everything is scored on the same held-out queries, so every difference gets a paired
+sign-flip test (mrl_plugins.stats) and a 95% bootstrap interval.
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets debian manpages]
 """
@@ -27,11 +28,12 @@ COMPARE = [
     {"name": "variant", "warm_start": "pca-rotation"},
     {"name": "pca", "model": "base"},
     {"name": "pca", "model": "mrl"},
+    {"name": "pca", "model": "mrl-pca-rotation"},
     {"name": "adaptor", "model": "base"},
     {"name": "adaptor", "model": "mrl"},
     {"name": "adaptor", "model": "mrl-pca-rotation"},
 ]
-BASELINES = {"base", "mrl", "compare:base · PCA", "compare:MRL · PCA"}
+BASELINES = {"base", "mrl", "compare:base · PCA", "compare:MRL · PCA", "compare:MRL + pca-rotation · PCA"}
 
 
 def run_dataset(name: str) -> Path:
@@ -87,8 +89,15 @@ def analyse(name: str, out: Path) -> dict[str, dict[int, float]]:
         (dm, pm), (dp, pp), (df, pf) = versus(col, "mrl", small), versus(col, "compare:MRL · PCA", small), versus(col, "mrl", full)
         print(f"- {results.models[col].label}: {dm:+.4f} vs MRL (p {pm:.3f}), {dp:+.4f} vs MRL · PCA (p {pp:.3f}); "
               f"at {full}: {df:+.4f} (p {pf:.3f})")
-    d_ab, p_ab = versus("compare:base · adaptor", "compare:base · PCA", small)
-    print(f"- adaptor on the base model vs PCA of the base model at {small}: {d_ab:+.4f} (p {p_ab:.3f})")
+    for adapted, pca in (("compare:base · adaptor", "compare:base · PCA"),
+                         ("compare:MRL + pca-rotation · adaptor", "compare:MRL + pca-rotation · PCA")):
+        if adapted in per_query and pca in per_query:
+            d_ab, p_ab = versus(adapted, pca, small)
+            print(f"- {results.models[adapted].label} vs {results.models[pca].label} (the same model's PCA) "
+                  f"at {small}: {d_ab:+.4f} (p {p_ab:.3f})")
+    if "compare:base · adaptor" in per_query:
+        d_bf, p_bf = versus("compare:base · adaptor", "base", full)
+        print(f"- base · adaptor vs base (not fine-tuned) at {full}: {d_bf:+.4f} (p {p_bf:.3f})")
     return {col: {d: results.value(col, d) for d in dims} for col in columns} | {"_p": {}}
 
 

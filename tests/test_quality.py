@@ -221,9 +221,11 @@ def test_the_distillation_term_is_large_enough_to_change_training(tiny_model_dir
 def test_an_adapted_model_publishes_like_the_mrl_model(tiny_recipe, recipe_path, tmp_path, monkeypatch):
     from tests.hub_server import FakeHub
 
-    results = run_recipe(tiny_recipe.add_comparison("adaptor", epochs=2).write(recipe_path), "-q").assert_success().results
-    column = results.models["compare:base · adaptor"]
+    run = run_recipe(tiny_recipe.add_comparison("adaptor", epochs=2).write(recipe_path), "-q").assert_success()
+    column = run.results.models["compare:base · adaptor"]
     assert column.saved_model == "comparisons/base-adaptor/model"
+    assert "base · adaptor: comparisons/base-adaptor/model" in run.out  # the run says where to publish it from
+    assert "- base · adaptor: `comparisons/base-adaptor/model`" in (run.output_dir / "report.md").read_text()
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     with FakeHub() as hub:

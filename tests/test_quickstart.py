@@ -33,8 +33,11 @@ def test_quickstart_beats_the_base_model_and_reproduces_the_previous_version(tmp
     funnel = results.models["compare:MRL · funnel 200"]
     assert funnel.metrics[384]["mrr@10"] == results.value("mrl", 384)  # at full width the funnel is exact search
     assert funnel.metrics[48]["mrr@10"] > results.value("mrl", 48)  # reranking a 48-dim shortlist recovers quality
+    adapted = results.models["compare:MRL · adaptor"]
+    assert adapted.metrics[48]["mrr@10"] > results.value("mrl", 48)  # what the README says it buys at 48 dims
+    assert adapted.saved_model == "comparisons/mrl-adaptor/model" and (out / adapted.saved_model / "modules.json").is_file()
     previous = RunResults.load(PREVIOUS)
-    assert list(results.models)[: len(previous.models)] == list(previous.models)  # 0.2 adds the funnel after them
+    assert list(results.models)[: len(previous.models)] == list(previous.models)  # 0.2 adds funnel, adaptor after them
     for key, column in previous.models.items():
         for dim, metrics in column.metrics.items():
             for name, value in metrics.items():

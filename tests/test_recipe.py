@@ -32,6 +32,7 @@ def test_quickstart_recipe_validates():
     assert recipe.models.labels() == {"base": "base", "mrl": "MRL", "no-mrl": "no-MRL"}
     assert [(c.key, c.label) for c in recipe.compare] == [
         ("compare:base · PCA", "base · PCA"), ("no-mrl", "no-MRL"), ("compare:MRL · funnel", "MRL · funnel"),
+        ("compare:MRL · adaptor", "MRL · adaptor"),
     ]
 
 

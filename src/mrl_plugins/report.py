@@ -209,6 +209,14 @@ def seeds_table(results: RunResults, metric: Metric = PRIMARY) -> tuple[list[str
     return header, rows
 
 
+def saved_models(results: RunResults) -> list[tuple[str, str]]:
+    """(label, path in the output folder) of each model a comparison saved (the adaptor's)."""
+    return [(column.label, column.saved_model) for column in results.models.values() if column.saved_model]
+
+
+SAVED_NOTE = "Models saved by comparisons (publish one with `mrl-run publish OUTPUT_DIR --model PATH`):"
+
+
 def format_table(results: RunResults) -> str:
     """The console version of the report's tables."""
     lines = []
@@ -226,6 +234,8 @@ def format_table(results: RunResults) -> str:
     seeds = seeds_table(results)
     if seeds:
         lines += ["", f"{title(results, PRIMARY)} of MRL across training seeds", *_plain(*seeds)]
+    if saved_models(results):
+        lines += ["", SAVED_NOTE.replace("`", ""), *(f"  {label}: {path}" for label, path in saved_models(results))]
     return "\n".join(lines) + "\n"
 
 
@@ -256,6 +266,9 @@ def report_markdown(results: RunResults) -> str:
     seeds = seeds_table(results)
     if seeds:
         lines += [f"## Across training seeds ({title(results, PRIMARY)} of MRL)", "", *markdown_table(*seeds), ""]
+    if saved_models(results):
+        lines += ["## Saved models", "", SAVED_NOTE, "",
+                  *(f"- {label}: `{path}`" for label, path in saved_models(results)), ""]
     return "\n".join(lines)
 
 
