@@ -192,6 +192,13 @@ def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Which differences are real (MRR@10)" in report and "## Across training seeds" in report
     assert "mean ± sd over 2 seeds" in report
+    assert "No intervals" not in report  # every built-in column is scored through the run's scorer
+    from mrl_plugins.report import format_table, report_markdown
+
+    bare = results.model_copy(deep=True)
+    bare.models["compare:base · PCA"].intervals = None  # as from a plugin that returns only its means
+    line = "No intervals or tests for base · PCA: computed without per-query scores"
+    assert line in format_table(bare) and line in report_markdown(bare)
 
 
 def test_a_variant_trains_mrl_again_with_another_objective_or_warm_start(tiny_recipe, recipe_path):

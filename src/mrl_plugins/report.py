@@ -186,6 +186,18 @@ def uncertainty_table(results: RunResults, metric: Metric = PRIMARY) -> tuple[li
     return header, rows
 
 
+def without_intervals(results: RunResults) -> str | None:
+    """A line naming the columns the uncertainty table leaves out: a comparison plugin that returned
+    its own means, without per-query scores, cannot be given intervals or tests."""
+    if not any(m.intervals for m in results.models.values()):
+        return None
+    missing = [m.label for m in results.models.values() if not m.intervals]
+    if not missing:
+        return None
+    return (f"No intervals or tests for {', '.join(missing)}: computed without per-query scores "
+            "(a comparison that returns its own means rather than scoring through the run's scorer).")
+
+
 UNCERTAINTY_NOTE = (
     "95% bootstrap intervals over the evaluation queries; after each interval, the difference from the MRL "
     "model at that width, marked * when a paired sign-flip test over the same queries finds it significant "
@@ -230,7 +242,7 @@ def format_table(results: RunResults) -> str:
     uncertainty = uncertainty_table(results)
     if uncertainty:
         lines += ["", f"{title(results, PRIMARY)} with 95% intervals; vs MRL: * significant, ≈ not (paired test)",
-                  *_plain(*uncertainty)]
+                  *_plain(*uncertainty), *filter(None, [without_intervals(results)])]
     seeds = seeds_table(results)
     if seeds:
         lines += ["", f"{title(results, PRIMARY)} of MRL across training seeds", *_plain(*seeds)]
@@ -263,6 +275,8 @@ def report_markdown(results: RunResults) -> str:
     if uncertainty:
         lines += [f"## Which differences are real ({title(results, PRIMARY)})", "", UNCERTAINTY_NOTE, "",
                   *markdown_table(*uncertainty), ""]
+        if without_intervals(results):
+            lines += [without_intervals(results), ""]
     seeds = seeds_table(results)
     if seeds:
         lines += [f"## Across training seeds ({title(results, PRIMARY)} of MRL)", "", *markdown_table(*seeds), ""]
