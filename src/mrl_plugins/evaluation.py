@@ -62,9 +62,11 @@ def encode_ir_set(model: Any, ir: IRSet, *, batch_size: int = 64, progress: bool
     return EncodedIRSet(queries, corpus, query_ids, corpus_ids, relevant)
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32 (how truncated prefixes are compared everywhere:
+    evaluation, search indexes, the adaptor, the warm start)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, corpus_chunk: int = 50_000, query_chunk: int = 1024) -> np.ndarray:
@@ -148,7 +150,7 @@ def score_dims(
     for d in dims:
         if d > full:
             raise ValueError(f"dimension {d} is larger than the embeddings' {full}")
-        ranked[d] = top_k(_normalise(queries[:, :d]), _normalise(corpus[:, :d]), k, corpus_chunk=corpus_chunk)
+        ranked[d] = top_k(normalise(queries[:, :d]), normalise(corpus[:, :d]), k, corpus_chunk=corpus_chunk)
     return scores_of(ranked, relevant, k)
 
 

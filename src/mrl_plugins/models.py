@@ -105,6 +105,15 @@ def mixed_precision(device: str, requested: str = "auto") -> dict[str, bool]:
     return {"bf16": False, "fp16": True}
 
 
+def full_width(model) -> int:
+    """A loaded model's full embedding width, whatever default ``truncate_dim`` it carries."""
+    import contextlib
+
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    with model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else contextlib.nullcontext():
+        return int(getter())
+
+
 def load_model(resolved: ResolvedModel, *, device: str, max_seq_length: int | None = None):
     from sentence_transformers import SentenceTransformer
 

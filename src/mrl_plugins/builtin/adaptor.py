@@ -25,6 +25,7 @@ from pydantic import Field
 
 from ..components import Comparison, ComparisonContext, Metrics, Params, ValidationContext
 from ..data import seeded_sample
+from ..evaluation import normalise
 from ..hookspecs import hookimpl
 from .comparisons import MODEL_HELP
 
@@ -81,11 +82,6 @@ class AdaptorNet:
                                      init_weight=weight + torch.eye(d), init_bias=bias)
         return st_models().Dense(d, d, bias=True, activation_function=torch.nn.GELU(), init_weight=weight,
                                  init_bias=bias, use_residual=True)
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, dims: list[int], p: AdaptorParams

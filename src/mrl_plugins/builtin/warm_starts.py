@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from ..components import Params, ValidationContext, WarmStart, WarmStartContext
 from ..data import seeded_sample
 from ..errors import UserError
+from ..evaluation import normalise
 from ..hookspecs import hookimpl
 
 
@@ -74,8 +74,7 @@ class PCARotation(WarmStart):
         from .comparisons import fit_pca
 
         texts = self.fit_texts(ctx)
-        x = ctx.encode(texts, "document")
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = normalise(ctx.encode(texts, "document"))
         dim = x.shape[1]
         if x.shape[0] < dim:
             raise UserError(

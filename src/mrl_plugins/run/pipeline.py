@@ -22,7 +22,7 @@ from ..components import ValidationContext
 from ..data import DataBundle, DataRequest, IRSetError, find_leaks
 from ..errors import PluginError, UserError
 from ..evaluation import save_evaluation, save_per_query
-from ..models import load_model, pick_device
+from ..models import full_width, load_model, pick_device
 from ..publish import publish_run, write_publication
 from ..recipe import Recipe
 from ..report import write_report
@@ -197,8 +197,7 @@ def load_base_model(ctx: RunContext) -> None:
     recipe, s = ctx.recipe, ctx.settings
     with ctx.stage("load_model", f"loading {recipe.model.requested} ({recipe.model.origin}) on {ctx.device}"):
         base = load_model(recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
-        getter = getattr(base, "get_embedding_dimension", None) or base.get_sentence_embedding_dimension
-        ctx.full_dim = getter()  # load_model drops a default truncate_dim: runs use the full width
+        ctx.full_dim = full_width(base)  # runs use the full width, whatever truncate_dim the model carries
         schedule = recipe.dims.component
         dims = schedule.dims(ctx.full_dim)
         problems = schedule.check(ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim))

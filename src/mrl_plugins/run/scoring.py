@@ -164,12 +164,11 @@ def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
     from ..stats import bootstrap_interval, paired_p_value
 
     with ctx.stage("statistics", "bootstrap intervals and paired tests over the evaluation queries"):
-        reference = ctx.per_query.get(MRL)
+        reference, keys = ctx.per_query.get(MRL), [m.key(ctx.settings.eval.k) for m in METRICS]
         for column in columns:
             per_query = ctx.per_query.get(column.key)
             if not per_query:
                 continue
-            keys = [m.key(ctx.settings.eval.k) for m in METRICS]
             column.intervals = {d: {m: tuple(round(v, 6) for v in bootstrap_interval(pq[m], seed=ctx.settings.seed))
                                     for m in keys} for d, pq in per_query.items()}
             if reference is not None:

@@ -6,8 +6,9 @@ index-backend plugins, built from embeddings or from a model and texts, saved an
 plugin registry; :func:`measure` times searches side by side.
 """
 
+from ..evaluation import normalise
 from .build import IndexedCorpus, build_from_texts, open_index, read_corpus
-from .index import FunnelIndex, ModelStamp, SearchHits, TextStore, normalise
+from .index import FunnelIndex, ModelStamp, SearchHits, TextStore
 from .timing import Timing, measure, search_cost
 
 __all__ = [

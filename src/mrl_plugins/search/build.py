@@ -7,7 +7,6 @@ they go: memory grows with the vectors, never with the texts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from ..components import IndexBackend
 from ..data import builder_for
 from ..errors import UserError
+from ..models import full_width
 from .index import FunnelIndex, ModelStamp, SearchHits, StoreDtype, TextStore, read_manifest
 
 logger = logging.getLogger("mrl_plugins")
@@ -71,7 +71,7 @@ def build_from_texts(
 
     from ..evaluation import encode_texts
 
-    full_dim = _width(model)
+    full_dim = full_width(model)
     index = FunnelIndex(full_dim, shortlist_dim, backend, rerank_dim=rerank_dim, store_dtype=store_dtype,
                         model=ModelStamp.of(model, model_name))
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,13 +91,6 @@ def build_from_texts(
         raise UserError("every document of the corpus is empty; nothing to index.")
     index.save(folder, texts=store.path)
     return index
-
-
-def _width(model: Any) -> int:
-    """The model's full width, whatever default truncate_dim it loads with."""
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    with model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else contextlib.nullcontext():
-        return int(getter())
 
 
 @dataclass

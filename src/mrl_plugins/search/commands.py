@@ -104,7 +104,7 @@ def make_backend(name: str, params: dict[str, Any]) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from ..models import load_model, pick_device
+    from ..models import full_width, load_model, pick_device
     from .build import build_from_texts, read_corpus
 
     model_ref, _ = resolve_model_arg(args.model)
@@ -119,9 +119,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} {value}: must be between 1 and the model's dimension {full}.")
     table, total = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
     model = load_model(model_ref, device=pick_device(args.device))
-    from .build import _width
-
-    full = _width(model)
+    full = full_width(model)
     dim = args.dim or default_dim(model_ref, full)
     if dim > full:
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")

@@ -28,16 +28,12 @@ import numpy as np
 
 from ..components import IndexBackend, ShortlistIndex
 from ..errors import UserError
+from ..evaluation import normalise
 
 FORMAT = "mrl-plugins-index"
 VERSION = 1
 PROBE = "mrl-plugins index probe: which model embedded this corpus?"
 StoreDtype = Literal["float32", "float16"]
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
