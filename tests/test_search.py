@@ -105,7 +105,7 @@ def test_a_corrupt_or_foreign_folder_is_a_clear_error(vectors, tmp_path):
     index.add(corpus)
     index.save(tmp_path / "idx")
     np.save(tmp_path / "idx" / "vectors.npy", corpus[:10])
-    with pytest.raises(UserError, match="disagree with manifest.json"):
+    with pytest.raises(UserError, match=r"vectors.npy holds float32 \(10, 64\), the manifest says float32 \(800, 64\)"):
         open_index(tmp_path / "idx", registry=isolated_registry())
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not an index"):
@@ -249,12 +249,16 @@ def test_an_empty_corpus_and_an_occupied_folder_are_refused(tiny_model_dir, corp
     assert code == 2 and ("empty" in err) and "Traceback" not in err
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("mine")
-    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "taken", "--text-column", "body")
-    assert code == 2 and "not empty; nothing was changed" in err
-    assert (tmp_path / "taken" / "mine.txt").read_text() == "mine"
-    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "taken", "--text-column", "body", "--overwrite")
+    for extra in ((), ("--overwrite",)):  # --overwrite replaces an index, never a folder of the user's
+        code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "taken", "--text-column", "body", *extra)
+        assert code == 2 and "a folder that is not an index is there (mine.txt); nothing was changed" in err
+        assert (tmp_path / "taken" / "mine.txt").read_text() == "mine"
+    assert cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body")[0] == 0
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body")
+    assert code == 2 and "an index is already there" in err
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body", "--overwrite")
     assert code == 0, err
-    assert (tmp_path / "taken" / "manifest.json").is_file() and not (tmp_path / "taken" / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".idx")) == []  # no building or lock left
 
 
 def test_bad_search_input_is_one_message_and_exit_2(tiny_model_dir, corpus_file, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,14 @@ def hub_problem(name: str) -> str | None:
     return None
 
 
-def device_problems(device: str) -> list[str]:
+DEVICE = re.compile(r"^(auto|cpu|cuda|mps|xpu|hpu|npu|mlu|xla|meta)(:\d+)?$")
+
+
+def device_problems(device: str, where: str = "[model] device") -> list[str]:
     """A cheap look (no torch): is there any GPU of the requested kind at all? The run checks again, exactly."""
+    if not DEVICE.match(device):
+        return [f"{where}: '{device}' is not a device torch knows; use \"auto\" (CUDA, else MPS, else CPU), "
+                "\"cpu\", \"cuda\", \"cuda:1\" or \"mps\"."]
     if device.startswith("cuda") and not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
         return [f"[model] device: '{device}' needs an NVIDIA GPU and its driver, and this machine shows none; use "
                 "device = \"auto\" (CUDA, else MPS, else CPU) or \"cpu\"."]
@@ -118,14 +125,59 @@ def machine_problems(settings: Any, model: ResolvedModel | None, models: Any) ->
     problems = device_problems(settings.model.device)
     if model is not None:
         problems += model_problems("[model] name", model)
-    try:
-        out = Path(settings.output_dir.format(name=settings.name, timestamp="t"))
-    except (KeyError, IndexError, ValueError):
+    from .recipe import fill_output_dir, output_dir_problems
+
+    if output_dir_problems(settings.name, settings.output_dir):
         return problems  # the placeholder itself is reported by the recipe
+    out = Path(fill_output_dir(settings.output_dir, settings.name, "t"))
     problems += output_problems(out)
     if model is not None and not problems:
         problems += disk_problems(out, model, len(models.trained()), settings.train.checkpoint_steps > 0)
     return problems
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def machine_memory() -> int:
+    """This machine's physical memory in bytes (0 where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def peak_memory(recipe: Any, *, full_dim: int | None, eval_texts: int | None, fit_texts: int | None) -> dict[str, int]:
+    """A run's peak memory by part, in bytes: the models the run keeps loaded, one training's
+    gradients and optimiser state, the evaluation embeddings of every scored model, the adaptor's
+    fitting embeddings, and the funnel indexes a search comparison builds at once. An estimate
+    from shapes (within a factor of about 1.5), meant to warn before hours are spent, not to plan."""
+    model = recipe.model
+    weights = weights_bytes(Path(model.location)) if model is not None and model.is_local else 0
+    trained = len(recipe.models.trained())
+    parts = {"models": (1 + trained) * weights, "training": 3 * weights, "runtime": 1 << 30}
+    if full_dim and eval_texts:
+        scored = 1 + trained + sum(len(c.reads) for c in recipe.compare)
+        parts["evaluation embeddings"] = scored * eval_texts * full_dim * 4
+        for c in recipe.compare:
+            if c.name in ("funnel", "quantize"):  # one index per dimension, each with the full vectors
+                dims = recipe.dims.component.dims(full_dim)
+                parts["search indexes"] = max(parts.get("search indexes", 0),
+                                              eval_texts * (len(dims) * full_dim + sum(dims)) * 4)
+    if full_dim and fit_texts and any(c.name == "adaptor" for c in recipe.compare):
+        parts["adaptor fitting"] = 4 * fit_texts * full_dim * 4
+    return parts
+
+
+def memory_warning(recipe: Any, *, full_dim: int | None, eval_texts: int | None = None,
+                   fit_texts: int | None = None) -> str | None:
+    """A warning when the estimated peak exceeds this machine's memory, else ``None``."""
+    parts = peak_memory(recipe, full_dim=full_dim, eval_texts=eval_texts, fit_texts=fit_texts)
+    total, have = sum(parts.values()), machine_memory()
+    if not have or total <= have:
+        return None
+    biggest = ", ".join(f"{k} {v / 2**30:.1f} GiB" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
+    return (f"this run may need about {total / 2**30:.1f} GiB of memory at its peak ({biggest}), more than this "
+            f"machine's {have / 2**30:.1f} GiB; it may be killed by the out-of-memory killer. Use a smaller evaluation "
+            "corpus, fewer comparisons, or a machine with more memory.")
 
 
 def publish_problems(publish: Any, full_dim: int | None) -> list[str]:

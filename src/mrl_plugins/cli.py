@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser("run", parents=[overrides], help="Run a recipe (the default command).")
     run.add_argument("--overwrite", action="store_true", help="Replace a non-empty output directory.")
-    run.add_argument("--resume", action="store_true", help="Continue the newest interrupted run of this recipe.")
+    run.add_argument("--resume", action="store_true",
+                     help="Continue the newest interrupted run of this recipe; or, given an interrupted run's output "
+                     "folder instead of a recipe (mrl-run --resume DIR), that run, with the recipe and --set "
+                     "options it was started with.")
     run.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the final table.")
     validate = sub.add_parser("validate", parents=[overrides], help="Check a recipe without loading a model.")
     validate.add_argument("--data", action="store_true",
@@ -57,14 +60,14 @@ def _parser() -> argparse.ArgumentParser:
                      "comparisons/mrl-adaptor/model (its card then carries that column's numbers).")
     report = sub.add_parser("report", help="Rewrite a finished run's report.md and metrics.png from results.json.")
     report.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json).")
-    from .search.commands import add_parsers
+    from .search.commands import add_parsers, port
 
     add_parsers(sub)
     demo = sub.add_parser("demo", help="A local page to search a run's corpus with a dimension slider (Gradio).")
     demo.add_argument("run_dir", type=Path, help="A finished run's output directory.")
     demo.add_argument("--index", type=Path, help="Search this index (built by 'mrl-run index' from the run) instead.")
     demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default 127.0.0.1: this machine only).")
-    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--port", type=port, default=7860, help="Port to serve on (1-65535, default 7860).")
     return parser
 
 
@@ -153,10 +156,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    from .checks import memory_warning
+
     dims = recipe.dims.component.dims(recipe.full_dim) if recipe.full_dim else None
-    if args.data:
-        check_data(recipe)
+    sizes = check_data(recipe) if args.data else data_size_hints(recipe)
     print(f"{args.recipe}: OK" + (" (data loaded and checked)" if args.data else ""))
+    warning = memory_warning(recipe, full_dim=recipe.full_dim, **sizes)
+    if warning:
+        print(f"  warning   {warning}")
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
     print(f"  loss      {recipe.objective.name}({recipe.loss.name})")
@@ -170,30 +177,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_data(recipe: Recipe) -> None:
-    """Load the recipe's data and run every component's checks that need it."""
+def data_size_hints(recipe: Recipe) -> dict[str, int | None]:
+    """The evaluation set's size as the data source's parameters state it (without loading it)."""
+    params = recipe.data.params
+    queries, corpus = getattr(params, "eval_queries", None), getattr(params, "corpus_size", None)
+    texts = (queries or 0) + (corpus or 0) or None
+    return {"eval_texts": texts, "fit_texts": None}
+
+
+def check_data(recipe: Recipe) -> dict[str, int | None]:
+    """Load the recipe's data and run every component's checks that need it; the data's sizes."""
     from .components import ValidationContext
     from .errors import RecipeError
+    from .recipe import guarded_check, variant_specs
     from .run.pipeline import read_data_source
 
     bundle = read_data_source(recipe)
     ctx = ValidationContext(recipe.base_dir, recipe.full_dim, recipe.settings.eval.k, recipe.registry, bundle)
     specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start, *recipe.compare) if s]
-    problems = [f"{spec.where} {p}" for spec in specs for p in spec.component.check(ctx)]
+    specs += variant_specs(recipe.compare, recipe.registry)
+    problems = [f"{spec.where} {p}" for spec in specs for p in guarded_check(spec, ctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against its data)", problems)
+    return {"eval_texts": len(bundle.eval.queries) + len(bundle.eval.corpus), "fit_texts": len(bundle.training_texts("all"))}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    out = None
+    recipe_path, overrides = args.recipe, list(args.overrides)
+    from .run.staging import staging_dir
+
+    if args.recipe.is_dir() or args.recipe.name.endswith(".partial") or (args.resume and staging_dir(args.recipe).is_dir()):
+        if not args.resume:
+            raise UserError(f"{args.recipe}: a folder, not a recipe; to continue an interrupted run there, pass "
+                            f"--resume (mrl-run --resume {args.recipe}).")
+        from .run.staging import staged_invocation
+
+        recipe_path, out, saved = staged_invocation(args.recipe)
+        overrides = saved + overrides
+    recipe = load_recipe(recipe_path, overrides)
     setup_logging(quiet=args.quiet)
 
     from .report import format_table
     from .run import run
 
-    results = run(recipe, overwrite=args.overwrite, resume=args.resume)
+    results = run(recipe, overwrite=args.overwrite, resume=args.resume, out=out)
     if results is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     print()
@@ -215,7 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+    if argv and (argv[0] not in COMMANDS and not argv[0].startswith("-") or argv[0] == "--resume"):
         argv.insert(0, "run")
     args = _parser().parse_args(argv)
     try:

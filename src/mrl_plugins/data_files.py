@@ -31,6 +31,19 @@ class Peek:
     rows: int | None
 
 
+def file_problem(key: str, value: str, path: Path) -> str | None:
+    """Why ``path`` cannot be read as a data file, or ``None``: missing, a folder, or not a regular
+    file (a FIFO, process substitution or device: training data is read more than once)."""
+    if path.is_file():
+        return None
+    if not path.exists():
+        return f"{key}: file '{value}' not found (looked for {path})."
+    if path.is_dir():
+        return f"{key}: '{value}' is a folder, not a data file ({path})."
+    return (f"{key}: '{value}' is not a regular file (a FIFO, process substitution or device); training data is read "
+            f"more than once, so write it to a file first (e.g. zcat data.jsonl.gz > data.jsonl).")
+
+
 def prescan(path: Path, *, encoding: str = "utf-8", key: str = "[data] path") -> list[int] | None:
     """Refuse an empty file, a JSONL line that is not JSON, or text not in ``encoding``, naming
     the line; for JSONL, return the line number of each row (blank lines are not rows)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """A mistake in a recipe, a data file or the command line; the message says what to change."""
@@ -22,3 +24,12 @@ class RecipeError(UserError):
 
 class PluginError(UserError):
     """A plugin is broken, or two plugins claim the same component name."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC however it arrives: an ``OSError``, or a library's plain exception that only says so
+    in its text (safetensors raises ``Exception`` for a full disk)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text

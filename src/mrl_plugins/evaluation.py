@@ -227,8 +227,33 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
     embeddings = {}
     for file in sorted(folder.glob("*.queries.npy")):
         key = file.name[: -len(".queries.npy")]
-        embeddings[key] = (np.load(file), np.load(folder / f"{key}.corpus.npy"))
+        embeddings[key] = (_saved_array(file, len(query_ids)), _saved_array(folder / f"{key}.corpus.npy", len(corpus_ids)))
+        if embeddings[key][0].shape[1] != embeddings[key][1].shape[1]:
+            raise UserError(f"{folder}: the saved embeddings of '{key}' disagree ({embeddings[key][0].shape[1]} dims for "
+                            f"queries, {embeddings[key][1].shape[1]} for documents); {DAMAGED}")
     return SavedEvaluation(ir, query_ids, corpus_ids, embeddings)
+
+
+DAMAGED = ("the run's files are damaged. Run the recipe again, or search an index instead: "
+           "'mrl-run index RUN CORPUS -o INDEX' then 'mrl-run demo RUN --index INDEX'.")
+
+
+def _saved_array(path: Path, rows: int) -> np.ndarray:
+    """One saved embedding matrix: there, whole, ``rows`` finite rows of one width."""
+    from .errors import UserError
+
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing (its partner file is there); {DAMAGED}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); {DAMAGED}") from None
+    if array.ndim != 2 or array.shape[0] != rows or array.dtype.kind != "f":
+        raise UserError(f"{path}: holds {array.dtype} {array.shape}, expected {rows} rows of floats (one per saved "
+                        f"text); {DAMAGED}")
+    if not np.isfinite(array).all():
+        raise UserError(f"{path}: holds values that are not finite; {DAMAGED}")
+    return array
 
 
 def save_per_query(folder: Path, per_query: dict[str, dict[int, dict[str, np.ndarray]]]) -> None:

@@ -11,6 +11,7 @@ imports torch or loads a model.
 from __future__ import annotations
 
 import difflib
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ class Recipe:
     models: RunModels
     registry: Registry = field(repr=False)
     output_dir: Path = Path(".")
+    overrides: tuple[str, ...] = ()
+    """The ``--set`` assignments the recipe was loaded with (repeated in every resume hint)."""
 
     @property
     def base_dir(self) -> Path:
@@ -394,8 +397,8 @@ def load_recipe(
     k = settings.eval.k if settings is not None else 10
     model_dir = Path(model.location) if model is not None and model.is_local else None
     ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim, k=k, registry=registry, model_dir=model_dir)
-    for spec in [*(s for s in specs.values() if s), *compare]:
-        problems.extend(f"{spec.where} {p}" for p in spec.component.check(ctx))
+    for spec in [*(s for s in specs.values() if s), *compare, *variant_specs(compare, registry)]:
+        problems.extend(f"{spec.where} {p}" for p in guarded_check(spec, ctx))
 
     row_format = None
     data, loss = specs.get("data"), specs.get("loss")
@@ -417,10 +420,10 @@ def load_recipe(
 
     output_dir = None
     if settings is not None:
-        try:
-            output_dir = Path(settings.output_dir.format(name=settings.name, timestamp=time.strftime("%Y%m%d-%H%M%S")))
-        except (KeyError, IndexError, ValueError) as exc:
-            problems.append(f"output_dir: bad placeholder {exc}; only {{name}} and {{timestamp}} are filled in.")
+        found = output_dir_problems(settings.name, settings.output_dir)
+        problems.extend(found)
+        if not found:
+            output_dir = Path(fill_output_dir(settings.output_dir, settings.name, time.strftime("%Y%m%d-%H%M%S")))
 
     if problems or settings is None:
         raise RecipeError(str(path), problems)
@@ -439,4 +442,65 @@ def load_recipe(
         models=models,
         registry=registry,
         output_dir=output_dir,
+        overrides=tuple(overrides),
     )
+
+
+def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[ComponentSpec]:
+    """The named objectives and warm starts that comparisons' variants train with (default
+    parameters), so that their checks run at validate like the recipe's own."""
+    out: list[ComponentSpec] = []
+    for c in compare:
+        for v in c.component.variants():
+            for kind, name in (("objective", v.resolved_objective), ("warm_start", v.warm_start)):
+                if isinstance(name, str) and name not in ("recipe", "none") and name in registry.names(kind):
+                    cls = registry.get(kind, name)
+                    where = f"{c.where} (variant '{v.key}', {kind} '{name}')"
+                    out.append(ComponentSpec(kind, name, cls, cls.Params(), registry.owner(kind, name), where))
+    return out
+
+
+def guarded_check(spec: ComponentSpec, ctx: ValidationContext) -> list[str]:
+    """A component's own ``check()``; if the plugin's code raises, that is one problem naming the
+    plugin, as in a run, never a traceback from validate."""
+    try:
+        found = spec.component.check(ctx)
+        if not isinstance(found, (list, tuple)) or not all(isinstance(p, str) for p in found):
+            return [f"check() of {spec.name} (plugin '{spec.plugin}') returned {type(found).__name__}, not a list of "
+                    "messages; a bug in that plugin."]
+        return list(found)
+    except UserError as exc:
+        return [str(exc)]
+    except Exception as exc:  # the plugin's own code: name it, keep going with the other checks
+        return [f"check() of {spec.name} (plugin '{spec.plugin}') failed: {type(exc).__name__}: {exc}. A bug in plugin "
+                f"'{spec.plugin}' (run with MRL_DEBUG=1 for the traceback), or a setting it could not handle."]
+
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def output_dir_problems(name: str, template: str) -> list[str]:
+    """``output_dir`` may hold ``{name}`` and ``{timestamp}`` and nothing else that braces can
+    evaluate; neither it nor ``name`` may hold control characters (a NUL ends a path)."""
+    problems = []
+    for key, value in (("name", name), ("output_dir", template)):
+        bad = sorted({repr(c) for c in value if ord(c) < 32 or ord(c) == 127})
+        if bad:
+            problems.append(f"{key}: contains control characters ({', '.join(bad)}); use printable characters only.")
+    fields = PLACEHOLDER.findall(template.replace("{{", "").replace("}}", ""))
+    unknown = [f for f in fields if f not in ("name", "timestamp")]
+    stray = PLACEHOLDER.sub("", template.replace("{{", "").replace("}}", ""))
+    if unknown:
+        problems.append(f"output_dir: unknown placeholder {', '.join('{' + f + '}' for f in unknown)}; only {{name}} "
+                        "and {timestamp} are filled in (write {{ and }} for literal braces).")
+    elif "{" in stray or "}" in stray:
+        problems.append("output_dir: an unmatched brace; only {name} and {timestamp} are filled in (write {{ and }} "
+                        "for literal braces).")
+    return problems
+
+
+def fill_output_dir(template: str, name: str, timestamp: str) -> str:
+    """``{name}`` and ``{timestamp}`` filled in, literally: no ``str.format`` attribute or index lookups."""
+    filled = PLACEHOLDER.sub(lambda m: {"name": name, "timestamp": timestamp}[m.group(1)],
+                             template.replace("{{", "\0L").replace("}}", "\0R"))
+    return filled.replace("\0L", "{").replace("\0R", "}")

@@ -335,7 +335,20 @@ def plot_costs(results: RunResults, path: Path) -> None:
 
 def write_report(folder: Path, results: RunResults) -> None:
     """``report.md`` and ``metrics.png`` (and ``costs.png`` when search costs were measured)."""
-    (folder / "report.md").write_text(report_markdown(results), encoding="utf-8")
-    plot_metrics(results, folder / "metrics.png")
-    if results.search_columns():
-        plot_costs(results, folder / "costs.png")
+    import os
+
+    staged = {folder / "report.md": folder / ".report.md.tmp"}
+    try:
+        text = report_markdown(results)  # everything rendered before any file of the run is replaced
+        staged[folder / "report.md"].write_text(text, encoding="utf-8")
+        staged[folder / "metrics.png"] = folder / ".metrics.tmp.png"
+        plot_metrics(results, staged[folder / "metrics.png"])
+        if results.search_columns():
+            staged[folder / "costs.png"] = folder / ".costs.tmp.png"
+            plot_costs(results, staged[folder / "costs.png"])
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for final, tmp in staged.items():
+        os.replace(tmp, final)

@@ -10,12 +10,13 @@ and bump :data:`SCHEMA_VERSION` when the layout changes.
 from __future__ import annotations
 
 import json
+import math
 import os
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .components import SearchCost
 from .errors import UserError
@@ -139,6 +140,32 @@ class RunResults(_Schema):
     resumed_with_changes: list[str] = Field(default_factory=list)
     """Recipe changes a --resume accepted because they do not touch the trained models."""
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RunResults:
+        """Everything a report reads is there: a file that passes renders whole, or it is refused."""
+        if not self.dims or any(d < 1 for d in self.dims):
+            raise ValueError(f"dims must list the measured dimensions (positive, full width first), got {self.dims}")
+        if self.dims[0] != max(self.dims):
+            raise ValueError(f"dims must start with the full width, got {self.dims}")
+        if not self.models:
+            raise ValueError("models is empty: no column was measured")
+        wanted = [m.key(self.k) for m in METRICS]
+        for key, column in self.models.items():
+            for d in self.dims:
+                if d not in column.metrics:
+                    raise ValueError(f"models.{key}.metrics has no dimension {d} (dims lists it)")
+                missing = [w for w in wanted if w not in column.metrics[d]]
+                if missing:
+                    raise ValueError(f"models.{key}.metrics.{d} has no {', '.join(missing)}")
+                bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
+                if bad:
+                    raise ValueError(f"models.{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
+            for part in ("costs", "intervals", "p_vs_mrl"):
+                extra = set(getattr(column, part) or {}) - set(self.dims)
+                if extra:
+                    raise ValueError(f"models.{key}.{part} has dimensions {sorted(extra)} that dims does not list")
+        return self
+
     # -- reading ----------------------------------------------------------------------------
     @property
     def full_dim(self) -> int:
@@ -211,7 +238,9 @@ class RunResults(_Schema):
         except ValidationError as exc:
             first = exc.errors()[0]
             at = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"{where}: not a valid results file ({at}: {first['msg']}).") from None
+            msg = first["msg"].removeprefix("Value error, ")
+            raise UserError(f"{where}: not a valid results file ({at + ': ' if at else ''}{msg}); nothing was rewritten "
+                            "from it. Restore it from a copy, or run the recipe again.") from None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"

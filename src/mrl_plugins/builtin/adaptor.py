@@ -154,7 +154,9 @@ class Adaptor(Comparison):
 
     def check(self, ctx: ValidationContext) -> list[str]:
         if ctx.data is not None and len(ctx.data.training_texts("all")) < 2 * self.params.top_k:
-            return [f"adaptor: only {len(ctx.data.training_texts('all'))} training texts to fit on; use more data."]
+            n = len(ctx.data.training_texts("all"))
+            return [f"top_k: {self.params.top_k} neighbours per text need at least {2 * self.params.top_k} training "
+                    f"texts to fit on, and there are {n}; lower top_k to at most {max(1, n // 2)} or use more data."]
         return []
 
     def encode_pairs(self, ctx: ComparisonContext, pairs: list[tuple[str, str]], known: dict[str, np.ndarray]

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
 from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
+from ..data_files import file_problem
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -133,8 +134,9 @@ class DebianSource(DataSource):
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
         path = ctx.recipe_dir / p.path
-        if not path.is_file():
-            return [f"path: file '{p.path}' not found (looked for {path})."]
+        problem = file_problem("path", p.path, path)
+        if problem:
+            return [problem]
         return held_out_problems("path", lambda: len(usable_packages(read_catalogue(path), p.min_chars)),
                                  eval_queries=p.eval_queries, corpus_size=p.corpus_size, train_pairs=p.train_pairs,
                                  unit="usable packages")

@@ -90,7 +90,7 @@ class Flat(IndexBackend):
         return self._placed(_faiss().IndexFlatIP(dim), dim)
 
     def load(self, path: Path, dim: int) -> ShortlistIndex:
-        return self._placed(_faiss().read_index(str(path)), dim)
+        return self._placed(_checked(_faiss().read_index(str(path)), dim), dim)
 
 
 class HNSWParams(Params):
@@ -117,7 +117,7 @@ class HNSW(IndexBackend):
         return _HNSWIndex(index, dim, p.ef_search)
 
     def load(self, path: Path, dim: int) -> ShortlistIndex:
-        index = _faiss().read_index(str(path))
+        index = _checked(_faiss().read_index(str(path)), dim)
         index.hnsw.efSearch = self.params.ef_search
         return _HNSWIndex(index, dim, self.params.ef_search)
 
@@ -142,7 +142,14 @@ class Int8(IndexBackend):
         return FaissIndex(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT), dim)
 
     def load(self, path: Path, dim: int) -> ShortlistIndex:
-        return FaissIndex(_faiss().read_index(str(path)), dim)
+        return FaissIndex(_checked(_faiss().read_index(str(path)), dim), dim)
+
+
+def _checked(index: Any, dim: int) -> Any:
+    """A loaded FAISS index must be of the width the manifest says, or every search asserts."""
+    if index.d != dim:
+        raise ValueError(f"shortlist.index holds vectors of {index.d} dimensions, the manifest says {dim}")
+    return index
 
 
 def ubinary(vectors: np.ndarray) -> np.ndarray:
@@ -184,7 +191,7 @@ class Binary(IndexBackend):
         return BinaryIndex(_faiss().IndexBinaryFlat(((dim + 7) // 8) * 8), dim)
 
     def load(self, path: Path, dim: int) -> ShortlistIndex:
-        return BinaryIndex(_faiss().read_index_binary(str(path)), dim)
+        return BinaryIndex(_checked(_faiss().read_index_binary(str(path)), ((dim + 7) // 8) * 8), dim)
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from ..data import (
     ROW_COLUMNS, DataBundle, DataRequest, builder_for, normalise_text, read_table, require_columns, rows_to_dataset,
     seeded_sample, split_by_query,
 )
-from ..data_files import RowCheck, ScorePolicy, peek, prescan
+from ..data_files import RowCheck, ScorePolicy, file_problem, peek, prescan
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -65,8 +65,9 @@ class LocalSource(DataSource):
             if value is None:
                 continue
             path = ctx.recipe_dir / value
-            if not path.is_file():
-                problems.append(f"{key}: file '{value}' not found (looked for {path}).")
+            problem = file_problem(key, value, path)
+            if problem:
+                problems.append(problem)
             elif builder_for(path) is None:
                 problems.append(f"{key}: '{value}' has an unknown extension; use .jsonl, .json, .csv, .tsv or .parquet.")
             else:

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
 from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
+from ..data_files import file_problem
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -60,8 +61,9 @@ class ManpagesSource(DataSource):
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
         path = ctx.recipe_dir / p.path
-        if not path.is_file():
-            return [f"path: file '{p.path}' not found (looked for {path})."]
+        problem = file_problem("path", p.path, path)
+        if problem:
+            return [problem]
         return held_out_problems("path", lambda: len(self._rows(ctx.recipe_dir)), eval_queries=p.eval_queries,
                                  corpus_size=p.corpus_size, train_pairs=p.train_pairs)
 

@@ -84,6 +84,8 @@ class RunContext:
         return self.data
 
     def stage(self, key: str, message: str):  # noqa: ANN201 (a context manager)
+        if self.dist.is_main:  # what the next run reads if this one is killed without a word
+            self.staging.record_stage(key, message)
         return self.stages.stage(key, message)
 
 

@@ -16,15 +16,16 @@ import logging
 import platform
 from dataclasses import asdict
 from importlib import metadata
+from pathlib import Path
 
-from .. import __version__
+from .. import __version__, checks
 from ..components import ValidationContext
 from ..data import DataBundle, DataRequest, IRSetError, find_leaks
 from ..errors import PluginError, UserError
 from ..evaluation import save_evaluation, save_per_query
 from ..models import full_width, load_model, pick_device
 from ..publish import publish_run, write_publication
-from ..recipe import Recipe
+from ..recipe import Recipe, variant_specs
 from ..report import write_report
 from ..results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
 from ..run_models import BASE, MRL
@@ -36,10 +37,11 @@ from .training import train_models
 logger = logging.getLogger("mrl_plugins")
 
 
-def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> RunResults | None:
-    """Run a validated recipe end to end; rank 0 returns what it wrote to results.json."""
+def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: Path | None = None) -> RunResults | None:
+    """Run a validated recipe end to end; rank 0 returns what it wrote to results.json.
+    ``out`` (with ``resume``): the output folder of the interrupted run to continue."""
     dist = Distributed.from_env()
-    staging = Staging.for_run(recipe, resume=resume)
+    staging = Staging.for_run(recipe, resume=resume, out=out)
     recipe.output_dir = staging.out
     changes: list[str] = []
     if dist.is_main:
@@ -118,7 +120,7 @@ def execute(ctx: RunContext) -> RunResults | None:
     if not ctx.dist.is_main:
         return None
     trained = [evaluate_model(ctx, emb, m.key) for m in ctx.recipe.models.with_role("plain", "mrl", "seed")]
-    compared = [col for spec in ctx.recipe.compare for col in run_comparison(ctx, emb, spec)]  # controls score their variant
+    compared = [col for i, spec in enumerate(ctx.recipe.compare) for col in run_comparison(ctx, emb, spec, i)]  # controls score their variant
     columns = [base, *trained, *compared]
     attach_statistics(ctx, columns)
     costs = truncation_costs(ctx, emb)
@@ -158,9 +160,15 @@ def check_with_data(ctx: RunContext) -> None:
     vctx = ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim, k=ctx.settings.eval.k,
                              registry=recipe.registry, data=ctx.bundle)
     specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start, *recipe.compare) if s]
+    specs += variant_specs(recipe.compare, recipe.registry)
     problems = [f"{spec.where} {p}" for spec in specs for p in plugin_call(spec, "check", vctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against the loaded data, before training)", problems)
+    bundle = ctx.bundle
+    warning = checks.memory_warning(recipe, full_dim=ctx.full_dim, eval_texts=len(bundle.eval.queries) + len(bundle.eval.corpus),
+                                    fit_texts=len(bundle.training_texts("all")))
+    if warning:
+        logger.warning("warning: %s", warning)
 
 
 def read_data_source(recipe: Recipe) -> DataBundle:

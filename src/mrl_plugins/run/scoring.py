@@ -8,7 +8,9 @@ validation has already checked.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -182,11 +184,93 @@ def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
         return model_result(ctx, key, emb.metrics(key))
 
 
-def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
-    """The comparison's column, or its columns (a funnel gives one per shortlist size)."""
+def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec, number: int = 0) -> list[ModelResult]:
+    """The comparison's column, or its columns (a funnel gives one per shortlist size). Each is
+    kept in the staging folder as it finishes, so a resumed run does not compute it again."""
+    kept = ctx.staging.compared(number)
+    if ctx.resume:
+        reused = load_compared(ctx, kept, spec)
+        if reused is not None:
+            logger.info("          %s was computed before the interruption; reusing it", spec.label)
+            return reused
+    results = compute_comparison(ctx, emb, spec)
+    save_compared(ctx, kept, spec, results)
+    return results
+
+
+def save_compared(ctx: RunContext, path: Path, spec: ComparisonSpec, results: list[ModelResult]) -> None:
+    per_query = {r.key: {str(d): {m: np.asarray(v).tolist() for m, v in by.items()} for d, by in ctx.per_query[r.key].items()}
+                 for r in results if r.key in ctx.per_query}
+    payload = {"spec": spec.as_table(), "columns": [r.model_dump(mode="json") for r in results], "per_query": per_query}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def load_compared(ctx: RunContext, path: Path, spec: ComparisonSpec) -> list[ModelResult] | None:
+    """The columns an interrupted run kept for this comparison, if it had the same parameters."""
+    try:
+        payload = json.loads(path.read_text())
+        if payload["spec"] != json.loads(json.dumps(spec.as_table())):
+            return None
+        results = [ModelResult.model_validate(c) for c in payload["columns"]]
+        for key, by_dim in payload["per_query"].items():
+            ctx.per_query[key] = {int(d): {m: np.asarray(v, dtype=np.float32) for m, v in by.items()} for d, by in by_dim.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not there, or cut short: compute it again
+    return results
+
+
+def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, *, control: bool = False) -> None:
+    """Refuse, where the plugin hands it over, a return value that breaks the contract: metrics
+    per dimension of the run (every metric, finite, in [0, 1]), or a list of such columns."""
+    from ..components import SearchCost
+    from ..results import METRICS
+
+    who = f"{spec.where}: comparison '{spec.name}' (plugin '{spec.plugin}')"
+    contract = ("it must return {dimension: {metric: value}} for the run's dimensions, or a list of Column "
+                "(see docs/plugin-guide.md, 'Comparisons'); the plugin does not follow the contract")
+
+    def metrics_problem(metrics: Any) -> str | None:
+        if not isinstance(metrics, Mapping):
+            return f"returned {type(metrics).__name__} where metrics per dimension belong"
+        if set(metrics) != set(dims):
+            return f"returned metrics for dimensions {sorted(metrics, key=str)}, the run's are {list(dims)}"
+        for d in dims:
+            values = metrics[d]
+            if not isinstance(values, Mapping):
+                return f"returned {type(values).__name__} for dimension {d}, not a dict of metrics"
+            missing = [m.key(k) for m in METRICS if m.key(k) not in values]
+            if missing:
+                return f"returned no {', '.join(missing)} at dimension {d}"
+            for name, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                    return f"returned {name} = {value!r} at dimension {d}, not a number"
+                if not np.isfinite(value) or not 0.0 <= float(value) <= 1.0:
+                    return f"returned {name} = {value} at dimension {d}, not a finite number in [0, 1]"
+        return None
+
+    columns = out if isinstance(out, list) and not control else [Column("", out)]
+    if not columns:
+        raise PluginError(f"{who} returned an empty list of columns; {contract}.")
+    for column in columns:
+        if not isinstance(column, Column):
+            raise PluginError(f"{who} returned a list holding {type(column).__name__}, not Column; {contract}.")
+        problem = metrics_problem(column.metrics)
+        if problem is None and column.costs is not None:
+            if not isinstance(column.costs, Mapping) or not all(isinstance(c, SearchCost) for c in column.costs.values()):
+                problem = "returned costs that are not {dimension: SearchCost}"
+        if problem:
+            where = f" (column '{column.name}')" if column.name else ""
+            raise PluginError(f"{who}{where} {problem}; {contract}.")
+
+
+def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
     cctx = RunComparisonContext(emb, spec)
     with ctx.stage(f"compare:{spec.label}", f"comparison {spec.label}"):
         out = plugin_call(spec, "run", cctx)
+    check_returned(spec, out, ctx.dims, ctx.settings.eval.k, control=spec.key in ctx.recipe.models)
     saved = cctx.folder / "model"
     saved_model = saved.relative_to(ctx.staging.dir).as_posix() if (saved / "modules.json").is_file() else None
     if spec.key in ctx.recipe.models:  # a control: its column is the model it added

@@ -9,25 +9,26 @@ in that folder until the run ends, so ``--resume`` can continue the newest inter
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import UserError
+from ..locks import FolderLock, lock_path
 from ..recipe import Recipe
 from ..run_models import MRL
 
 logger = logging.getLogger("mrl_plugins")
 
-SCRATCH = ("checkpoints", "trained")
+SCRATCH = ("checkpoints", "trained", "compared", "progress.json", "invocation.json")
 """Staging sub-folders that exist only while a run is under way. (``variants/`` stays: the
 other trained models of the run, which ``mrl-run demo`` offers beside base and MRL.)"""
 
@@ -68,7 +69,9 @@ def staging_dir(out: Path) -> Path:
 
 def find_resumable(recipe: Recipe) -> Path:
     """The output directory of the newest interrupted run of this recipe (for ``--resume``)."""
-    template = recipe.settings.output_dir.format(name=recipe.settings.name, timestamp="*")
+    from ..recipe import fill_output_dir
+
+    template = fill_output_dir(recipe.settings.output_dir, recipe.settings.name, "*")
     pattern = Path(template)
     candidates = sorted(pattern.parent.glob(f".{pattern.name}.partial"), key=lambda p: p.stat().st_mtime)
     if not candidates:
@@ -87,12 +90,21 @@ class Staging:
     out: Path
     dir: Path
     recipe_path: Path
-    _lock: IO[str] | None = field(default=None, repr=False)
+    _lock: FolderLock | None = field(default=None, repr=False)
+
+    overrides: tuple[str, ...] = ()
 
     @classmethod
-    def for_run(cls, recipe: Recipe, *, resume: bool) -> Staging:
-        out = find_resumable(recipe) if resume else recipe.output_dir
-        return cls(out, staging_dir(out), recipe.path)
+    def for_run(cls, recipe: Recipe, *, resume: bool, out: Path | None = None) -> Staging:
+        """``out``: the output folder of the run to resume (``mrl-run --resume DIR``), else the
+        newest interrupted run of this recipe (``--resume``), else the recipe's output folder."""
+        out = out if out is not None else find_resumable(recipe) if resume else recipe.output_dir
+        return cls(out, staging_dir(out), recipe.path, overrides=tuple(recipe.overrides))
+
+    def hint(self) -> str:
+        """The exact command that continues this run (shell-quoted, with its --set overrides)."""
+        words = ["mrl-run", str(self.recipe_path), *self._set_words(), "--resume"]
+        return f"'{shlex.join(words)}' (or 'mrl-run --resume {shlex.quote(str(self.out))}')"
 
     # -- layout ------------------------------------------------------------------------------
     def model_dir(self, key: str) -> Path:
@@ -106,42 +118,70 @@ class Staging:
         """Written once a model is trained and saved, with its training facts."""
         return self.dir / "trained" / f"{key}.json"
 
+    def compared(self, index: int) -> Path:
+        """Where the ``index``-th comparison's finished columns are kept until the run ends."""
+        return self.dir / "compared" / f"{index}.json"
+
     def has_resumable_state(self) -> bool:
-        """Whether it holds checkpoints or finished models that --resume would reuse."""
-        return any((self.dir / "checkpoints").glob("*/checkpoint-*")) or any((self.dir / "trained").glob("*.json"))
+        """Whether it holds checkpoints, finished models or comparisons that --resume would reuse."""
+        return bool(self.reusable())
+
+    def reusable(self) -> list[str]:
+        """What --resume would reuse, in words."""
+        out = [f"trained model '{p.stem}'" for p in sorted((self.dir / "trained").glob("*.json"))]
+        for folder in sorted((self.dir / "checkpoints").glob("*")):
+            steps = sorted(int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+            if steps:
+                out.append(f"checkpoints of '{folder.name}' (newest checkpoint-{steps[-1]})")
+        done = len(list((self.dir / "compared").glob("*.json")))
+        if done:
+            out.append(f"{done} finished comparison(s)")
+        return out
+
+    # -- what a run that stopped without a word left behind -------------------------------------------
+    def record_invocation(self) -> None:
+        """How this run was started, so ``mrl-run --resume DIR`` can start it the same way."""
+        payload = {"recipe": str(self.recipe_path.absolute()), "overrides": list(self.overrides),
+                   "output_dir": str(self.out.absolute())}  # absolute: resumable from any working directory
+        _write_json(self.dir / "invocation.json", payload)
+
+    def record_stage(self, key: str, message: str) -> None:
+        """The stage under way, rewritten as each one starts: what the next run reads if this one
+        is killed without a chance to speak (SIGKILL, the out-of-memory killer)."""
+        payload = {"pid": os.getpid(), "stage": key, "message": message, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            _write_json(self.dir / "progress.json", payload)
+        except OSError:
+            pass  # a full disk is met, and reported, where the run writes what matters
+
+    def leftover(self) -> str | None:
+        """A sentence about an earlier run that stopped without finishing here, or ``None``."""
+        try:
+            progress = json.loads((self.dir / "progress.json").read_text())
+            where = f"during stage '{progress['stage']}' ({progress['message']}), last recorded {progress['at']}, pid {progress['pid']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if not self.dir.is_dir():
+                return None
+            where = "at an unknown stage"
+        return f"an earlier run into {self.out} stopped without finishing {where}"
 
     # -- one run per output folder ------------------------------------------------------------------
     @property
     def lock_path(self) -> Path:
-        return self.out.with_name(f".{self.out.name}.lock")
+        return lock_path(self.out)
 
     def acquire(self) -> None:
         """Hold an exclusive lock on this output folder for the whole run (rank 0), or refuse."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise UserError(
-                f"another run is writing {self.out} ({holder}); nothing was changed. Wait for it to finish, or give "
-                f"this run another output_dir (--set output_dir=...)."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}, recipe {self.recipe_path}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        handle.flush()
-        self._lock = handle
+        lock = FolderLock(self.out, f"recipe {self.recipe_path}")
+        lock.acquire(
+            f"another run is writing {self.out} ({{holder}}); nothing was changed. Wait for it to finish, or give "
+            f"this run another output_dir (--set output_dir=...)."
+        )
+        self._lock = lock
 
     def release(self) -> None:
         if self._lock is not None:
-            self.lock_path.unlink(missing_ok=True)  # unlink while still holding it: no one can take a stale file
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     # -- resuming the same recipe -------------------------------------------------------------------
@@ -156,7 +196,7 @@ class Staging:
             return []
         recorded = json.loads(path.read_text())
         binding, free = [], []
-        for key in sorted(set(recorded["recipe"]) | set(resolved)):
+        for key in sorted((set(recorded["recipe"]) | set(resolved)) - {"output_dir"}):  # where, not what
             for sub, before, after in _differences(recorded["recipe"].get(key), resolved.get(key)):
                 where = f"{key}.{sub}" if sub else key
                 change = f"{where}: {before!r} -> {after!r}"
@@ -167,10 +207,13 @@ class Staging:
             raise UserError(
                 f"--resume: the recipe changed since the interrupted run began, in ways its checkpoints and finished "
                 f"models depend on ({'; '.join(binding)}); nothing was changed. Restore those values to resume, or "
-                f"start over with 'mrl-run {self.recipe_path} --overwrite'."
+                f"start over with '{shlex.join(['mrl-run', str(self.recipe_path), *self._set_words(), '--overwrite'])}'."
             )
         (self.dir / "run-recipe.json").write_text(json.dumps({"recipe": resolved, "trained": trained}, indent=2))
         return free
+
+    def _set_words(self) -> list[str]:
+        return [w for a in self.overrides for w in ("--set", a)]
 
     # -- life cycle ---------------------------------------------------------------------------
     def prepare(self, *, overwrite: bool, resume: bool) -> None:
@@ -183,14 +226,22 @@ class Staging:
                 f"output directory '{out}' is not empty; nothing was changed. Choose another one "
                 f"(--set output_dir=...) or pass --overwrite to replace it."
             )
-        if not resume and self.has_resumable_state() and not overwrite:
+        leftover = self.leftover()
+        reusable = self.reusable()
+        if not resume and reusable and not overwrite:
             raise UserError(
-                f"an interrupted run of this recipe left checkpoints in {self.dir}; nothing was changed. Continue it "
-                f"with 'mrl-run {self.recipe_path} --resume', or pass --overwrite to discard them and start over."
+                f"{leftover or 'an interrupted run of this recipe'}; it left in {self.dir} what --resume will reuse: "
+                f"{', '.join(reusable)}. Nothing was changed. Continue it with {self.hint()}, or pass --overwrite "
+                "to discard it and start over."
             )
+        if resume and leftover:
+            logger.warning("%s; resuming, reusing %s", leftover, ", ".join(reusable) or "nothing (it had finished nothing)")
+        elif leftover:
+            logger.warning("%s, with nothing to reuse; starting over", leftover)
         if not resume:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.record_invocation()
 
     def finalize(self) -> None:
         """Move the finished run into place, then drop its scratch folders. An old output is
@@ -208,7 +259,7 @@ class Staging:
             raise MoveFailed(
                 f"the run finished, but moving it into {self.out} failed ({exc.strerror or exc}); nothing is lost: "
                 f"the finished run is whole in {self.dir}. Move it yourself (mv '{self.dir}' '{self.out}') or fix the "
-                f"cause and run 'mrl-run {self.recipe_path} --resume' to finish again from the trained models."
+                f"cause and run {self.hint()} to finish again from the trained models."
             ) from None
         for scratch in (*SCRATCH, "run-recipe.json"):
             target = self.out / scratch
@@ -235,9 +286,9 @@ class Staging:
             if full:
                 raise DiskFull(f"the disk filled up while the run wrote {exc.filename or self.dir}. The finished models "
                                f"and checkpoints are kept in {self.dir}: free some space and continue with "
-                               f"'mrl-run {self.recipe_path} --resume'.") from None
+                               f"{self.hint()}.") from None
             hint = (f"nothing was written to {self.out}; the finished models and checkpoints are kept in {self.dir}: "
-                    f"fix the cause and continue with 'mrl-run {self.recipe_path} --resume'")
+                    f"fix the cause and continue with {self.hint()}")
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(f"interrupted: {hint}.") from None
             if isinstance(exc, UserError):
@@ -246,6 +297,32 @@ class Staging:
                 raise kept from None
             logger.error("the run failed: %s", hint)
             raise
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def staged_invocation(folder: Path) -> tuple[Path, Path, list[str]]:
+    """For ``mrl-run --resume DIR``: (recipe, output folder, overrides) of the interrupted run
+    whose output folder (or staging folder) is ``folder``."""
+    folder = Path(folder)
+    if folder.name.startswith(".") and folder.name.endswith(".partial"):
+        folder = folder.with_name(folder.name[1 : -len(".partial")])
+    staged = staging_dir(folder)
+    try:
+        saved = json.loads((staged / "invocation.json").read_text())
+        return Path(saved["recipe"]), Path(saved["output_dir"]), [str(o) for o in saved["overrides"]]
+    except FileNotFoundError:
+        if (folder / "results.json").is_file():
+            raise UserError(f"--resume {folder}: that run finished; there is nothing to resume.") from None
+        raise UserError(f"--resume {folder}: no interrupted run there (no {staged}/invocation.json); pass the "
+                        "output folder of a run that stopped, or the recipe with --resume.") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--resume {folder}: {staged}/invocation.json cannot be read ({exc}); resume with the "
+                        "recipe instead: mrl-run RECIPE --resume (with the --set options it was started with).") from None
 
 
 def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:

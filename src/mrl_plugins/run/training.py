@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import UserError, is_disk_full
 from ..components import ObjectiveContext, Role, TextSide, WarmStartContext
 from ..evaluation import encode_texts
 from ..models import ResolvedModel, load_model, mixed_precision
@@ -49,6 +52,33 @@ def last_checkpoint(folder: Path) -> Path | None:
             logger.warning("%s was cut short while being written (no %s); set aside as %s, resuming from %s",
                            p.name, COMPLETE, aside.name, complete[-1][1].name if complete else "the start")
     return complete[-1][1] if complete else None
+
+
+class NonFinite(UserError):
+    """Training produced an infinite or NaN loss or gradient norm: the model would not learn."""
+
+
+def finite_guard(what: str, spec: ComponentSpec | None) -> Any:
+    """A trainer callback that stops training at the first logged non-finite loss or gradient
+    norm, naming the objective and its parameters (the usual cause), instead of training on
+    into a model that equals its start."""
+    from transformers import TrainerCallback
+
+    objective = (f"objective '{spec.name}' with {spec.params.model_dump(mode='json')}" if spec is not None
+                 else "the base loss alone")
+
+    class FiniteGuard(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            for key in ("loss", "grad_norm", "train_loss"):
+                value = (logs or {}).get(key)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    raise NonFinite(
+                        f"training {what} stopped at step {state.global_step}: the {key.replace('_', ' ')} is {value} "
+                        f"({objective}). The model would not learn; nothing was saved for it. Lower the objective's "
+                        "weights or raise its temperature, or lower [train] learning_rate, and run again."
+                    )
+
+    return FiniteGuard()
 
 
 def trainer_callbacks() -> list[Any]:
@@ -95,6 +125,7 @@ def trainer_arguments(ctx: RunContext, work_dir: Path, seed: int | None = None) 
         seed=seed,
         data_seed=seed,
         logging_steps=t.logging_steps,
+        logging_first_step=True,  # the finite guard sees step 1, not only step logging_steps
         save_strategy="steps" if checkpointing else "no",
         save_steps=t.checkpoint_steps if checkpointing else 500,
         save_total_limit=2 if checkpointing else None,
@@ -112,9 +143,10 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
 
     work_dir = ctx.staging.checkpoints(run_model.key)
     args = trainer_arguments(ctx, work_dir, run_model.training.seed)
+    guard = finite_guard(f"'{run_model.key}'", objective_spec(ctx, run_model.training))
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.training),
-        callbacks=trainer_callbacks(),
+        callbacks=[guard, *trainer_callbacks()],
     )
     if args.disable_tqdm:  # quiet: transformers would print every log dict instead of a bar
         from transformers import PrinterCallback
@@ -181,11 +213,47 @@ def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingF
     if ctx.dist.is_main:
         if not s.publish.card_examples:
             strip_card_examples(model)
-        model.save(str(save_to))
+        save_model(model, save_to, key)
         done.parent.mkdir(exist_ok=True)
         done.write_text(facts.model_dump_json())
         shutil.rmtree(ctx.staging.checkpoints(key), ignore_errors=True)
     return model, facts
+
+
+SAVE_RETRY_SECONDS = float(os.environ.get("MRL_SAVE_RETRY_SECONDS", "900"))
+"""How long a trained model whose save met a full disk waits, in memory, for space to be freed."""
+SAVE_POLL_SECONDS = 10.0
+
+
+def save_model(model: Any, folder: Path, key: str) -> None:
+    """Save a trained model. A full disk does not lose it: the weights stay in memory, the console
+    says where to free how much space, and the save is retried as soon as there is room (for up to
+    ``MRL_SAVE_RETRY_SECONDS``, 15 minutes by default); only then does the run stop."""
+    from ..run.staging import DiskFull
+
+    need = sum(p.numel() * p.element_size() for p in model.parameters()) + (16 << 20)
+    deadline = time.monotonic() + SAVE_RETRY_SECONDS
+    while True:
+        try:
+            model.save(str(folder))
+            return
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            shutil.rmtree(folder, ignore_errors=True)  # half-written: never mistaken for a saved model
+            free = shutil.disk_usage(folder.parent).free
+            if time.monotonic() >= deadline:
+                raise DiskFull(
+                    f"the disk filled up while saving the trained model '{key}' to {folder}, and no room was freed "
+                    f"within {SAVE_RETRY_SECONDS:.0f} s (it needs about {need / 2**20:,.0f} MiB; {free / 2**20:,.0f} MiB "
+                    "are free). The model was trained but could not be kept; free some space and run again "
+                    "(with [train] checkpoint_steps > 0 a resume continues from the last checkpoint)."
+                ) from None
+            logger.error("the disk filled up while saving the trained model '%s' to %s: it needs about %s MiB and %s "
+                         "MiB are free on that disk. The trained weights are kept in memory: free some space there; "
+                         "the save is retried every %.0f s until %.0f s have passed.", key, folder,
+                         f"{need / 2**20:,.0f}", f"{free / 2**20:,.0f}", SAVE_POLL_SECONDS, SAVE_RETRY_SECONDS)
+            time.sleep(min(SAVE_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def describe(ctx: RunContext, run_model: RunModel) -> str:

@@ -7,11 +7,12 @@ plugin registry; :func:`measure` times searches side by side.
 """
 
 from ..evaluation import normalise
-from .build import IndexedCorpus, build_from_texts, open_index, read_corpus
+from .build import IndexedCorpus, build_from_texts, open_index
+from .corpus import CorpusReader
 from .index import FunnelIndex, ModelStamp, SearchHits, TextStore
 from .timing import Timing, measure, search_cost
 
 __all__ = [
     "FunnelIndex", "IndexedCorpus", "ModelStamp", "SearchHits", "TextStore", "Timing", "build_from_texts",
-    "measure", "normalise", "open_index", "read_corpus", "search_cost",
+    "measure", "normalise", "open_index", "CorpusReader", "search_cost",
 ]

@@ -10,41 +10,72 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, is_disk_full
 from ..models import ResolvedModel, embedding_dim_from_files, resolve_model
+from .corpus import FORMATS
+from .index import FORMAT
 
 logger = logging.getLogger("mrl_plugins")
 
 QUANTIZED = {("flat", "int8"): ("int8", {}), ("flat", "binary"): ("binary", {}), ("hnsw", "int8"): ("hnsw", {"storage": "int8"})}
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (a mistake is a usage error, exit 2)."""
+    return _bounded(text, 1)
+
+
+def non_negative(text: str) -> int:
+    return _bounded(text, 0)
+
+
+def _bounded(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{value} is out of range: at least {low}" + (f", at most {high}" if high else ""))
+    return value
+
+
+def port(text: str) -> int:
+    return _bounded(text, 1, 65535)
+
+
 def add_parsers(sub: Any) -> None:
     index = sub.add_parser("index", help="Build a funnel index (shortlist at a low dimension, rerank at full) from a corpus.")
     index.add_argument("model", help="A run's output directory, a model folder or a Hub id.")
-    index.add_argument("corpus", type=Path, help="Documents: .jsonl, .json, .csv, .tsv, .parquet, or text with one per line.")
+    index.add_argument("corpus", type=Path, help="Documents: .jsonl, .json, .csv, .tsv, .parquet, or text with one per "
+                       "line; a FIFO or <(zcat docs.jsonl.gz) works, and - reads standard input.")
     index.add_argument("-o", "--output", type=Path, required=True, help="The index folder to create.")
-    index.add_argument("--dim", type=int, help="Shortlist dimension (default: the run's smallest keeping ≥ 95%%, else full).")
+    index.add_argument("--dim", type=positive, help="Shortlist dimension (default: the run's smallest keeping ≥ 95%%, else full).")
     index.add_argument("--index", default="flat", help='Shortlist index backend: flat, hnsw, int8, binary, or a plugin\'s.')
     index.add_argument("--quantize", choices=["int8", "binary"], help="Quantise the shortlist: flat+int8, flat+binary, hnsw+int8.")
     index.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
                        help="A backend parameter (TOML value), e.g. --index-param m=48 (see 'mrl-run plugins -v').")
-    index.add_argument("--rerank-dim", type=int, help="Rerank at this dimension (default: full).")
+    index.add_argument("--rerank-dim", type=positive, help="Rerank at this dimension (default: full).")
     index.add_argument("--store", choices=["float32", "float16"], default="float32", help="Dtype of the rerank vectors.")
     index.add_argument("--text-column", default="text", help="Column holding the documents (default: text).")
-    index.add_argument("--id-column", help="Column holding document ids (default: the row number).")
-    index.add_argument("--batch-size", type=int, default=256)
+    index.add_argument("--id-column", help="Column holding document ids, unique (default: the row number).")
+    index.add_argument("--format", choices=FORMATS, help="Read the corpus as this format (default: by its extension; "
+                       "for - or a FIFO without one, JSON lines if the first line is an object, else plain text).")
+    index.add_argument("--encoding", default="utf-8", help="Encoding of CSV, TSV and text corpora (default utf-8; JSON is UTF-8).")
+    index.add_argument("--batch-size", type=positive, default=256)
     index.add_argument("--device", default="auto", help='"auto" (CUDA, else MPS, else CPU) or a torch device.')
-    index.add_argument("--overwrite", action="store_true", help="Replace an existing index folder.")
+    index.add_argument("--overwrite", action="store_true",
+                       help="Replace an existing index folder (only an index, or an empty folder; never anything else).")
     search = sub.add_parser("search", help="Search an index built by 'mrl-run index'.")
     search.add_argument("index", type=Path, help="The index folder.")
     search.add_argument("query", nargs="+", help="One or more queries.")
-    search.add_argument("-k", type=int, default=10, help="Documents to return (default 10).")
-    search.add_argument("--shortlist", type=int, default=100, help="Candidates to rerank (default 100; 0: no rerank).")
+    search.add_argument("-k", type=positive, default=10, help="Documents to return (default 10).")
+    search.add_argument("--shortlist", type=non_negative, default=100, help="Candidates to rerank (default 100; 0: no rerank).")
     search.add_argument("--model", help="Embed queries with this model (default: the one that built the index).")
     search.add_argument("--device", default="auto")
     search.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
@@ -103,53 +134,145 @@ def make_backend(name: str, params: dict[str, Any]) -> Any:
                         f"(see 'mrl-run plugins -v' for its parameters).") from None
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from ..models import full_width, load_model, pick_device
-    from .build import build_from_texts, read_corpus
+def check_destination(out: Path, overwrite: bool) -> None:
+    """``-o`` may name a new folder, an empty one, or (with ``--overwrite``) an index; never a
+    file, a finished run or any other folder: nothing the user has is replaced by an index."""
+    from ..checks import output_problems
 
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"-o {out}: a file is there, not an index folder; nothing was changed. Name a new folder.")
+    if out.is_dir():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and not _is_index(out):
+            shown = ", ".join(entries[:6]) + (", …" if len(entries) > 6 else "")
+            what = "a finished run" if "results.json" in entries else "a folder that is not an index"
+            raise UserError(f"-o {out}: {what} is there ({shown}); nothing was changed. --overwrite replaces only an "
+                            "index built by 'mrl-run index' or an empty folder: name a new folder.")
+        if entries and not overwrite:
+            raise UserError(f"-o {out}: an index is already there; nothing was changed. Choose another folder or pass "
+                            "--overwrite to replace it.")
+    problems = output_problems(out)
+    if problems:
+        raise UserError(problems[0].replace("output_dir:", "-o:").replace("Choose another output_dir", "Choose another -o"))
+
+
+def _is_index(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: int, store: str) -> None:
+    """Refuse a build the disk cannot hold: the texts, the full vectors and the shortlist index."""
+    from ..checks import existing_ancestor
+
+    if rows is None:
+        return  # a stream: its size is known only once read; a full disk is then caught as it happens
+    need = corpus_bytes + rows * (full * (2 if store == "float16" else 4) + dim * 4 + 8)
+    free = shutil.disk_usage(existing_ancestor(out.parent)).free
+    if free < need * 1.1:
+        raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} has "
+                        f"{free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ..checks import device_problems
+    from ..locks import FolderLock
+    from .corpus import CHARS_PER_TOKEN, CorpusReader
+
+    problems = device_problems(args.device, "--device")
+    if problems:
+        raise UserError(problems[0])
     model_ref, _ = resolve_model_arg(args.model)
     full = embedding_dim_from_files(model_ref.location) if model_ref.is_local else None
     name, params = backend_for(args.index, args.quantize, args.index_param)
     backend = make_backend(name, params)
     out: Path = args.output
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise UserError(f"{out} exists and is not empty; nothing was changed. Choose another folder or pass --overwrite.")
     for flag, value in (("--dim", args.dim), ("--rerank-dim", args.rerank_dim)):
-        if value is not None and (value < 1 or (full is not None and value > full)):
+        if value is not None and full is not None and value > full:
             raise UserError(f"{flag} {value}: must be between 1 and the model's dimension {full}.")
-    table, total = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    check_destination(out, args.overwrite)
+    corpus = CorpusReader(args.corpus, text_column=args.text_column, id_column=args.id_column,
+                          encoding=args.encoding, format=args.format)
+    lock = FolderLock(out, f"mrl-run index {args.corpus} -o {out}")
+    lock.acquire(f"another 'mrl-run index' is building {out} ({{holder}}); nothing was changed. Wait for it to "
+                 "finish, or choose another -o.")
+    with lock:
+        check_destination(out, args.overwrite)  # again, under the lock: the other build may have just finished
+        for stale in out.parent.glob(f".{out.name}.building-*"):  # left by a build that was killed: no one holds it now
+            shutil.rmtree(stale, ignore_errors=True)
+        return _build(args, model_ref, corpus, backend, name, out, full, CHARS_PER_TOKEN)
+
+
+def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, backend: Any, name: str, out: Path,
+           full: int | None, chars_per_token: int) -> int:
+    from ..models import full_width, load_model, pick_device
+    from .build import build_from_texts
+
+    if full is not None:
+        size = corpus.path.stat().st_size if corpus.kind == "file" else 0
+        check_room(out, corpus.approximate_rows(), size, full, args.dim or full, args.store)
     model = load_model(model_ref, device=pick_device(args.device))
     full = full_width(model)
     dim = args.dim or default_dim(model_ref, full)
     if dim > full:
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
-    tmp = out.with_name(f".{out.name}.building")  # the old index (if any) is replaced only when this one is whole
-    shutil.rmtree(tmp, ignore_errors=True)
+    corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * chars_per_token
+    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")  # this build's own; the old index stays until the end
     try:
         index = build_from_texts(
-            model, model_ref.requested, table, total, tmp, backend=backend, shortlist_dim=dim,
-            rerank_dim=args.rerank_dim, store_dtype=args.store, text_column=args.text_column, id_column=args.id_column,
-            batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
+            model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
+            store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
         )
-    except BaseException:
+        replace_folder(tmp, out)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise UserError(f"the disk filled up while building the index in {tmp.parent}; the partial build was "
+                            f"removed{' and the index already in ' + str(out) + ' is untouched' if out.exists() else ''}. "
+                            "Free some space (or choose another -o) and run the command again.") from None
+        if isinstance(exc, PermissionError):
+            raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "
+                            "Choose a folder you can write.") from None
         raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    tmp.rename(out)
-    print(f"indexed {index.count} documents of {args.corpus} in {out}: {name} shortlist at {dim} of {full} dims "
+    print(f"indexed {index.count} documents of {corpus.name} in {out}: {name} shortlist at {dim} of {full} dims "
           f"({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} ({args.store}).")
     return 0
 
 
+def replace_folder(new: Path, out: Path) -> None:
+    """Put a finished build in place of ``out``; an old index is removed only once the new one is in place."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        out.rename(old)
+    try:
+        new.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    from ..checks import device_problems
+    from .index import check_index_folder
+
+    if args.shortlist and args.shortlist < args.k:
+        raise UserError(f"--shortlist {args.shortlist} is smaller than -k {args.k}; the shortlist must hold the top k.")
+    problems = device_problems(args.device, "--device")
+    if problems:
+        raise UserError(problems[0])
+    check_index_folder(args.index)  # the whole folder, before torch or the model loads
+
     from ..evaluation import encode_texts
     from ..models import load_model, pick_device
     from .build import open_index
     from .index import ModelStamp
 
-    if args.shortlist and args.shortlist < args.k:
-        raise UserError(f"--shortlist {args.shortlist} is smaller than -k {args.k}; the shortlist must hold the top k.")
     corpus = open_index(args.index)
     recorded = corpus.index.model.name if corpus.index.model else None
     name = args.model or recorded

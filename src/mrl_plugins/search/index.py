@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..components import IndexBackend, ShortlistIndex
 from ..errors import UserError
@@ -194,6 +195,8 @@ class FunnelIndex:
         try:
             index.shortlist = backend.load(folder / "shortlist.index", m["shortlist_dim"])
             index._vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(f"{folder}: the index files cannot be read ({type(exc).__name__}: {exc}); rebuild it "
                             "with 'mrl-run index'.") from None
@@ -216,25 +219,97 @@ def _pad(hits: SearchHits, k: int) -> SearchHits:
     )
 
 
-REQUIRED = ("format", "version", "full_dim", "shortlist_dim", "rerank_dim", "index", "count", "store_dtype")
+class _Stamp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    probe: list[float]
+
+
+class _Backend(BaseModel):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: every key with its type; a folder whose manifest does not parse as this
+    is not an index (checked before any model or torch loads)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    format: Literal["mrl-plugins-index"]
+    version: int = Field(ge=1)
+    created_by: str | None = None
+    model: _Stamp | None = None
+    full_dim: int = Field(ge=1)
+    shortlist_dim: int = Field(ge=1)
+    rerank_dim: int = Field(ge=1)
+    index: _Backend
+    count: int = Field(ge=0)
+    store_dtype: Literal["float32", "float16"]
+    texts: bool = False
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "manifest.json"
+    rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; build an index with 'mrl-run index MODEL CORPUS -o {folder}'.")
     try:
-        m = json.loads(path.read_text())
+        m = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{folder}: not an index (no manifest.json); build one with 'mrl-run index'.") from None
     except (OSError, ValueError) as exc:
-        raise UserError(f"{folder}/manifest.json cannot be read ({exc}); rebuild the index with 'mrl-run index'.") from None
-    missing = [key for key in REQUIRED if key not in m]
-    if m.get("format") != FORMAT or missing:
-        raise UserError(f"{folder}/manifest.json is not an mrl-plugins index manifest (missing {', '.join(missing) or 'format'}).")
-    if m["version"] > VERSION:
+        raise UserError(f"{path} cannot be read ({exc}); {rebuild}.") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise UserError(f"{path} is not an mrl-plugins index manifest (no \"format\": \"{FORMAT}\"); {rebuild}.")
+    if isinstance(m.get("version"), int) and not isinstance(m.get("version"), bool) and m["version"] > VERSION:
         raise UserError(f"{folder}: index format {m['version']} is newer than this mrl-plugins reads ({VERSION}); upgrade.")
+    try:
+        manifest = Manifest.model_validate(m)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        at = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: '{at}' {first['msg'].lower()} (got {first.get('input')!r:.60}); the manifest is "
+                        f"damaged; {rebuild}.") from None
+    if manifest.shortlist_dim > manifest.full_dim or manifest.rerank_dim > manifest.full_dim:
+        raise UserError(f"{path}: shortlist_dim {manifest.shortlist_dim} and rerank_dim {manifest.rerank_dim} must not "
+                        f"exceed full_dim {manifest.full_dim}; the manifest is damaged; {rebuild}.")
+    return manifest.model_dump(mode="json")
+
+
+def check_index_folder(folder: Path) -> dict[str, Any]:
+    """The whole index folder, checked without loading a model: the manifest (keys and types),
+    the files it needs, the shape and dtype of ``vectors.npy`` and the text store's offsets.
+    Returns the manifest; anything wrong is one message that says to rebuild."""
+    m = read_manifest(folder)
+    rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
+    needed = ["shortlist.index", "vectors.npy", *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: {', '.join(missing)} missing (the manifest needs them); the folder is incomplete; "
+                        f"{rebuild}.")
+    shape, dtype = npy_header(folder / "vectors.npy", rebuild)
+    if shape != (m["count"], m["full_dim"]) or dtype != np.dtype(m["store_dtype"]):
+        raise UserError(f"{folder}/vectors.npy holds {dtype} {shape}, the manifest says {m['store_dtype']} "
+                        f"({m['count']}, {m['full_dim']}); the folder is damaged; {rebuild}.")
+    if m["texts"]:
+        TextStore(folder).check(m["count"], rebuild)
     return m
+
+
+def npy_header(path: Path, rebuild: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, and whether its data is all there."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            data_start = fh.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable .npy file ({exc}); {rebuild}.") from None
+    need = int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size - data_start < need:
+        raise UserError(f"{path}: cut short ({path.stat().st_size - data_start:,} of {need:,} data bytes); {rebuild}.")
+    return tuple(shape), dtype
 
 
 # -- corpora: texts in, a line by id out ---------------------------------------------------------
@@ -255,6 +330,17 @@ class TextStore:
                 yield doc_id, text
         np.save(self.offsets_path, np.asarray(offsets, dtype=np.int64))
 
+    def check(self, count: int, rebuild: str) -> None:
+        """Offsets for ``count`` documents, starting at 0, increasing, inside ``texts.jsonl``."""
+        shape, dtype = npy_header(self.offsets_path, rebuild)
+        size = self.path.stat().st_size
+        if shape != (count,) or dtype.kind not in "iu":
+            raise UserError(f"{self.offsets_path} holds {dtype} {shape}, expected {count} integer offsets; {rebuild}.")
+        offsets = np.load(self.offsets_path, mmap_mode="r")
+        if count and (offsets[0] != 0 or offsets[-1] >= size or np.any(np.diff(offsets) <= 0)):
+            raise UserError(f"{self.offsets_path} does not match texts.jsonl ({size:,} bytes); the text store is "
+                            f"damaged; {rebuild}.")
+
     def get(self, rows: Sequence[int]) -> list[dict[str, str]]:
         if self._offsets is None:
             self._offsets = np.load(self.offsets_path, mmap_mode="r")
@@ -262,5 +348,10 @@ class TextStore:
         with open(self.path, "rb") as fh:
             for row in rows:
                 fh.seek(int(self._offsets[row]))
-                out.append(json.loads(fh.readline()))
+                try:
+                    doc = json.loads(fh.readline())
+                    out.append({"id": str(doc["id"]), "text": str(doc["text"])})
+                except (ValueError, KeyError, TypeError):
+                    raise UserError(f"{self.path}: document {row} cannot be read (the file was changed after the index "
+                                    "was built); rebuild the index with 'mrl-run index'.") from None
         return out
