@@ -45,9 +45,14 @@ def weights_problems(where: str, folder: Path) -> list[str]:
 def hub_problem(name: str) -> str | None:
     """Why a Hub model cannot be loaded now, or None: it is cached, or the Hub has it."""
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
-    if isinstance(try_to_load_from_cache(name, "modules.json"), str):
-        return None
+    try:
+        if isinstance(try_to_load_from_cache(name, "modules.json"), str):
+            return None
+    except HFValidationError as exc:
+        return (f"'{name}' is neither a local model folder nor a valid Hub model id ({str(exc).splitlines()[0]}); "
+                "give a folder holding a sentence-transformers model or an id like 'user/model'.")
     where = ("a local folder, an installed offline copy or in the Hugging Face cache; download it where the Hub "
              f"is reachable (e.g. 'hf download {name}') or set the name to a local model folder")
     if constants.HF_HUB_OFFLINE:

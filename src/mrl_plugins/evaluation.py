@@ -222,8 +222,10 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
         query_ids = [q for q, _ in payload["queries"]]
         corpus_ids = [d for d, _ in payload["corpus"]]
         ir = IRSet(dict(payload["queries"]), dict(payload["corpus"]), {q: set(d) for q, d in payload["relevant"].items()})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); the run's files are damaged.") from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); {DAMAGED}") from None
+    if not query_ids or not corpus_ids or set(ir.relevant) - set(query_ids):
+        raise UserError(f"{path}: its queries, documents and relevance lists disagree; {DAMAGED}")
     embeddings = {}
     for file in sorted(folder.glob("*.queries.npy")):
         key = file.name[: -len(".queries.npy")]

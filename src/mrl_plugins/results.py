@@ -257,8 +257,14 @@ class RunResults(_Schema):
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """Schema 1 → 2: entries gain their key and what they read; the no-MRL control, a
     comparison entry in schema 1, becomes the run model ``no-mrl`` it always was."""
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        return {**raw, "schema_version": SCHEMA_VERSION}  # the schema reports what is wrong with it
     out = {**raw, "schema_version": SCHEMA_VERSION, "models": {}}
-    for key, entry in raw.get("models", {}).items():
+    for key, entry in models.items():
+        if not isinstance(entry, dict):
+            out["models"][key] = entry
+            continue
         entry = dict(entry)
         if entry.get("kind") == "comparison" and entry.get("component") == "no-mrl":
             key, entry["kind"], entry["reads"] = "no-mrl", "model", ["no-mrl"]
