@@ -367,3 +367,33 @@ def test_argument_mistakes_exit_2_with_a_usage_message(args):
 def test_a_device_torch_does_not_know_is_refused(built):
     code, _, err = cli("search", built, "audio", "--device", "gpu")
     one_message(code, err, "--device: 'gpu' is not a device torch knows")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs; needs root, as in CI), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_during_a_streamed_build(tiny_model_dir, corpus_file, small_disk, tmp_path):
+    out = small_disk / "idx"
+    assert index(tiny_model_dir, corpus_file, out)[0] == 0
+    before = files_of(out)
+    big = "".join(json.dumps({"body": f"document {i} " + "audio mixer " * 100}) + "\n" for i in range(2000))  # 2.5 MB
+    big_file = tmp_path / "big.jsonl"
+    big_file.write_text(big)
+    code, _, err = index(tiny_model_dir, big_file, out, "--overwrite")  # a regular file: refused before the model loads
+    one_message(code, err, "the index needs about", "MiB free; nothing was changed")
+    proc = subprocess.run([sys.executable, "-m", "mrl_plugins.cli", "index", str(tiny_model_dir), "-", "-o", str(out),
+                           "--text-column", "body", "--overwrite"], input=big, capture_output=True, text=True, timeout=300)
+    one_message(proc.returncode, proc.stderr, "the disk filled up while building the index", "is untouched")
+    assert files_of(out) == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["idx"]

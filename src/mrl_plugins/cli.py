@@ -19,7 +19,7 @@ from .errors import UserError
 if TYPE_CHECKING:
     from .recipe import Recipe
 
-COMMANDS = ("run", "validate", "plugins", "publish", "report", "index", "search", "demo")
+COMMANDS = ("run", "validate", "plugins", "publish", "report", "index", "search", "demo", "export")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                      "comparisons/mrl-adaptor/model (its card then carries that column's numbers).")
     report = sub.add_parser("report", help="Rewrite a finished run's report.md and metrics.png from results.json.")
     report.add_argument("output_dir", type=Path, help="A run's output directory (holds results.json).")
-    from .search.commands import add_parsers, port
+    from .search.commands import add_parsers, port, positive
 
     add_parsers(sub)
     demo = sub.add_parser("demo", help="A local page to search a run's corpus with a dimension slider (Gradio).")
@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--index", type=Path, help="Search this index (built by 'mrl-run index' from the run) instead.")
     demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default 127.0.0.1: this machine only).")
     demo.add_argument("--port", type=port, default=7860, help="Port to serve on (1-65535, default 7860).")
+    export = sub.add_parser("export", help="Export a model to one ONNX graph: token ids in, the truncated, "
+                            "re-normalised embedding out (pooling, Dense layers and normalisation inside).")
+    export.add_argument("model", help="A run's output directory or a model folder.")
+    export.add_argument("-o", "--output", type=Path, required=True, help="The export folder to create.")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="Graph format (onnx).")
+    export.add_argument("--dim", type=positive, help="Truncate to this width inside the graph (default: full width).")
+    export.add_argument("--quantize", choices=["int8"], help="onnxruntime's dynamic int8 quantisation of the weights.")
+    export.add_argument("--overwrite", action="store_true", help="Replace an earlier export (never anything else).")
     return parser
 
 
@@ -264,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging(quiet=True)
             serve(args.run_dir, index=args.index, host=args.host, port=args.port)
             return 0
+        if args.command == "export":
+            from .export import cmd_export
+
+            setup_logging(quiet=True)
+            return cmd_export(args)
         if args.command in ("index", "search"):
             from .search import commands
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,18 +65,22 @@ def prescan(path: Path, *, encoding: str = "utf-8", key: str = "[data] path") ->
         raise UserError(f"{path}: the file is empty (only blank lines); {key} must name a file with rows.")
     if builder != "json" or path.suffix == ".json" and text.lstrip().startswith("["):
         return None
-    lines = []
-    for number, line in enumerate(text.splitlines(), 1):
+    return [number for number, _ in json_objects(enumerate(text.splitlines(), 1), path)]
+
+
+def json_objects(lines: Iterable[tuple[int, str]], name: object) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank JSON line; a line that is not a JSON object is
+    one message naming ``name`` and the line. Training data and corpora are read through it."""
+    for number, line in lines:
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except ValueError as exc:
-            raise UserError(f"{path}, line {number}: not a JSON object ({exc.msg}); fix or remove that line.") from None
+            raise UserError(f"{name}, line {number}: not a JSON object ({exc.msg}); fix or remove that line.") from None
         if not isinstance(value, dict):
-            raise UserError(f"{path}, line {number}: a JSON {type(value).__name__}, not an object with named columns.")
-        lines.append(number)
-    return lines
+            raise UserError(f"{name}, line {number}: a JSON {type(value).__name__}, not an object with named columns.")
+        yield number, value
 
 
 def peek(path: Path, encoding: str = "utf-8") -> Peek:

@@ -216,10 +216,37 @@ def write_publication(
     if resolved is not None and not 0 < resolved <= results.full_dim:
         raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {results.full_dim}.")
     set_truncate_dim(model_dir, resolved)
+    set_matryoshka_config(model_dir, results.dims)
     meta = mrl_metadata(results, resolved, column)
     (model_dir / "mrl.json").write_text(json.dumps(meta, indent=2) + "\n")
     update_card(model_dir, results, resolved, repo_id, column)
     return meta
+
+
+def transformer_config(model_dir: Path) -> Path | None:
+    """The Hugging Face ``config.json`` of a saved model's Transformer module (what serving stacks read)."""
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("Transformer"):
+            path = model_dir / module.get("path", "") / "config.json"
+            return path if path.is_file() else None
+    return None
+
+
+def set_matryoshka_config(model_dir: Path, dims: list[int]) -> None:
+    """Say in ``config.json`` that the model is Matryoshka, and at which widths it was trained and
+    measured: vLLM reads exactly ``is_matryoshka`` and ``matryoshka_dimensions`` from the model's
+    Hugging Face config (``ModelConfig.is_matryoshka`` / ``matryoshka_dimensions``) and refuses a
+    ``dimensions`` request otherwise, or for a width not in the list. Every other key is kept."""
+    path = transformer_config(model_dir)
+    if path is None:
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(is_matryoshka=True, matryoshka_dimensions=sorted({int(d) for d in dims}, reverse=True))
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def column_of(results: RunResults, model: str) -> str:

@@ -226,11 +226,12 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
     """Refuse, where the plugin hands it over, a return value that breaks the contract: metrics
     per dimension of the run (every metric, finite, in [0, 1]), or a list of such columns."""
     from ..components import SearchCost
-    from ..results import METRICS
+    from ..results import METRICS, overlap_key
 
+    bounded = {m.key(k) for m in METRICS} | {overlap_key(k)}
     who = f"{spec.where}: comparison '{spec.name}' (plugin '{spec.plugin}')"
     contract = ("it must return {dimension: {metric: value}} for the run's dimensions, or a list of Column "
-                "(see docs/plugin-guide.md, 'Comparisons'); the plugin does not follow the contract")
+                "(see docs/plugin-guide.md, 'Component reference'); the plugin does not follow the contract")
 
     def metrics_problem(metrics: Any) -> str | None:
         if not isinstance(metrics, Mapping):
@@ -247,8 +248,9 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
             for name, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                     return f"returned {name} = {value!r} at dimension {d}, not a number"
-                if not np.isfinite(value) or not 0.0 <= float(value) <= 1.0:
-                    return f"returned {name} = {value} at dimension {d}, not a finite number in [0, 1]"
+                shares = name in bounded  # retrieval metrics and overlap are shares; a plugin's own extras need only be finite
+                if not np.isfinite(value) or (shares and not 0.0 <= float(value) <= 1.0):
+                    return f"returned {name} = {value} at dimension {d}, not a finite number{' in [0, 1]' if shares else ''}"
         return None
 
     columns = out if isinstance(out, list) and not control else [Column("", out)]

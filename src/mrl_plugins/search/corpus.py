@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from ..data_files import json_objects
 from ..errors import UserError
 
 logger = logging.getLogger("mrl_plugins")
@@ -219,13 +220,7 @@ class CorpusReader:
         return where, value.get(self.id_column) if self.id_column else None, value.get(self.text_column)
 
     def _jsonl(self, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[str, object, object]]:
-        for number, line in lines:
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"{self.name}, line {number}: not a JSON object ({exc}); fix or remove that line.") from None
+        for number, value in json_objects(lines, self.name):
             yield self._record(f"line {number}", value)
 
     def _json_document(self, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[str, object, object]]:

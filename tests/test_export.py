@@ -1,0 +1,176 @@
+"""``mrl-run export`` and the Matryoshka metadata serving stacks read.
+
+The export's vectors, computed by onnxruntime alone, must equal sentence-transformers' at every
+width for a plain model, a warm-started one (the rotation ``Dense``) and an adapted one (the
+adaptor's ``Dense``, with its residual GELU); bad input is one message with exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrl_plugins.testing import TOPICS, TextsWarmStartContext
+
+TEXTS = ["audio mixer for the desktop", "library to parse xml", "a game", "kernel module " * 40,
+         "network tools and more network tools"]
+
+
+def cli(*args):
+    from mrl_plugins.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def st(path, **kwargs):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu", **kwargs)
+
+
+def onnx_vectors(folder: Path, texts=TEXTS) -> np.ndarray:
+    """What a user of onnxruntime gets: the exported tokenizer, the graph, nothing of ours."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    record = json.loads((folder / "mrl_export.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokens = tokenizer(texts, padding=True, truncation=True, max_length=record["max_seq_length"], return_tensors="np")
+    return session.run(None, {name: tokens[name].astype(np.int64) for name in record["inputs"]})[0]
+
+
+@pytest.fixture(scope="module")
+def warm_started(tmp_path_factory, tiny_model_dir) -> Path:
+    from mrl_plugins.builtin.warm_starts import PCARotation
+
+    model = st(tiny_model_dir)
+    PCARotation().apply(model, TextsWarmStartContext(model, [f"{a} {b}" for a in TOPICS for b in TOPICS][:200]))
+    assert "Dense" in [type(m).__name__ for m in model]
+    folder = tmp_path_factory.mktemp("warm") / "model"
+    model.save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory, tiny_model_dir) -> Path:
+    import torch
+
+    from mrl_plugins.builtin.adaptor import AdaptorNet, adapted_model
+
+    net = AdaptorNet(32, "mlp")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(net.linear.weight, std=0.3)  # a real map, not the identity it starts as
+    model = adapted_model(st(tiny_model_dir), net)
+    folder = tmp_path_factory.mktemp("adapted") / "model"
+    model.save(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("which", ["plain", "warm_started", "adapted"])
+@pytest.mark.parametrize("dim", [None, 16, 8])
+def test_the_export_equals_sentence_transformers_at_every_width(which, dim, tiny_model_dir, request, tmp_path):
+    model_dir = tiny_model_dir if which == "plain" else request.getfixturevalue(which)
+    out = tmp_path / "export"
+    code, stdout, err = cli("export", model_dir, "-o", out, *(["--dim", dim] if dim else []))
+    assert code == 0, err
+    expected = st(model_dir, truncate_dim=dim).encode(TEXTS, normalize_embeddings=True)
+    got = onnx_vectors(out)
+    assert got.shape == (len(TEXTS), dim or 32)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert json.loads((out / "mrl_export.json").read_text())["dim"] == (dim or 32)
+
+
+def test_int8_is_recorded_with_its_agreement_and_stays_normalised(tiny_model_dir, tmp_path):
+    code, stdout, err = cli("export", tiny_model_dir, "-o", tmp_path / "q", "--dim", 16, "--quantize", "int8")
+    assert code == 0, err
+    record = json.loads((tmp_path / "q" / "mrl_export.json").read_text())
+    assert record["quantization"] == "int8" and 0.9 < record["mean_cosine_int8_to_fp32"] <= 1.0001
+    assert "int8 keeps a mean cosine of" in stdout
+    vectors = onnx_vectors(tmp_path / "q")
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cli("export", tiny_model_dir, "-o", tmp_path / "f", "--dim", 16)[0] == 0
+    assert not np.allclose(vectors, onnx_vectors(tmp_path / "f"), atol=1e-6)  # the weights really are int8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--dim", "33"], "--dim 33: must be between 1 and the model's dimension 32"),
+     (["--format", "tflite"], "invalid choice: 'tflite'")],
+)
+def test_bad_arguments_are_one_message(tiny_model_dir, tmp_path, args, message):
+    code, _, err = cli("export", tiny_model_dir, "-o", tmp_path / "e", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_an_existing_folder_is_refused_and_only_an_export_is_overwritten(tiny_model_dir, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    for extra in ((), ("--overwrite",)):
+        code, _, err = cli("export", tiny_model_dir, "-o", tmp_path / "mine", *extra)
+        assert code == 2 and "a folder that is not an export is there (notes.txt)" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    assert cli("export", tiny_model_dir, "-o", tmp_path / "e")[0] == 0
+    code, _, err = cli("export", tiny_model_dir, "-o", tmp_path / "e")
+    assert code == 2 and "an export is already there" in err
+    assert cli("export", tiny_model_dir, "-o", tmp_path / "e", "--overwrite", "--dim", 8)[0] == 0
+    assert json.loads((tmp_path / "e" / "mrl_export.json").read_text())["dim"] == 8
+
+
+def test_a_model_without_a_tokenizer_is_refused(tiny_model_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        for found in bare.rglob(name):
+            found.unlink()
+    code, _, err = cli("export", bare, "-o", tmp_path / "e")
+    assert code == 2 and "no tokenizer files" in err and "Traceback" not in err
+
+
+def test_a_module_the_export_cannot_represent_is_refused_by_name(tiny_model_dir, tmp_path):
+    from sentence_transformers.models import LayerNorm
+
+    model = st(tiny_model_dir)
+    model.append(LayerNorm(32))
+    model.save(str(tmp_path / "odd"))
+    code, _, err = cli("export", tmp_path / "odd", "-o", tmp_path / "e")
+    assert code == 2 and "module 3 of the model is LayerNorm, which this export cannot represent" in err
+    assert not (tmp_path / "e").exists()
+
+
+# -- metadata serving stacks read ------------------------------------------------------------------------------
+def test_a_run_and_a_publish_write_the_matryoshka_config(tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.publish import write_publication
+    from mrl_plugins.results import RunResults
+    from mrl_plugins.testing import run_recipe
+
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert config["is_matryoshka"] is True and config["matryoshka_dimensions"] == [32, 16, 8]
+    assert config["hidden_size"] == 32  # everything else is kept
+    # an older run's model, published again: the keys are added then
+    stripped = {k: v for k, v in config.items() if k not in ("is_matryoshka", "matryoshka_dimensions")}
+    (tmp_path / "out" / "model" / "config.json").write_text(json.dumps(stripped))
+    write_publication(tmp_path / "out" / "model", RunResults.load(tmp_path / "out" / "results.json"), None, None)
+    again = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert again["matryoshka_dimensions"] == [32, 16, 8] and results.dims == [32, 16, 8]
+    # vLLM decides with exactly these two keys (vllm/config/model.py: ModelConfig.is_matryoshka)
+    assert bool(again.get("matryoshka_dimensions")) or again.get("is_matryoshka", False)
+    # and the export of the run carries them on
+    code, _, err = cli("export", tmp_path / "out", "-o", tmp_path / "export", "--dim", 16)
+    assert code == 0, err
+    exported = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert exported["matryoshka_dimensions"] == [32, 16, 8]
+    assert json.loads((tmp_path / "export" / "mrl_export.json").read_text())["matryoshka_dimensions"] == [32, 16, 8]
