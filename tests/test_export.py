@@ -174,3 +174,19 @@ def test_a_run_and_a_publish_write_the_matryoshka_config(tiny_recipe, recipe_pat
     exported = json.loads((tmp_path / "export" / "config.json").read_text())
     assert exported["matryoshka_dimensions"] == [32, 16, 8]
     assert json.loads((tmp_path / "export" / "mrl_export.json").read_text())["matryoshka_dimensions"] == [32, 16, 8]
+
+
+# -- the export comparison: a serving stack's view, scored like every column ------------------------------
+def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.results import ENCODE_SPEEDUP
+    from mrl_plugins.testing import run_recipe
+
+    tiny_recipe.add_comparison("export", speed_docs=16, rounds=1)
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    fp32, int8 = results.models["compare:MRL · ONNX fp32"], results.models["compare:MRL · ONNX int8"]
+    for d in results.dims:  # float32 ONNX ranks as torch does: the same scores, to rounding
+        assert abs(fp32.metrics[d]["mrr@10"] - results.value("mrl", d)) < 0.01
+        assert fp32.metrics[d][ENCODE_SPEEDUP] > 0 and int8.metrics[d][ENCODE_SPEEDUP] > 0
+    assert fp32.intervals and int8.p_vs_mrl  # per-query scores: intervals and paired tests like any column
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Encoding speed" in report and "MRL · ONNX int8" in report

@@ -39,7 +39,7 @@ def test_builtins_register_through_hooks():
     assert registry.names("loss") == ["cosent", "mnr"]
     assert registry.names("dims") == ["explicit", "halving"]
     assert registry.names("data") == ["debian", "local", "manpages"]
-    assert registry.names("compare") == ["adaptor", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
+    assert registry.names("compare") == ["adaptor", "export", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
     assert registry.names("objective") == ["matryoshka", "matryoshka-2d", "prefix-distill"]
     assert registry.names("warm_start") == ["pca-rotation"]
     assert registry.names("index") == ["binary", "flat", "hnsw", "int8"]

@@ -105,14 +105,35 @@ def export_onnx(model: Any, out: Path, *, dim: int | None, opset: int = 17) -> P
     return path
 
 
-def onnx_embed(path: Path, model: Any, texts: list[str]) -> np.ndarray:
-    """Embed ``texts`` with an exported graph and onnxruntime alone (the model only tokenises)."""
-    import onnxruntime as ort
+class OnnxEmbedder:
+    """An exported graph run by onnxruntime alone; the model (or any tokenizer) only tokenises."""
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    tokens = model.tokenizer(texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="np")
-    return session.run(None, {n: tokens[n].astype(np.int64) for n in names})[0]
+    def __init__(self, path: Path, model: Any):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.model = model
+
+    def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embeddings in the order of ``texts``; batches are formed longest first, as
+        ``SentenceTransformer.encode`` does, so each pads to texts of about its own length."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            tokens = self.model.tokenizer(batch, padding=True, truncation=True, max_length=self.model.max_seq_length,
+                                          return_tensors="np")
+            out.append(self.session.run(None, {n: tokens[n].astype(np.int64) for n in self.names})[0])
+        embeddings = np.concatenate(out) if out else np.zeros((0, self.session.get_outputs()[0].shape[1] or 0), np.float32)
+        restored = np.empty_like(embeddings)
+        restored[order] = embeddings
+        return restored
+
+
+def onnx_embed(path: Path, model: Any, texts: list[str]) -> np.ndarray:
+    """Embed ``texts`` with an exported graph and onnxruntime alone."""
+    return OnnxEmbedder(path, model)(texts)
 
 
 def quantize_int8(path: Path) -> Path:
@@ -193,6 +214,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             "full_dim": full, "dim": dim or full, "normalized": True,
             "computes": "the model's modules, then truncation to dim, then L2 normalisation",
             "matryoshka_dimensions": matryoshka_dims, "max_seq_length": model.max_seq_length,
+            "prompts": dict(getattr(model, "prompts", None) or {}),
             "quantization": quantize, "max_abs_difference_fp32": difference,
             "mean_cosine_int8_to_fp32": agreement, "source": str(model_dir),
         }
@@ -214,6 +236,13 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
 def cmd_export(args: Any) -> int:
     """``mrl-run export MODEL_OR_RUN -o DIR``."""
     from .search.commands import resolve_model_arg
+
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("export needs onnx and onnxruntime: pip install 'mrl-plugins[export]' (setup.sh installs "
+                        "them).") from None
 
     resolved, _ = resolve_model_arg(args.model)
     if not resolved.is_local:

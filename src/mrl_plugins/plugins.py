@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.comparisons",
     "mrl_plugins.builtin.search_comparisons",
     "mrl_plugins.builtin.adaptor",
+    "mrl_plugins.builtin.export_comparison",
     "mrl_plugins.builtin.local",
     "mrl_plugins.builtin.debian",
     "mrl_plugins.builtin.manpages",

@@ -157,9 +157,31 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         "measured with; without it, a dot product favours texts whose leading dimensions happen to be larger. "
         "`model.similarity` computes cosine similarity and needs no re-normalising.",
         "",
+        *stacks_section(dims, example),
         *(serving_section(results, name) if column == MRL else []),
         END,
     ])
+
+
+def stacks_section(dims: list[int], example: int) -> list[str]:
+    """How other serving stacks ask for a truncated vector, from the metadata this model carries."""
+    return [
+        "### Other serving stacks",
+        "",
+        f"`config.json` says `\"is_matryoshka\": true` and `\"matryoshka_dimensions\": {sorted(dims, reverse=True)}`, "
+        "the keys vLLM reads to accept a `dimensions` request (only those widths); the OpenAI-style request is the same "
+        "for vLLM and text-embeddings-inference:",
+        "",
+        "```json",
+        f'{{"model": "this-model", "input": ["a query"], "dimensions": {example}}}',
+        "```",
+        "",
+        "Both truncate, then normalise, as the scores above were measured. `mrl-run export MODEL -o DIR --dim "
+        f"{example}` writes one ONNX graph (pooling, every Dense layer, truncation and re-normalisation inside) that "
+        "onnxruntime runs alone. (The vLLM keys are checked against vLLM's source; neither server was run by "
+        "mrl-plugins' tests.)",
+        "",
+    ]
 
 
 def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, repo_id: str | None,

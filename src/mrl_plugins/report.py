@@ -229,6 +229,19 @@ def saved_models(results: RunResults) -> list[tuple[str, str]]:
 SAVED_NOTE = "Models saved by comparisons (publish one with `mrl-run publish OUTPUT_DIR --model PATH`):"
 
 
+def speed_lines(results: RunResults) -> list[str]:
+    """One line with the columns that measured their CPU encoding speed (``encode_speedup``)."""
+    from .results import ENCODE_SPEEDUP
+
+    found = [(m.label, m.metrics[results.full_dim][ENCODE_SPEEDUP]) for m in results.models.values()
+             if ENCODE_SPEEDUP in m.metrics[results.full_dim]]
+    if not found:
+        return []
+    parts = ", ".join(f"{label} {ratio:.2f}×" for label, ratio in found)
+    return [f"CPU encoding speed, documents per second as a ratio to torch float32 measured in this run: {parts} "
+            "(the same at every width: truncation comes after the model)."]
+
+
 def format_table(results: RunResults) -> str:
     """The console version of the report's tables."""
     lines = []
@@ -236,6 +249,7 @@ def format_table(results: RunResults) -> str:
         lines += [f"{title(results, metric)}  (value and retention vs. the same model's {results.full_dim}-dim score)",
                   *_plain(*table(results, metric)), ""]
     lines += [f"Smallest dimension keeping {title(results, PRIMARY)}", *_plain(*smallest_keeping(results))]
+    lines += ["", *speed_lines(results)] if speed_lines(results) else []
     if results.search_columns():
         lines += ["", "Quality versus cost (search configurations; see report.md)", *_plain(*cost_table(results)),
                   "", *recommendations(results)]
@@ -268,6 +282,8 @@ def report_markdown(results: RunResults) -> str:
     for metric in METRICS:
         lines += [f"## {title(results, metric)}", "", *markdown_table(*table(results, metric)), ""]
     lines += [f"## Smallest dimension keeping {title(results, PRIMARY)}", "", *markdown_table(*smallest_keeping(results)), ""]
+    if speed_lines(results):
+        lines += ["## Encoding speed", "", *speed_lines(results), ""]
     if results.search_columns():
         lines += ["## Quality versus cost", "", COST_NOTE, "", "![quality versus memory](costs.png)", "",
                   *markdown_table(*cost_table(results)), "", *(f"- {r}" for r in recommendations(results)), ""]

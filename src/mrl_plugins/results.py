@@ -48,6 +48,11 @@ OVERLAP = "overlap"
 they return (not a relevance metric, so not in :data:`METRICS`)."""
 
 
+ENCODE_SPEEDUP = "encode_speedup"
+"""A column may also report how fast it encodes on the CPU: documents per second as a ratio to the
+torch float32 model in the same run (the ``export`` comparison does); the report prints it."""
+
+
 def overlap_key(k: int) -> str:
     return f"{OVERLAP}@{k}"
 

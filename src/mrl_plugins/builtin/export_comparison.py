@@ -1,0 +1,104 @@
+"""The ``export`` comparison: the model as a serving stack would run it, scored like every column.
+
+The model is exported with :mod:`mrl_plugins.export` (one ONNX graph: the model's modules, then
+L2 normalisation), in float32 and, by default, with onnxruntime's dynamic int8 weights too; the
+evaluation set is embedded by onnxruntime alone and scored at every width by the run's own scorer,
+so each column gets intervals and paired tests like the others. Encoding speed is measured in
+the same run, interleaved with the torch model on the same documents, and kept as
+``encode_speedup`` (:data:`~mrl_plugins.results.ENCODE_SPEEDUP`) (documents per second as a ratio to torch float32; the same at every width,
+since truncation happens after the graph). The graphs are written to a temporary folder and
+discarded: ``mrl-run export`` writes one to keep.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from .. import hookimpl
+from ..components import Column, Comparison, ComparisonContext, Params, ValidationContext
+from ..evaluation import index_ir_set
+from ..results import ENCODE_SPEEDUP
+
+
+
+class ExportParams(Params):
+    model: str = Field("mrl", description="Which of the run's models to export (a model key, e.g. mrl or base).")
+    precisions: list[Literal["fp32", "int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8"],
+        description="fp32: the exported graph; int8: with onnxruntime's dynamic int8 quantisation of the weights.")
+    speed_docs: int = Field(256, ge=16, description="Corpus documents encoded to measure speed (per engine and round).")
+    rounds: int = Field(3, ge=1, description="Interleaved timing rounds; the fastest of each engine is kept.")
+
+
+class ExportComparison(Comparison):
+    """The model exported to ONNX (float32, int8), run by onnxruntime: quality per width and CPU speed."""
+
+    name = "export"
+    Params = ExportParams
+
+    def label(self, models: Mapping[str, str]) -> str:
+        return f"{models[self.params.model]} · ONNX"
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return ["export: needs onnx and onnxruntime: pip install 'mrl-plugins[export]' (setup.sh installs them)."]
+        return []
+
+    def run(self, ctx: ComparisonContext) -> list[Column]:
+        from ..export import OnnxEmbedder, check_exportable, export_onnx, quantize_int8
+
+        p = self.params
+        model = ctx.model(p.model)
+        check_exportable(model)
+        query_ids, corpus_ids, _ = index_ir_set(ctx.eval_set)
+        queries = _prompted(model, "query", [ctx.eval_set.queries[q] for q in query_ids])
+        corpus = _prompted(model, "document", [ctx.eval_set.corpus[c] for c in corpus_ids])
+        speed_docs = corpus[: p.speed_docs]
+        columns: dict[str, dict[int, dict[str, float]]] = {}
+        with tempfile.TemporaryDirectory(prefix="mrl-export-") as tmp:
+            engines = {}
+            for precision in p.precisions:
+                folder = Path(tmp) / precision
+                folder.mkdir()
+                graph = export_onnx(model, folder, dim=None)
+                if precision == "int8":
+                    quantize_int8(graph)
+                engines[precision] = OnnxEmbedder(graph, model)
+                columns[precision] = ctx.score(engines[precision](queries), engines[precision](corpus))
+            speed = _interleaved_speed({"torch": lambda t: model.encode(t, batch_size=64), **engines}, speed_docs, p.rounds)
+        for precision, metrics in columns.items():
+            for values in metrics.values():
+                values[ENCODE_SPEEDUP] = round(speed[precision] / speed["torch"], 4)
+        return [Column(precision, metrics) for precision, metrics in columns.items()]
+
+
+def _prompted(model, role: str, texts: list[str]) -> list[str]:
+    """The text the graph must see: the model's prompt for ``role`` (if any) and the text, as
+    sentence-transformers' ``encode_query`` / ``encode_document`` would build it."""
+    prompt = (getattr(model, "prompts", None) or {}).get(role, "")
+    return [prompt + t for t in texts] if prompt else texts
+
+
+def _interleaved_speed(engines, texts: list[str], rounds: int) -> dict[str, float]:
+    best = dict.fromkeys(engines, 0.0)
+    for _ in range(rounds):
+        for name, embed in engines.items():
+            start = time.perf_counter()
+            embed(texts)
+            best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
+    return best
+
+
+@hookimpl
+def register_comparisons(register):
+    register(ExportComparison)
+
