@@ -84,6 +84,36 @@ def device_problems(device: str, where: str = "[model] device") -> list[str]:
     return []
 
 
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def output_dir_problems(name: str, template: str) -> list[str]:
+    """``output_dir`` may hold ``{name}`` and ``{timestamp}`` and nothing else that braces can
+    evaluate; neither it nor ``name`` may hold control characters (a NUL ends a path)."""
+    problems = []
+    for key, value in (("name", name), ("output_dir", template)):
+        bad = sorted({repr(c) for c in value if ord(c) < 32 or ord(c) == 127})
+        if bad:
+            problems.append(f"{key}: contains control characters ({', '.join(bad)}); use printable characters only.")
+    fields = PLACEHOLDER.findall(template.replace("{{", "").replace("}}", ""))
+    unknown = [f for f in fields if f not in ("name", "timestamp")]
+    stray = PLACEHOLDER.sub("", template.replace("{{", "").replace("}}", ""))
+    if unknown:
+        problems.append(f"output_dir: unknown placeholder {', '.join('{' + f + '}' for f in unknown)}; only {{name}} "
+                        "and {timestamp} are filled in (write {{ and }} for literal braces).")
+    elif "{" in stray or "}" in stray:
+        problems.append("output_dir: an unmatched brace; only {name} and {timestamp} are filled in (write {{ and }} "
+                        "for literal braces).")
+    return problems
+
+
+def fill_output_dir(template: str, name: str, timestamp: str) -> str:
+    """``{name}`` and ``{timestamp}`` filled in, literally: no ``str.format`` attribute or index lookups."""
+    filled = PLACEHOLDER.sub(lambda m: {"name": name, "timestamp": timestamp}[m.group(1)],
+                             template.replace("{{", "\0L").replace("}}", "\0R"))
+    return filled.replace("\0L", "{").replace("\0R", "}")
+
+
 def existing_ancestor(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -130,8 +160,6 @@ def machine_problems(settings: Any, model: ResolvedModel | None, models: Any) ->
     problems = device_problems(settings.model.device)
     if model is not None:
         problems += model_problems("[model] name", model)
-    from .recipe import fill_output_dir, output_dir_problems
-
     if output_dir_problems(settings.name, settings.output_dir):
         return problems  # the placeholder itself is reported by the recipe
     out = Path(fill_output_dir(settings.output_dir, settings.name, "t"))

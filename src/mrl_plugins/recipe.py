@@ -11,7 +11,6 @@ imports torch or loads a model.
 from __future__ import annotations
 
 import difflib
-import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import checks
+from .checks import fill_output_dir, output_dir_problems
 from .components import KINDS, Component, Control, ValidationContext
 from .data import RowFormat
 from .errors import RecipeError, UserError
@@ -475,32 +475,3 @@ def guarded_check(spec: ComponentSpec, ctx: ValidationContext) -> list[str]:
         return [f"check() of {spec.name} (plugin '{spec.plugin}') failed: {type(exc).__name__}: {exc}. A bug in plugin "
                 f"'{spec.plugin}' (run with MRL_DEBUG=1 for the traceback), or a setting it could not handle."]
 
-
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-
-
-def output_dir_problems(name: str, template: str) -> list[str]:
-    """``output_dir`` may hold ``{name}`` and ``{timestamp}`` and nothing else that braces can
-    evaluate; neither it nor ``name`` may hold control characters (a NUL ends a path)."""
-    problems = []
-    for key, value in (("name", name), ("output_dir", template)):
-        bad = sorted({repr(c) for c in value if ord(c) < 32 or ord(c) == 127})
-        if bad:
-            problems.append(f"{key}: contains control characters ({', '.join(bad)}); use printable characters only.")
-    fields = PLACEHOLDER.findall(template.replace("{{", "").replace("}}", ""))
-    unknown = [f for f in fields if f not in ("name", "timestamp")]
-    stray = PLACEHOLDER.sub("", template.replace("{{", "").replace("}}", ""))
-    if unknown:
-        problems.append(f"output_dir: unknown placeholder {', '.join('{' + f + '}' for f in unknown)}; only {{name}} "
-                        "and {timestamp} are filled in (write {{ and }} for literal braces).")
-    elif "{" in stray or "}" in stray:
-        problems.append("output_dir: an unmatched brace; only {name} and {timestamp} are filled in (write {{ and }} "
-                        "for literal braces).")
-    return problems
-
-
-def fill_output_dir(template: str, name: str, timestamp: str) -> str:
-    """``{name}`` and ``{timestamp}`` filled in, literally: no ``str.format`` attribute or index lookups."""
-    filled = PLACEHOLDER.sub(lambda m: {"name": name, "timestamp": timestamp}[m.group(1)],
-                             template.replace("{{", "\0L").replace("}}", "\0R"))
-    return filled.replace("\0L", "{").replace("\0R", "}")

@@ -69,7 +69,7 @@ def staging_dir(out: Path) -> Path:
 
 def find_resumable(recipe: Recipe) -> Path:
     """The output directory of the newest interrupted run of this recipe (for ``--resume``)."""
-    from ..recipe import fill_output_dir
+    from ..checks import fill_output_dir
 
     template = fill_output_dir(recipe.settings.output_dir, recipe.settings.name, "*")
     pattern = Path(template)
