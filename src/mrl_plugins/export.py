@@ -175,6 +175,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
 
     from .locks import FolderLock
     from .publish import transformer_config
+    from .search.commands import replace_folder
 
     check_destination(out, overwrite)
     if not any((model_dir / name).is_file() or (model_dir / p / name).is_file()
@@ -224,7 +225,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             data = json.loads(config.read_text())
             data.update(is_matryoshka=True, matryoshka_dimensions=sorted(set(matryoshka_dims), reverse=True))
             config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        _replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -282,13 +283,3 @@ def check_destination(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise UserError(f"-o {out}: an export is already there; nothing was changed. Choose another folder or "
                             "pass --overwrite to replace it.")
-
-
-def _replace(new: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        out.rename(old)
-    new.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
