@@ -23,3 +23,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -qq "$torch_spec" "${packages[@]}"
   echo "$want" > "$stamp"
 fi
+
+# The oldest sentence-transformers the package metadata allows, unpacked beside the venv (not
+# installed in it): tests/test_st_compat.py runs a whole tiny recipe on it, so the floor in
+# pyproject.toml is tested, not assumed. Pure Python, no dependencies of its own to install.
+floor=$(.venv/bin/python - <<'PY'
+import re, tomllib
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+print(next(re.search(r">=\s*([\w.]+)", d).group(1) for d in deps if d.startswith("sentence-transformers")))
+PY
+)
+oldest=.venv/oldest/sentence-transformers-$floor
+if [ ! -f "$oldest/sentence_transformers/__init__.py" ]; then
+  rm -rf "$oldest" "$oldest.download"
+  .venv/bin/python -m pip download -qq --no-deps "sentence-transformers==$floor" -d "$oldest.download"
+  .venv/bin/python -m zipfile -e "$oldest.download"/sentence_transformers-*.whl "$oldest"
+  rm -rf "$oldest.download"
+fi

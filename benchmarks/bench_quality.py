@@ -33,7 +33,7 @@ COMPARE = [
     {"name": "adaptor", "model": "mrl"},
     {"name": "adaptor", "model": "mrl-pca-rotation"},
 ]
-BASELINES = {"base", "mrl", "compare:base · PCA", "compare:MRL · PCA", "compare:MRL + pca-rotation · PCA"}
+BASELINES = {"base", "mrl", "pca(base)", "pca(mrl)", "pca(mrl-pca-rotation)"}
 
 
 def run_dataset(name: str) -> Path:
@@ -86,17 +86,17 @@ def analyse(name: str, out: Path) -> dict[str, dict[int, float]]:
     for col in columns:
         if col in BASELINES:
             continue
-        (dm, pm), (dp, pp), (df, pf) = versus(col, "mrl", small), versus(col, "compare:MRL · PCA", small), versus(col, "mrl", full)
+        (dm, pm), (dp, pp), (df, pf) = versus(col, "mrl", small), versus(col, "pca(mrl)", small), versus(col, "mrl", full)
         print(f"- {results.models[col].label}: {dm:+.4f} vs MRL (p {pm:.3f}), {dp:+.4f} vs MRL · PCA (p {pp:.3f}); "
               f"at {full}: {df:+.4f} (p {pf:.3f})")
-    for adapted, pca in (("compare:base · adaptor", "compare:base · PCA"),
-                         ("compare:MRL + pca-rotation · adaptor", "compare:MRL + pca-rotation · PCA")):
+    for adapted, pca in (("adaptor(base)", "pca(base)"),
+                         ("adaptor(mrl-pca-rotation)", "pca(mrl-pca-rotation)")):
         if adapted in per_query and pca in per_query:
             d_ab, p_ab = versus(adapted, pca, small)
             print(f"- {results.models[adapted].label} vs {results.models[pca].label} (the same model's PCA) "
                   f"at {small}: {d_ab:+.4f} (p {p_ab:.3f})")
-    if "compare:base · adaptor" in per_query:
-        d_bf, p_bf = versus("compare:base · adaptor", "base", full)
+    if "adaptor(base)" in per_query:
+        d_bf, p_bf = versus("adaptor(base)", "base", full)
         print(f"- base · adaptor vs base (not fine-tuned) at {full}: {d_bf:+.4f} (p {p_bf:.3f})")
     return {col: {d: results.value(col, d) for d in dims} for col in columns} | {"_p": {}}
 

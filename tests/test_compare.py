@@ -17,6 +17,8 @@ from mrl_plugins.results import METRICS, RunResults
 from mrl_plugins.run import training
 from mrl_plugins.testing import ArrayComparisonContext, run_recipe
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 LABELS = {"base": "base", "no-mrl": "no-MRL"}
 OUTPUTS = ["costs.png", "evaluation", "metrics.png", "model", "recipe.toml", "report.md", "results.json"]
 
@@ -73,9 +75,9 @@ def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_r
     out = tmp_path / "out"
     assert results.train["no-mrl"].matryoshka is False and results.train["mrl"].matryoshka is True
     # one key and one label per model: the control is the model 'no-mrl', labelled no-MRL everywhere
-    assert list(results.models) == ["base", "mrl", "no-mrl", "compare:base · PCA", "compare:no-MRL · PCA"]
+    assert list(results.models) == ["base", "mrl", "no-mrl", "pca(base)", "pca(no-mrl)"]
     assert [m.label for m in results.models.values()] == ["base", "MRL", "no-MRL", "base · PCA", "no-MRL · PCA"]
-    assert results.models["no-mrl"].kind == "model" and results.models["compare:no-MRL · PCA"].reads == ["no-mrl"]
+    assert results.models["no-mrl"].kind == "model" and results.models["pca(no-mrl)"].reads == ["no-mrl"]
     assert not (out / "trained").exists() and not (out / "checkpoints").exists()
     from sentence_transformers import SentenceTransformer  # the control model is kept, for the demo
 

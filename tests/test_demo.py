@@ -17,6 +17,8 @@ import pytest
 from mrl_plugins.demo import DemoData, Searcher, render_hits, render_summary
 from mrl_plugins.testing import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
@@ -60,7 +62,7 @@ def test_moving_the_width_changes_the_chosen_column_but_not_the_full_one(demo_ru
 def test_a_funnel_with_the_whole_corpus_as_shortlist_is_the_full_search(demo_run):
     searcher = Searcher(DemoData.from_run(demo_run))
     query = searcher.random_example(seed=2)
-    for setting in ("funnel", "int8", "binary"):
+    for setting in ("flat", "int8", "binary"):
         view = searcher.search("mrl", query, 8, setting, shortlist=200)
         assert [h.row for h in view.chosen] == [h.row for h in view.full], setting
 
@@ -122,7 +124,7 @@ def test_an_index_built_with_another_model_is_refused(demo_run, tmp_path):
     assert main(["index", str(demo_run), str(corpus), "-o", str(tmp_path / "ok"), "--dim", "8"]) == 0
     data = DemoData.from_run(demo_run, tmp_path / "ok")
     assert list(data.models) == ["mrl"] and len(data.doc_ids) == 30
-    view = Searcher(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "funnel", 20)
+    view = Searcher(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
     assert view.full[0].text == toy_pairs(30)[3]["positive"]
 
 

@@ -82,6 +82,7 @@ def guide_files() -> dict[str, str]:
     return dict(re.findall(r'```\w+ title="([^"]+)"\n(.*?)```', GUIDE, flags=re.S))
 
 
+@pytest.mark.slow
 def test_the_guides_plugin_installs_and_passes_its_tests_as_written(tmp_path):
     files = guide_files()
     assert set(files) == {"mrl-faq/pyproject.toml", "mrl-faq/src/mrl_faq/__init__.py", "mrl-faq/tests/test_faq.py"}

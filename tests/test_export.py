@@ -17,6 +17,8 @@ import pytest
 
 from mrl_plugins.testing import TOPICS, TextsWarmStartContext
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 TEXTS = ["audio mixer for the desktop", "library to parse xml", "a game", "kernel module " * 40,
          "network tools and more network tools"]
 
@@ -183,7 +185,7 @@ def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny
 
     tiny_recipe.add_comparison("export", speed_docs=16, rounds=1)
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
-    fp32, int8 = results.models["compare:MRL · ONNX fp32"], results.models["compare:MRL · ONNX int8"]
+    fp32, int8 = results.models["export(mrl, precision=fp32)"], results.models["export(mrl, precision=int8)"]
     for d in results.dims:  # float32 ONNX ranks as torch does: the same scores, to rounding
         assert abs(fp32.metrics[d]["mrr@10"] - results.value("mrl", d)) < 0.01
         assert fp32.metrics[d][ENCODE_SPEEDUP] > 0 and int8.metrics[d][ENCODE_SPEEDUP] > 0

@@ -25,6 +25,8 @@ from mrl_plugins.testing import RecipeBuilder, run_recipe, tiny_model, toy_pairs
 from tests.hub_server import FakeHub
 from tests.test_compare import StopAt
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -65,7 +67,7 @@ def test_a_failure_after_training_keeps_the_trained_models_for_resume(tiny_recip
     assert sorted(p.name for p in kept.iterdir()) == ["mrl.json", "no-mrl.json"]
     monkeypatch.undo()
     resumed = run_recipe(recipe, "--resume", "-q")
-    assert resumed.assert_success().results.models["compare:base · PCA"]
+    assert resumed.assert_success().results.models["pca(base)"]
     assert not (tmp_path / ".out.partial").exists()
 
 
@@ -148,14 +150,9 @@ def test_a_full_disk_keeps_the_state_and_says_so(tiny_recipe, recipe_path, tmp_p
 
 
 # -- publishing without side effects --------------------------------------------------------------
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_model_dir):
-    tmp = tmp_path_factory.mktemp("finished")
-    write_jsonl(tmp / "pairs.jsonl", toy_pairs())
-    recipe = RecipeBuilder.tiny(tiny_model_dir, {"name": "local", "path": "pairs.jsonl", "eval_queries": 20},
-                                output_dir=tmp / "out", dims={"name": "explicit", "values": [32, 16, 8]})
-    run_recipe(recipe.write(tmp / "recipe.toml"), "-q").assert_success()
-    return tmp / "out"
+@pytest.fixture
+def finished(finished_tiny_run):
+    return finished_tiny_run
 
 
 def publish(run, *args, env=None):
@@ -383,6 +380,7 @@ def test_leak_detection_compares_normalised_text():
 BROKEN_SOURCE = '''
 from mrl_plugins import hookimpl
 from mrl_plugins.components import DataSource
+
 
 
 class Broken(DataSource):

@@ -12,8 +12,8 @@ import pytest
 
 from mrl_plugins import hookimpl
 from mrl_plugins.cli import main
-from mrl_plugins.components import KINDS, DataSource, Loss, param_infos
-from mrl_plugins.errors import PluginError
+from mrl_plugins.components import KINDS, Command, DataSource, Loss, param_infos
+from mrl_plugins.errors import PluginError, UserError
 from mrl_plugins.plugins import load_registry
 from mrl_plugins.testing import isolated_registry, run_recipe
 
@@ -159,6 +159,58 @@ def test_broken_entry_point_is_reported_and_only_fails_its_users(fake_entry_poin
     assert "mrl-echo 9.9  [entry point]" in out and "data source echo: A test data source." in out
     with pytest.raises(PluginError, match="failed to load and may provide it: mrl-broken"):
         registry.get("data", "msmarco")
+
+
+class Hello(Command):
+    """Say hello (a plugin's subcommand)."""
+
+    name = "hello"
+
+    def add_arguments(self, parser):
+        parser.add_argument("who")
+        parser.add_argument("--loud", action="store_true")
+
+    def run(self, args):
+        if args.who == "nobody":
+            raise UserError("hello nobody: name somebody.")
+        print(f"hello {args.who}" + ("!" if args.loud else ""))
+        return 0
+
+
+class HelloPlugin:
+    @hookimpl
+    def register_commands(self, register):
+        register(Hello)
+
+
+def test_an_installed_plugin_adds_a_subcommand(fake_entry_points, capsys):
+    fake_entry_points(_FakeEntryPoint("hello", HelloPlugin))
+    assert main(["hello", "world", "--loud"]) == 0
+    assert capsys.readouterr().out == "hello world!\n"
+    assert main(["hello", "nobody"]) == 2  # its UserError is one paragraph, like every built-in command's
+    err = capsys.readouterr().err
+    assert err == "mrl-run: error: hello nobody: name somebody.\n"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "hello               Say hello (a plugin's subcommand)." in capsys.readouterr().out
+    assert main(["plugins"]) == 0
+    assert "command hello: Say hello" in capsys.readouterr().out
+
+
+def test_an_installed_plugin_can_be_switched_off(fake_entry_points, monkeypatch, capsys):
+    fake_entry_points(_FakeEntryPoint("hello", HelloPlugin), _FakeEntryPoint("echo", EchoPlugin))
+    monkeypatch.setenv("MRL_DISABLE_PLUGINS", "mrl-hello, unrelated")
+    registry = load_registry()
+    assert registry.plugins["mrl-hello"].disabled and "hello" not in registry.names("command")
+    assert registry.get("data", "echo") is EchoSource  # the others still load
+    assert main(["plugins"]) == 0
+    assert "mrl-hello 9.9  [entry point]\n    DISABLED by MRL_DISABLE_PLUGINS" in capsys.readouterr().out
+    assert main(["hello"]) == 2  # the subcommand is gone: a bare word is a recipe to run, and there is none
+    assert "hello" in capsys.readouterr().err
+    with pytest.raises(PluginError, match="Switched off by MRL_DISABLE_PLUGINS and may provide it: mrl-hello"):
+        registry.get("command", "hello")
+    monkeypatch.setenv("MRL_DISABLE_PLUGINS", "hello")  # the entry point's own name works too
+    assert load_registry().plugins["mrl-hello"].disabled
 
 
 # -- recipe-local modules --------------------------------------------------------------------

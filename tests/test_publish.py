@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mrl_plugins.evidence.decisions import recommended_widths
 from mrl_plugins.cli import main
 from mrl_plugins.errors import RecipeError
 from mrl_plugins.recipe import load_recipe
@@ -15,20 +16,15 @@ from mrl_plugins.results import RunResults
 from mrl_plugins.testing import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
 from tests.hub_server import FakeHub
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 OLD_RUN = Path(__file__).parent / "data" / "run-v0.1"
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir):
-    """One tiny run with [publish] truncate_dim = 16, shared by the tests of this module."""
-    tmp = tmp_path_factory.mktemp("published")
-    write_jsonl(tmp / "pairs.jsonl", toy_pairs())
-    recipe = RecipeBuilder.tiny(
-        tiny_model_dir, {"name": "local", "path": "pairs.jsonl", "eval_queries": 20}, output_dir=tmp / "out",
-        dims={"name": "explicit", "values": [32, 16, 8]}, max_steps=2,
-    ).set("publish", {"truncate_dim": 16, "repo_id": "alice/tiny-mrl"})
-    run_recipe(recipe.write(tmp / "recipe.toml"), "-q").assert_success()
-    return tmp / "out"
+@pytest.fixture
+def finished_run(finished_tiny_run):
+    """The session's finished tiny run ([publish] truncate_dim = 16); tests copy it to change it."""
+    return finished_tiny_run
 
 
 @pytest.fixture
@@ -56,13 +52,13 @@ def test_model_card_holds_the_runs_numbers(finished_run):
     results = RunResults.load(finished_run / "results.json")
     card = ModelCard.load(finished_run / "model" / "README.md")
     assert card.data["matryoshka_dims"] == [32, 16, 8] and card.data["mrl_truncate_dim"] == 16
-    assert card.data["mrl_recommended_dim"] == results.recommended_dims()["99%"]
+    rec = recommended_widths(results)
+    assert card.data["mrl_recommended_dim"] == rec[0.99]
     assert card.data["library_name"] == "sentence-transformers"  # sentence-transformers' own front matter stays
     for d in (32, 16, 8):
         m = results.models["mrl"].metrics[d]
         assert f"| {d} | {m['mrr@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} |" in card.text
-    rec = results.recommended_dims()
-    example, share = (rec["99%"], "99%") if rec["99%"] < 32 else (rec["95%"], "95%")
+    example, share = (rec[0.99], "99%") if rec[0.99] < 32 else (rec[0.95], "95%")
     assert f'truncate_dim={example})  # keeps ≥ {share} of full-dim mrr@10' in card.text
     # the snippet re-normalises truncated vectors, and says why
     assert 'query = model.encode_query(["a query"], normalize_embeddings=True)' in card.text
@@ -70,13 +66,13 @@ def test_model_card_holds_the_runs_numbers(finished_run):
     assert card.text.count("<!-- mrl-plugins:start -->") == 1
     meta = json.loads((finished_run / "model" / "mrl.json").read_text())
     assert meta["matryoshka_dims"] == [32, 16, 8] and meta["truncate_dim"] == 16
-    assert meta["recommended_dims"] == rec
+    assert meta["recommended_dims"] == {"99%": rec[0.99], "95%": rec[0.95]}
 
 
 def test_recommended_dims_use_the_thresholds_defined_once():
     results = RunResults.load(OLD_RUN / "results.json")
     # MRL of the quickstart: 384 keeps 100%, 192 98.9%, 96 96.6%, 48 87.3% of full-dimension MRR@10
-    assert results.recommended_dims() == {"99%": 384, "95%": 96}
+    assert recommended_widths(results) == {0.99: 384, 0.95: 96}
     assert results.smallest_dim_keeping("mrl", 0.98) == 192
 
 
@@ -101,7 +97,7 @@ def _run_with_card(builder, recipe_path, tmp_path, examples: bool) -> Path:
 
 def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_run, hub, tmp_path):
     old = RunResults.load(OLD_RUN / "results.json")
-    assert old.schema_version == 2 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
+    assert old.schema_version == 3 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
     assert old.models["no-mrl"].label == "no-MRL" and old.models["no-mrl"].kind == "model"
     assert old.value("mrl", 48) == 0.750953 and old.train["no-mrl"].matryoshka is False
     run = tmp_path / "old-run"
@@ -115,7 +111,7 @@ def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_ru
     assert "| 48 | 0.7510 | 0.8800 | 0.7823 | 87.3% | 0.6578 | 0.6589 | 0.7369 |" in card
     assert "mrl_truncate_dim: 384" in card
     again = RunResults.load(run / "results.json")
-    assert again.schema_version == 2 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
+    assert again.schema_version == 3 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 
 
 def test_push_uploads_the_saved_folder(finished_run, hub, tmp_path):

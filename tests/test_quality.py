@@ -12,6 +12,8 @@ from mrl_plugins.builtin.adaptor import Adaptor, AdaptorParams, adapted_model, f
 from mrl_plugins.stats import bootstrap_interval, paired_p_value
 from mrl_plugins.testing import ArrayComparisonContext, run_recipe, tiny_model, toy_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 
 # -- objectives ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -78,14 +80,46 @@ def test_prefix_distill_with_weight_zero_is_matryoshka(tiny_model_dir):
     assert _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 1.0}) > plain  # the KL term adds
 
 
-def test_prefix_distill_teacher_is_detached(tiny_model_dir):
-    """The gradient of the distillation term reaches the prefixes only, never the full-width teacher."""
+def _embedding_grads(model_dir, weight: float):
+    """The gradient of the prefix-distill loss on each input's full-width embedding."""
     import torch
-    import torch.nn.functional as F
+    from sentence_transformers import SentenceTransformer
 
-    anchors = torch.randn(4, 32, requires_grad=True)
-    teacher = F.softmax((F.normalize(anchors, dim=-1) @ F.normalize(anchors, dim=-1).T).detach() / 0.05, -1)
-    assert not teacher.requires_grad
+    from mrl_plugins.builtin.losses import MNRLoss
+    from mrl_plugins.builtin.objectives import PrefixDistill, PrefixDistillParams
+    from mrl_plugins.components import ObjectiveContext
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    seen = []
+    forward = model.forward
+
+    def keep(features):  # the loss calls the model's forward once per input; keep each embedding's gradient
+        out = forward(features)
+        out["sentence_embedding"].retain_grad()
+        seen.append(out["sentence_embedding"])
+        return out
+
+    model.forward = keep
+    loss = PrefixDistill(PrefixDistillParams(weight=weight)).build(model, MNRLoss().build(model),
+                                                                    ObjectiveContext([32, 16, 8], None, 32))
+    rows = toy_pairs(16)
+    loss([model.tokenize([r[c] for r in rows]) for c in ("anchor", "positive")], torch.zeros(16)).backward()
+    return [e.grad.clone() for e in seen]
+
+
+def test_prefix_distill_teaches_the_prefixes_and_never_moves_the_teacher(tiny_model_dir):
+    """The distillation term's gradient reaches the dimensions the prefixes use (the first 16) and
+    none beyond them: the full-width similarities it distils from are a fixed target. Were the
+    teacher not detached, dimensions 16-31 would be pulled towards the prefixes too."""
+    import torch
+
+    plain, distilled = _embedding_grads(tiny_model_dir, 0.0), _embedding_grads(tiny_model_dir, 5.0)
+    assert len(plain) == len(distilled) == 2
+    for g0, g1 in zip(plain, distilled):
+        term = g1 - g0  # the distillation term's own gradient (the Matryoshka part is the same in both)
+        assert torch.count_nonzero(term[:, :16]) > 0
+        assert torch.allclose(term[:, 16:], torch.zeros_like(term[:, 16:]), atol=1e-7)
 
 
 # -- the adaptor ------------------------------------------------------------------------------------
@@ -136,7 +170,9 @@ def test_the_adaptor_fits_on_training_texts_only_and_saves_a_model_that_loads_tr
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     assert encoded and fitted and not any("marker" in t for t in encoded)
     assert set(encoded) <= {t for r in rows[20:] for t in (r["anchor"], r["positive"])}
-    saved = tmp_path / "out" / "comparisons" / "base-adaptor-mlp" / "model"
+    column = results.models["adaptor(base, epochs=3, kind=mlp)"]
+    assert column.saved_model == "comparisons/adaptor-base-epochs-3-kind-mlp/model"
+    saved = tmp_path / "out" / column.saved_model
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((saved / "modules.json").read_text())]
     assert modules == ["Transformer", "Pooling", "Normalize", "Dense", "Normalize"]
     # the saved model gives what the comparison scored: the adaptor applied to the base model's vectors
@@ -145,7 +181,7 @@ def test_the_adaptor_fits_on_training_texts_only_and_saves_a_model_that_loads_tr
     texts = ["audio video tools", "the kernel editor"]
     assert adapted.encode(texts).shape == (2, 32) and not np.allclose(adapted.encode(texts), base.encode(texts), atol=1e-4)
     assert SentenceTransformer(str(saved), device="cpu", truncate_dim=8).encode(texts).shape == (2, 8)
-    assert results.models["compare:base · adaptor (mlp)"].metrics[8]["mrr@10"] >= 0
+    assert column.metrics[8]["mrr@10"] >= 0
 
 
 def test_an_adapted_model_equals_the_adaptor_applied_to_the_original_vectors(tiny_model_dir):
@@ -196,7 +232,7 @@ def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_
     from mrl_plugins.report import format_table, report_markdown
 
     bare = results.model_copy(deep=True)
-    bare.models["compare:base · PCA"].intervals = None  # as from a plugin that returns only its means
+    bare.models["pca(base)"].intervals = None  # as from a plugin that returns only its means
     line = "No intervals or tests for base · PCA: computed without per-query scores"
     assert line in format_table(bare) and line in report_markdown(bare)
 
@@ -229,10 +265,10 @@ def test_an_adapted_model_publishes_like_the_mrl_model(tiny_recipe, recipe_path,
     from tests.hub_server import FakeHub
 
     run = run_recipe(tiny_recipe.add_comparison("adaptor", epochs=2).write(recipe_path), "-q").assert_success()
-    column = run.results.models["compare:base · adaptor"]
-    assert column.saved_model == "comparisons/base-adaptor/model"
-    assert "base · adaptor: comparisons/base-adaptor/model" in run.out  # the run says where to publish it from
-    assert "- base · adaptor: `comparisons/base-adaptor/model`" in (run.output_dir / "report.md").read_text()
+    column = run.results.models["adaptor(base, epochs=2)"]
+    assert column.saved_model == "comparisons/adaptor-base-epochs-2/model"
+    assert "base · adaptor: comparisons/adaptor-base-epochs-2/model" in run.out  # the run says where to publish it from
+    assert "- base · adaptor: `comparisons/adaptor-base-epochs-2/model`" in (run.output_dir / "report.md").read_text()
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     with FakeHub() as hub:

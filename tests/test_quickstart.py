@@ -11,6 +11,8 @@ import pytest
 
 from mrl_plugins.results import RunResults
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = ROOT / "tests" / "data" / "run-v0.1" / "results.json"
 #: The same seed on the reference machine reproduces mrl-plugins 0.1's numbers exactly (0.0
@@ -30,15 +32,17 @@ def test_quickstart_beats_the_base_model_and_reproduces_the_previous_version(tmp
     assert results.dims == [384, 192, 96, 48]
     assert results.value("mrl", 48) > results.value("base", 48)
     assert "MRR@10" in proc.stdout and "Quality versus cost" in proc.stdout
-    funnel = results.models["compare:MRL · funnel 200"]
+    funnel = results.models["funnel(mrl, shortlist=200)"]
     assert funnel.metrics[384]["mrr@10"] == results.value("mrl", 384)  # at full width the funnel is exact search
     assert funnel.metrics[48]["mrr@10"] > results.value("mrl", 48)  # reranking a 48-dim shortlist recovers quality
-    adapted = results.models["compare:MRL · adaptor"]
+    adapted = results.models["adaptor(mrl)"]
     assert adapted.metrics[48]["mrr@10"] > results.value("mrl", 48)  # what the README says it buys at 48 dims
-    assert adapted.saved_model == "comparisons/mrl-adaptor/model" and (out / adapted.saved_model / "modules.json").is_file()
-    previous = RunResults.load(PREVIOUS)
-    assert list(results.models)[: len(previous.models)] == list(previous.models)  # 0.2 adds funnel, adaptor after them
-    for key, column in previous.models.items():
+    assert adapted.saved_model == "comparisons/adaptor-mrl/model" and (out / adapted.saved_model / "modules.json").is_file()
+    previous = RunResults.load(PREVIOUS)  # 0.1's keys were labels: match the columns by what tables call them
+    labels = [c.label for c in results.models.values()]
+    assert labels[: len(previous.models)] == [c.label for c in previous.models.values()]  # 0.2 adds funnel, adaptor after
+    now = {c.label: c for c in results.models.values()}
+    for column in previous.models.values():
         for dim, metrics in column.metrics.items():
             for name, value in metrics.items():
-                assert results.models[key].metrics[dim][name] == pytest.approx(value, abs=TOLERANCE), (key, dim, name)
+                assert now[column.label].metrics[dim][name] == pytest.approx(value, abs=TOLERANCE), (column.label, dim)

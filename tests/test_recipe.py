@@ -31,8 +31,8 @@ def test_quickstart_recipe_validates():
     assert recipe.row_format == "pairs"
     assert recipe.models.labels() == {"base": "base", "mrl": "MRL", "no-mrl": "no-MRL"}
     assert [(c.key, c.label) for c in recipe.compare] == [
-        ("compare:base · PCA", "base · PCA"), ("no-mrl", "no-MRL"), ("compare:MRL · funnel", "MRL · funnel"),
-        ("compare:MRL · adaptor", "MRL · adaptor"),
+        ("pca(base)", "base · PCA"), ("no-mrl", "no-MRL"), ("funnel(mrl)", "MRL · funnel"),
+        ("adaptor(mrl)", "MRL · adaptor"),
     ]
 
 
@@ -163,9 +163,21 @@ def test_the_namespace_follows_the_recipe(tiny_recipe, recipe_path, tiny_model_d
 
 
 def test_two_comparisons_giving_the_same_column_are_refused(tiny_recipe, recipe_path):
+    tiny_recipe.add_comparison("pca", label="mine").add_comparison("pca", label="yours")
+    (problem,) = problems_of(tiny_recipe.write(recipe_path))
+    assert "[[compare]] #2: measures the same thing as [[compare]] #1 (pca(base))" in problem
+
+
+def test_two_columns_shown_alike_must_be_told_apart_by_a_label(tiny_recipe, recipe_path):
     tiny_recipe.add_comparison("pca").add_comparison("pca", max_fit_texts=10)
     (problem,) = problems_of(tiny_recipe.write(recipe_path))
-    assert "[[compare]] #2: gives the same column as [[compare]] #1 ('base · PCA')" in problem
+    assert "[[compare]] #2: would be shown as 'base · PCA' like [[compare]] #1" in problem
+    assert "pca(base, max_fit_texts=10)" in problem and 'label = "…"' in problem
+    tiny_recipe.table["compare"][1]["label"] = "base · PCA (10 texts)"
+    recipe = load_recipe(tiny_recipe.write(recipe_path))
+    assert [(c.key, c.label) for c in recipe.compare] == [("pca(base)", "base · PCA"),
+                                                          ("pca(base, max_fit_texts=10)", "base · PCA (10 texts)")]
+    assert recipe.resolved()["compare"][1]["label"] == "base · PCA (10 texts)"
 
 
 def test_a_folder_that_is_not_a_model_is_refused(tiny_recipe, recipe_path, tmp_path):

@@ -10,6 +10,8 @@ from mrl_plugins.results import Metric
 from mrl_plugins.run import pipeline
 from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 OUTPUTS = ["costs.png", "evaluation", "metrics.png", "model", "recipe.toml", "report.md", "results.json"]
 
 
@@ -19,9 +21,9 @@ def test_end_to_end_tiny_run(tiny_recipe, recipe_path, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == OUTPUTS
     results = outcome.results
     assert results.dims == [32, 16, 8]
-    assert list(results.models) == ["base", "mrl", "compare:base · truncate"]
-    assert results.models["compare:base · truncate"].metrics == results.models["base"].metrics
-    assert results.models["compare:base · truncate"].reads == ["base"]
+    assert list(results.models) == ["base", "mrl", "truncate(base)"]
+    assert results.models["truncate(base)"].metrics == results.models["base"].metrics
+    assert results.models["truncate(base)"].reads == ["base"]
     assert results.data.eval_queries == 20 and results.data.row_format == "pairs"
     assert {"load_data", "load_model", "evaluate:base", "train:mrl", "evaluate:mrl"} <= set(results.timings)
     assert results.versions["sentence-transformers"]
@@ -87,6 +89,7 @@ from mrl_plugins import hookimpl
 from mrl_plugins.components import DataSource
 from mrl_plugins.data import DataBundle, IRSet, rows_to_dataset
 from mrl_plugins.testing import toy_pairs
+
 
 
 class Sparse(DataSource):

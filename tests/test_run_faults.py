@@ -19,6 +19,8 @@ from mrl_plugins.run import training
 from mrl_plugins.testing import run_recipe
 from tests.test_compare import StopAt
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 
 def one_message(outcome, *expected, code=2):
     assert outcome.code == code, outcome.err
@@ -61,7 +63,7 @@ def test_finished_comparisons_are_not_computed_again_on_resume(tiny_recipe, reci
     monkeypatch.setattr(PCA, "run", lambda self, ctx: calls.append(2) or real(self, ctx))
     results = run_recipe(recipe, "--resume", "-q").assert_success().results
     assert calls == [1]  # PCA's column came from the interrupted run
-    assert results.models["compare:base · PCA"].intervals  # with its per-query scores, so its statistics too
+    assert results.models["pca(base)"].intervals  # with its per-query scores, so its statistics too
 
 
 def test_validate_warns_when_the_run_would_not_fit_in_memory(tiny_recipe, recipe_path, monkeypatch):
@@ -108,6 +110,7 @@ COMPARISON_SOURCE = '''
 import math
 from mrl_plugins import hookimpl
 from mrl_plugins.components import Comparison
+
 
 
 class Odd(Comparison):

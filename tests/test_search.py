@@ -279,14 +279,14 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     tiny_recipe.set("data.eval_queries", 30).set("data.corpus_size", 100)
     tiny_recipe.add_comparison("funnel", shortlist=[10, 40]).add_comparison("quantize", precisions=["binary"])
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
-    keys = ["compare:MRL · funnel 10", "compare:MRL · funnel 40", "compare:MRL · quantize binary",
-            "compare:MRL · quantize binary + rescore"]
-    assert [k for k in results.models if k.startswith("compare:")] == keys
-    funnel = results.models["compare:MRL · funnel 40"]
+    keys = ["funnel(mrl, shortlist=10)", "funnel(mrl, shortlist=40)", "quantize(mrl, precision=binary, rescore=false)",
+            "quantize(mrl, precision=binary, rescore=true)"]
+    assert [k for k in results.models if results.models[k].kind == "comparison"] == keys
+    funnel = results.models["funnel(mrl, shortlist=40)"]
     assert funnel.metrics[32]["mrr@10"] == results.value("mrl", 32)  # at full dimension the funnel is exact
     assert funnel.metrics[32]["overlap@10"] == 1.0
     assert funnel.costs[8].index_bytes == 32 and funnel.costs[8].rerank_bytes == 128
-    assert results.models["compare:MRL · quantize binary"].costs[32].index_bytes == 4
+    assert results.models["quantize(mrl, precision=binary, rescore=false)"].costs[32].index_bytes == 4
     assert results.models["mrl"].costs[32].ratio_single == 1.0 and results.models["mrl"].costs[16].index_bytes == 64
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Quality versus cost" in report and "| MRL · funnel 40 | 8 |" in report

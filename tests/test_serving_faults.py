@@ -26,6 +26,8 @@ from mrl_plugins.errors import UserError
 from mrl_plugins.locks import FolderLock
 from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 
 def cli(*args):
     from mrl_plugins.cli import main

@@ -12,6 +12,8 @@ from mrl_plugins.errors import UserError
 from mrl_plugins.recipe import load_recipe
 from mrl_plugins.run.staging import Interrupted, Staging, find_resumable, staging_dir
 
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+
 
 def staging_for(tmp_path: Path) -> Staging:
     out = tmp_path / "out"

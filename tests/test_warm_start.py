@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import numpy as np
 
 from mrl_plugins.builtin.warm_starts import PCARotation
 from mrl_plugins.testing import TextsWarmStartContext, run_recipe, toy_pairs, write_jsonl
+
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
 
 def _model(path):

@@ -14,7 +14,8 @@ from typing import Any
 
 from .models import ResolvedModel
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 HUB_TIMEOUT = float(os.environ.get("MRL_HUB_CHECK_TIMEOUT", "5"))
 
 
@@ -223,7 +224,7 @@ def publish_problems(publish: Any, full_dim: int | None) -> list[str]:
     if publish.push:
         if publish.repo_id is None:
             problems.append("[publish] repo_id: required when push = true, e.g. repo_id = \"you/model-mrl\".")
-        from .publish import find_token
+        from .hub import find_token
 
         if not find_token():
             problems.append(

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from .data import DataBundle, DataRequest, IRSet, RowFormat
 
 if TYPE_CHECKING:
+    import argparse
+
     import numpy as np
     import torch
 
@@ -60,14 +62,23 @@ class ValidationContext:
     """The base model's local folder (its config files), when it is local."""
 
 
-class Component(abc.ABC):
-    """Common base: ``name`` is what recipes use; ``Params`` validates the component's keys."""
+_Params = Params
+P = TypeVar("P", bound=Params)
+"""A component's parameter schema: ``class Funnel(Comparison[FunnelParams])`` types ``self.params``."""
+
+
+class Component(abc.ABC, Generic[P]):
+    """Common base: ``name`` is what recipes use; ``Params`` validates the component's keys.
+
+    Generic in its parameter schema, so a plugin's ``self.params.x`` is checked by a type checker:
+    ``class MySource(DataSource[MyParams])`` with ``Params = MyParams``."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[_Params]] = _Params
+    params: P
 
-    def __init__(self, params: Params | None = None):
-        self.params = params if params is not None else self.Params()
+    def __init__(self, params: P | None = None):
+        self.params = params if params is not None else cast(P, self.Params())
 
     def check(self, ctx: ValidationContext) -> list[str]:
         """Problems the schema cannot see (a missing file, a dimension above the model's)."""
@@ -80,7 +91,7 @@ class Component(abc.ABC):
         return doc.splitlines()[0] if doc else ""
 
 
-class DataSource(Component):
+class DataSource(Component[P]):
     """Produces training rows and a leakage-free IR evaluation set."""
 
     produces: ClassVar[tuple[RowFormat | str, ...]]
@@ -95,7 +106,7 @@ class DataSource(Component):
         """Training rows in ``request.row_format`` and the evaluation set."""
 
 
-class Loss(Component):
+class Loss(Component[P]):
     """Builds a sentence-transformers base loss; the runner wraps it in MatryoshkaLoss."""
 
     accepts: ClassVar[tuple[RowFormat | str, ...]]
@@ -108,7 +119,7 @@ class Loss(Component):
         """The sentence-transformers loss for ``model``."""
 
 
-class DimSchedule(Component):
+class DimSchedule(Component[P]):
     """Chooses the Matryoshka dimensions, descending and starting at the full dimension."""
 
     @abc.abstractmethod
@@ -155,7 +166,7 @@ class ObjectiveContext:
     full_dim: int
 
 
-class Objective(Component):
+class Objective(Component[P]):
     """How the prefix dimensions are trained around the base loss (MatryoshkaLoss and friends)."""
 
     def label(self) -> str:
@@ -191,12 +202,25 @@ class SearchCost(BaseModel):
 
 @dataclass
 class Column:
-    """One of several columns a comparison returns, e.g. one per shortlist size; its label is
-    the comparison's label, a space and ``name`` (``MRL · funnel`` + ``100``)."""
+    """One of several columns a comparison returns, e.g. one per shortlist size.
+
+    ``params`` identify the column within its comparison (``{"shortlist": 100}``): its key in
+    results.json is the comparison's identity with these added, and decisions (what to serve,
+    the card's code) read them. ``name`` is display only: the label is the comparison's label, a
+    space and ``name`` (``MRL · funnel`` + ``100``). A column without ``params`` is identified
+    by its name (``column=<name>``).
+
+    ``per_query`` (dimension → metric → one score per evaluation query, in order) is what the
+    run's bootstrap intervals and paired tests are computed from. Metrics from the context's
+    scorers (``ctx.score``, ``ctx.score_ranked``) carry them already; a plugin that computes its
+    own means passes them here, or its column is reported as having no intervals, and why.
+    """
 
     name: str
     metrics: dict[int, Metrics]
     costs: dict[int, SearchCost] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    per_query: dict[int, dict[str, Any]] | None = None
 
 
 class ComparisonContext(abc.ABC):
@@ -211,6 +235,8 @@ class ComparisonContext(abc.ABC):
     """The held-out evaluation set the arrays below are aligned with."""
     k: int
     """The cut-off of the run's metrics."""
+    exact_index: str
+    """The registered exact index backend (``IndexBackend.exact``), the reference of speed ratios."""
 
     @abc.abstractmethod
     def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +278,7 @@ class ComparisonContext(abc.ABC):
         """The training rows as (query, relevant document) pairs; empty for scored pairs."""
 
 
-class Comparison(Component):
+class Comparison(Component[P]):
     """A post-hoc method scored at the run's dimensions next to the fine-tuned model."""
 
     def reads(self) -> list[str]:
@@ -272,12 +298,30 @@ class Comparison(Component):
         """Models to train for this comparison (default: none)."""
         return []
 
+    measured_with: ClassVar[frozenset[str]] = frozenset()
+    """Parameters that say how the comparison is measured or where it writes (timing queries,
+    whether to save a model), not what it is: left out of its identity."""
+
+    def identity(self) -> dict[str, Any]:
+        """The parameters that identify this comparison's column(s), beside the models it reads:
+        every parameter that differs from its default, except ``model`` (it is in the reads) and
+        :attr:`measured_with`. Its key in results.json and its folder derive from these and its
+        name (``adaptor(mrl, kind=mlp)``), never from its label."""
+        out: dict[str, Any] = {}
+        dumped = self.params.model_dump(mode="json")
+        for name, info in type(self.params).model_fields.items():
+            if name == "model" or name in self.measured_with:
+                continue
+            if info.is_required() or dumped[name] != _json(info.get_default(call_default_factory=True)):
+                out[name] = dumped[name]
+        return out
+
     @abc.abstractmethod
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics] | list[Column]:
         """Metrics at each of ``ctx.dims`` (one column), or several :class:`Column` s."""
 
 
-class Control(Comparison):
+class Control(Comparison[P]):
     """A comparison that adds a model to the run, e.g. the same training without MatryoshkaLoss.
 
     Its :meth:`variant` is trained like the MRL model and joins the run's models; its column
@@ -318,7 +362,7 @@ class WarmStartContext(abc.ABC):
         """Full-dimension float32 embeddings by the model being prepared."""
 
 
-class WarmStart(Component):
+class WarmStart(Component[P]):
     """Changes the model before Matryoshka training starts; the change is saved with it."""
 
     def label(self) -> str:
@@ -361,8 +405,20 @@ class ShortlistIndex(abc.ABC):
         """Vectors added so far."""
 
 
-class IndexBackend(Component):
-    """A search engine for shortlists of truncated vectors: creates and loads indexes."""
+class IndexBackend(Component[P]):
+    """A search engine for shortlists of truncated vectors: creates and loads indexes.
+
+    Two class attributes tell the core what a backend is, so that nothing in the core names a
+    built-in one: ``exact`` (its search is exhaustive float32 inner product, the reference of
+    every speed ratio and the plain truncation) and ``quantized`` (what ``mrl-run index --index
+    NAME --quantize PRECISION`` builds instead).
+    """
+
+    exact: ClassVar[bool] = False
+    """Exhaustive float32 search: results equal to a brute-force inner product."""
+    quantized: ClassVar[Mapping[str, tuple[str, Mapping[str, Any]]]] = {}
+    """Precision → (backend, parameters) holding this backend's vectors at that precision, e.g.
+    ``{"int8": ("hnsw", {"storage": "int8"})}`` for HNSW."""
 
     @abc.abstractmethod
     def create(self, dim: int) -> ShortlistIndex:
@@ -371,6 +427,27 @@ class IndexBackend(Component):
     @abc.abstractmethod
     def load(self, path: Path, dim: int) -> ShortlistIndex:
         """The index :meth:`ShortlistIndex.save` wrote to ``path``."""
+
+
+class Command(Component[P]):
+    """A subcommand of ``mrl-run``. The built-in ones (``run``, ``validate``, ``index`` …) are
+    registered through ``register_commands`` exactly like a plugin's, so a plugin adds one the
+    same way. ``name`` is the subcommand; the first line of the docstring is its help."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the subcommand's arguments on its own parser (default: none)."""
+
+    @abc.abstractmethod
+    def run(self, args: argparse.Namespace) -> int:
+        """Do it; return the exit code. Raise ``UserError`` for a mistake of the user's: the CLI
+        prints its one paragraph and exits with its code, without a traceback."""
+
+
+def _json(value: Any) -> Any:
+    """A default as ``model_dump(mode="json")`` writes it (tuples as lists, enums as values)."""
+    import json
+
+    return json.loads(json.dumps(value, default=lambda v: getattr(v, "value", str(v))))
 
 
 def missing_methods(cls: type[Component]) -> list[str]:
@@ -428,5 +505,6 @@ KINDS: dict[str, Kind] = {
         Kind("warm_start", "register_warm_starts", WarmStart, "warm start"),
         Kind("index", "register_index_backends", IndexBackend, "index backend"),
         Kind("objective", "register_objectives", Objective, "training objective"),
+        Kind("command", "register_commands", Command, "command"),
     )
 }

@@ -39,7 +39,7 @@ class RowFormat(str, Enum):
 
 
 #: The columns of each row format, in the order the trainer expects them.
-ROW_COLUMNS: dict[RowFormat, tuple[str, ...]] = {
+ROW_COLUMNS: dict[RowFormat | str, tuple[str, ...]] = {
     RowFormat.PAIRS: ("anchor", "positive"),
     RowFormat.TRIPLETS: ("anchor", "positive", "negative"),
     RowFormat.SCORED_PAIRS: ("sentence1", "sentence2", "score"),

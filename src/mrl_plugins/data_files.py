@@ -63,7 +63,7 @@ def prescan(path: Path, *, encoding: str = "utf-8", key: str = "[data] path") ->
                         f"({exc.reason}); {fix}.") from None
     if not text.strip():
         raise UserError(f"{path}: the file is empty (only blank lines); {key} must name a file with rows.")
-    if builder != "json" or path.suffix == ".json" and text.lstrip().startswith("["):
+    if builder != "json" or (path.suffix == ".json" and text.lstrip().startswith("[")):
         return None
     return [number for number, _ in json_objects(enumerate(text.splitlines(), 1), path)]
 
@@ -76,7 +76,7 @@ def json_objects(lines: Iterable[tuple[int, str]], name: object) -> Iterator[tup
             continue
         try:
             value = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise UserError(f"{name}, line {number}: not a JSON object ({exc.msg}); fix or remove that line.") from None
         if not isinstance(value, dict):
             raise UserError(f"{name}, line {number}: a JSON {type(value).__name__}, not an object with named columns.")
@@ -162,7 +162,8 @@ class RowCheck:
                 self.clipped += 1
                 return min(max(score, 0.0), 1.0)
             if self.scores == "error":
-                raise UserError(f"{self.path}, {self.where(i)}: score {score} is outside [0, 1]; rescale the scores, or "
+                raise UserError(f"{self.path}, {self.where(i)}: score {score} is outside [0, 1]; rescale the scores, "
+                                "or "
                                 f"set {key} = \"clip\" (clip into [0, 1]) or \"skip\" (leave such rows out).")
             self._skip("a score outside [0, 1]", i)
             return None
@@ -178,5 +179,6 @@ class RowCheck:
             first = ", ".join(self.where(i) for i in rows[:5]) + (", …" if len(rows) > 5 else "")
             logger.warning("%s: skipped %d of %d rows with %s (%s)", self.path.name, len(rows), total, reason, first)
         if self.clipped:
-            logger.warning("%s: clipped %d scores into [0, 1] ([data] invalid_scores = \"clip\")", self.path.name, self.clipped)
+            logger.warning("%s: clipped %d scores into [0, 1] ([data] invalid_scores = \"clip\")", self.path.name,
+                           self.clipped)
         return {"skipped": {reason: len(rows) for reason, rows in self.skipped.items()}, "clipped_scores": self.clipped}

@@ -26,16 +26,21 @@ import numpy as np
 
 from .errors import UserError
 from .evaluation import load_evaluation
-from .results import PRIMARY, RunResults
+from .evidence.results import PRIMARY, RunResults, share_label
+from .evidence.rundir import RunDir
 from .run_models import BASE, MRL
 
-SETTINGS = {
-    "truncate": "Truncated: exact search of the first d dims",
-    "funnel": "Funnel: shortlist with d dims, rerank at full",
-    "int8": "int8 codes of d dims, rerank the shortlist at full",
-    "binary": "binary codes of d dims, rerank the shortlist at full",
-}
+TRUNCATE = "truncate"
 K = 10
+
+
+def search_settings(registry: Any) -> dict[str, str]:
+    """What the page offers: plain truncation, and a funnel through every registered index
+    backend (built-in or a plugin's), by name."""
+    out = {TRUNCATE: "Truncated: exact search of the first d dims"}
+    for name in registry.names("index"):
+        out[name] = f"Funnel, {name}: shortlist of d dims in {name}, rerank at full"
+    return out
 
 
 @dataclass
@@ -54,7 +59,8 @@ class DemoModel:
         if self.encoder is None:
             from .models import ResolvedModel, load_model, resolve_model
 
-            resolved = resolve_model(self.location) if self.key == BASE else ResolvedModel(self.key, self.location, "local path")
+            resolved = (resolve_model(self.location) if self.key == BASE
+                        else ResolvedModel(self.key, self.location, "local path"))
             self.encoder = load_model(resolved, device="cpu")
         from .evaluation import encode_texts
 
@@ -86,12 +92,10 @@ class DemoData:
 
     @classmethod
     def from_run(cls, run_dir: Path, index_dir: Path | None = None) -> DemoData:
-        results = RunResults.load(run_dir / "results.json")
+        run = RunDir.open(run_dir)
+        results = run.results()
         labels = {key: m.label for key, m in results.models.items() if m.kind == "model"}
-        locations = {BASE: results.model.name, MRL: str(run_dir / "model")}
-        for key in labels:
-            if key not in locations and (run_dir / "variants" / key / "modules.json").is_file():
-                locations[key] = str(run_dir / "variants" / key)
+        locations = {BASE: results.model.name, **{key: str(path) for key, path in run.trained_models().items()}}
         if index_dir is not None:
             return cls._from_index(run_dir, results, labels, locations, index_dir)
         saved = load_evaluation(run_dir)
@@ -104,7 +108,8 @@ class DemoData:
         return cls(run_dir, results, saved.corpus_ids, [saved.ir.corpus[d] for d in saved.corpus_ids], models, examples)
 
     @classmethod
-    def _from_index(cls, run_dir: Path, results: RunResults, labels: dict, locations: dict, index_dir: Path) -> DemoData:
+    def _from_index(cls, run_dir: Path, results: RunResults, labels: dict, locations: dict,
+                    index_dir: Path) -> DemoData:
         from .search import ModelStamp, open_index
 
         corpus = open_index(index_dir)
@@ -125,17 +130,20 @@ class DemoData:
 
     # -- the evidence shown beside the search -------------------------------------------------------
     def recommendation(self) -> str:
+        from .evidence.decisions import recommended_widths
         from .report import recommendations
 
-        rec = self.results.recommended_dims(MRL) if MRL in self.results.models else {}
-        lines = [f"MRL keeps ≥ 99% of its full-dimension {PRIMARY.title}@{self.results.k} from **{rec.get('99%')}** dims, "
-                 f"≥ 95% from **{rec.get('95%')}** dims."] if rec else []
+        rec = sorted(recommended_widths(self.results, MRL).items(), reverse=True) if MRL in self.results.models else []
+        metric = f"{PRIMARY.title}@{self.results.k}"
+        kept = [f"≥ {share_label(s)}" + (f" of its full-dimension {metric}" if i == 0 else "") + f" from **{d}** dims"
+                for i, (s, d) in enumerate(rec)]
+        lines = [f"MRL keeps {', '.join(kept)}."] if kept else []
         if self.results.search_columns():
             lines += [f"- {r}" for r in recommendations(self.results)[:2]]
         return "\n".join(lines)
 
     def plots(self) -> list[Path]:
-        return [p for p in (self.run_dir / "metrics.png", self.run_dir / "costs.png") if p.is_file()]
+        return RunDir(self.run_dir).plots()
 
 
 def _saved_probes(run_dir: Path) -> dict[str, tuple[float, ...]]:
@@ -144,10 +152,9 @@ def _saved_probes(run_dir: Path) -> dict[str, tuple[float, ...]]:
     from .search import ModelStamp
 
     out = {}
-    for key, folder in [(MRL, run_dir / "model"), *((p.name, p) for p in sorted((run_dir / "variants").glob("*")))]:
-        if (folder / "modules.json").is_file():
-            model = load_model(ResolvedModel(key, str(folder), "local path"), device="cpu")
-            out[key] = ModelStamp.of(model, key).probe
+    for key, folder in RunDir(run_dir).trained_models().items():
+        model = load_model(ResolvedModel(key, str(folder), "local path"), device="cpu")
+        out[key] = ModelStamp.of(model, key).probe
     return out
 
 
@@ -185,6 +192,7 @@ class Searcher:
         from .plugins import load_registry
 
         self.data, self.registry = data, load_registry()
+        self.settings = search_settings(self.registry)
         self.indexes: dict[tuple[str, int, str], Any] = {}
 
     def index(self, model: str, dim: int, setting: str) -> Any:
@@ -193,10 +201,10 @@ class Searcher:
         key = (model, dim, setting)
         if key not in self.indexes:
             vectors = self.data.models[model].corpus
-            backend = {"truncate": "flat", "funnel": "flat"}.get(setting, setting)
-            index = FunnelIndex(vectors.shape[1], dim, self.registry.get("index", backend)())
+            backend = self.registry.exact_index() if setting == TRUNCATE else setting
+            index = FunnelIndex(vectors.shape[1], dim, self.registry.build("index", backend))
             index.add(vectors)
-            index.search(vectors[:1], K, shortlist=None if setting == "truncate" else K)  # warm up: first calls are slow
+            index.search(vectors[:1], K, shortlist=None if setting == TRUNCATE else K)  # warm up: first calls are slow
             self.indexes[key] = index
         return self.indexes[key]
 
@@ -207,16 +215,16 @@ class Searcher:
             return m.queries[example[0]], example[1]
         return m.encode(text), (example[1] if example else None)
 
-    def search(self, model: str, text: str, dim: int, setting: str = "truncate", shortlist: int = 100) -> SearchView:
+    def search(self, model: str, text: str, dim: int, setting: str = TRUNCATE, shortlist: int = 100) -> SearchView:
         if model not in self.data.models:
             raise UserError(f"unknown model '{model}'; the page offers {', '.join(self.data.models)}.")
-        if setting not in SETTINGS:
-            raise UserError(f"unknown search setting '{setting}'; one of {', '.join(SETTINGS)}.")
+        if setting not in self.settings:
+            raise UserError(f"unknown search setting '{setting}'; one of {', '.join(self.settings)}.")
         full_dim = self.data.models[model].corpus.shape[1]
         dim = int(min(max(int(dim), 1), full_dim))
         q, relevant = self.query_vector(model, text)
-        chosen_index, full_index = self.index(model, dim, setting), self.index(model, full_dim, "truncate")
-        n = None if setting == "truncate" else max(int(shortlist), K)
+        chosen_index, full_index = self.index(model, dim, setting), self.index(model, full_dim, TRUNCATE)
+        n = None if setting == TRUNCATE else max(int(shortlist), K)
         t0 = time.perf_counter()
         chosen = chosen_index.search(q[None, :], K, shortlist=n)
         t1 = time.perf_counter()
@@ -306,7 +314,7 @@ def build_app(data: DemoData) -> Any:
             view = searcher.search(model, query.strip(), int(dim), setting, int(shortlist))
         except UserError as exc:
             return "", "", f'<div id="summary-text">{html.escape(str(exc))}</div>'
-        label = SETTINGS[setting].split(":")[0]
+        label = searcher.settings[setting].split(":")[0]
         return (
             render_hits(view.chosen, f"{data.models[model].label} at {int(dim)} dims ({label})", "chosen", True),
             render_hits(view.full, f"{data.models[model].label} at {full_dim} dims (exact)", "full", False),
@@ -318,16 +326,17 @@ def build_app(data: DemoData) -> Any:
                     f"`{data.results.model.name}`, {len(data.doc_ids):,} documents. Move the slider and watch the left "
                     "column change while the right one, at full dimension, stays.")
         with gr.Row():
-            query = gr.Textbox(label="Query", placeholder="e.g. fast text editor for the terminal", elem_id="query", scale=4)
+            query = gr.Textbox(label="Query", placeholder="e.g. fast text editor for the terminal", elem_id="query",
+                               scale=4)
             example = gr.Button("Try an example", elem_id="example", scale=1, interactive=bool(data.examples))
         with gr.Row():
             model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="model")
-            setting = gr.Radio(choices=[(v, k) for k, v in SETTINGS.items()], value="truncate", label="Search",
+            setting = gr.Radio(choices=[(v, k) for k, v in searcher.settings.items()], value=TRUNCATE, label="Search",
                                elem_id="setting")
         with gr.Row():
             dim = gr.Slider(minimum=min(dims), maximum=full_dim, value=full_dim, step=snap(dims),
                             label=f"Dimensions (trained: {', '.join(map(str, dims))})", elem_id="dim")
-            shortlist = gr.Slider(minimum=K, maximum=500, value=100, step=10, label="Shortlist (funnel, int8, binary)",
+            shortlist = gr.Slider(minimum=K, maximum=500, value=100, step=10, label="Shortlist (every funnel)",
                                   elem_id="shortlist")
         summary = gr.HTML('<div id="summary-text">Type a query, or try an example.</div>', elem_id="summary")
         with gr.Row():
@@ -361,7 +370,8 @@ def check_port(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise UserError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); the port is in use or not allowed. "
+            raise UserError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); the port is in use or not "
+                            "allowed. "
                             "Pick another with --port.") from None
 
 
@@ -370,8 +380,7 @@ def serve(run_dir: Path, *, index: Path | None, host: str, port: int) -> None:
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
     check_port(host, port)
-    if not (run_dir / "results.json").is_file():
-        raise UserError(f"{run_dir}: not a finished run (no results.json); pass the output_dir of a completed 'mrl-run'.")
+    RunDir.open(run_dir)
     data = DemoData.from_run(run_dir, index)
     try:
         import gradio  # noqa: F401

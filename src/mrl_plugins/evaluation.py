@@ -12,13 +12,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .components import Metrics
 from .data import IRSet
-from .results import Metric
+from .evidence.results import Metric
+from .evidence.rundir import EVALUATION, RunDir
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -41,7 +45,8 @@ def index_ir_set(ir: IRSet) -> tuple[list[str], list[str], list[set[int]]]:
     return query_ids, corpus_ids, relevant
 
 
-def encode_texts(model: Any, texts: list[str], *, role: str, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def encode_texts(model: Any, texts: list[str], *, role: str, batch_size: int = 64,
+                 progress: bool = False) -> np.ndarray:
     """Full-dimension float32 embeddings; ``role`` picks the model's query or document prompt."""
     fn = getattr(model, f"encode_{role}", None) or model.encode
     kwargs = dict(batch_size=batch_size, convert_to_numpy=True, show_progress_bar=progress)
@@ -57,8 +62,10 @@ def encode_texts(model: Any, texts: list[str], *, role: str, batch_size: int = 6
 def encode_ir_set(model: Any, ir: IRSet, *, batch_size: int = 64, progress: bool = False) -> EncodedIRSet:
     """Encode every query and every corpus text exactly once, at full dimension."""
     query_ids, corpus_ids, relevant = index_ir_set(ir)
-    queries = encode_texts(model, [ir.queries[q] for q in query_ids], role="query", batch_size=batch_size, progress=progress)
-    corpus = encode_texts(model, [ir.corpus[c] for c in corpus_ids], role="document", batch_size=batch_size, progress=progress)
+    queries = encode_texts(model, [ir.queries[q] for q in query_ids], role="query", batch_size=batch_size,
+                           progress=progress)
+    corpus = encode_texts(model, [ir.corpus[c] for c in corpus_ids], role="document", batch_size=batch_size,
+                          progress=progress)
     return EncodedIRSet(queries, corpus, query_ids, corpus_ids, relevant)
 
 
@@ -69,7 +76,8 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, corpus_chunk: int = 50_000, query_chunk: int = 1024) -> np.ndarray:
+def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, corpus_chunk: int = 50_000,
+          query_chunk: int = 1024) -> np.ndarray:
     """Indices of the ``k`` highest dot products per query, best first, in bounded memory."""
     import torch
 
@@ -78,18 +86,20 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, corpus_chunk: int 
     result = np.empty((queries.shape[0], k), dtype=np.int64)
     for qs in range(0, queries.shape[0], query_chunk):
         q = torch.from_numpy(np.ascontiguousarray(queries[qs : qs + query_chunk]))
-        best_scores, best_idx = None, None
+        best_scores: torch.Tensor | None = None
+        best_idx: torch.Tensor | None = None
         for cs in range(0, corpus.shape[0], corpus_chunk):
             scores = q @ c_all[cs : cs + corpus_chunk].T
             s, i = torch.topk(scores, min(k, scores.shape[1]), dim=1)
             i = i + cs
-            if best_scores is None:
+            if best_scores is None or best_idx is None:
                 best_scores, best_idx = s, i
             else:
                 s = torch.cat([best_scores, s], dim=1)
                 i = torch.cat([best_idx, i], dim=1)
                 best_scores, order = torch.topk(s, k, dim=1)
                 best_idx = torch.gather(i, 1, order)
+        assert best_idx is not None  # the corpus is not empty
         result[qs : qs + q.shape[0]] = best_idx.numpy()
     return result
 
@@ -161,7 +171,7 @@ def evaluate(model: Any, ir: IRSet, dims: Sequence[int], *, k: int = 10, batch_s
 
 
 # -- a run's evaluation, saved with it ------------------------------------------------------------
-EVALUATION_DIR = "evaluation"
+EVALUATION_DIR = EVALUATION
 """Where a run keeps its evaluation set (``eval_set.json.gz``) and every model's evaluation
 embeddings (``<key>.queries.npy``, ``<key>.corpus.npy``, float32, rows in the set's order): enough
 to re-score a finished run, or to search its corpus in ``mrl-run demo``, without encoding again."""
@@ -171,7 +181,7 @@ def save_evaluation(folder: Path, ir: IRSet, encoded: dict[str, EncodedIRSet]) -
     import gzip
     import json
 
-    out = folder / EVALUATION_DIR
+    out = RunDir(folder).evaluation
     out.mkdir(parents=True, exist_ok=True)
     first = next(iter(encoded.values()))
     payload = {
@@ -209,11 +219,12 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
 
     from .errors import UserError
 
-    folder = run_dir / EVALUATION_DIR
+    folder = RunDir(run_dir).evaluation
     path = folder / "eval_set.json.gz"
     if not path.is_file():
         raise UserError(
-            f"{run_dir}: no saved evaluation set ({EVALUATION_DIR}/eval_set.json.gz); runs of mrl-plugins 0.2 and later "
+            f"{run_dir}: no saved evaluation set ({EVALUATION_DIR}/eval_set.json.gz); runs of mrl-plugins 0.2 and "
+            "later "
             "save one. Run the recipe again with this version."
         )
     try:
@@ -221,7 +232,8 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
             payload = json.load(fh)
         query_ids = [q for q, _ in payload["queries"]]
         corpus_ids = [d for d, _ in payload["corpus"]]
-        ir = IRSet(dict(payload["queries"]), dict(payload["corpus"]), {q: set(d) for q, d in payload["relevant"].items()})
+        relevant = {q: set(d) for q, d in payload["relevant"].items()}
+        ir = IRSet(dict(payload["queries"]), dict(payload["corpus"]), relevant)
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); {DAMAGED}") from None
     if not query_ids or not corpus_ids or set(ir.relevant) - set(query_ids):
@@ -229,9 +241,11 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
     embeddings = {}
     for file in sorted(folder.glob("*.queries.npy")):
         key = file.name[: -len(".queries.npy")]
-        embeddings[key] = (_saved_array(file, len(query_ids)), _saved_array(folder / f"{key}.corpus.npy", len(corpus_ids)))
+        embeddings[key] = (_saved_array(file, len(query_ids)),
+                           _saved_array(folder / f"{key}.corpus.npy", len(corpus_ids)))
         if embeddings[key][0].shape[1] != embeddings[key][1].shape[1]:
-            raise UserError(f"{folder}: the saved embeddings of '{key}' disagree ({embeddings[key][0].shape[1]} dims for "
+            raise UserError(f"{folder}: the saved embeddings of '{key}' disagree ({embeddings[key][0].shape[1]} dims "
+                            "for "
                             f"queries, {embeddings[key][1].shape[1]} for documents); {DAMAGED}")
     return SavedEvaluation(ir, query_ids, corpus_ids, embeddings)
 
@@ -263,9 +277,10 @@ def save_per_query(folder: Path, per_query: dict[str, dict[int, dict[str, np.nda
     can be compared query by query after the run (``mrl_plugins.stats.paired_p_value``)."""
     import json
 
-    out = folder / EVALUATION_DIR
+    out = RunDir(folder).evaluation
     out.mkdir(parents=True, exist_ok=True)
-    index, arrays = [], {}
+    index: list[list[Any]] = []
+    arrays: dict[str, Any] = {}
     for key, by_dim in per_query.items():
         for dim, by_metric in by_dim.items():
             for metric, values in by_metric.items():
@@ -278,7 +293,7 @@ def save_per_query(folder: Path, per_query: dict[str, dict[int, dict[str, np.nda
 def load_per_query(run_dir: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
     import json
 
-    folder = run_dir / EVALUATION_DIR
+    folder = RunDir(run_dir).evaluation
     index = json.loads((folder / "per_query.json").read_text())
     arrays = np.load(folder / "per_query.npz")
     out: dict[str, dict[int, dict[str, np.ndarray]]] = {}

@@ -125,7 +125,8 @@ class OnnxEmbedder:
             tokens = self.model.tokenizer(batch, padding=True, truncation=True, max_length=self.model.max_seq_length,
                                           return_tensors="np")
             out.append(self.session.run(None, {n: tokens[n].astype(np.int64) for n in self.names})[0])
-        embeddings = np.concatenate(out) if out else np.zeros((0, self.session.get_outputs()[0].shape[1] or 0), np.float32)
+        width = self.session.get_outputs()[0].shape[1] or 0
+        embeddings = np.concatenate(out) if out else np.zeros((0, width), np.float32)
         restored = np.empty_like(embeddings)
         restored[order] = embeddings
         return restored
@@ -182,7 +183,8 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
                for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
                for p in _module_paths(model_dir)):
         raise UserError(f"{model_dir}: no tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt); an "
-                        "export needs them to be usable. Save the model with its tokenizer (model.save) and export again.")
+                        "export needs them to be usable. Save the model with its tokenizer (model.save) and export "
+                        "again.")
     model = SentenceTransformer(str(model_dir), device="cpu")
     check_exportable(model)
     from .models import full_width
@@ -259,7 +261,8 @@ def cmd_export(args: Any) -> int:
     quality = (f"; int8 keeps a mean cosine of {record['mean_cosine_int8_to_fp32']:.4f} to float32"
                if record["quantization"] else "")
     print(f"exported {model_dir} to {args.output / 'model.onnx'}: token ids in, {record['dim']}-dim normalised "
-          f"embeddings out (max difference from sentence-transformers {record['max_abs_difference_fp32']:.1e}{quality}).")
+          "embeddings out (max difference from sentence-transformers "
+          f"{record['max_abs_difference_fp32']:.1e}{quality}).")
     return 0
 
 

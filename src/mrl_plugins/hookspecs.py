@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Comparison, DataSource, DimSchedule, IndexBackend, Loss, Objective, WarmStart
+    from .components import Command, Comparison, DataSource, DimSchedule, IndexBackend, Loss, Objective, WarmStart
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
@@ -56,3 +56,8 @@ def register_index_backends(register: Register[IndexBackend]) -> None:
 @hookspec
 def register_objectives(register: Register[Objective]) -> None:
     """Register Objective classes: how the prefix dimensions are trained around the base loss."""
+
+
+@hookspec
+def register_commands(register: Register[Command]) -> None:
+    """Register Command classes: subcommands of ``mrl-run`` (the built-in ones are registered so too)."""

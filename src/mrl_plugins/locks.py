@@ -39,7 +39,7 @@ class FolderLock:
     def acquire(self, refused: str) -> None:
         """Take the lock, or raise a :class:`UserError` of ``refused`` followed by who holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while the lock is: closing it releases)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

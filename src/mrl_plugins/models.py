@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -94,7 +95,7 @@ def pick_device(requested: str = "auto") -> str:
     return "cpu"
 
 
-def mixed_precision(device: str, requested: str = "auto") -> dict[str, bool]:
+def mixed_precision(device: str, requested: str = "auto") -> dict[str, Any]:
     """Trainer flags: bf16 where the GPU supports it, else fp16 on CUDA, else full precision."""
     import torch
 

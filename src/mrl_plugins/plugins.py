@@ -14,21 +14,46 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pluggy
 
 from . import hookspecs
-from .components import KINDS, Component, DataSource, Loss, missing_methods
+from .components import (
+    KINDS,
+    Command,
+    Comparison,
+    Component,
+    DataSource,
+    DimSchedule,
+    IndexBackend,
+    Loss,
+    Objective,
+    WarmStart,
+    missing_methods,
+)
 from .data import RowFormat
-from .errors import PluginError
+from .errors import PluginError, UserError
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mrl_plugins"
+ParamsArg = Mapping[str, Any] | None
+"""Parameters for :meth:`Registry.build`: a recipe table's keys, or none for the defaults."""
+DISABLE_ENV = "MRL_DISABLE_PLUGINS"
+"""Installed plugins not to load, by distribution or entry-point name, separated by commas (as
+llm's ``LLM_LOAD_PLUGINS`` and tox's ``TOX_DISABLED_EXTERNAL_PLUGINS``): the escape hatch when
+one installed plugin breaks or shadows another. Built-ins and a recipe's own modules are not
+affected: a recipe names those explicitly."""
+
+
+def disabled_plugins() -> set[str]:
+    return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
 
 DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.losses",
@@ -43,7 +68,16 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.warm_starts",
     "mrl_plugins.builtin.index_backends",
     "mrl_plugins.builtin.objectives",
+    "mrl_plugins.builtin.commands",
 )
+
+
+class ComponentParamsError(UserError):
+    """Parameters a component's schema refuses, found when it is built."""
+
+    def __init__(self, message: str, *, key: str = ""):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -58,6 +92,8 @@ class PluginInfo:
     incomplete: dict[str, list[str]] = field(default_factory=dict)
     """Component name → the abstract methods it does not implement."""
     error: str | None = None
+    disabled: bool = False
+    """Not loaded: named in ``MRL_DISABLE_PLUGINS``."""
 
 
 class Registry:
@@ -124,6 +160,23 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
 
+    def exact_index(self) -> str:
+        """The name of a registered exact index backend (``IndexBackend.exact``): what plain
+        truncation is searched with and every speed ratio is measured against."""
+        exact = [name for name, (cls, _) in self._components["index"].items() if getattr(cls, "exact", False)]
+        if not exact:
+            raise PluginError("no registered index backend is exact (IndexBackend.exact); the built-in 'flat' is, "
+                              "unless a plugin replaced it or MRL_DISABLE_PLUGINS switched it off.")
+        return exact[0]
+
+    def quantizations(self) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """(backend, precision) → (backend, parameters) for ``--quantize``, from every registered backend."""
+        out = {}
+        for name, (cls, _) in self._components["index"].items():
+            for precision, (target, params) in getattr(cls, "quantized", {}).items():
+                out[(name, precision)] = (target, dict(params))
+        return out
+
     def owner(self, kind: str, name: str) -> str:
         return self._components[kind][name][1]
 
@@ -132,8 +185,28 @@ class Registry:
         entry = self._components[kind].get(name)
         return entry[0] if entry else None
 
-    def get(self, kind: str, name: str) -> type[Component]:
-        """The component class, or a PluginError that suggests a name and lists what exists."""
+    @overload
+    def get(self, kind: Literal["data"], name: str) -> type[DataSource[Any]]: ...
+    @overload
+    def get(self, kind: Literal["loss"], name: str) -> type[Loss[Any]]: ...
+    @overload
+    def get(self, kind: Literal["dims"], name: str) -> type[DimSchedule[Any]]: ...
+    @overload
+    def get(self, kind: Literal["compare"], name: str) -> type[Comparison[Any]]: ...
+    @overload
+    def get(self, kind: Literal["warm_start"], name: str) -> type[WarmStart[Any]]: ...
+    @overload
+    def get(self, kind: Literal["index"], name: str) -> type[IndexBackend[Any]]: ...
+    @overload
+    def get(self, kind: Literal["objective"], name: str) -> type[Objective[Any]]: ...
+    @overload
+    def get(self, kind: Literal["command"], name: str) -> type[Command[Any]]: ...
+    @overload
+    def get(self, kind: str, name: str) -> type[Component[Any]]: ...
+
+    def get(self, kind: str, name: str) -> type[Component[Any]]:
+        """The component class, or a PluginError that suggests a name and lists what exists.
+        Typed by kind: ``get("index", name)`` is an ``IndexBackend`` class to a type checker."""
         if name in self._components[kind]:
             return self._components[kind][name][0]
         noun = KINDS[kind].noun
@@ -153,6 +226,43 @@ class Registry:
             )
         raise PluginError(self.unknown_message(kind, name))
 
+    @overload
+    def build(self, kind: Literal["data"], name: str, params: ParamsArg = None) -> DataSource[Any]: ...
+    @overload
+    def build(self, kind: Literal["loss"], name: str, params: ParamsArg = None) -> Loss[Any]: ...
+    @overload
+    def build(self, kind: Literal["dims"], name: str, params: ParamsArg = None) -> DimSchedule[Any]: ...
+    @overload
+    def build(self, kind: Literal["compare"], name: str, params: ParamsArg = None) -> Comparison[Any]: ...
+    @overload
+    def build(self, kind: Literal["warm_start"], name: str, params: ParamsArg = None) -> WarmStart[Any]: ...
+    @overload
+    def build(self, kind: Literal["index"], name: str, params: ParamsArg = None) -> IndexBackend[Any]: ...
+    @overload
+    def build(self, kind: Literal["objective"], name: str, params: ParamsArg = None) -> Objective[Any]: ...
+    @overload
+    def build(self, kind: Literal["command"], name: str, params: ParamsArg = None) -> Command[Any]: ...
+    @overload
+    def build(self, kind: str, name: str, params: ParamsArg = None) -> Component[Any]: ...
+
+    def build(self, kind: str, name: str, params: ParamsArg = None) -> Component[Any]:
+        """A component built from its name and parameters: the one construction path (recipes,
+        comparisons asking for an index backend, ``mrl-run index``, the demo, the test kit).
+        Parameters that its ``Params`` schema refuses are a :class:`ComponentParamsError`
+        naming the component and the first bad key."""
+        from pydantic import ValidationError
+
+        cls = self.get(kind, name)
+        try:
+            return cls(cls.Params.model_validate(dict(params or {})))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(map(str, first["loc"]))
+            raise ComponentParamsError(
+                f"{KINDS[kind].noun} '{name}' refused {dict(params or {})}: "
+                f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'].lower()} "
+                "(see 'mrl-run plugins -v' for its parameters).", key=key) from None
+
     def unknown_message(self, kind: str, name: str) -> str:
         noun = KINDS[kind].noun
         known = self.names(kind)
@@ -166,6 +276,9 @@ class Registry:
             msg += " Plugins that failed to load and may provide it: " + "; ".join(
                 f"{p.name} ({p.error})" for p in broken
             )
+        off = [p.name for p in self.plugins.values() if p.disabled]
+        if off:
+            msg += f" Switched off by {DISABLE_ENV} and may provide it: {', '.join(off)}."
         return msg
 
 
@@ -204,12 +317,16 @@ def _load_builtins(registry: Registry) -> None:
 
 
 def _load_entry_points(registry: Registry) -> None:
+    disabled = disabled_plugins()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         name = dist.name if dist is not None else ep.name
         version = dist.version if dist is not None else None
         if name in registry.plugins:
             name = f"{name}:{ep.name}"
+        if disabled & {name, ep.name, dist.name if dist is not None else ep.name}:
+            registry.plugins[name] = PluginInfo(name=name, source="entry point", version=version, disabled=True)
+            continue
         try:
             plugin = ep.load()
         except Exception as exc:  # reported by `mrl-run plugins`, fatal only when used
@@ -234,6 +351,8 @@ def load_module_plugin(registry: Registry, spec: str, base_dir: Path) -> PluginI
                 return registry.plugins[spec]
             mod_name = f"mrl_recipe_plugin_{path.stem}_{abs(hash(str(path)))}"
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ImportError(f"{path} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[mod_name] = module
             module_spec.loader.exec_module(module)

@@ -18,48 +18,45 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .report import CostRow, cheapest, describe, markdown_table
-from .results import KEEP_SHARES, METRICS, PRIMARY, PublishInfo, RunResults, share_label
+from .evidence.decisions import example_width, recommended_widths, serving_choice
+from .evidence.results import METRICS, PRIMARY, PublishInfo, RunResults, share_label
+from .evidence.rundir import RunDir
+from .hub import PublishError, find_token, push
+from .report import describe, markdown_table
 from .run_models import MRL
 
 logger = logging.getLogger(__name__)
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
-
-class PublishError(UserError):
-    """The push failed; the saved model is intact and the message says how to retry."""
-
-    exit_code = 1
+__all__ = ["PublishError", "publish_run", "write_publication"]
 
 
 def resolve_truncate_dim(value: int | str | None, results: RunResults, column: str = MRL) -> int | None:
     """A number stays; ``"recommended"`` is the smallest dimension keeping ≥ 99% of full quality."""
     if value is None or isinstance(value, int):
         return value
-    return results.recommended_dims(column)["99%"]
-
-
-def serving(results: RunResults) -> tuple[str, CostRow] | None:
-    """The recommended serving configuration: the one using least memory that keeps ≥ 99% of
-    exact quality (else ≥ 95%), among the search configurations the run measured."""
-    for share in KEEP_SHARES:
-        row = cheapest(results, share, "memory")
-        if row is not None:
-            return share_label(share), row
-    return None
+    widths = recommended_widths(results, column)
+    return widths[max(widths)]
 
 
 def serving_section(results: RunResults, name: str) -> list[str]:
-    found = serving(results)
+    found = serving_choice(results)
     if found is None:
         return []
     share, row = found
-    lines = ["### Serving", "", f"Recommended (least memory keeping ≥ {share} of exact quality, measured by this run): "
-             f"{describe(row, results)}.", ""]
-    if "funnel" in row.label:
-        shortlist = int(row.label.split("funnel ")[1].split()[0])
+    lines = ["### Serving", "",
+             f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, measured by "
+             f"this run): {describe(row, results)}.", ""]
+    shortlist = row.shortlist
+    if row.component == "funnel" and shortlist:
         d, full = row.dim, results.full_dim
+        r = int(row.params.get("rerank_dim") or full)
+        rerank = "docs[shortlist] @ q" if r == full else (
+            f"(docs[shortlist, :{r}] / np.linalg.norm(docs[shortlist, :{r}], axis=1, keepdims=True)) "
+            f"@ (q[:{r}] / np.linalg.norm(q[:{r}]))")
+        index = row.params.get("index")
+        flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {r}" if r != full else ""])
         lines += [
             "```python",
             "import numpy as np",
@@ -70,10 +67,11 @@ def serving_section(results: RunResults, name: str) -> list[str]:
             f"index = docs[:, :{d}] / np.linalg.norm(docs[:, :{d}], axis=1, keepdims=True)  # {d}-dim shortlist index",
             'q = model.encode_query(["a query"], normalize_embeddings=True)[0]',
             f"shortlist = np.argsort(-(index @ (q[:{d}] / np.linalg.norm(q[:{d}]))))[:{shortlist}]",
-            f"top10 = shortlist[np.argsort(-(docs[shortlist] @ q))[:10]]  # reranked at {full} dimensions",
+            f"top10 = shortlist[np.argsort(-({rerank}))[:10]]  # reranked at {r} dimensions",
             "```",
             "",
-            f"`mrl-run index` builds the same funnel with FAISS (`--dim {d}`), `mrl-run search` queries it.",
+            f"This shortlist is exact; `mrl-run index RUN CORPUS -o INDEX --dim {d}{flags}` builds the funnel the run "
+            "measured, and `mrl-run search` queries it.",
             "",
         ]
     return lines
@@ -81,18 +79,21 @@ def serving_section(results: RunResults, name: str) -> list[str]:
 
 def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MRL) -> dict[str, Any]:
     """What ``mrl.json`` holds: dimensions, default dimension, recommendations and metrics."""
-    found = serving(results) if column == MRL else None
+    found = serving_choice(results) if column == MRL else None
+    widths = recommended_widths(results, column)
     return {
         "matryoshka_dims": results.dims,
         "matryoshka_weights": results.weights,
         "truncate_dim": truncate_dim,
         "column": column,
-        "recommended_dims": results.recommended_dims(column),
+        "recommended_dims": {share_label(s): d for s, d in widths.items()},
         "base_model": results.model.name,
         "data": results.data.model_dump(mode="json"),
         "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},
         "labels": {key: r.label for key, r in results.models.items()},
-        "serving": None if found is None else {"keeps": found[0], "label": found[1].label, "dim": found[1].dim,
+        "serving": None if found is None else {"keeps": share_label(found[0]), "label": found[1].label,
+                                                "column": found[1].column, "params": found[1].params,
+                                                "dim": found[1].dim,
                                                 "kept": round(found[1].kept, 4), "index_bytes": found[1].index_bytes,
                                                 "rerank_bytes": found[1].rerank_bytes,
                                                 "query_time_ratio": found[1].ratio_single},
@@ -103,7 +104,7 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
     """The Matryoshka section of the model card, between markers so it can be replaced; its
     numbers are those of ``column``, the run's column this model is (MRL unless published with
     ``--model``)."""
-    k, dims, rec = results.k, results.dims, results.recommended_dims(column)
+    k, dims, rec = results.k, results.dims, recommended_widths(results, column)
     primary = PRIMARY.key(k)
     others = [o for o in results.quality_columns().values() if o.key != column]
     header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
@@ -112,12 +113,14 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
     for d in dims:
         kept = results.retention(column, d)
         cells.append([
-            str(d), *(f"{results.value(column, d, m):.4f}" for m in METRICS), f"{kept:.1%}" if kept is not None else "n/a",
+            str(d), *(f"{results.value(column, d, m):.4f}" for m in METRICS),
+            f"{kept:.1%}" if kept is not None else "n/a",
             *(f"{o.metrics[d][primary]:.4f}" for o in others),
         ])
     name = repo_id or "path/to/this/model"
     # show a real truncation: the ≥ 99% dimension, or the ≥ 95% one when only the full width keeps 99%
-    share, example = ("99%", rec["99%"]) if rec["99%"] < dims[0] else ("95%", rec["95%"])
+    kept, example = example_width(results, column)
+    share = share_label(kept)
     data = results.data
     return "\n".join([
         START,
@@ -134,8 +137,10 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
          "`config_sentence_transformers.json`); pass another `truncate_dim` to change it."
          if truncate_dim else f"This model loads at its full {dims[0]} dimensions; pass `truncate_dim` to truncate."),
         "",
-        f"Recommended: **{rec['99%']}** dimensions keep ≥ 99% of full-dimension {PRIMARY.title}@{k}; "
-        f"**{rec['95%']}** keep ≥ 95%.",
+        "Recommended: " + "; ".join(
+            f"**{d}** dimensions keep ≥ {share_label(s)} of full-dimension {PRIMARY.title}@{k}" if i == 0
+            else f"**{d}** keep ≥ {share_label(s)}" for i, (s, d) in enumerate(sorted(rec.items(), reverse=True)))
+        + ".",
         "",
         f"Retrieval quality per dimension on {data.eval_queries} held-out queries against {data.corpus} "
         f"documents (data source `{data.source}`; truncated vectors re-normalised):",
@@ -169,7 +174,8 @@ def stacks_section(dims: list[int], example: int) -> list[str]:
         "### Other serving stacks",
         "",
         f"`config.json` says `\"is_matryoshka\": true` and `\"matryoshka_dimensions\": {sorted(dims, reverse=True)}`, "
-        "the keys vLLM reads to accept a `dimensions` request (only those widths); the OpenAI-style request is the same "
+        "the keys vLLM reads to accept a `dimensions` request (only those widths); the OpenAI-style request is the "
+        "same "
         "for vLLM and text-embeddings-inference:",
         "",
         "```json",
@@ -196,27 +202,14 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     if start != -1 and end > start:
         text = text[:start] + text[end + len(END):]
     card.text = f"\n{card_section(results, truncate_dim, repo_id, column)}\n\n{text.lstrip()}"
+    rec = recommended_widths(results, column)
     card.data["matryoshka_dims"] = results.dims
-    card.data["mrl_recommended_dim"] = results.recommended_dims(column)["99%"]
+    card.data["mrl_recommended_dim"] = rec[max(rec)]
     if truncate_dim:
         card.data["mrl_truncate_dim"] = truncate_dim
     else:
         card.data.pop("mrl_truncate_dim")
     card.save(path)
-
-
-def strip_card_examples(model: Any) -> None:
-    """Keep training text out of the card sentence-transformers will write for ``model``: the
-    widget examples, the usage snippet's sentences and the 'Samples' table of each dataset (all
-    three come from the training rows)."""
-    data = model.model_card_data
-    data.widget = []
-    data.usage_examples = None  # sentence-transformers then shows its own generic sentences
-    data.generate_widget_examples = False
-    for dataset in (*data.train_datasets, *data.eval_datasets):
-        for key in ("examples", "_example_columns"):
-            dataset.pop(key, None)
-        dataset["examples_table"] = ""
 
 
 def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:
@@ -283,82 +276,6 @@ def column_of(results: RunResults, model: str) -> str:
                     + "".join(f", '{s}'" for s in saved) + ".")
 
 
-def find_token() -> str | None:
-    """The token from HF_TOKEN or the user's saved login (``hf auth login``)."""
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def hub_client_with_timeout(seconds: float) -> None:
-    """Every huggingface_hub request gives up after ``seconds`` without an answer (its default
-    waits forever on an endpoint that accepts the connection and never replies)."""
-    import httpx2
-    from huggingface_hub import set_client_factory
-    from huggingface_hub.utils import _http
-
-    def factory() -> httpx2.Client:
-        client = _http.default_client_factory()
-        client.timeout = httpx2.Timeout(seconds)
-        return client
-
-    set_client_factory(factory)
-
-
-def _transient(exc: Exception) -> bool:
-    """Worth another try: no answer, a dropped connection, or the server's own failure (5xx, 429)."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is not None:
-        return status >= 500 or status == 429
-    return any(word in type(exc).__name__ for word in ("Timeout", "Connect", "Network", "Protocol", "Remote"))
-
-
-def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-         retry: str = "mrl-run publish OUTPUT_DIR") -> str:
-    """Create the repo (if needed) and upload the folder; returns the commit URL. Requests time out
-    (MRL_HUB_TIMEOUT, 60 s) and transient failures are tried again with backoff (MRL_HUB_RETRIES, 3)."""
-    import time
-
-    from huggingface_hub import HfApi
-
-    token = find_token()
-    if not token:
-        raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
-                           f"Nothing was changed; the model is saved in {model_dir}.")
-    timeout = float(os.environ.get("MRL_HUB_TIMEOUT", "60"))
-    attempts = max(1, int(os.environ.get("MRL_HUB_RETRIES", "3")))
-    backoff = float(os.environ.get("MRL_HUB_BACKOFF", "2"))
-    hub_client_with_timeout(timeout)
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
-    files = [p for p in model_dir.rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files)
-    for attempt in range(1, attempts + 1):
-        logger.info("pushing %d files (%.1f MB) to %s at %s (attempt %d of %d, %g s timeout per request)",
-                    len(files), size / 1e6, repo_id, api.endpoint, attempt, attempts, timeout)
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            if revision:
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, folder_path=str(model_dir), revision=revision,
-                                     commit_message="Upload Matryoshka model trained with mrl-plugins")
-            break
-        except Exception as exc:  # network, permission, server: report, keep the model
-            detail = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(". ")
-            if attempt < attempts and _transient(exc):
-                wait = backoff * 2 ** (attempt - 1)
-                logger.warning("push attempt %d failed (%s: %s); trying again in %g s", attempt, type(exc).__name__, detail, wait)
-                time.sleep(wait)
-                continue
-            tried = f" after {attempt} attempts" if attempt > 1 else ""
-            raise PublishError(
-                f"pushing {model_dir} to '{repo_id}' at {api.endpoint} failed{tried}: {type(exc).__name__}: {detail}. "
-                f"Nothing local was changed; fix the cause and retry with '{retry}'."
-            ) from None
-    url = str(getattr(info, "commit_url", info))
-    logger.info("pushed %s to %s", model_dir, url)
-    return url
-
-
 def retry_command(out: Path, *, repo_id: str | None = None, truncate_dim: int | str | None = None,
                   revision: str | None = None, private: bool = False, model: str | None = None) -> str:
     """The exact command that retries this publication."""
@@ -405,7 +322,8 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
 
     retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
     column = column_of(results, model)
-    source = out / model
+    run = RunDir(out)
+    source = run.saved(model)
     if not find_token():
         raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
                            f"Nothing was changed; the model is saved in {source}.")
@@ -413,7 +331,7 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
     folder, staged, meta = source, None, None
     try:
         if rewrite:
-            staged = out / ".publish-staging"
+            staged = run.scratch("publish-staging")
             shutil.rmtree(staged, ignore_errors=True)
             _copy_model(source, staged)
             meta = write_publication(staged, results, truncate_dim, repo_id, column)

@@ -16,15 +16,27 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import checks
 from .checks import fill_output_dir, output_dir_problems
-from .components import KINDS, Component, Control, ValidationContext
+from .components import (
+    KINDS,
+    Comparison,
+    Component,
+    Control,
+    DataSource,
+    DimSchedule,
+    Loss,
+    Objective,
+    ValidationContext,
+    WarmStart,
+)
 from .data import RowFormat
 from .errors import RecipeError, UserError
+from .evidence.results import column_key
 from .models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .plugins import Registry, load_registry
 from .run_models import ModelRef, RunModels, plan_models, resolve_ref
@@ -51,7 +63,8 @@ class TrainSection(Section):
     logging_steps: int = Field(10, gt=0)
     checkpoint_steps: int = Field(500, ge=0, description="Save a resumable checkpoint every N steps; 0: never.")
     seeds: list[int] | None = Field(
-        None, description="Train MRL once per seed (the first is the saved model); reports give the mean ± sd across them."
+        None, description="Train MRL once per seed (the first is the saved model); reports give the mean ± sd across "
+                          "them."
     )
 
 
@@ -101,19 +114,23 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+C = TypeVar("C", bound=Component[Any])
+
+
 @dataclass
-class ComponentSpec:
-    """A component named in a recipe, with its validated parameters."""
+class ComponentSpec(Generic[C]):
+    """A component named in a recipe, with its validated parameters; typed by its kind
+    (``ComponentSpec[DataSource]``), so ``recipe.dims.component.dims(…)`` is checked."""
 
     kind: str
     name: str
-    cls: type[Component]
+    cls: type[C]
     params: BaseModel
     plugin: str
     where: str
 
     @cached_property
-    def component(self) -> Component:
+    def component(self) -> C:
         return self.cls(self.params)
 
     def as_table(self) -> dict[str, Any]:
@@ -121,12 +138,18 @@ class ComponentSpec:
 
 
 @dataclass
-class ComparisonSpec(ComponentSpec):
+class ComparisonSpec(ComponentSpec[Comparison[Any]]):
     """A ``[[compare]]`` table: its column's key and label, and the models it reads, resolved."""
 
     key: str = ""
+    """The column's identity (``funnel(mrl, shortlist=100)``), from its name, reads and parameters."""
     label: str = ""
+    """How tables name it: the recipe's ``label``, else the comparison's own; display only."""
     reads: list[ModelRef] = field(default_factory=list)
+    custom_label: str | None = None
+
+    def as_table(self) -> dict[str, Any]:
+        return {**super().as_table(), **({"label": self.custom_label} if self.custom_label else {})}
 
 
 def _available(ref: ModelRef | str) -> ModelRef | str:
@@ -151,12 +174,12 @@ class Recipe:
 
     path: Path
     settings: RecipeModel
-    data: ComponentSpec
-    loss: ComponentSpec
-    dims: ComponentSpec
+    data: ComponentSpec[DataSource[Any]]
+    loss: ComponentSpec[Loss[Any]]
+    dims: ComponentSpec[DimSchedule[Any]]
     compare: list[ComparisonSpec]
-    warm_start: ComponentSpec | None
-    objective: ComponentSpec
+    warm_start: ComponentSpec[WarmStart[Any]] | None
+    objective: ComponentSpec[Objective[Any]]
     row_format: RowFormat
     model: ResolvedModel
     full_dim: int | None
@@ -279,13 +302,15 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(str(path), [f"TOML syntax error: {exc}. Fix the line named, then run 'mrl-run validate {path}'."]) from None
+        raise RecipeError(str(path),
+                          [f"TOML syntax error: {exc}. Fix the line named, then run "
+                           f"'mrl-run validate {path}'."]) from None
 
 
 def _component(
     registry: Registry, kind: str, table: Any, where: str, problems: list[str], loc: tuple[Any, ...],
-    spec_cls: type[ComponentSpec] = ComponentSpec,
-) -> ComponentSpec | None:
+    spec_cls: type[ComponentSpec[Any]] = ComponentSpec,
+) -> ComponentSpec[Any] | None:
     if not isinstance(table, dict):
         problems.append(f"{where}: must be a table.")
         return None
@@ -309,7 +334,7 @@ def _component(
 
 
 def plan_comparisons(
-    compare: list[ComparisonSpec], warm_start: ComponentSpec | None, objective: ComponentSpec | None,
+    compare: list[ComparisonSpec], warm_start: ComponentSpec[Any] | None, objective: ComponentSpec[Any] | None,
     seeds: list[int] | None, base_dir: Path, problems: list[str], registry: Registry,
 ) -> RunModels:
     """The run's models, and for each comparison the models it reads, its label and its key."""
@@ -326,21 +351,30 @@ def plan_comparisons(
     problems.extend(found)
     labels = _Labels(models.labels())
     keys: dict[str, str] = {}
+    shown: dict[str, str] = {label: f"the model '{key}'" for key, label in models.labels().items()}
     for spec in compare:
-        refs = [resolve_ref(name, models, base_dir) for name in spec.component.reads()]
-        refs = [_available(r) for r in refs]
-        bad = [r for r in refs if isinstance(r, str)]
+        resolved = [_available(resolve_ref(name, models, base_dir)) for name in spec.component.reads()]
+        bad = [r for r in resolved if isinstance(r, str)]
         where = f"{spec.where} model" if "model" in spec.cls.Params.model_fields else spec.where
         problems.extend(f"{where}: {r}" for r in bad)
         if bad:
             continue
+        refs = [r for r in resolved if not isinstance(r, str)]
         spec.reads = refs
-        spec.label = spec.component.label(labels)
-        spec.key = spec.component.variant().key if isinstance(spec.component, Control) else f"compare:{spec.label}"
+        if spec.custom_label and isinstance(spec.component, Control):
+            problems.append(f"{spec.where} label: '{spec.name}' adds the run's model '{spec.component.variant().key}', "
+                            "whose name every table shares; remove the label.")
+        spec.label = spec.custom_label or spec.component.label(labels)
+        spec.key = (spec.component.variant().key if isinstance(spec.component, Control)
+                    else column_key(spec.name, [r.name for r in refs], spec.component.identity()))
         if spec.key in keys:
-            problems.append(f"{spec.where}: gives the same column as {keys[spec.key]} ('{spec.label}'); "
+            problems.append(f"{spec.where}: measures the same thing as {keys[spec.key]} ({spec.key}); "
                             "remove one of them or change its parameters.")
+        elif spec.key not in models.labels() and spec.label in shown:
+            problems.append(f"{spec.where}: would be shown as '{spec.label}' like {shown[spec.label]}, though it "
+                            f"measures something else ({spec.key}); give one of them a label = \"…\".")
         keys.setdefault(spec.key, spec.where)
+        shown.setdefault(spec.label, spec.where)
     return models
 
 
@@ -371,28 +405,39 @@ def load_recipe(
             if registry.plugins[spec].error:
                 problems.append(f"plugins: '{spec}' is broken: {registry.plugins[spec].error}")
 
-    specs: dict[str, ComponentSpec | None] = {}
+    specs: dict[str, ComponentSpec[Any] | None] = {}
     for kind in ("data", "loss", "dims", "warm_start", "objective"):
         if kind in raw:
             specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
     if "objective" not in raw:  # the default: MatryoshkaLoss, as every run before objectives were plugins
-        specs["objective"] = _component(registry, "objective", {"name": "matryoshka"}, "[objective]", problems, ("objective",))
+        specs["objective"] = _component(registry, "objective", {"name": "matryoshka"}, "[objective]", problems,
+                                        ("objective",))
     compare: list[ComparisonSpec] = []
     compare_raw = raw.get("compare", [])
     for i, table in enumerate(compare_raw if isinstance(compare_raw, list) else []):
+        label = table.pop("label", None) if isinstance(table, dict) else None
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            problems.append(f"[[compare]] #{i + 1} label: must be a non-empty string (how tables name the column), "
+                            f"got {label!r}.")
+            label = None
         spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i), ComparisonSpec)
         if spec is not None:
+            assert isinstance(spec, ComparisonSpec)
+            spec.custom_label = label.strip() if label else None
             compare.append(spec)
     seeds = settings.train.seeds if settings is not None else None
-    models = plan_comparisons(compare, specs.get("warm_start"), specs.get("objective"), seeds, base_dir, problems, registry)
+    models = plan_comparisons(compare, specs.get("warm_start"), specs.get("objective"), seeds, base_dir, problems,
+                              registry)
 
-    model = full_dim = None
+    model: ResolvedModel | None = None
+    full_dim: int | None = None
     model_name = (raw.get("model") or {}).get("name") if isinstance(raw.get("model"), dict) else None
     if isinstance(model_name, str):
         model = resolve_model(model_name, base_dir)
         full_dim = embedding_dim_from_files(model.location) if model.is_local else None
         if model.origin == "local path" and full_dim is None:
-            problems.append(f"[model] name: '{model_name}' is a folder but not a sentence-transformers model (no modules.json).")
+            problems.append(f"[model] name: '{model_name}' is a folder but not a sentence-transformers model (no "
+                            "modules.json).")
 
     k = settings.eval.k if settings is not None else 10
     model_dir = Path(model.location) if model is not None and model.is_local else None
@@ -400,8 +445,9 @@ def load_recipe(
     for spec in [*(s for s in specs.values() if s), *compare, *variant_specs(compare, registry)]:
         problems.extend(f"{spec.where} {p}" for p in guarded_check(spec, ctx))
 
-    row_format = None
-    data, loss = specs.get("data"), specs.get("loss")
+    row_format: RowFormat | None = None
+    data = cast("ComponentSpec[DataSource[Any]] | None", specs.get("data"))
+    loss = cast("ComponentSpec[Loss[Any]] | None", specs.get("loss"))
     if data and loss:
         produced = data.component.formats()
         row_format = next((RowFormat(f) for f in loss.cls.accepts if f in produced), None)
@@ -427,15 +473,18 @@ def load_recipe(
 
     if problems or settings is None:
         raise RecipeError(str(path), problems)
+    # no problems: every required component, the row format, the model and the output folder were found
+    assert data is not None and loss is not None and row_format is not None and model is not None
+    assert output_dir is not None and specs.get("dims") is not None and specs.get("objective") is not None
     return Recipe(
         path=path,
         settings=settings,
-        data=specs["data"],
-        loss=specs["loss"],
-        dims=specs["dims"],
+        data=data,
+        loss=loss,
+        dims=cast(ComponentSpec[DimSchedule[Any]], specs["dims"]),
         compare=compare,
-        warm_start=specs.get("warm_start"),
-        objective=specs["objective"],
+        warm_start=cast("ComponentSpec[WarmStart[Any]] | None", specs.get("warm_start")),
+        objective=cast(ComponentSpec[Objective[Any]], specs["objective"]),
         row_format=row_format,
         model=model,
         full_dim=full_dim,
@@ -446,10 +495,10 @@ def load_recipe(
     )
 
 
-def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[ComponentSpec]:
+def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[ComponentSpec[Any]]:
     """The named objectives and warm starts that comparisons' variants train with (default
     parameters), so that their checks run at validate like the recipe's own."""
-    out: list[ComponentSpec] = []
+    out: list[ComponentSpec[Any]] = []
     for c in compare:
         for v in c.component.variants():
             for kind, name in (("objective", v.resolved_objective), ("warm_start", v.warm_start)):
@@ -460,7 +509,7 @@ def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[Com
     return out
 
 
-def guarded_check(spec: ComponentSpec, ctx: ValidationContext) -> list[str]:
+def guarded_check(spec: ComponentSpec[Any], ctx: ValidationContext) -> list[str]:
     """A component's own ``check()``; if the plugin's code raises, that is one problem naming the
     plugin, as in a run, never a traceback from validate."""
     try:

@@ -12,10 +12,10 @@ would make the per-metric tables too wide to read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from .results import KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, overlap_key, share_label
+from .evidence.decisions import OperatingPoint, cheapest, operating_points
+from .evidence.results import KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
 from .run_models import MRL
 
 
@@ -46,7 +46,8 @@ def smallest_keeping(results: RunResults, metric: Metric = PRIMARY) -> tuple[lis
     rows = []
     for key, m in results.quality_columns().items():
         kept = (results.smallest_dim_keeping(key, s, metric) for s in shares)
-        rows.append([m.label, *(str(d) if d else "-" for d in kept), f"{results.value(key, results.full_dim, metric):.4f}"])
+        rows.append([m.label, *(str(d) if d else "-" for d in kept),
+                     f"{results.value(key, results.full_dim, metric):.4f}"])
     return header, rows
 
 
@@ -65,46 +66,6 @@ def title(results: RunResults, metric: Metric) -> str:
 
 
 # -- quality versus cost ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class CostRow:
-    """One search configuration at one dimension."""
-
-    key: str
-    label: str
-    dim: int
-    value: float
-    """The primary metric (MRR@k)."""
-    kept: float
-    """Share of the exact full-dimension score of the model it searches."""
-    ndcg: float
-    overlap: float | None
-    index_bytes: float
-    rerank_bytes: float
-    ratio_single: float
-    ratio_batch: float
-
-
-def cost_rows(results: RunResults) -> list[CostRow]:
-    """Every search configuration of the models that search comparisons read (and of MRL)."""
-    columns = results.search_columns()
-    focus = {MRL} | {c.reads[0] for c in columns.values() if c.kind == "comparison" and c.reads}
-    rows = []
-    for key, c in columns.items():
-        model = c.reads[0] if c.reads else key
-        if model not in focus:
-            continue
-        exact = results.value(model, results.full_dim) if model in results.models else c.metrics[results.full_dim][PRIMARY.key(results.k)]
-        for d in results.dims:
-            m, cost = c.metrics[d], c.costs[d]
-            value = m[PRIMARY.key(results.k)]
-            rows.append(CostRow(
-                key, c.label + (" (truncated, exact)" if c.kind == "model" else ""), d, value,
-                value / exact if exact else 0.0, m[Metric.NDCG.key(results.k)], m.get(overlap_key(results.k)),
-                cost.index_bytes, cost.rerank_bytes, cost.ratio_single, cost.ratio_batch,
-            ))
-    return rows
-
-
 def cost_table(results: RunResults) -> tuple[list[str], list[list[str]]]:
     k = results.k
     header = ["method", "dim", f"MRR@{k}", "kept", f"nDCG@{k}", f"overlap@{k}", "RAM B/vector", "rerank B/vector",
@@ -112,21 +73,11 @@ def cost_table(results: RunResults) -> tuple[list[str], list[list[str]]]:
     rows = [[r.label, str(r.dim), f"{r.value:.4f}", f"{r.kept:.1%}", f"{r.ndcg:.4f}",
              "-" if r.overlap is None else f"{r.overlap:.3f}", f"{r.index_bytes:,.0f}",
              f"{r.rerank_bytes:,.0f}" if r.rerank_bytes else "-", f"{r.ratio_single:.2f}", f"{r.ratio_batch:.2f}"]
-            for r in cost_rows(results)]
+            for r in operating_points(results)]
     return header, rows
 
 
-def cheapest(results: RunResults, share: float, by: str) -> CostRow | None:
-    """The cheapest configuration keeping ``share`` of exact quality, by ``"memory"`` (RAM bytes
-    per vector, then time) or by ``"time"`` (one query at a time, then memory)."""
-    rows = [r for r in cost_rows(results) if r.kept >= share - 1e-9]
-    if not rows:
-        return None
-    order = (lambda r: (r.index_bytes, r.ratio_single)) if by == "memory" else (lambda r: (r.ratio_single, r.index_bytes))
-    return min(rows, key=order)
-
-
-def describe(row: CostRow, results: RunResults) -> str:
+def describe(row: OperatingPoint, results: RunResults) -> str:
     """A configuration in one sentence, with what it keeps and what it costs."""
     exact_bytes = results.full_dim * 4
     rerank = (f"; the {row.rerank_bytes:,.0f}-byte vectors it reranks with are read for the shortlist only and "
@@ -140,12 +91,13 @@ def describe(row: CostRow, results: RunResults) -> str:
 def recommendations(results: RunResults) -> list[str]:
     """One line per threshold: the cheapest configuration by memory and by time (once if the same)."""
     lines = []
-    for share in KEEP_SHARES:
+    for share in sorted(KEEP_SHARES, reverse=True):
         by_memory, by_time = cheapest(results, share, "memory"), cheapest(results, share, "time")
-        if by_memory is None:
+        if by_memory is None or by_time is None:
             lines.append(f"Cheapest keeping ≥ {share_label(share)}: none of the configurations measured.")
         elif by_memory == by_time:
-            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory and by time: {describe(by_memory, results)}.")
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory and by time: "
+                         f"{describe(by_memory, results)}.")
         else:
             lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory: {describe(by_memory, results)}.")
             lines.append(f"Cheapest keeping ≥ {share_label(share)} by time: {describe(by_time, results)}.")
@@ -175,7 +127,9 @@ def uncertainty_table(results: RunResults, metric: Metric = PRIMARY) -> tuple[li
     for key, m in columns.items():
         cells = [m.label]
         for d in results.dims:
-            low, high = results.interval(key, d, metric)
+            interval = results.interval(key, d, metric)
+            assert interval is not None  # the columns of this table have intervals
+            low, high = interval
             cell = f"{results.value(key, d, metric):.3f} [{low:.3f}, {high:.3f}]"
             p = results.p_value(key, d, metric)
             if key != MRL and p is not None and MRL in results.models:
@@ -191,11 +145,14 @@ def without_intervals(results: RunResults) -> str | None:
     its own means, without per-query scores, cannot be given intervals or tests."""
     if not any(m.intervals for m in results.models.values()):
         return None
-    missing = [m.label for m in results.models.values() if not m.intervals]
-    if not missing:
+    why: dict[str, list[str]] = {}
+    for m in results.models.values():
+        if not m.intervals:
+            why.setdefault(m.no_intervals or "computed without per-query scores (a comparison that returns its own "
+                           "means rather than scoring through the run's scorer)", []).append(m.label)
+    if not why:
         return None
-    return (f"No intervals or tests for {', '.join(missing)}: computed without per-query scores "
-            "(a comparison that returns its own means rather than scoring through the run's scorer).")
+    return " ".join(f"No intervals or tests for {', '.join(labels)}: {reason}." for reason, labels in why.items())
 
 
 UNCERTAINTY_NOTE = (
@@ -231,7 +188,7 @@ SAVED_NOTE = "Models saved by comparisons (publish one with `mrl-run publish OUT
 
 def speed_lines(results: RunResults) -> list[str]:
     """One line with the columns that measured their CPU encoding speed (``encode_speedup``)."""
-    from .results import ENCODE_SPEEDUP
+    from .evidence.results import ENCODE_SPEEDUP
 
     found = [(m.label, m.metrics[results.full_dim][ENCODE_SPEEDUP]) for m in results.models.values()
              if ENCODE_SPEEDUP in m.metrics[results.full_dim]]
@@ -281,7 +238,8 @@ def report_markdown(results: RunResults) -> str:
     ]
     for metric in METRICS:
         lines += [f"## {title(results, metric)}", "", *markdown_table(*table(results, metric)), ""]
-    lines += [f"## Smallest dimension keeping {title(results, PRIMARY)}", "", *markdown_table(*smallest_keeping(results)), ""]
+    lines += [f"## Smallest dimension keeping {title(results, PRIMARY)}", "",
+              *markdown_table(*smallest_keeping(results)), ""]
     if speed_lines(results):
         lines += ["## Encoding speed", "", *speed_lines(results), ""]
     if results.search_columns():
@@ -291,8 +249,9 @@ def report_markdown(results: RunResults) -> str:
     if uncertainty:
         lines += [f"## Which differences are real ({title(results, PRIMARY)})", "", UNCERTAINTY_NOTE, "",
                   *markdown_table(*uncertainty), ""]
-        if without_intervals(results):
-            lines += [without_intervals(results), ""]
+        missing = without_intervals(results)
+        if missing:
+            lines += [missing, ""]
     seeds = seeds_table(results)
     if seeds:
         lines += [f"## Across training seeds ({title(results, PRIMARY)} of MRL)", "", *markdown_table(*seeds), ""]
@@ -334,7 +293,7 @@ def plot_costs(results: RunResults, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = cost_rows(results)
+    rows = operating_points(results)
     fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
     for label in dict.fromkeys(r.label for r in rows):
         points = sorted((r.index_bytes, r.value, r.dim) for r in rows if r.label == label)
@@ -353,15 +312,19 @@ def write_report(folder: Path, results: RunResults) -> None:
     """``report.md`` and ``metrics.png`` (and ``costs.png`` when search costs were measured)."""
     import os
 
-    staged = {folder / "report.md": folder / ".report.md.tmp"}
+    from .evidence.rundir import RunDir
+
+    run = RunDir(folder)
+    temporary = lambda final: final.with_name(f".{final.stem}.tmp{final.suffix}")  # noqa: E731
+    staged = {run.report_file: temporary(run.report_file)}
     try:
         text = report_markdown(results)  # everything rendered before any file of the run is replaced
-        staged[folder / "report.md"].write_text(text, encoding="utf-8")
-        staged[folder / "metrics.png"] = folder / ".metrics.tmp.png"
-        plot_metrics(results, staged[folder / "metrics.png"])
+        staged[run.report_file].write_text(text, encoding="utf-8")
+        staged[run.metrics_plot] = temporary(run.metrics_plot)
+        plot_metrics(results, staged[run.metrics_plot])
         if results.search_columns():
-            staged[folder / "costs.png"] = folder / ".costs.tmp.png"
-            plot_costs(results, staged[folder / "costs.png"])
+            staged[run.costs_plot] = temporary(run.costs_plot)
+            plot_costs(results, staged[run.costs_plot])
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

@@ -65,6 +65,13 @@ class RunModel:
     """``base``, ``mrl``, ``plain`` (MRL without the warm start), ``seed`` (MRL again with another
     seed) or ``variant`` (declared by a comparison)."""
 
+    @property
+    def trained_with(self) -> Training:
+        """How the model is trained: every model of the run but the base model is."""
+        if self.training is None:
+            raise ValueError(f"'{self.key}' is the base model of the run; it is not trained")
+        return self.training
+
 
 @dataclass(frozen=True)
 class RunModels:
@@ -108,11 +115,12 @@ def plan_models(
     if warm_start_label:
         models[MRL_PLAIN] = RunModel(MRL_PLAIN, objective_label, Training(), "[warm_start]", role="plain")
     label = f"{objective_label} + {warm_start_label}" if warm_start_label else objective_label
-    first, *others = seeds or [None]
+    first, *others = [*seeds] if seeds else [None]
     models[MRL] = RunModel(MRL, label, Training(warm_start=True, seed=first), "recipe", role="mrl")
     for seed in others:
         key = f"{MRL}-seed{seed}"
-        models[key] = RunModel(key, f"{label} (seed {seed})", Training(warm_start=True, seed=seed), "[train] seeds", role="seed")
+        models[key] = RunModel(key, f"{label} (seed {seed})", Training(warm_start=True, seed=seed), "[train] seeds",
+                               role="seed")
     problems = []
     for where, v in variants:
         if not KEY_PATTERN.match(v.key):

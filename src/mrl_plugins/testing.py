@@ -22,7 +22,7 @@ import random
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from .plugins import Registry, load_registry
 if TYPE_CHECKING:
     import numpy as np
 
-    from .results import RunResults
+    from .evidence.results import RunResults
 
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _WORDS = """a an and are as at be by for from has in is it of on or that the to with this
@@ -117,7 +117,8 @@ def toy_pairs(n: int = 160, seed: int = 0) -> list[dict[str, str]]:
     """Distinct (anchor, positive, negative) rows whose anchor and positive share words, all of
     them in ``tiny_model``'s vocabulary."""
     rng = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[dict[str, str]] = []
+    seen: set[tuple[str, ...]] = set()
     while len(rows) < n:
         a, b, c = rng.sample(TOPICS, 3)
         if (a, b, c) in seen:
@@ -195,10 +196,10 @@ class RunOutcome:
 
     @property
     def results(self) -> RunResults:
-        from .results import RunResults
+        from .evidence.rundir import RunDir
 
         assert self.output_dir is not None, "the recipe's output_dir has a {timestamp}; use a fixed one in tests"
-        return RunResults.load(self.output_dir / "results.json")
+        return RunDir.open(self.output_dir).results()
 
     def assert_success(self) -> RunOutcome:
         assert self.code == 0, f"mrl-run exited {self.code}\nstdout:\n{self.out[-3000:]}\nstderr:\n{self.err[-3000:]}"
@@ -259,6 +260,7 @@ class ArrayComparisonContext(ComparisonContext):
     folder: Path | None = None
 
     def __post_init__(self) -> None:
+        self.exact_index = isolated_registry().exact_index()
         self.eval_set = IRSet(
             {f"q{i}": f"query {i}" for i in range(len(self.queries))},
             {f"d{i}": f"doc {i}" for i in range(len(self.corpus))},
@@ -270,6 +272,8 @@ class ArrayComparisonContext(ComparisonContext):
 
     def encode(self, model: str, texts: Sequence[str]) -> np.ndarray:
         self.encoded.extend(texts)
+        if self.fit_vectors is None:
+            raise ValueError("ArrayComparisonContext: pass fit_vectors to test a comparison that encodes texts")
         return self.fit_vectors
 
     def train_texts(self, side: TextSide = "documents") -> list[str]:
@@ -280,14 +284,13 @@ class ArrayComparisonContext(ComparisonContext):
 
         return score_dims(queries, corpus, self.relevant, self.dims, k=self.k)
 
-    def score_ranked(self, ranked: dict[int, np.ndarray]) -> dict[int, Metrics]:
+    def score_ranked(self, ranked: Mapping[int, np.ndarray]) -> dict[int, Metrics]:
         from .evaluation import scores_of
 
         return scores_of(dict(ranked), self.relevant, self.k)
 
-    def index_backend(self, name: str, params: dict[str, Any] | None = None) -> IndexBackend:
-        cls = isolated_registry().get("index", name)
-        return cls(cls.Params.model_validate(dict(params or {})))
+    def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
+        return isolated_registry().build("index", name, params)
 
     def model(self, name: str) -> Any:
         return self.models[name]

@@ -98,12 +98,14 @@ def test_missing_column_names_existing_ones(tmp_path):
     datasets.Dataset.from_list([{"search": "a", "entity_id": 1, "relevance": 3.0, "description": "d"}]).to_parquet(
         str(tmp_path / "home_depot.parquet")
     )
-    with pytest.raises(UserError, match=r"missing column 'query'; it has 'search', 'entity_id', 'relevance', 'description'"):
+    with pytest.raises(UserError,
+                       match=r"missing column 'query'; it has 'search', 'entity_id', 'relevance', 'description'"):
         load(tmp_path)
 
 
 def test_empty_evaluation_set_is_an_error(tmp_path):
-    rows = [{"id": i, "entity_id": i, "name": "n", "description": f"d{i}", "query": f"q{i}", "relevance": 1.0} for i in range(50)]
+    rows = [{"id": i, "entity_id": i, "name": "n", "description": f"d{i}", "query": f"q{i}",
+             "relevance": 1.0} for i in range(50)]
     datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "home_depot.parquet"))
     with pytest.raises(UserError, match="evaluation set is empty"):
         load(tmp_path, sample_size=None)

@@ -15,7 +15,8 @@ from mrl_plugins.plugins import load_registry
 
 def triplet_rows(queries: int = 60, per_query: int = 3) -> list[dict]:
     return [
-        {"query": f"what is topic {q}", "positive": f"topic {q} is a passage about {q}", "negative": f"hard negative {q}-{n}"}
+        {"query": f"what is topic {q}", "positive": f"topic {q} is a passage about {q}",
+         "negative": f"hard negative {q}-{n}"}
         for q in range(queries)
         for n in range(per_query)
     ]

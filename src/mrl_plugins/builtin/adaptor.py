@@ -32,18 +32,22 @@ from .comparisons import MODEL_HELP
 
 class AdaptorParams(Params):
     model: str = Field("base", description=MODEL_HELP)
-    kind: Literal["linear", "mlp"] = Field("linear", description='"linear": y = x + Wx + b; "mlp": y = x + GELU(Wx + b).')
+    kind: Literal["linear", "mlp"] = Field("linear",
+                                           description='"linear": y = x + Wx + b; "mlp": y = x + GELU(Wx + b).')
     epochs: int = Field(30, ge=0, description="Passes over the fitting texts (0: the identity, untrained).")
-    batch_size: int = Field(256, ge=8, description="Texts per step; the pairwise and top-k terms compare within a batch.")
-    learning_rate: float = Field(1e-2, gt=0, description="Adam's step size (1e-3 barely moves the zero-initialised map).")
+    batch_size: int = Field(256, ge=8,
+                            description="Texts per step; the pairwise and top-k terms compare within a batch.")
+    learning_rate: float = Field(1e-2, gt=0,
+                                 description="Adam's step size (1e-3 barely moves the zero-initialised map).")
     max_fit_texts: int = Field(5000, gt=0, description="Training-side texts (and pairs) sampled, seeded, to fit on.")
     top_k: int = Field(10, ge=1, description="Neighbours per text kept close by the top-k term.")
     pairwise_weight: float = Field(1.0, ge=0)
     topk_weight: float = Field(1.0, ge=0)
-    ranking_weight: float = Field(1.0, ge=0, description="Weight of the ranking term on (query, document) pairs, if any.")
+    ranking_weight: float = Field(1.0, ge=0,
+                                  description="Weight of the ranking term on (query, document) pairs, if any.")
     scale: float = Field(20.0, gt=0, description="Inverse temperature of the ranking term.")
     seed: int = Field(0, description="Seeds the sample and the training.")
-    save: bool = Field(True, description="Save the adapted model in the run's output (comparisons/<label>/model).")
+    save: bool = Field(True, description="Save the adapted model in the run's output (comparisons/<column>/model).")
 
 
 class AdaptorNet:
@@ -117,7 +121,7 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
                 sims = yd @ yd.T
                 loss = loss + p.pairwise_weight * (sims - target).abs().mean()
                 loss = loss + p.topk_weight * (sims.gather(1, neighbours) - target.gather(1, neighbours)).abs().mean()
-            if pair_order is not None:
+            if pair_order is not None and q_all is not None and p_all is not None:
                 b = pair_order[(step * p.batch_size) % len(pair_order):][: p.batch_size]
                 qy, py = net(q_all[b]), net(p_all[b])
                 for d in dims:
@@ -143,11 +147,12 @@ def adapted_model(model: Any, net: AdaptorNet) -> Any:
     return adapted
 
 
-class Adaptor(Comparison):
+class Adaptor(Comparison[AdaptorParams]):
     """Post-hoc Matryoshka adaptor: a residual map on frozen embeddings, fitted on training texts."""
 
     name = "adaptor"
     Params = AdaptorParams
+    measured_with = frozenset({"save"})
 
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · adaptor" + ("" if self.params.kind == "linear" else " (mlp)")

@@ -23,7 +23,7 @@ class TruncateParams(Params):
     model: str = Field("base", description=MODEL_HELP)
 
 
-class Truncate(Comparison):
+class Truncate(Comparison[TruncateParams]):
     """Truncate a model's full vectors to each dimension and re-normalise (no training)."""
 
     name = "truncate"
@@ -59,7 +59,7 @@ def fit_pca(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     return pca.components_.astype(np.float32), pca.mean_.astype(np.float32)
 
 
-class PCA(Comparison):
+class PCA(Comparison[PCAParams]):
     """Project a model's vectors on principal axes fitted on training-side texts, then truncate."""
 
     name = "pca"
@@ -77,9 +77,11 @@ class PCA(Comparison):
         if p.fit_on == "eval-corpus":
             n, what = len(ctx.data.eval.corpus), "evaluation documents"
         else:
-            n, what = min(len(ctx.data.training_texts("documents")), p.max_fit_texts), "training-side documents to fit on"
+            n, what = min(len(ctx.data.training_texts("documents")),
+                          p.max_fit_texts), "training-side documents to fit on"
         if n < ctx.full_dim:
-            return [f"pca: {n} {what}, fewer than the model's {ctx.full_dim} dimensions, so PCA cannot be fitted; use more "
+            return [f"pca: {n} {what}, fewer than the model's {ctx.full_dim} dimensions, so PCA cannot be fitted; use "
+                    "more "
                     'training data, raise max_fit_texts, or set fit_on = "eval-corpus".']
         return []
 
@@ -111,12 +113,14 @@ class NoMRL(Control):
 
 
 class VariantParams(Params):
-    objective: str | None = Field(None, description="Train with this objective (its default parameters) instead of the recipe's.")
+    objective: str | None = Field(None,
+                                  description="Train with this objective (its default parameters) instead of the "
+                                              "recipe's.")
     warm_start: str | None = Field(None, description="Train after this warm start (its default parameters).")
     label: str | None = Field(None, description="The column's label (default: from the objective and the warm start).")
 
 
-class TrainVariant(Control):
+class TrainVariant(Control[VariantParams]):
     """Control: MRL trained again with another objective and/or warm start, in a column of its own."""
 
     name = "variant"

@@ -12,23 +12,31 @@ from __future__ import annotations
 import bz2
 import functools
 import gzip
-import io
 import lzma
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
+from ..data import (
+    DataBundle,
+    DataRequest,
+    RowFormat,
+    held_out_problems,
+    rows_to_dataset,
+    seeded_sample,
+    split_by_query,
+)
 from ..data_files import file_problem
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
-_MAGIC = {b"\xfd7zXZ\x00": lzma.open, b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
+_MAGIC: dict[bytes, Callable[..., IO[str]]] = {b"\xfd7zXZ\x00": lzma.open, b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
 
 
 @dataclass
@@ -42,7 +50,7 @@ class Package:
         return self.paragraphs[0] if self.paragraphs else ""
 
 
-def open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> IO[str]:
     """Open a plain or compressed text file, recognising the compression by its magic bytes."""
     with open(path, "rb") as fh:
         head = fh.read(6)
@@ -124,7 +132,7 @@ class DebianParams(Params):
     min_chars: int = Field(40, ge=1, description="Drop documents shorter than this (near-empty).")
 
 
-class DebianSource(DataSource):
+class DebianSource(DataSource[DebianParams]):
     """Debian package descriptions: synopsis → first paragraph of the long description."""
 
     name = "debian"
@@ -162,7 +170,7 @@ class DebianSource(DataSource):
             "dropped_shared_or_short": len(packages) - len(usable),
             "held_out_rows": len(rows) - len(split.train_rows),
         }
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, "pairs", summary)
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary)
 
 
 @hookimpl

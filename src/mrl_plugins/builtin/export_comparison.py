@@ -5,7 +5,8 @@ L2 normalisation), in float32 and, by default, with onnxruntime's dynamic int8 w
 evaluation set is embedded by onnxruntime alone and scored at every width by the run's own scorer,
 so each column gets intervals and paired tests like the others. Encoding speed is measured in
 the same run, interleaved with the torch model on the same documents, and kept as
-``encode_speedup`` (:data:`~mrl_plugins.results.ENCODE_SPEEDUP`) (documents per second as a ratio to torch float32; the same at every width,
+``encode_speedup`` (:data:`~mrl_plugins.results.ENCODE_SPEEDUP`) (documents per second as a
+ratio to torch float32; the same at every width,
 since truncation happens after the graph). The graphs are written to a temporary folder and
 discarded: ``mrl-run export`` writes one to keep.
 """
@@ -23,24 +24,30 @@ from pydantic import Field
 from .. import hookimpl
 from ..components import Column, Comparison, ComparisonContext, Params, ValidationContext
 from ..evaluation import index_ir_set
-from ..results import ENCODE_SPEEDUP
+from ..evidence.results import ENCODE_SPEEDUP
 
+OnnxPrecision = Literal["fp32", "int8"]
+
+
+def _both() -> list[OnnxPrecision]:
+    return ["fp32", "int8"]
 
 
 class ExportParams(Params):
     model: str = Field("mrl", description="Which of the run's models to export (a model key, e.g. mrl or base).")
-    precisions: list[Literal["fp32", "int8"]] = Field(
-        default_factory=lambda: ["fp32", "int8"],
+    precisions: list[OnnxPrecision] = Field(
+        default_factory=_both,
         description="fp32: the exported graph; int8: with onnxruntime's dynamic int8 quantisation of the weights.")
     speed_docs: int = Field(256, ge=16, description="Corpus documents encoded to measure speed (per engine and round).")
     rounds: int = Field(3, ge=1, description="Interleaved timing rounds; the fastest of each engine is kept.")
 
 
-class ExportComparison(Comparison):
+class ExportComparison(Comparison[ExportParams]):
     """The model exported to ONNX (float32, int8), run by onnxruntime: quality per width and CPU speed."""
 
     name = "export"
     Params = ExportParams
+    measured_with = frozenset({"precisions", "speed_docs", "rounds"})  # each column names its precision
 
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · ONNX"
@@ -74,11 +81,12 @@ class ExportComparison(Comparison):
                     quantize_int8(graph)
                 engines[precision] = OnnxEmbedder(graph, model)
                 columns[precision] = ctx.score(engines[precision](queries), engines[precision](corpus))
-            speed = _interleaved_speed({"torch": lambda t: model.encode(t, batch_size=64), **engines}, speed_docs, p.rounds)
-        for precision, metrics in columns.items():
+            speed = _interleaved_speed({"torch": lambda t: model.encode(t, batch_size=64), **engines}, speed_docs,
+                                       p.rounds)
+        for name, metrics in columns.items():
             for values in metrics.values():
-                values[ENCODE_SPEEDUP] = round(speed[precision] / speed["torch"], 4)
-        return [Column(precision, metrics) for precision, metrics in columns.items()]
+                values[ENCODE_SPEEDUP] = round(speed[name] / speed["torch"], 4)
+        return [Column(name, metrics, params={"precision": name}) for name, metrics in columns.items()]
 
 
 def _prompted(model, role: str, texts: list[str]) -> list[str]:

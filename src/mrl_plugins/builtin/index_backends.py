@@ -75,11 +75,13 @@ def gpus() -> int:
     return int(getattr(_faiss(), "get_num_gpus", lambda: 0)())
 
 
-class Flat(IndexBackend):
+class Flat(IndexBackend[FlatParams]):
     """Exact search: every vector compared with the query (FAISS IndexFlatIP, float32; on GPUs with a GPU build)."""
 
     name = "flat"
     Params = FlatParams
+    exact = True
+    quantized = {"int8": ("int8", {}), "binary": ("binary", {})}
 
     def _placed(self, index: Any, dim: int) -> ShortlistIndex:
         if self.params.gpu and gpus() > 0:  # a faiss-gpu build on a GPU machine (not exercised by this project's CI)
@@ -95,16 +97,22 @@ class Flat(IndexBackend):
 
 class HNSWParams(Params):
     m: int = Field(32, ge=4, le=128, description="Graph neighbours per vector (M): more is more accurate and larger.")
-    ef_construction: int = Field(80, ge=8, description="Candidate list while building: higher builds a better graph, slower.")
-    ef_search: int = Field(128, ge=8, description="Candidate list while searching (at least the shortlist): higher is more accurate, slower.")
-    storage: Literal["float32", "int8"] = Field("float32", description="How the graph stores vectors: float32, or FAISS's 8-bit scalar quantiser.")
+    ef_construction: int = Field(80, ge=8,
+                                 description="Candidate list while building: higher builds a better graph, slower.")
+    ef_search: int = Field(128, ge=8,
+                           description="Candidate list while searching (at least the shortlist): higher is more "
+                                       "accurate, slower.")
+    storage: Literal["float32", "int8"] = Field("float32",
+                                                description="How the graph stores vectors: float32, or FAISS's 8-bit "
+                                                            "scalar quantiser.")
 
 
-class HNSW(IndexBackend):
+class HNSW(IndexBackend[HNSWParams]):
     """Approximate search on a navigable small-world graph (FAISS IndexHNSWFlat / IndexHNSWSQ)."""
 
     name = "hnsw"
     Params = HNSWParams
+    quantized = {"int8": ("hnsw", {"storage": "int8"})}
 
     def create(self, dim: int) -> ShortlistIndex:
         faiss, p = _faiss(), self.params
@@ -139,7 +147,8 @@ class Int8(IndexBackend):
 
     def create(self, dim: int) -> ShortlistIndex:
         faiss = _faiss()
-        return FaissIndex(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT), dim)
+        return FaissIndex(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT),
+                          dim)
 
     def load(self, path: Path, dim: int) -> ShortlistIndex:
         return FaissIndex(_checked(_faiss().read_index(str(path)), dim), dim)
@@ -154,11 +163,9 @@ def _checked(index: Any, dim: int) -> Any:
 
 def ubinary(vectors: np.ndarray) -> np.ndarray:
     """Sign bits packed 8 to a byte, by sentence-transformers' own quantiser."""
-    try:
-        from sentence_transformers.util.quantization import quantize_embeddings
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.quantization import quantize_embeddings
-    return quantize_embeddings(np.ascontiguousarray(vectors, dtype=np.float32), precision="ubinary")
+    from .._st import quantize_embeddings
+
+    return quantize_embeddings(vectors, precision="ubinary")
 
 
 class BinaryIndex(ShortlistIndex):

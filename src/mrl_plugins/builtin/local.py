@@ -8,19 +8,27 @@ unless ``eval_path`` names a separate evaluation file (training rows touching it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
 from ..data import (
-    ROW_COLUMNS, DataBundle, DataRequest, builder_for, normalise_text, read_table, require_columns, rows_to_dataset,
-    seeded_sample, split_by_query,
+    ROW_COLUMNS,
+    DataBundle,
+    DataRequest,
+    RowFormat,
+    builder_for,
+    normalise_text,
+    read_table,
+    require_columns,
+    rows_to_dataset,
+    seeded_sample,
+    split_by_query,
 )
 from ..data_files import RowCheck, ScorePolicy, file_problem, peek, prescan
 from ..errors import UserError
 from ..hookspecs import hookimpl
-
 
 
 class LocalParams(Params):
@@ -42,15 +50,16 @@ class LocalParams(Params):
     )
 
 
-class LocalSource(DataSource):
+class LocalSource(DataSource[LocalParams]):
     """Local files: pairs, triplets or scored pairs, with a leakage-free held-out split."""
 
     name = "local"
     Params = LocalParams
     produces = ("pairs", "triplets", "scored-pairs")
 
-    def formats(self) -> tuple[str, ...]:
-        return ("triplets", "pairs") if self.params.format == "triplets" else (self.params.format,)
+    def formats(self) -> tuple[RowFormat, ...]:
+        return tuple(RowFormat(f) for f in (("triplets", "pairs") if self.params.format == "triplets"
+                                            else (self.params.format,)))
 
     def check(self, ctx: ValidationContext) -> list[str]:
         problems = []
@@ -69,7 +78,8 @@ class LocalSource(DataSource):
             if problem:
                 problems.append(problem)
             elif builder_for(path) is None:
-                problems.append(f"{key}: '{value}' has an unknown extension; use .jsonl, .json, .csv, .tsv or .parquet.")
+                problems.append(f"{key}: '{value}' has an unknown extension; use .jsonl, .json, .csv, .tsv or "
+                                ".parquet.")
             else:
                 problems += self._peek_problems(key, path)
         return problems
@@ -96,7 +106,8 @@ class LocalSource(DataSource):
         wanted = ROW_COLUMNS[self.params.format]
         lines = prescan(path, encoding=self.params.encoding)
         table = read_table(path, encoding=self.params.encoding)
-        require_columns(table.column_names, [self.params.columns.get(c, c) for c in wanted], str(path), example_key=wanted[0])
+        require_columns(table.column_names, [self.params.columns.get(c, c) for c in wanted], str(path),
+                        example_key=wanted[0])
         check = RowCheck(path, wanted, self.params.invalid_scores, lines)
         rows = check.rows({c: table[self.params.columns.get(c, c)] for c in wanted}, len(table))
         return rows, check.skipped_count, check.report(len(table))
@@ -108,14 +119,15 @@ class LocalSource(DataSource):
         doc_cols = ("sentence2",) if p.format == "scored-pairs" else ROW_COLUMNS[p.format][1:]
         query_col = "sentence1" if p.format == "scored-pairs" else "anchor"
         relevant = (lambda r: r["score"] > p.positive_threshold) if p.format == "scored-pairs" else None
-        split_kwargs = dict(seed=request.seed, corpus_size=p.corpus_size, query_col=query_col,
-                            doc_cols=doc_cols, is_relevant=relevant)
+        split_kwargs: dict[str, Any] = dict(seed=request.seed, corpus_size=p.corpus_size, query_col=query_col,
+                                            doc_cols=doc_cols, is_relevant=relevant)
         if p.eval_path:
             eval_rows, eval_skipped, _ = self._read(request.recipe_dir / p.eval_path)
             skipped += eval_skipped
             held = split_by_query(eval_rows, eval_queries=len(eval_rows), **split_kwargs).eval
             eval_texts = {normalise_text(t) for t in (*held.queries.values(), *held.corpus.values())}
-            train_rows = [r for r in rows if not any(normalise_text(r[c]) in eval_texts for c in (query_col, *doc_cols))]
+            columns = (query_col, *doc_cols)
+            train_rows = [r for r in rows if not any(normalise_text(r[c]) in eval_texts for c in columns)]
             eval_set = held
         else:
             split = split_by_query(rows, eval_queries=p.eval_queries, **split_kwargs)
@@ -126,8 +138,10 @@ class LocalSource(DataSource):
             train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
         if not train_rows:
             raise UserError(
-                f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and {held_out} "
-                f"held out (or dropped for touching the evaluation set). Lower [data] eval_queries ({p.eval_queries}) or "
+                f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and "
+                f"{held_out} "
+                f"held out (or dropped for touching the evaluation set). Lower [data] eval_queries ({p.eval_queries}) "
+                "or "
                 "corpus_size, or give more rows."
             )
         summary = {"rows": len(rows) + skipped, "skipped_rows": skipped, "held_out_rows": held_out, **report}

@@ -12,7 +12,7 @@ class ScaleParams(Params):
     scale: float = Field(20.0, gt=0, description="Multiplier of the cosine similarities (inverse temperature).")
 
 
-class MNRLoss(Loss):
+class MNRLoss(Loss[ScaleParams]):
     """MultipleNegativesRankingLoss: in-batch negatives over (anchor, positive[, negative]) rows."""
 
     name = "mnr"
@@ -26,7 +26,7 @@ class MNRLoss(Loss):
         return st_losses().MultipleNegativesRankingLoss(model, scale=self.params.scale)
 
 
-class CoSENTLossComponent(Loss):
+class CoSENTLossComponent(Loss[ScaleParams]):
     """CoSENTLoss: ranks (sentence1, sentence2) pairs by a similarity score in [0, 1]."""
 
     name = "cosent"

@@ -17,7 +17,15 @@ from pathlib import Path
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import DataBundle, DataRequest, held_out_problems, rows_to_dataset, seeded_sample, split_by_query
+from ..data import (
+    DataBundle,
+    DataRequest,
+    RowFormat,
+    held_out_problems,
+    rows_to_dataset,
+    seeded_sample,
+    split_by_query,
+)
 from ..data_files import file_problem
 from ..errors import UserError
 from ..hookspecs import hookimpl
@@ -41,13 +49,14 @@ def read_pairs(path: str, mtime: int) -> tuple[dict[str, str], ...]:
 
 
 class ManpagesParams(Params):
-    path: str = Field(description="Pairs made by scripts/make_manpages_sample.py (.jsonl or .jsonl.xz), relative to the recipe.")
+    path: str = Field(description="Pairs made by scripts/make_manpages_sample.py (.jsonl or .jsonl.xz), relative to "
+                                  "the recipe.")
     train_pairs: int | None = Field(None, gt=0, description="Training pairs to sample (default: all left).")
     eval_queries: int = Field(400, gt=0, description="Pages held out as evaluation queries.")
     corpus_size: int = Field(1200, gt=0, description="Evaluation corpus: held-out documents plus distractors.")
 
 
-class ManpagesSource(DataSource):
+class ManpagesSource(DataSource[ManpagesParams]):
     """Debian manual pages: a page's NAME description → the first paragraph of its DESCRIPTION."""
 
     name = "manpages"
@@ -73,7 +82,7 @@ class ManpagesSource(DataSource):
         split = split_by_query(rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size)
         train = seeded_sample(split.train_rows, p.train_pairs, request.seed)
         summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows)}
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, "pairs", summary)
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary)
 
 
 @hookimpl

@@ -36,10 +36,12 @@ class Matryoshka(Objective):
 
 class Matryoshka2dParams(Params):
     n_layers_per_step: int = Field(1, ge=1, description="Earlier layers trained per step (besides the last).")
-    n_dims_per_step: int = Field(1, ge=1, description="Dimensions trained per step (-1 in ST means all; here at least 1).")
+    n_dims_per_step: int = Field(1, ge=1,
+                                 description="Dimensions trained per step (-1 in ST means all; here at least 1).")
     last_layer_weight: float = Field(1.0, gt=0, description="Weight of the last layer's loss.")
     prior_layers_weight: float = Field(1.0, gt=0, description="Weight of the earlier layers' losses.")
-    kl_div_weight: float = Field(1.0, gt=0, description="Weight of the KL term pulling earlier layers towards the last.")
+    kl_div_weight: float = Field(1.0, gt=0,
+                                 description="Weight of the KL term pulling earlier layers towards the last.")
     kl_temperature: float = Field(0.3, gt=0, description="Temperature of that KL term.")
 
 
@@ -58,7 +60,7 @@ def hidden_layers(model_dir: Any) -> int | None:
     return None
 
 
-class Matryoshka2d(Objective):
+class Matryoshka2d(Objective[Matryoshka2dParams]):
     """Matryoshka2dLoss: dimensions × layers (2D Matryoshka Sentence Embeddings)."""
 
     name = "matryoshka-2d"
@@ -82,7 +84,8 @@ class Matryoshka2d(Objective):
 
         p = self.params
         return st_losses().Matryoshka2dLoss(
-            model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights, n_layers_per_step=p.n_layers_per_step,
+            model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights,
+            n_layers_per_step=p.n_layers_per_step,
             n_dims_per_step=p.n_dims_per_step, last_layer_weight=p.last_layer_weight,
             prior_layers_weight=p.prior_layers_weight, kl_div_weight=p.kl_div_weight, kl_temperature=p.kl_temperature,
         )
@@ -93,7 +96,7 @@ class PrefixDistillParams(Params):
     temperature: float = Field(0.05, gt=0, description="Softmax temperature of the in-batch similarity distributions.")
 
 
-class PrefixDistill(Objective):
+class PrefixDistill(Objective[PrefixDistillParams]):
     """MatryoshkaLoss plus distillation of the full width's in-batch similarities into every prefix."""
 
     name = "prefix-distill"
@@ -109,12 +112,12 @@ class PrefixDistill(Objective):
 def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: float, temperature: float) -> Any:
     import torch
     import torch.nn.functional as F
-    from sentence_transformers.base.losses.gradcache import uses_gradient_cache
 
-    from .._st import st_losses
+    from .._st import st_losses, uses_gradient_cache
 
     if uses_gradient_cache(loss):
-        raise UserError("[objective] prefix-distill: the base loss caches gradients (a Cached… loss), so the full-width "
+        raise UserError("[objective] prefix-distill: the base loss caches gradients (a Cached… loss), so the "
+                        "full-width "
                         "embeddings it needs are never materialised; use a non-cached base loss such as mnr.")
     matryoshka = st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
     prefix_weights = ctx.weights or [1.0] * len(ctx.dims)
@@ -146,11 +149,13 @@ def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: fl
             if weight == 0 or len(full) < 2:
                 return total
             anchors, candidates = full[0], torch.cat(full[1:])
-            teacher = F.softmax((F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T).detach() / temperature, -1)
-            distill = 0.0
+            similarity = F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T
+            teacher = F.softmax(similarity.detach() / temperature, -1)
+            distill = torch.zeros((), device=anchors.device)
             for d, w in zip(ctx.dims[1:], prefix_weights[1:]):
                 student = F.normalize(anchors[:, :d], dim=-1) @ F.normalize(candidates[:, :d], dim=-1).T
-                distill = distill + w * F.kl_div(F.log_softmax(student / temperature, -1), teacher, reduction="batchmean")
+                distill = distill + w * F.kl_div(F.log_softmax(student / temperature, -1), teacher,
+                                                 reduction="batchmean")
             return total + weight * distill
 
         def get_config_dict(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from pydantic import Field, field_validator, model_validator
 
 from ..components import DimSchedule, Params, ValidationContext
@@ -13,7 +15,7 @@ class HalvingParams(Params):
     weights: list[float] | None = Field(None, description="Loss weight per dimension, largest first.")
 
 
-class Halving(DimSchedule):
+class Halving(DimSchedule[HalvingParams]):
     """Full dimension, then half, quarter, … while at least `floor` (384→192→96→48 for floor 48)."""
 
     name = "halving"
@@ -52,7 +54,7 @@ class ExplicitParams(Params):
             raise ValueError("must list at least one dimension")
         if any(v < 1 for v in values):
             raise ValueError("dimensions must be positive")
-        if any(a <= b for a, b in zip(values, values[1:])):
+        if any(a <= b for a, b in itertools.pairwise(values)):
             raise ValueError(f"must be strictly descending, got {values}")
         return values
 
@@ -63,7 +65,7 @@ class ExplicitParams(Params):
         return self
 
 
-class Explicit(DimSchedule):
+class Explicit(DimSchedule[ExplicitParams]):
     """An explicit descending list of dimensions, e.g. [384, 192, 96, 48]."""
 
     name = "explicit"

@@ -18,8 +18,8 @@ from pydantic import Field, field_validator
 
 from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, ValidationContext
 from ..evaluation import overlap_at_k
+from ..evidence.results import overlap_key
 from ..hookspecs import hookimpl
-from ..results import overlap_key
 from ..search import FunnelIndex, measure, search_cost
 from .comparisons import MODEL_HELP
 
@@ -30,14 +30,14 @@ def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any]) -> 
     """Problems with an index backend named in a recipe: unknown name, bad parameters."""
     if ctx.registry is None:
         return []
+    from ..plugins import ComponentParamsError
+
     try:
-        cls = ctx.registry.get("index", name)
+        ctx.registry.build("index", name, params)
+    except ComponentParamsError as exc:
+        return [f"index_params: not valid for '{name}': {exc}"]
     except Exception as exc:
         return [f"index: {exc}"]
-    try:
-        cls.Params.model_validate(params)
-    except Exception as exc:
-        return [f"index_params: not valid for '{name}': {str(exc).splitlines()[-1].strip() or exc}"]
     return []
 
 
@@ -49,15 +49,18 @@ class SearchParams(Params):
 def exact(ctx: ComparisonContext, queries: np.ndarray, corpus: np.ndarray) -> tuple[FunnelIndex, np.ndarray]:
     """Exact full-dimension float32 search, the reference of every ratio, and its top k."""
     full = queries.shape[1]
-    index = FunnelIndex(full, full, ctx.index_backend("flat"))
+    index = FunnelIndex(full, full, ctx.index_backend(ctx.exact_index))
     index.add(corpus)
     return index, index.search(queries, ctx.k).ids
 
 
 class FunnelParams(SearchParams):
-    shortlist: list[int] = Field(default_factory=lambda: [50, 100, 200], description="Shortlist sizes to rerank, each ≥ k.")
-    index: str = Field("flat", description='Index backend of the shortlist: "flat", "hnsw", "int8", "binary" or a plugin\'s.')
-    index_params: dict[str, Any] = Field(default_factory=dict, description="The backend's parameters, e.g. { m = 32 } for hnsw.")
+    shortlist: list[int] = Field(default_factory=lambda: [50, 100, 200],
+                                 description="Shortlist sizes to rerank, each ≥ k.")
+    index: str = Field("flat",
+                       description='Index backend of the shortlist: "flat", "hnsw", "int8", "binary" or a plugin\'s.')
+    index_params: dict[str, Any] = Field(default_factory=dict,
+                                         description="The backend's parameters, e.g. { m = 32 } for hnsw.")
     rerank_dim: int | None = Field(None, gt=0, description="Rerank at this dimension (default: the full dimension).")
 
     @field_validator("shortlist")
@@ -68,11 +71,12 @@ class FunnelParams(SearchParams):
         return sorted(sizes)
 
 
-class Funnel(Comparison):
+class Funnel(Comparison[FunnelParams]):
     """Shortlist at each dimension with an index, rerank with the full vectors; costs measured."""
 
     name = "funnel"
     Params = FunnelParams
+    measured_with = frozenset({"timing_queries"})  # each column names its shortlist size
 
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · funnel"
@@ -87,7 +91,8 @@ class Funnel(Comparison):
         p = self.params
         problems = check_backend(ctx, p.index, p.index_params)
         if p.shortlist[0] < ctx.k:
-            problems.append(f"shortlist: {p.shortlist[0]} is smaller than k = {ctx.k}; a shortlist must hold the top k.")
+            problems.append(f"shortlist: {p.shortlist[0]} is smaller than k = {ctx.k}; a shortlist must hold the "
+                            "top k.")
         if p.rerank_dim and ctx.full_dim and p.rerank_dim > ctx.full_dim:
             problems.append(f"rerank_dim: {p.rerank_dim} is larger than the model's dimension {ctx.full_dim}.")
         return problems
@@ -112,6 +117,7 @@ class Funnel(Comparison):
                 with_overlap(ctx.score_ranked(ranked[n]), ranked[n], exact_ids, ctx.k),
                 {d: search_cost(timings[f"{d}/{n}"], timings["exact"], index_bytes=indexes[d].index_bytes(),
                                 rerank_bytes=indexes[d].rerank_bytes()) for d in ctx.dims},
+                params={"shortlist": n},
             )
             for n in p.shortlist
         ]
@@ -131,18 +137,26 @@ def with_overlap(metrics: dict[int, dict[str, float]], ranked: dict[int, np.ndar
     return metrics
 
 
+Precision = Literal["int8", "binary"]
+
+
+def _both() -> list[Precision]:
+    return ["int8", "binary"]
+
+
 class QuantizeParams(SearchParams):
-    precisions: list[Literal["int8", "binary"]] = Field(
-        default_factory=lambda: ["int8", "binary"], description='Which codes: "int8" (scalar quantiser), "binary" (sign bits).'
-    )
-    rescore_multiplier: int = Field(4, ge=1, description="Rescoring reranks k × this many candidates with the float vectors.")
+    precisions: list[Precision] = Field(
+        default_factory=_both, description='Which codes: "int8" (scalar quantiser), "binary" (sign bits).')
+    rescore_multiplier: int = Field(4, ge=1,
+                                    description="Rescoring reranks k × this many candidates with the float vectors.")
 
 
-class Quantize(Comparison):
+class Quantize(Comparison[QuantizeParams]):
     """int8 and binary codes at each dimension, with and without rescoring with float vectors."""
 
     name = "quantize"
     Params = QuantizeParams
+    measured_with = frozenset({"timing_queries", "precisions"})  # each column names its precision
 
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · quantize"
@@ -155,11 +169,13 @@ class Quantize(Comparison):
         ranked: dict[str, dict[int, np.ndarray]] = {}
         searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
         costs: dict[str, dict[int, tuple[float, float]]] = {}
+        params: dict[str, dict[str, Any]] = {}
         for precision in p.precisions:
             backend = ctx.index_backend(precision)
             for d in ctx.dims:
                 index = build(backend, corpus, d, d)  # rescoring uses the float vectors of the same dimension
                 for name, n in ((precision, None), (f"{precision} + rescore", shortlist)):
+                    params[name] = {"precision": precision, "rescore": n is not None}
                     ranked.setdefault(name, {})[d] = index.search(queries, ctx.k, shortlist=n).ids
                     searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
                     costs.setdefault(name, {})[d] = (index.index_bytes(), index.rerank_bytes() if n else 0.0)
@@ -170,6 +186,7 @@ class Quantize(Comparison):
                 with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
                 {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
                  for d, (ib, rb) in costs[name].items()},
+                params=params[name],
             )
             for name in ranked
         ]

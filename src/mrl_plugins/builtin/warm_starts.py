@@ -48,7 +48,7 @@ def append_modules(model: Any, modules: list[Any]) -> None:
     model._modules = OrderedDict((str(i), m) for i, m in enumerate(items))
 
 
-class PCARotation(WarmStart):
+class PCARotation(WarmStart[PCARotationParams]):
     """Rotate embeddings onto principal axes fitted on training texts, before Matryoshka training."""
 
     name = "pca-rotation"

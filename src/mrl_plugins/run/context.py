@@ -83,7 +83,7 @@ class RunContext:
         assert self.data is not None, "the data stage has not run"
         return self.data
 
-    def stage(self, key: str, message: str):  # noqa: ANN201 (a context manager)
+    def stage(self, key: str, message: str):
         if self.dist.is_main:  # what the next run reads if this one is killed without a word
             self.staging.record_stage(key, message)
         return self.stages.stage(key, message)

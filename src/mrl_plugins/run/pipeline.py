@@ -23,12 +23,12 @@ from ..components import ValidationContext
 from ..data import DataBundle, DataRequest, IRSetError, find_leaks
 from ..errors import PluginError, UserError
 from ..evaluation import save_evaluation, save_per_query
+from ..evidence.results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
 from ..models import full_width, load_model, pick_device
 from ..publish import publish_run, write_publication
 from ..recipe import Recipe, variant_specs
 from ..report import write_report
-from ..results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
-from ..run_models import BASE, MRL
+from ..run_models import BASE
 from .context import Distributed, PluginFailed, RunContext, plugin_call
 from .scoring import Embeddings, attach_statistics, evaluate_model, run_comparison, truncation_costs
 from .staging import Staging
@@ -63,14 +63,15 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: P
         staging.release()
     logger.info("results in %s", staging.out)
     pub = recipe.settings.publish
-    if pub.push:
+    if pub.push and pub.repo_id:  # validation refuses push without a repo_id
         publish_run(staging.out, results, repo_id=pub.repo_id, private=pub.private, revision=pub.revision)
     return results
 
 
 def record_or_check(recipe: Recipe, staging: Staging, resume: bool) -> list[str]:
     """A fresh run records what it trains; a resumed one must train the same (else it is refused)."""
-    trained = {m.key: [m.training.objective, m.training.warm_start, m.training.seed] for m in recipe.models.trained()}
+    trained = {m.key: [m.trained_with.objective, m.trained_with.warm_start, m.trained_with.seed]
+               for m in recipe.models.trained()}
     if resume:
         changes = staging.check_resume(recipe.resolved(), trained)
         for change in changes:
@@ -120,7 +121,8 @@ def execute(ctx: RunContext) -> RunResults | None:
     if not ctx.dist.is_main:
         return None
     trained = [evaluate_model(ctx, emb, m.key) for m in ctx.recipe.models.with_role("plain", "mrl", "seed")]
-    compared = [col for i, spec in enumerate(ctx.recipe.compare) for col in run_comparison(ctx, emb, spec, i)]  # controls score their variant
+    # controls score their variant
+    compared = [col for i, spec in enumerate(ctx.recipe.compare) for col in run_comparison(ctx, emb, spec, i)]
     columns = [base, *trained, *compared]
     attach_statistics(ctx, columns)
     costs = truncation_costs(ctx, emb)
@@ -159,13 +161,15 @@ def check_with_data(ctx: RunContext) -> None:
     recipe = ctx.recipe
     vctx = ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim, k=ctx.settings.eval.k,
                              registry=recipe.registry, data=ctx.bundle)
-    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start, *recipe.compare) if s]
+    specs = [s for s in (recipe.data, recipe.loss, recipe.dims, recipe.objective, recipe.warm_start,
+                         *recipe.compare) if s]
     specs += variant_specs(recipe.compare, recipe.registry)
     problems = [f"{spec.where} {p}" for spec in specs for p in plugin_call(spec, "check", vctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against the loaded data, before training)", problems)
     bundle = ctx.bundle
-    warning = checks.memory_warning(recipe, full_dim=ctx.full_dim, eval_texts=len(bundle.eval.queries) + len(bundle.eval.corpus),
+    warning = checks.memory_warning(recipe, full_dim=ctx.full_dim,
+                                    eval_texts=len(bundle.eval.queries) + len(bundle.eval.corpus),
                                     fit_texts=len(bundle.training_texts("all")))
     if warning:
         logger.warning("warning: %s", warning)
@@ -180,7 +184,8 @@ def read_data_source(recipe: Recipe) -> DataBundle:
         bundle = plugin_call(spec, "load", request)
     except PluginFailed as exc:
         if isinstance(exc.__cause__, IRSetError):
-            raise PluginError(f"{who} built an inconsistent evaluation set: {exc.__cause__}. The plugin must fix it.") from None
+            raise PluginError(f"{who} built an inconsistent evaluation set: {exc.__cause__}. The plugin must "
+                              "fix it.") from None
         raise
     if not isinstance(bundle, DataBundle):
         raise PluginError(f"{who}: load() returned {type(bundle).__name__}, not a DataBundle; the plugin does not "
@@ -210,7 +215,8 @@ def load_base_model(ctx: RunContext) -> None:
         dims = schedule.dims(ctx.full_dim)
         problems = schedule.check(ValidationContext(recipe_dir=recipe.base_dir, full_dim=ctx.full_dim))
         if problems or any(d > ctx.full_dim for d in dims):
-            raise UserError(f"{recipe.path}: [dims] " + "; ".join(problems or [f"{dims} exceed the model's {ctx.full_dim}"]))
+            found = problems or [f"{dims} exceed the model's {ctx.full_dim}"]
+            raise UserError(f"{recipe.path}: [dims] " + "; ".join(found))
         ctx.dims, ctx.weights = dims, schedule.weights(dims)
         ctx.loaded[BASE] = base
 
@@ -239,20 +245,22 @@ def save(ctx: RunContext, results: RunResults) -> None:
     the resolved recipe and the report."""
     import tomli_w
 
-    pub, folder = ctx.settings.publish, ctx.staging.dir
+    pub, run = ctx.settings.publish, ctx.staging.run
+    folder = run.path
     encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
     save_evaluation(folder, ctx.bundle.eval, encoded)
     save_per_query(folder, ctx.per_query)
-    meta = write_publication(ctx.staging.model_dir(MRL), results, pub.truncate_dim, pub.repo_id)
+    meta = write_publication(run.model, results, pub.truncate_dim, pub.repo_id)
     results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
     results.save(folder)
-    (folder / "recipe.toml").write_text(tomli_w.dumps(ctx.recipe.resolved()))
+    run.recipe_file.write_text(tomli_w.dumps(ctx.recipe.resolved()))
     write_report(folder, results)
 
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "mrl-plugins": __version__}
-    for dist in ("sentence-transformers", "transformers", "torch", "datasets", "pluggy", "huggingface-hub", "scikit-learn"):
+    for dist in ("sentence-transformers", "transformers", "torch", "datasets", "pluggy", "huggingface-hub",
+                 "scikit-learn"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import numpy as np
 from ..components import Column, ComparisonContext, IndexBackend, Metrics, SearchCost, TextSide
 from ..errors import PluginError, UserError
 from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims, scores_of
+from ..evidence.results import METRICS, ModelResult, column_key, round_metrics
 from ..models import load_model
 from ..recipe import ComparisonSpec
-from ..results import ModelResult, round_metrics
 from ..run_models import BASE, MRL
 from .context import RunContext, plugin_call
 
@@ -47,13 +46,15 @@ class Embeddings:
             if name not in self.external:
                 raise KeyError(f"model '{name}' is neither a loaded model of the run nor one the recipe names")
             s = self.ctx.settings
-            loaded[name] = load_model(self.external[name], device=self.ctx.device, max_seq_length=s.model.max_seq_length)
+            loaded[name] = load_model(self.external[name], device=self.ctx.device,
+                                      max_seq_length=s.model.max_seq_length)
         return loaded[name]
 
     def encoded(self, name: str) -> EncodedIRSet:
         if name not in self.cache:
             bs = self.ctx.settings.eval.batch_size
-            self.cache[name] = encode_ir_set(self.model(name), self.ctx.bundle.eval, batch_size=bs, progress=self.progress)
+            self.cache[name] = encode_ir_set(self.model(name), self.ctx.bundle.eval, batch_size=bs,
+                                             progress=self.progress)
         return self.cache[name]
 
     def encode(self, name: str, texts: Sequence[str]) -> np.ndarray:
@@ -74,6 +75,7 @@ class RunComparisonContext(ComparisonContext):
 
     def __init__(self, emb: Embeddings, spec: ComparisonSpec):
         self.dims, self.eval_set, self.k = emb.ctx.dims, emb.ctx.bundle.eval, emb.ctx.settings.eval.k
+        self.exact_index = emb.ctx.recipe.registry.exact_index()
         self._emb, self._spec = emb, spec
         self._allowed = {ref.name for ref in spec.reads}
 
@@ -106,8 +108,7 @@ class RunComparisonContext(ComparisonContext):
 
     @property
     def folder(self) -> Path:
-        slug = re.sub(r"[^a-z0-9]+", "-", self._spec.label.lower()).strip("-")
-        return self._emb.ctx.staging.dir / "comparisons" / slug
+        return self._emb.ctx.staging.run.comparison(self._spec.key)
 
     def output_dir(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -120,11 +121,10 @@ class RunComparisonContext(ComparisonContext):
         return list(zip(train["anchor"], train["positive"]))
 
     def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
-        cls = self._emb.ctx.recipe.registry.get("index", name)
-        try:
-            return cls(cls.Params.model_validate(dict(params or {})))
-        except Exception as exc:  # validation checked the recipe's; this is a plugin asking for others
-            raise UserError(f"comparison '{self._spec.name}': index backend '{name}' refused {dict(params or {})}: {exc}") from None
+        try:  # validation checked the recipe's; this is a plugin asking for others
+            return self._emb.ctx.recipe.registry.build("index", name, params)
+        except UserError as exc:
+            raise UserError(f"comparison '{self._spec.name}': {exc}") from None
 
 
 def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
@@ -133,36 +133,53 @@ def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
     from ..search import FunnelIndex, measure, search_cost
 
     enc = emb.encoded(BASE)
-    flat = ctx.recipe.registry.get("index", "flat")()
+    registry = ctx.recipe.registry
+    flat = registry.build("index", registry.exact_index())
     with ctx.stage("search_costs", f"timing exact search of truncated vectors at {len(ctx.dims)} dims"):
         indexes = {}
         for d in ctx.dims:
             indexes[d] = FunnelIndex(ctx.full_dim, d, flat)
             indexes[d].add(enc.corpus)
         k = ctx.settings.eval.k
-        timings = measure({d: (lambda q, i=i: i.search(q, k)) for d, i in indexes.items()}, enc.queries)
+        timings = measure({d: _searcher(i, k) for d, i in indexes.items()}, enc.queries)
     full = timings[ctx.full_dim]
     return {d: search_cost(timings[d], full, index_bytes=indexes[d].index_bytes()) for d in ctx.dims}
 
 
+def _searcher(index: Any, k: int) -> Callable[[np.ndarray], Any]:
+    return lambda queries: index.search(queries, k)
+
+
 def model_result(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> ModelResult:
-    keep_per_query(ctx, key, metrics)
     kind = "seed" if ctx.recipe.models[key].role == "seed" else "model"
     return ModelResult(key=key, label=ctx.recipe.models[key].label, kind=kind, reads=[key],
-                       metrics=round_metrics(metrics))
+                       metrics=round_metrics(metrics), no_intervals=keep_per_query(ctx, key, Column("", metrics)))
 
 
-def keep_per_query(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> None:
-    """Per-query scores come with metrics computed by the run's scorer (``ctx.score``…); a
-    plugin that computed its own means gets no intervals."""
-    per_query = getattr(metrics, "per_query", None)
-    if per_query:
-        ctx.per_query[key] = per_query
+NO_PER_QUERY = ("its plugin returned means without per-query scores (score through ctx.score or ctx.score_ranked, "
+                "or pass Column(per_query=...); see docs/plugin-guide.md)")
+
+
+def keep_per_query(ctx: RunContext, key: str, column: Column) -> str | None:
+    """Keep a column's per-query scores for its intervals and tests: those it passed
+    (``Column.per_query``), else those its metrics came with from the run's scorers. Returns
+    why it gets none, when it gets none."""
+    per_query = column.per_query or getattr(column.metrics, "per_query", None)
+    if not per_query:
+        return NO_PER_QUERY
+    queries = len(ctx.bundle.eval.queries)
+    wanted = {m.key(ctx.settings.eval.k) for m in METRICS}
+    for d in ctx.dims:
+        by_metric = per_query.get(d, {})
+        if not wanted <= set(by_metric) or any(np.shape(by_metric[m]) != (queries,) for m in wanted):
+            return (f"its per-query scores do not hold one {', '.join(sorted(wanted))} per evaluation query "
+                    f"({queries}) at dimension {d}")
+    ctx.per_query[key] = {d: {m: np.asarray(v, dtype=np.float64) for m, v in per_query[d].items()} for d in ctx.dims}
+    return None
 
 
 def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
     """95% bootstrap intervals for every column, and paired p-values against the MRL column."""
-    from ..results import METRICS
     from ..stats import bootstrap_interval, paired_p_value
 
     with ctx.stage("statistics", "bootstrap intervals and paired tests over the evaluation queries"):
@@ -171,11 +188,15 @@ def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
             per_query = ctx.per_query.get(column.key)
             if not per_query:
                 continue
-            column.intervals = {d: {m: tuple(round(v, 6) for v in bootstrap_interval(pq[m], seed=ctx.settings.seed))
-                                    for m in keys} for d, pq in per_query.items()}
+            column.intervals = {d: {m: _rounded(bootstrap_interval(pq[m], seed=ctx.settings.seed)) for m in keys}
+                                for d, pq in per_query.items()}
             if reference is not None:
                 column.p_vs_mrl = {d: {m: round(paired_p_value(pq[m], reference[d][m], seed=ctx.settings.seed), 6)
                                        for m in keys} for d, pq in per_query.items()}
+
+
+def _rounded(interval: tuple[float, float]) -> tuple[float, float]:
+    return round(interval[0], 6), round(interval[1], 6)
 
 
 def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
@@ -199,7 +220,8 @@ def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec, numbe
 
 
 def save_compared(ctx: RunContext, path: Path, spec: ComparisonSpec, results: list[ModelResult]) -> None:
-    per_query = {r.key: {str(d): {m: np.asarray(v).tolist() for m, v in by.items()} for d, by in ctx.per_query[r.key].items()}
+    per_query = {r.key: {str(d): {m: np.asarray(v).tolist() for m, v in by.items()} for d,
+                         by in ctx.per_query[r.key].items()}
                  for r in results if r.key in ctx.per_query}
     payload = {"spec": spec.as_table(), "columns": [r.model_dump(mode="json") for r in results], "per_query": per_query}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,11 +234,13 @@ def load_compared(ctx: RunContext, path: Path, spec: ComparisonSpec) -> list[Mod
     """The columns an interrupted run kept for this comparison, if it had the same parameters."""
     try:
         payload = json.loads(path.read_text())
-        if payload["spec"] != json.loads(json.dumps(spec.as_table())):
-            return None
+        same = {k: v for k, v in json.loads(json.dumps(spec.as_table())).items() if k != "label"}
+        if {k: v for k, v in payload["spec"].items() if k != "label"} != same:
+            return None  # computed with other parameters (a new label alone changes nothing measured)
         results = [ModelResult.model_validate(c) for c in payload["columns"]]
         for key, by_dim in payload["per_query"].items():
-            ctx.per_query[key] = {int(d): {m: np.asarray(v, dtype=np.float32) for m, v in by.items()} for d, by in by_dim.items()}
+            ctx.per_query[key] = {int(d): {m: np.asarray(v, dtype=np.float32) for m, v in by.items()} for d,
+                                  by in by_dim.items()}
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not there, or cut short: compute it again
     return results
@@ -226,7 +250,7 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
     """Refuse, where the plugin hands it over, a return value that breaks the contract: metrics
     per dimension of the run (every metric, finite, in [0, 1]), or a list of such columns."""
     from ..components import SearchCost
-    from ..results import METRICS, overlap_key
+    from ..evidence.results import METRICS, overlap_key
 
     bounded = {m.key(k) for m in METRICS} | {overlap_key(k)}
     who = f"{spec.where}: comparison '{spec.name}' (plugin '{spec.plugin}')"
@@ -248,9 +272,11 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
             for name, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                     return f"returned {name} = {value!r} at dimension {d}, not a number"
-                shares = name in bounded  # retrieval metrics and overlap are shares; a plugin's own extras need only be finite
+                # retrieval metrics and overlap are shares; a plugin's own extras need only be finite
+                shares = name in bounded
                 if not np.isfinite(value) or (shares and not 0.0 <= float(value) <= 1.0):
-                    return f"returned {name} = {value} at dimension {d}, not a finite number{' in [0, 1]' if shares else ''}"
+                    bounds = " in [0, 1]" if shares else ""
+                    return f"returned {name} = {value} at dimension {d}, not a finite number{bounds}"
         return None
 
     columns = out if isinstance(out, list) and not control else [Column("", out)]
@@ -261,7 +287,8 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
             raise PluginError(f"{who} returned a list holding {type(column).__name__}, not Column; {contract}.")
         problem = metrics_problem(column.metrics)
         if problem is None and column.costs is not None:
-            if not isinstance(column.costs, Mapping) or not all(isinstance(c, SearchCost) for c in column.costs.values()):
+            costs = column.costs
+            if not isinstance(costs, Mapping) or not all(isinstance(c, SearchCost) for c in costs.values()):
                 problem = "returned costs that are not {dimension: SearchCost}"
         if problem:
             where = f" (column '{column.name}')" if column.name else ""
@@ -270,21 +297,28 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
 
 def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
     cctx = RunComparisonContext(emb, spec)
-    with ctx.stage(f"compare:{spec.label}", f"comparison {spec.label}"):
+    with ctx.stage(f"compare:{spec.key}", f"comparison {spec.label}"):
         out = plugin_call(spec, "run", cctx)
     check_returned(spec, out, ctx.dims, ctx.settings.eval.k, control=spec.key in ctx.recipe.models)
     saved = cctx.folder / "model"
-    saved_model = saved.relative_to(ctx.staging.dir).as_posix() if (saved / "modules.json").is_file() else None
+    saved_model = ctx.staging.run.relative(saved) if (saved / "modules.json").is_file() else None
     if spec.key in ctx.recipe.models:  # a control: its column is the model it added
         return [model_result(ctx, spec.key, out)]
     columns = out if isinstance(out, list) else [Column("", out)]
-    results = []
+    reads, identity = [r.name for r in spec.reads], spec.component.identity()
+    params = spec.component.params.model_dump(mode="json")
+    params.pop("model", None)
+    results: list[ModelResult] = []
     for column in columns:
+        own = column.params or ({"column": column.name} if column.name else {})
+        key = column_key(spec.name, reads, {**identity, **own}) if len(columns) > 1 or own else spec.key
+        if any(r.key == key for r in results):
+            raise PluginError(f"{spec.where}: comparison '{spec.name}' (plugin '{spec.plugin}') returned two columns "
+                              f"with the same parameters ({key}); each Column needs its own params.")
         label = f"{spec.label} {column.name}" if column.name else spec.label
-        keep_per_query(ctx, f"compare:{label}", column.metrics)
         results.append(ModelResult(
-            key=f"compare:{label}", label=label, kind="comparison", component=spec.name,
-            reads=[r.name for r in spec.reads], metrics=round_metrics(column.metrics), costs=column.costs,
-            saved_model=saved_model if not results else None,
+            key=key, label=label, kind="comparison", component=spec.name, reads=reads,
+            params={**params, **own}, metrics=round_metrics(column.metrics), costs=column.costs,
+            saved_model=saved_model if not results else None, no_intervals=keep_per_query(ctx, key, column),
         ))
     return results

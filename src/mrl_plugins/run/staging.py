@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..evidence.rundir import RunDir
 from ..locks import FolderLock, lock_path
 from ..recipe import Recipe
-from ..run_models import MRL
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -107,9 +107,14 @@ class Staging:
         return f"'{shlex.join(words)}' (or 'mrl-run --resume {shlex.quote(str(self.out))}')"
 
     # -- layout ------------------------------------------------------------------------------
+    @property
+    def run(self) -> RunDir:
+        """The run folder being written (what moves to ``out`` when the run ends)."""
+        return RunDir(self.dir)
+
     def model_dir(self, key: str) -> Path:
         """Where a trained model is saved: ``model/`` for the MRL model, else ``variants/<key>``."""
-        return self.dir / "model" if key == MRL else self.dir / "variants" / key
+        return self.run.model_dir(key)
 
     def checkpoints(self, key: str) -> Path:
         return self.dir / "checkpoints" / key
@@ -130,7 +135,8 @@ class Staging:
         """What --resume would reuse, in words."""
         out = [f"trained model '{p.stem}'" for p in sorted((self.dir / "trained").glob("*.json"))]
         for folder in sorted((self.dir / "checkpoints").glob("*")):
-            steps = sorted(int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+            numbers = (p.name.split("-")[1] for p in folder.glob("checkpoint-*"))
+            steps = sorted(int(n) for n in numbers if n.isdigit())
             if steps:
                 out.append(f"checkpoints of '{folder.name}' (newest checkpoint-{steps[-1]})")
         done = len(list((self.dir / "compared").glob("*.json")))
@@ -158,7 +164,8 @@ class Staging:
         """A sentence about an earlier run that stopped without finishing here, or ``None``."""
         try:
             progress = json.loads((self.dir / "progress.json").read_text())
-            where = f"during stage '{progress['stage']}' ({progress['message']}), last recorded {progress['at']}, pid {progress['pid']}"
+            where = (f"during stage '{progress['stage']}' ({progress['message']}), last recorded {progress['at']}, "
+                     f"pid {progress['pid']}")
         except (OSError, ValueError, KeyError, TypeError):
             if not self.dir.is_dir():
                 return None
@@ -195,19 +202,22 @@ class Staging:
         if not path.is_file():
             return []
         recorded = json.loads(path.read_text())
-        binding, free = [], []
+        binding: list[str] = []
+        free: list[str] = []
         for key in sorted((set(recorded["recipe"]) | set(resolved)) - {"output_dir"}):  # where, not what
             for sub, before, after in _differences(recorded["recipe"].get(key), resolved.get(key)):
                 where = f"{key}.{sub}" if sub else key
                 change = f"{where}: {before!r} -> {after!r}"
-                (binding if key in RESUME_BINDING and (key, sub.split(".")[0]) not in RESUME_FREE else free).append(change)
+                (binding if key in RESUME_BINDING and (key,
+                                                       sub.split(".")[0]) not in RESUME_FREE else free).append(change)
         if recorded["trained"] != trained:
             binding.append(f"models to train: {sorted(recorded['trained'])} -> {sorted(trained)}")
         if binding:
             raise UserError(
                 f"--resume: the recipe changed since the interrupted run began, in ways its checkpoints and finished "
                 f"models depend on ({'; '.join(binding)}); nothing was changed. Restore those values to resume, or "
-                f"start over with '{shlex.join(['mrl-run', str(self.recipe_path), *self._set_words(), '--overwrite'])}'."
+                "start over with "
+                f"'{shlex.join(['mrl-run', str(self.recipe_path), *self._set_words(), '--overwrite'])}'."
             )
         (self.dir / "run-recipe.json").write_text(json.dumps({"recipe": resolved, "trained": trained}, indent=2))
         return free
@@ -235,7 +245,8 @@ class Staging:
                 "to discard it and start over."
             )
         if resume and leftover:
-            logger.warning("%s; resuming, reusing %s", leftover, ", ".join(reusable) or "nothing (it had finished nothing)")
+            logger.warning("%s; resuming, reusing %s", leftover,
+                           ", ".join(reusable) or "nothing (it had finished nothing)")
         elif leftover:
             logger.warning("%s, with nothing to reuse; starting over", leftover)
         if not resume:
@@ -277,14 +288,15 @@ class Staging:
             if not is_main or isinstance(exc, MoveFailed):
                 raise
             full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            written = getattr(exc, "filename", None) or self.dir
             if not self.has_resumable_state():
                 shutil.rmtree(self.dir, ignore_errors=True)
                 if full:
-                    raise DiskFull(f"the disk filled up while the run wrote {exc.filename or self.dir}; nothing was kept. "
-                                   f"Free some space (the run needs room for its models) and run it again.") from None
+                    raise DiskFull(f"the disk filled up while the run wrote {written}; nothing was kept. Free some "
+                                   "space (the run needs room for its models) and run it again.") from None
                 raise
             if full:
-                raise DiskFull(f"the disk filled up while the run wrote {exc.filename or self.dir}. The finished models "
+                raise DiskFull(f"the disk filled up while the run wrote {written}. The finished models "
                                f"and checkpoints are kept in {self.dir}: free some space and continue with "
                                f"{self.hint()}.") from None
             hint = (f"nothing was written to {self.out}; the finished models and checkpoints are kept in {self.dir}: "
@@ -316,13 +328,14 @@ def staged_invocation(folder: Path) -> tuple[Path, Path, list[str]]:
         saved = json.loads((staged / "invocation.json").read_text())
         return Path(saved["recipe"]), Path(saved["output_dir"]), [str(o) for o in saved["overrides"]]
     except FileNotFoundError:
-        if (folder / "results.json").is_file():
+        if RunDir(folder).results_file.is_file():
             raise UserError(f"--resume {folder}: that run finished; there is nothing to resume.") from None
         raise UserError(f"--resume {folder}: no interrupted run there (no {staged}/invocation.json); pass the "
                         "output folder of a run that stopped, or the recipe with --resume.") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"--resume {folder}: {staged}/invocation.json cannot be read ({exc}); resume with the "
-                        "recipe instead: mrl-run RECIPE --resume (with the --set options it was started with).") from None
+                        "recipe instead: mrl-run RECIPE --resume (with the --set options it was started "
+                        "with).") from None
 
 
 def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError, is_disk_full
+from .._st import strip_card_examples
 from ..components import ObjectiveContext, Role, TextSide, WarmStartContext
+from ..errors import UserError, is_disk_full
 from ..evaluation import encode_texts
+from ..evidence.results import TrainingFacts
 from ..models import ResolvedModel, load_model, mixed_precision
-from ..publish import strip_card_examples
-from ..results import TrainingFacts
-from ..run_models import MRL, RunModel, Training
 from ..recipe import ComponentSpec
+from ..run_models import MRL, RunModel, Training
 from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
@@ -41,7 +41,8 @@ def last_checkpoint(folder: Path) -> Path | None:
     while writing them) are renamed ``incomplete-checkpoint-N``, kept, and never resumed from."""
     if not folder.is_dir():
         return None
-    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    steps = sorted((int(p.name.split("-")[1]),
+                    p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
     complete = [(step, p) for step, p in steps if (p / COMPLETE).is_file()]
     newest = complete[-1][0] if complete else -1
     for step, p in steps:
@@ -68,7 +69,8 @@ def finite_guard(what: str, spec: ComponentSpec | None) -> Any:
                  else "the base loss alone")
 
     class FiniteGuard(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
             for key in ("loss", "grad_norm", "train_loss"):
                 value = (logs or {}).get(key)
                 if isinstance(value, (int, float)) and not math.isfinite(value):
@@ -86,7 +88,7 @@ def trainer_callbacks() -> list[Any]:
     return []
 
 
-def objective_spec(ctx: RunContext, training: Training) -> ComponentSpec | None:
+def objective_spec(ctx: RunContext, training: Training) -> ComponentSpec[Any] | None:
     """The objective a model trains with: the recipe's, none (a control), or a named one."""
     if training.objective == "none":
         return None
@@ -142,10 +144,10 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     from sentence_transformers import SentenceTransformerTrainer
 
     work_dir = ctx.staging.checkpoints(run_model.key)
-    args = trainer_arguments(ctx, work_dir, run_model.training.seed)
-    guard = finite_guard(f"'{run_model.key}'", objective_spec(ctx, run_model.training))
+    args = trainer_arguments(ctx, work_dir, run_model.trained_with.seed)
+    guard = finite_guard(f"'{run_model.key}'", objective_spec(ctx, run_model.trained_with))
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.training),
+        model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.trained_with),
         callbacks=[guard, *trainer_callbacks()],
     )
     if args.disable_tqdm:  # quiet: transformers would print every log dict instead of a bar
@@ -156,9 +158,9 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     if checkpoint:
         logger.info("          resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    spec = objective_spec(ctx, run_model.training)
+    spec = objective_spec(ctx, run_model.trained_with)
     return TrainingFacts(
-        steps=trainer.state.global_step, world_size=args.world_size, matryoshka=run_model.training.matryoshka,
+        steps=trainer.state.global_step, world_size=args.world_size, matryoshka=run_model.trained_with.matryoshka,
         resumed_from=checkpoint.name if checkpoint else None, objective=spec.name if spec else None,
         seed=args.seed,
     )
@@ -177,7 +179,7 @@ class _WarmStartTexts(WarmStartContext):
         return encode_texts(self._model, list(texts), role=role, batch_size=self._ctx.settings.eval.batch_size)
 
 
-def warm_start_spec(ctx: RunContext, training: Training) -> ComponentSpec | None:
+def warm_start_spec(ctx: RunContext, training: Training) -> ComponentSpec[Any] | None:
     """The warm start a model gets: the recipe's, a named one (default parameters), or none."""
     if training.warm_start is True:
         return ctx.recipe.warm_start
@@ -206,7 +208,7 @@ def train_or_reuse(ctx: RunContext, run_model: RunModel) -> tuple[Any, TrainingF
                            max_seq_length=s.model.max_seq_length)
         return model, TrainingFacts.model_validate_json(done.read_text())
     model = load_model(ctx.recipe.model, device=ctx.device, max_seq_length=s.model.max_seq_length)
-    warm_spec = warm_start_spec(ctx, run_model.training)
+    warm_spec = warm_start_spec(ctx, run_model.trained_with)
     warm = apply_warm_start(ctx, model, warm_spec) if warm_spec else None
     facts = train(ctx, model, run_model)
     facts.warm_start = warm
@@ -245,7 +247,8 @@ def save_model(model: Any, folder: Path, key: str) -> None:
             if time.monotonic() >= deadline:
                 raise DiskFull(
                     f"the disk filled up while saving the trained model '{key}' to {folder}, and no room was freed "
-                    f"within {SAVE_RETRY_SECONDS:.0f} s (it needs about {need / 2**20:,.0f} MiB; {free / 2**20:,.0f} MiB "
+                    f"within {SAVE_RETRY_SECONDS:.0f} s (it needs about {need / 2**20:,.0f} MiB; {free / 2**20:,.0f} "
+                    "MiB "
                     "are free). The model was trained but could not be kept; free some space and run again "
                     "(with [train] checkpoint_steps > 0 a resume continues from the last checkpoint)."
                 ) from None
@@ -258,10 +261,10 @@ def save_model(model: Any, folder: Path, key: str) -> None:
 
 def describe(ctx: RunContext, run_model: RunModel) -> str:
     """The stage line of one training."""
-    recipe, t = ctx.recipe, run_model.training
+    recipe, t = ctx.recipe, run_model.trained_with
     warm = warm_start_spec(ctx, t)
     spec = objective_spec(ctx, t)
-    if run_model.key == MRL:
+    if run_model.key == MRL and spec is not None:  # MRL always trains with an objective
         after = f" after the '{warm.name}' warm start" if warm else ""
         return f"training with {recipe.loss.name} in the '{spec.name}' objective over dims {ctx.dims}{after}"
     what = f"with the '{spec.name}' objective" if spec else f"with {recipe.loss.name} alone (no MatryoshkaLoss)"

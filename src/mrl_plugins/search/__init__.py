@@ -13,6 +13,16 @@ from .index import FunnelIndex, ModelStamp, SearchHits, TextStore
 from .timing import Timing, measure, search_cost
 
 __all__ = [
-    "FunnelIndex", "IndexedCorpus", "ModelStamp", "SearchHits", "TextStore", "Timing", "build_from_texts",
-    "measure", "normalise", "open_index", "CorpusReader", "search_cost",
+    "CorpusReader",
+    "FunnelIndex",
+    "IndexedCorpus",
+    "ModelStamp",
+    "SearchHits",
+    "TextStore",
+    "Timing",
+    "build_from_texts",
+    "measure",
+    "normalise",
+    "open_index",
+    "search_cost",
 ]

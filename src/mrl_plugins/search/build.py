@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from ..components import IndexBackend
 from ..errors import UserError
 from ..models import full_width
@@ -83,23 +82,20 @@ class IndexedCorpus:
 
 def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True) -> IndexedCorpus:
     """Load a saved index; its backend comes from the plugin registry, by the manifest's name."""
-    from pydantic import ValidationError
-
-    from ..plugins import load_registry
+    from ..plugins import ComponentParamsError, load_registry
 
     folder = Path(folder)
     manifest = check_index_folder(folder)
     registry = registry or load_registry()
     name, params = manifest["index"]["name"], manifest["index"]["params"]
     try:
-        cls = registry.get("index", name)
+        backend = registry.build("index", name, params)
+    except ComponentParamsError as exc:
+        raise UserError(f"{folder}/manifest.json: parameters of index backend '{name}' are invalid ({exc}).") from None
     except UserError as exc:
         raise UserError(f"{folder}/manifest.json: {exc} The index was built with a backend that is not installed "
-                        "here; install the plugin that provides it, or rebuild the index with 'mrl-run index'.") from None
-    try:
-        backend = cls(cls.Params.model_validate(params))
-    except ValidationError as exc:
-        raise UserError(f"{folder}/manifest.json: parameters of index backend '{name}' are invalid ({exc.errors()[0]['msg']}).") from None
+                        "here; install the plugin that provides it, or rebuild the index with "
+                        "'mrl-run index'.") from None
     index = FunnelIndex.load(folder, backend, mmap=mmap)
     texts = TextStore(folder) if manifest.get("texts") and (folder / "texts.jsonl").is_file() else None
     return IndexedCorpus(index, texts, manifest, folder)

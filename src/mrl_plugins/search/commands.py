@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, is_disk_full
+from ..evidence.rundir import RunDir
 from ..models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .corpus import FORMATS
 from .index import FORMAT
 
 logger = logging.getLogger("mrl_plugins")
 
-QUANTIZED = {("flat", "int8"): ("int8", {}), ("flat", "binary"): ("binary", {}), ("hnsw", "int8"): ("hnsw", {"storage": "int8"})}
 
 
 def positive(text: str) -> int:
@@ -41,7 +41,8 @@ def _bounded(text: str, low: int, high: int | None = None) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value < low or (high is not None and value > high):
-        raise argparse.ArgumentTypeError(f"{value} is out of range: at least {low}" + (f", at most {high}" if high else ""))
+        most = f", at most {high}" if high else ""
+        raise argparse.ArgumentTypeError(f"{value} is out of range: at least {low}{most}")
     return value
 
 
@@ -49,33 +50,45 @@ def port(text: str) -> int:
     return _bounded(text, 1, 65535)
 
 
-def add_parsers(sub: Any) -> None:
-    index = sub.add_parser("index", help="Build a funnel index (shortlist at a low dimension, rerank at full) from a corpus.")
+def index_arguments(index: argparse.ArgumentParser) -> None:
+    """The arguments of ``mrl-run index``."""
     index.add_argument("model", help="A run's output directory, a model folder or a Hub id.")
     index.add_argument("corpus", type=Path, help="Documents: .jsonl, .json, .csv, .tsv, .parquet, or text with one per "
                        "line; a FIFO or <(zcat docs.jsonl.gz) works, and - reads standard input.")
     index.add_argument("-o", "--output", type=Path, required=True, help="The index folder to create.")
-    index.add_argument("--dim", type=positive, help="Shortlist dimension (default: the run's smallest keeping ≥ 95%%, else full).")
-    index.add_argument("--index", default="flat", help='Shortlist index backend: flat, hnsw, int8, binary, or a plugin\'s.')
-    index.add_argument("--quantize", choices=["int8", "binary"], help="Quantise the shortlist: flat+int8, flat+binary, hnsw+int8.")
+    index.add_argument("--dim", type=positive,
+                       help="Shortlist dimension (default: the run's smallest keeping ≥ 95%%, else full).")
+    index.add_argument("--index",
+                       help="Shortlist index backend, any registered one (built in: flat, hnsw, int8, binary; "
+                       "'mrl-run plugins' lists them). Default: the exact one (flat).")
+    index.add_argument("--quantize", metavar="PRECISION",
+                       help="Quantise the shortlist, where the backend offers it (built in: flat with int8 or binary, "
+                       "hnsw with int8; 'mrl-run plugins' lists the backends).")
     index.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
                        help="A backend parameter (TOML value), e.g. --index-param m=48 (see 'mrl-run plugins -v').")
     index.add_argument("--rerank-dim", type=positive, help="Rerank at this dimension (default: full).")
-    index.add_argument("--store", choices=["float32", "float16"], default="float32", help="Dtype of the rerank vectors.")
+    index.add_argument("--store", choices=["float32", "float16"], default="float32",
+                       help="Dtype of the rerank vectors.")
     index.add_argument("--text-column", default="text", help="Column holding the documents (default: text).")
     index.add_argument("--id-column", help="Column holding document ids, unique (default: the row number).")
     index.add_argument("--format", choices=FORMATS, help="Read the corpus as this format (default: by its extension; "
                        "for - or a FIFO without one, JSON lines if the first line is an object, else plain text).")
-    index.add_argument("--encoding", default="utf-8", help="Encoding of CSV, TSV and text corpora (default utf-8; JSON is UTF-8).")
+    index.add_argument("--encoding", default="utf-8",
+                       help="Encoding of CSV, TSV and text corpora (default utf-8; JSON is UTF-8).")
     index.add_argument("--batch-size", type=positive, default=256)
     index.add_argument("--device", default="auto", help='"auto" (CUDA, else MPS, else CPU) or a torch device.')
     index.add_argument("--overwrite", action="store_true",
-                       help="Replace an existing index folder (only an index, or an empty folder; never anything else).")
-    search = sub.add_parser("search", help="Search an index built by 'mrl-run index'.")
+                       help="Replace an existing index folder (only an index, or an empty folder; never anything "
+                       "else).")
+
+
+def search_arguments(search: argparse.ArgumentParser) -> None:
+    """The arguments of ``mrl-run search``."""
     search.add_argument("index", type=Path, help="The index folder.")
     search.add_argument("query", nargs="+", help="One or more queries.")
     search.add_argument("-k", type=positive, default=10, help="Documents to return (default 10).")
-    search.add_argument("--shortlist", type=non_negative, default=100, help="Candidates to rerank (default 100; 0: no rerank).")
+    search.add_argument("--shortlist", type=non_negative, default=100,
+                        help="Candidates to rerank (default 100; 0: no rerank).")
     search.add_argument("--model", help="Embed queries with this model (default: the one that built the index).")
     search.add_argument("--device", default="auto")
     search.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
@@ -84,31 +97,42 @@ def add_parsers(sub: Any) -> None:
 def resolve_model_arg(name: str) -> tuple[ResolvedModel, Path | None]:
     """A model argument: a run's output directory (its ``model/``), a model folder, or a Hub id."""
     path = Path(name).expanduser()
-    if (path / "model" / "modules.json").is_file():
-        return ResolvedModel(str(path.resolve() / "model"), str(path.resolve() / "model"), "local path"), path
+    if RunDir.is_run(path):
+        model = str(RunDir(path.resolve()).model)
+        return ResolvedModel(model, model, "local path"), path
     resolved = resolve_model(name)
     if resolved.origin == "local path":
         resolved = ResolvedModel(str(Path(resolved.location)), resolved.location, resolved.origin)
         if embedding_dim_from_files(resolved.location) is None:
-            raise UserError(f"{name}: a folder, but neither a run's output directory nor a sentence-transformers model.")
+            raise UserError(f"{name}: a folder, but neither a run's output directory nor a sentence-transformers "
+                            "model.")
     return resolved, None
 
 
-def default_dim(model: ResolvedModel, full: int) -> int:
-    """The smallest dimension keeping ≥ 95% of full quality, from the model's mrl.json, else full."""
+def default_dim(model: ResolvedModel, full: int, run: Path | None = None) -> int:
+    """The smallest dimension keeping ≥ 95% of full quality: from the run's evidence when the
+    model is a run's, else from the published model's mrl.json, else the full width."""
+    from ..evidence.decisions import index_width
+    from ..evidence.results import KEEP_SHARES, share_label
+
+    if run is not None:
+        return index_width(RunDir.open(run).results())
     meta = Path(model.location) / "mrl.json"
     if model.is_local and meta.is_file():
-        return int(json.loads(meta.read_text()).get("recommended_dims", {}).get("95%", full))
+        return int(json.loads(meta.read_text()).get("recommended_dims", {}).get(share_label(min(KEEP_SHARES)), full))
     return full
 
 
 def backend_for(name: str, quantize: str | None, assignments: list[str]) -> tuple[str, dict[str, Any]]:
+    from ..plugins import load_registry
+
     params: dict[str, Any] = {}
     if quantize:
-        if (name, quantize) not in QUANTIZED:
+        offered = load_registry().quantizations()
+        if (name, quantize) not in offered:
             raise UserError(f"--quantize {quantize} does not combine with --index {name}; "
-                            f"these do: {', '.join(f'--index {i} --quantize {q}' for i, q in QUANTIZED)}.")
-        name, params = QUANTIZED[(name, quantize)]
+                            f"these do: {', '.join(f'--index {i} --quantize {q}' for i, q in offered)}.")
+        name, params = offered[(name, quantize)]
     for item in assignments:
         key, sep, text = item.partition("=")
         if not sep:
@@ -121,17 +145,12 @@ def backend_for(name: str, quantize: str | None, assignments: list[str]) -> tupl
 
 
 def make_backend(name: str, params: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
+    from ..plugins import ComponentParamsError, load_registry
 
-    from ..plugins import load_registry
-
-    cls = load_registry().get("index", name)
     try:
-        return cls(cls.Params.model_validate(params))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"--index {name}: parameter '{'.'.join(map(str, first['loc']))}' {first['msg'].lower()} "
-                        f"(see 'mrl-run plugins -v' for its parameters).") from None
+        return load_registry().build("index", name, params)
+    except ComponentParamsError as exc:
+        raise UserError(f"--index {name}: {str(exc).split(': ', 1)[1]}") from None
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
@@ -145,7 +164,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
         entries = sorted(p.name for p in out.iterdir())
         if entries and not _is_index(out):
             shown = ", ".join(entries[:6]) + (", …" if len(entries) > 6 else "")
-            what = "a finished run" if "results.json" in entries else "a folder that is not an index"
+            what = "a finished run" if RunDir(out).results_file.is_file() else "a folder that is not an index"
             raise UserError(f"-o {out}: {what} is there ({shown}); nothing was changed. --overwrite replaces only an "
                             "index built by 'mrl-run index' or an empty folder: name a new folder.")
         if entries and not overwrite:
@@ -153,7 +172,8 @@ def check_destination(out: Path, overwrite: bool) -> None:
                             "--overwrite to replace it.")
     problems = output_problems(out)
     if problems:
-        raise UserError(problems[0].replace("output_dir:", "-o:").replace("Choose another output_dir", "Choose another -o"))
+        message = problems[0].replace("output_dir:", "-o:")
+        raise UserError(message.replace("Choose another output_dir", "Choose another -o"))
 
 
 def _is_index(folder: Path) -> bool:
@@ -172,7 +192,8 @@ def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: i
     need = corpus_bytes + rows * (full * (2 if store == "float16" else 4) + dim * 4 + 8)
     free = shutil.disk_usage(existing_ancestor(out.parent)).free
     if free < need * 1.1:
-        raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} has "
+        raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} "
+                        "has "
                         f"{free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
 
 
@@ -184,8 +205,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     problems = device_problems(args.device, "--device")
     if problems:
         raise UserError(problems[0])
-    model_ref, _ = resolve_model_arg(args.model)
+    model_ref, args.run_dir = resolve_model_arg(args.model)
     full = embedding_dim_from_files(model_ref.location) if model_ref.is_local else None
+    if args.index is None:
+        from ..plugins import load_registry
+
+        args.index = load_registry().exact_index()
     name, params = backend_for(args.index, args.quantize, args.index_param)
     backend = make_backend(name, params)
     out: Path = args.output
@@ -215,7 +240,7 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
         check_room(out, corpus.approximate_rows(), size, full, args.dim or full, args.store)
     model = load_model(model_ref, device=pick_device(args.device))
     full = full_width(model)
-    dim = args.dim or default_dim(model_ref, full)
+    dim = args.dim or default_dim(model_ref, full, args.run_dir)
     if dim > full:
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
     corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * chars_per_token
@@ -229,8 +254,9 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if is_disk_full(exc):
+            kept = f" and the index already in {out} is untouched" if out.exists() else ""
             raise UserError(f"the disk filled up while building the index in {tmp.parent}; the partial build was "
-                            f"removed{' and the index already in ' + str(out) + ' is untouched' if out.exists() else ''}. "
+                            f"removed{kept}. "
                             "Free some space (or choose another -o) and run the command again.") from None
         if isinstance(exc, PermissionError):
             raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "

@@ -101,9 +101,11 @@ class CorpusReader:
             try:
                 "".encode(self.encoding)
             except LookupError:
-                raise UserError(f"--encoding {self.encoding}: not an encoding Python knows (e.g. utf-8, latin-1).") from None
+                raise UserError(f"--encoding {self.encoding}: not an encoding Python knows (e.g. utf-8, "
+                                "latin-1).") from None
         if self.format == "text" and self.id_column:
-            raise UserError(f"{self.path}: plain text has no columns; --id-column needs JSON lines, CSV/TSV or Parquet.")
+            raise UserError(f"{self.path}: plain text has no columns; --id-column needs JSON lines, CSV/TSV or "
+                            "Parquet.")
 
     @property
     def name(self) -> str:
@@ -193,9 +195,10 @@ class CorpusReader:
                 stream.close()
 
     def _decoded(self, stream: IO[bytes]) -> Iterator[tuple[int, str]]:
-        fix = ("pass --encoding with the file's encoding (e.g. --encoding latin-1)" if self.format not in ("jsonl", "json")
-               else "JSON must be UTF-8: convert the file (iconv -f latin1 -t utf-8)")
-        encoding = "utf-8" if self.format in ("jsonl", "json") else self.encoding
+        is_json = self.format in ("jsonl", "json")
+        fix = ("JSON must be UTF-8: convert the file (iconv -f latin1 -t utf-8)" if is_json
+               else "pass --encoding with the file's encoding (e.g. --encoding latin-1)")
+        encoding = "utf-8" if is_json else self.encoding
         for number, raw in enumerate(stream, 1):
             try:
                 yield number, raw.decode(encoding)
@@ -241,7 +244,8 @@ class CorpusReader:
         try:
             header = next(reader, None)
             if header is None:
-                raise UserError(f"{self.name}: the corpus is empty; give a file with a header and at least one document.")
+                raise UserError(f"{self.name}: the corpus is empty; give a file with a header and at least one "
+                                "document.")
             problem = self._columns_problem("line 1 (the header)", header)
             if problem:
                 raise problem

@@ -144,7 +144,8 @@ class FunnelIndex:
             scores = np.einsum("qd,qnd->qn", q[start : start + step], vecs)
             scores[~valid] = -np.inf
             order = np.argsort(-scores, axis=1, kind="stable")[:, : out_ids.shape[1]]
-            out_ids[start : start + step] = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(cand, order, 1), -1)
+            found = np.take_along_axis(valid, order, 1)
+            out_ids[start : start + step] = np.where(found, np.take_along_axis(cand, order, 1), -1)
             out_scores[start : start + step] = np.take_along_axis(scores, order, 1)
         return SearchHits(out_ids, out_scores)
 
@@ -155,7 +156,7 @@ class FunnelIndex:
 
     def rerank_bytes(self) -> float:
         """Bytes per vector read to rerank (the stored prefix up to ``rerank_dim``)."""
-        return float(self.rerank_dim * np.dtype(self.store_dtype).itemsize)
+        return float((self.rerank_dim or self.full_dim) * np.dtype(self.store_dtype).itemsize)
 
     # -- files ----------------------------------------------------------------------------------
     def manifest(self, backend_name: str, backend_params: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +263,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise UserError(f"{path} is not an mrl-plugins index manifest (no \"format\": \"{FORMAT}\"); {rebuild}.")
     if isinstance(m.get("version"), int) and not isinstance(m.get("version"), bool) and m["version"] > VERSION:
-        raise UserError(f"{folder}: index format {m['version']} is newer than this mrl-plugins reads ({VERSION}); upgrade.")
+        raise UserError(f"{folder}: index format {m['version']} is newer than this mrl-plugins reads ({VERSION}); "
+                        "upgrade.")
     try:
         manifest = Manifest.model_validate(m)
     except ValidationError as exc:

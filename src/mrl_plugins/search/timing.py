@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from ..components import SearchCost
 
 Search = Callable[[np.ndarray], object]
+K = TypeVar("K", bound=Hashable)
 """Searches a batch of queries (full-dimension float32 rows); the result is ignored."""
 
 
@@ -29,8 +31,8 @@ class Timing:
 
 
 def measure(
-    searches: Mapping[str, Search], queries: np.ndarray, *, single: int = 100, rounds: int = 3, warmup: int = 5
-) -> dict[str, Timing]:
+    searches: Mapping[K, Search], queries: np.ndarray, *, single: int = 100, rounds: int = 3, warmup: int = 5
+) -> dict[K, Timing]:
     """Time each search one query at a time (on ``single`` queries) and in one batch, interleaved
     round by round so that the machine's noise falls on all of them alike."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -38,8 +40,8 @@ def measure(
     for search in searches.values():  # warm caches, graphs and thread pools
         for q in picked[:warmup]:
             search(q[None, :])
-    singles: dict[str, list[float]] = {name: [] for name in searches}
-    batches: dict[str, list[float]] = {name: [] for name in searches}
+    singles: dict[K, list[float]] = {name: [] for name in searches}
+    batches: dict[K, list[float]] = {name: [] for name in searches}
     for _ in range(rounds):
         for name, search in searches.items():
             for q in picked:

@@ -30,8 +30,10 @@ from mrl_plugins.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-HUB_COLUMNS = {"query": "query", "product_id": "entity_id", "title": "name", "description": "description", "relevance": "relevance"}
-KAGGLE_COLUMNS = {"query": "search_term", "product_id": "product_uid", "title": "product_title", "description": "product_description", "relevance": "relevance"}
+HUB_COLUMNS = {"query": "query", "product_id": "entity_id", "title": "name", "description": "description",
+               "relevance": "relevance"}
+KAGGLE_COLUMNS = {"query": "search_term", "product_id": "product_uid", "title": "product_title",
+                  "description": "product_description", "relevance": "relevance"}
 
 
 class HomeDepotParams(Params):
@@ -47,10 +49,11 @@ class HomeDepotParams(Params):
     threshold: float = Field(2.5, description="A pair is positive when relevance > threshold.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of queries held out for evaluation.")
     seed: int | None = Field(None, description="Sampling and split seed (default: the recipe's seed).")
-    product_text: Literal["title", "description", "both"] = Field("description", description="What a product's text is.")
+    product_text: Literal["title", "description", "both"] = Field(
+        "description", description="What a product's text is.")
 
 
-class HomeDepotSource(DataSource):
+class HomeDepotSource(DataSource[HomeDepotParams]):
     """Home Depot search: (query, product) positives for MNR, relevance-scored pairs for CoSENT."""
 
     name = "homedepot"
@@ -79,7 +82,8 @@ class HomeDepotSource(DataSource):
             train = read_table(base / "train.csv", encoding=p.encoding)
             desc = read_table(base / "product_descriptions.csv", encoding=p.encoding)
             names = {**KAGGLE_COLUMNS, **p.columns}
-            require_columns(desc.column_names, [names["product_id"], names["description"]], str(base / "product_descriptions.csv"))
+            require_columns(desc.column_names, [names["product_id"], names["description"]],
+                            str(base / "product_descriptions.csv"))
             descriptions = dict(zip(desc[names["product_id"]], desc[names["description"]]))
             need = [names[c] for c in ("query", "product_id", "title", "relevance")]
             require_columns(train.column_names, need, str(base / "train.csv"))
@@ -169,7 +173,8 @@ class HomeDepotSource(DataSource):
         eval_set = IRSet({qid: q for q, qid in qids.items()}, corpus, relevant)
 
         if request.row_format == "scored-pairs":
-            train = [{"sentence1": r["query"], "sentence2": r["text"], "score": (r["relevance"] - 1.0) / 2.0} for r in train_rows]
+            train = [{"sentence1": r["query"], "sentence2": r["text"],
+                      "score": (r["relevance"] - 1.0) / 2.0} for r in train_rows]
         else:
             train = [{"anchor": r["query"], "positive": r["text"]} for r in train_rows if r["relevance"] > p.threshold]
         summary = {

@@ -35,7 +35,7 @@ class MSMarcoParams(Params):
     shuffle_buffer: int = Field(10_000, ge=0, description="Streaming shuffle buffer; 0 keeps the stream order.")
 
 
-class MSMarcoSource(DataSource):
+class MSMarcoSource(DataSource[MSMarcoParams]):
     """MS MARCO hard-negative triplets, streamed; evaluation queries held out from training."""
 
     name = "msmarco"

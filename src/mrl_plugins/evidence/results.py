@@ -1,0 +1,341 @@
+"""The schema of ``results.json``: what one run measured, read by the report, the model card,
+the CLI and the tests through attributes, never by spelling keys.
+
+Metric names and the retention thresholds are defined here once. Every column has a key derived
+from what it *is* (:func:`column_key`: the component, the models it reads and the parameters
+that identify it), never from its display label, so renaming a label changes no key, folder or
+decision; what a column was measured with is in ``ModelResult.params``. The JSON layout is the
+one earlier versions wrote, plus ``schema_version``; :meth:`RunResults.load` upgrades an older
+file in memory, so an older run can still be published or re-reported. Add a field with a
+default and bump :data:`SCHEMA_VERSION` when the layout changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..components import SearchCost
+from ..errors import UserError
+from ..run_models import BASE, MRL
+
+SCHEMA_VERSION = 3
+"""1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
+the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
+``no_intervals`` per column. Keys of older files stay as they were written (they are opaque
+identifiers); their ``params`` are recovered once, in :func:`_upgrade`."""
+
+
+class Metric(str, Enum):
+    """A retrieval metric at cut-off k, computed per dimension after re-normalising."""
+
+    MRR = "mrr"
+    RECALL = "recall"
+    NDCG = "ndcg"
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # shadows str.title on purpose: the metric's printed name
+        return {"mrr": "MRR", "recall": "Recall", "ndcg": "nDCG"}[self.value]
+
+    def key(self, k: int) -> str:
+        """The name in ``results.json`` and in comparisons' metric dicts, e.g. ``mrr@10``."""
+        return f"{self.value}@{k}"
+
+
+OVERLAP = "overlap"
+"""Search configurations also report ``overlap@k``: the share of the exact full-dimension top k
+they return (not a relevance metric, so not in :data:`METRICS`)."""
+
+
+ENCODE_SPEEDUP = "encode_speedup"
+"""A column may also report how fast it encodes on the CPU: documents per second as a ratio to the
+torch float32 model in the same run (the ``export`` comparison does); the report prints it."""
+
+
+def overlap_key(k: int) -> str:
+    return f"{OVERLAP}@{k}"
+
+
+METRICS: tuple[Metric, ...] = tuple(Metric)
+PRIMARY = Metric.MRR
+"""The metric that recommendations (smallest dimension keeping a share) are based on."""
+KEEP_SHARES: tuple[float, ...] = (0.99, 0.95)
+"""Retention thresholds: the smallest dimension keeping this share of full-dimension quality."""
+
+
+RESULTS_FILE = "results.json"
+
+
+def share_label(share: float) -> str:
+    """How a share is printed and how files written for people and tools spell it: ``99%``."""
+    return f"{round(share * 100)}%"
+
+
+def _param_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def column_key(component: str, reads: Sequence[str], params: Mapping[str, Any]) -> str:
+    """A column's identity: ``funnel(mrl, shortlist=100)``, ``pca(base)``,
+    ``quantize(mrl, precision=binary, rescore=true)``. The component's name, the models it reads,
+    and the parameters that identify it (sorted; a comparison leaves out those at their defaults
+    and those that only say how it is measured, see ``Comparison.identity``)."""
+    parts = [*reads, *(f"{k}={_param_text(v)}" for k, v in sorted(params.items()))]
+    return f"{component}({', '.join(parts)})"
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a newer minor field survives a round trip
+
+
+class ModelInfo(_Schema):
+    name: str
+    origin: str
+    full_dim: int
+
+
+class DataInfo(_Schema):
+    source: str
+    row_format: str
+    train_rows: int
+    eval_queries: int
+    corpus: int
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingFacts(_Schema):
+    steps: int
+    world_size: int = 1
+    matryoshka: bool = True
+    resumed_from: str | None = None
+    warm_start: dict[str, Any] | None = None
+    objective: str | None = None
+    seed: int | None = None
+
+
+class ModelResult(_Schema):
+    """One column of the tables: a model of the run, or a comparison applied to one."""
+
+    key: str = ""
+    label: str
+    kind: Literal["model", "comparison", "seed"]
+    component: str | None = None
+    reads: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    """What the column was measured with: the comparison's parameters and its column's own (a
+    funnel's ``shortlist``, a quantisation's ``precision``); decisions read these, never labels."""
+    metrics: dict[int, dict[str, float]]
+    """dimension → metric key (``mrr@10``) → value."""
+    costs: dict[int, SearchCost] | None = None
+    """dimension → what searching this way costs (memory per vector, query time)."""
+    intervals: dict[int, dict[str, tuple[float, float]]] | None = None
+    """dimension → metric key → 95% bootstrap interval over queries."""
+    p_vs_mrl: dict[int, dict[str, float]] | None = None
+    """dimension → metric key → paired p-value of the difference from the MRL model's column."""
+    no_intervals: str | None = None
+    """Why the column has no intervals or tests (its plugin returned means without per-query scores)."""
+    saved_model: str | None = None
+    """The model this column saved in the run's output (e.g. an adapted model), relative to it."""
+
+
+class PublishInfo(_Schema):
+    truncate_dim: int | None = None
+    recommended_dims: dict[str, int] = Field(default_factory=dict)
+    repo_id: str | None = None
+    revision: str | None = None
+    commit_url: str | None = None
+
+
+class RunResults(_Schema):
+    """Everything one run measured. ``models`` keeps the table order: the run's models first."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    model: ModelInfo
+    dims: list[int]
+    weights: list[float] | None = None
+    k: int = 10
+    device: str
+    data: DataInfo
+    train: dict[str, TrainingFacts] = Field(default_factory=dict)
+    models: dict[str, ModelResult]
+    timings: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
+    publish: PublishInfo | None = None
+    resumed_with_changes: list[str] = Field(default_factory=list)
+    """Recipe changes a --resume accepted because they do not touch the trained models."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunResults:
+        """Everything a report reads is there: a file that passes renders whole, or it is refused."""
+        if not self.dims or any(d < 1 for d in self.dims):
+            raise ValueError(f"dims must list the measured dimensions (positive, full width first), got {self.dims}")
+        if self.dims[0] != max(self.dims):
+            raise ValueError(f"dims must start with the full width, got {self.dims}")
+        if not self.models:
+            raise ValueError("models is empty: no column was measured")
+        wanted = [m.key(self.k) for m in METRICS]
+        for key, column in self.models.items():
+            for d in self.dims:
+                if d not in column.metrics:
+                    raise ValueError(f"models.{key}.metrics has no dimension {d} (dims lists it)")
+                missing = [w for w in wanted if w not in column.metrics[d]]
+                if missing:
+                    raise ValueError(f"models.{key}.metrics.{d} has no {', '.join(missing)}")
+                bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
+                if bad:
+                    raise ValueError(f"models.{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
+            for part in ("costs", "intervals", "p_vs_mrl"):
+                extra = set(getattr(column, part) or {}) - set(self.dims)
+                if extra:
+                    raise ValueError(f"models.{key}.{part} has dimensions {sorted(extra)} that dims does not list")
+        return self
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def full_dim(self) -> int:
+        return self.dims[0]
+
+    def metric_key(self, metric: Metric) -> str:
+        return metric.key(self.k)
+
+    def value(self, model: str, dim: int, metric: Metric = PRIMARY) -> float:
+        return self.models[model].metrics[dim][metric.key(self.k)]
+
+    def retention(self, model: str, dim: int, metric: Metric = PRIMARY) -> float | None:
+        """The share of the same model's full-dimension score kept at ``dim``."""
+        top = self.value(model, self.full_dim, metric)
+        return self.value(model, dim, metric) / top if top else None
+
+    def smallest_dim_keeping(self, model: str, share: float, metric: Metric = PRIMARY) -> int | None:
+        """The smallest dimension whose score is at least ``share`` of the full-dimension score."""
+        full = self.value(model, self.full_dim, metric)
+        keeping = [d for d in self.dims if full and self.value(model, d, metric) >= share * full]
+        return min(keeping) if keeping else None
+
+    def quality_columns(self) -> dict[str, ModelResult]:
+        """The columns of the per-metric tables: the run's models and comparisons without costs."""
+        return {key: m for key,
+                m in self.models.items() if m.kind == "model" or (m.kind == "comparison" and m.costs is None)}
+
+    def seed_columns(self) -> list[ModelResult]:
+        """MRL and its repetitions with other training seeds (``[train] seeds``), when there are any."""
+        seeds = [m for m in self.models.values() if m.kind == "seed"]
+        return [self.models[MRL], *seeds] if seeds and MRL in self.models else []
+
+    def interval(self, model: str, dim: int, metric: Metric = PRIMARY) -> tuple[float, float] | None:
+        iv = self.models[model].intervals
+        if not iv:
+            return None
+        low, high = iv[dim][metric.key(self.k)]
+        return low, high
+
+    def p_value(self, model: str, dim: int, metric: Metric = PRIMARY) -> float | None:
+        p = self.models[model].p_vs_mrl
+        return p[dim][metric.key(self.k)] if p else None
+
+    def search_columns(self) -> dict[str, ModelResult]:
+        """The columns with search costs: each model's plain truncation and every search
+        configuration (funnels, quantisation), for the quality-versus-cost section."""
+        return {key: m for key, m in self.models.items() if m.costs}
+
+    # -- files ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> RunResults:
+        """Read a ``results.json`` of this or an earlier schema version."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no results.json there; pass the output_dir of a finished 'mrl-run'.") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot be read as results.json ({exc}).") from None
+        return cls.from_json_dict(raw, where=str(path))
+
+    @classmethod
+    def from_json_dict(cls, raw: dict[str, Any], *, where: str = "results.json") -> RunResults:
+        version = raw.get("schema_version", 1) if isinstance(raw, dict) else None
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise UserError(f"{where}: written by a newer mrl-plugins (schema {version}); upgrade mrl-plugins to read "
+                            "it.")
+        try:
+            return cls.model_validate(_upgrade(raw) if version < SCHEMA_VERSION else raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            at = ".".join(str(p) for p in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise UserError(f"{where}: not a valid results file ({at + ': ' if at else ''}{msg}); nothing was "
+                            "rewritten "
+                            "from it. Restore it from a copy, or run the recipe again.") from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/results.json`` atomically (a temporary file, then a rename)."""
+        path = Path(folder) / RESULTS_FILE
+        tmp = path.with_name(f".results.json.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring a schema 1 or 2 file to the current layout (in memory; the file is not rewritten)."""
+    version = raw.get("schema_version", 1)
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        return {**raw, "schema_version": SCHEMA_VERSION}  # the schema reports what is wrong with it
+    out = {**raw, "schema_version": SCHEMA_VERSION, "models": {}}
+    for key, entry in models.items():
+        if not isinstance(entry, dict):
+            out["models"][key] = entry
+            continue
+        entry = dict(entry)
+        if version < 2:  # 1 → 2: entries gain their key and what they read; the no-MRL control, a
+            # comparison entry in schema 1, becomes the run model ``no-mrl`` it always was
+            if entry.get("kind") == "comparison" and entry.get("component") == "no-mrl":
+                key, entry["kind"], entry["reads"] = "no-mrl", "model", ["no-mrl"]
+            entry.setdefault("reads", [key] if entry.get("kind") == "model" else [])
+            entry["key"] = key
+        entry.setdefault("params", _params_from_label(entry))  # 2 → 3
+        out["models"][key] = entry
+    return out
+
+
+def _params_from_label(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 kept a search column's parameters only in its label (``MRL · funnel 100 hnsw →
+    192``, ``MRL · quantize int8 + rescore``): recovered here, once, so that nothing else ever
+    parses a label."""
+    label, component = str(entry.get("label", "")), entry.get("component")
+    if component == "funnel" and " · funnel " in label:
+        words = label.split(" · funnel ", 1)[1].split()
+        if words and words[0].isdigit():
+            rerank = words[words.index("→") + 1] if "→" in words[:-1] else None
+            index = next((w for w in words[1:] if w != "→" and w != rerank), None)  # none: the default, exact
+            return {"shortlist": int(words[0]), "index": index,
+                    "rerank_dim": int(rerank) if rerank and rerank.isdigit() else None}
+    if component == "quantize" and " · quantize " in label:
+        column = label.split(" · quantize ", 1)[1]
+        return {"precision": column.split()[0], "rescore": column.endswith("+ rescore")}
+    return {}
+
+
+def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+    """What results.json keeps: six decimals, more than any table shows."""
+    return {int(d): {k: round(float(v), 6) for k, v in m.items()} for d, m in metrics.items()}
+
+
+__all__ = [
+    "BASE", "ENCODE_SPEEDUP", "KEEP_SHARES", "METRICS", "MRL", "OVERLAP", "PRIMARY", "RESULTS_FILE", "SCHEMA_VERSION",
+    "DataInfo", "Metric", "ModelInfo", "ModelResult", "PublishInfo", "RunResults", "SearchCost", "TrainingFacts",
+    "column_key", "overlap_key", "round_metrics", "share_label",
+]
