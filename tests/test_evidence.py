@@ -87,6 +87,15 @@ def test_a_third_party_backend_measures_its_funnel_and_reaches_the_report(plugin
     points = [p for p in decisions.operating_points(results) if p.component == "funnel"]
     assert {(p.index, p.shortlist) for p in points} == {("brute", 10), ("brute", 20)}
     assert "MRL · funnel 20 brute" in (plugin_run / "report.md").read_text()
+    # served through it when it is the cheapest that keeps the quality: the card names it, from its parameters
+    from mrl_plugins.present.card import card_section
+
+    for column in results.models.values():
+        if column.kind == "model":
+            column.costs = None  # leave the funnels as the only measured configurations
+    choice = decisions.serving_choice(results)
+    assert choice is not None and choice[1].index == "brute"
+    assert f"--dim {choice[1].dim} --index brute`" in card_section(results, None, "alice/x")
 
 
 @pytest.fixture
@@ -166,3 +175,33 @@ def test_opening_something_that_is_not_a_finished_run_is_one_clear_error(tmp_pat
     with pytest.raises(UserError, match="mrl-run --resume"):
         RunDir.open(tmp_path / "half")
     assert main(["report", str(tmp_path / "half")]) == 2
+
+
+# -- sections ------------------------------------------------------------------------------------
+def test_every_section_is_defined_once_and_rendered_alike_everywhere(tmp_path):
+    from mrl_plugins.demo import DemoData
+    from mrl_plugins.present.card import card_section
+    from mrl_plugins.present.render import console, markdown
+    from mrl_plugins.present.sections import describe, report_sections
+
+    results = RunResults.load(V02 / "results.json")
+    sections = report_sections(results)
+    assert [s.key for s in sections] == ["metric:mrr", "metric:recall", "metric:ndcg", "smallest", "costs",
+                                         "uncertainty", "saved"]
+    text, md = console(sections), "\n".join(markdown(sections))
+    for section in sections:
+        assert (section.console_title or section.title) in text and f"## {section.title}" in md
+        for row in section.table.rows if section.table else []:
+            assert "  ".join(row) in " ".join(text.split("  ")) or all(cell in text for cell in row)
+            assert "| " + " | ".join(row) + " |" in md
+        for line in section.lines:
+            assert line.replace("`", "") in text and line in md
+    # the card words the serving decision with the report's own sentence; the demo shows the report's sentences
+    choice = decisions.serving_choice(results)
+    assert choice is not None and describe(choice[1], results) in card_section(results, 16, "alice/x")
+    run = tmp_path / "run"
+    shutil.copytree(V02, run)
+    (run / "model").mkdir()
+    demo = DemoData.from_run(run).recommendation()
+    costs = next(s for s in sections if s.key == "costs")
+    assert all(f"- {line}" in demo for line in costs.lines[:2])

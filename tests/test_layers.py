@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mrl_plugins"
-PRESENTERS = {"mrl_plugins.report", "mrl_plugins.publish", "mrl_plugins.demo"}
+PRESENTERS = {"mrl_plugins.report", "mrl_plugins.publish", "mrl_plugins.demo", "mrl_plugins.present"}
 
 
 def module_name(path: Path) -> str:
@@ -23,6 +23,7 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+PRESENTERS |= {m for m in MODULES if m.startswith("mrl_plugins.present")}
 
 
 def _resolve(base: str, level: int, name: str | None, is_package: bool) -> str:
@@ -75,8 +76,8 @@ def violations(module: str, forbidden: set[str] | str) -> list[str]:
 
 
 def test_the_import_reader_sees_lazy_and_relative_imports():
-    # demo imports gradio lazily and the report at function level; the reader must see both
-    assert "mrl_plugins.report" in direct_imports("mrl_plugins.demo")
+    # demo imports gradio lazily and the sections at function level; the reader must see both
+    assert "mrl_plugins.present.sections" in direct_imports("mrl_plugins.demo")
     assert "mrl_plugins.checks" in direct_imports("mrl_plugins.recipe")  # `from . import checks`
     assert "mrl_plugins.run.pipeline" in reach("mrl_plugins.builtin.commands")  # `from ..run import run`, lazily
 

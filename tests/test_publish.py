@@ -114,6 +114,22 @@ def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_ru
     assert again.schema_version == 3 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 
 
+def test_a_run_of_0_2_publishes_with_its_decisions_read_from_parameters(finished_run, hub, tmp_path):
+    run = tmp_path / "run-0.2"
+    shutil.copytree(OLD_RUN.parent / "run-v0.2", run)
+    shutil.copytree(finished_run / "model", run / "model")  # any saved model will do for the push
+    assert main(["publish", str(run), "--repo-id", "alice/run-02", "--truncate-dim", "recommended"]) == 0
+    card = hub.state.files[("alice/run-02", "main")]["README.md"].decode()
+    meta = json.loads(hub.state.files[("alice/run-02", "main")]["mrl.json"].decode())
+    # the serving decision of the 0.2 run, with the parameters its schema-2 labels carried
+    assert meta["serving"]["column"] == "compare:MRL · quantize binary + rescore"
+    assert meta["serving"]["params"] == {"precision": "binary", "rescore": True}
+    assert "### Serving" in card and "MRL · quantize binary + rescore at" in card
+    again = RunResults.load(run / "results.json")
+    assert again.schema_version == 3 and "compare:MRL · funnel 10 hnsw → 16" in again.models  # keys kept
+    assert again.models["compare:MRL · funnel 10 hnsw → 16"].params["index"] == "hnsw"
+
+
 def test_push_uploads_the_saved_folder(finished_run, hub, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

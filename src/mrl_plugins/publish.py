@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .evidence.decisions import example_width, recommended_widths, serving_choice
-from .evidence.results import METRICS, PRIMARY, PublishInfo, RunResults, share_label
+from .evidence.decisions import recommended_widths, serving_choice
+from .evidence.results import PublishInfo, RunResults, share_label
 from .evidence.rundir import RunDir
 from .hub import PublishError, find_token, push
-from .report import describe, markdown_table
+from .present.card import END, START, card_section
 from .run_models import MRL
 
 logger = logging.getLogger(__name__)
-
-START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
 __all__ = ["PublishError", "publish_run", "write_publication"]
 
@@ -38,43 +36,6 @@ def resolve_truncate_dim(value: int | str | None, results: RunResults, column: s
         return value
     widths = recommended_widths(results, column)
     return widths[max(widths)]
-
-
-def serving_section(results: RunResults, name: str) -> list[str]:
-    found = serving_choice(results)
-    if found is None:
-        return []
-    share, row = found
-    lines = ["### Serving", "",
-             f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, measured by "
-             f"this run): {describe(row, results)}.", ""]
-    shortlist = row.shortlist
-    if row.component == "funnel" and shortlist:
-        d, full = row.dim, results.full_dim
-        r = int(row.params.get("rerank_dim") or full)
-        rerank = "docs[shortlist] @ q" if r == full else (
-            f"(docs[shortlist, :{r}] / np.linalg.norm(docs[shortlist, :{r}], axis=1, keepdims=True)) "
-            f"@ (q[:{r}] / np.linalg.norm(q[:{r}]))")
-        index = row.params.get("index")
-        flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {r}" if r != full else ""])
-        lines += [
-            "```python",
-            "import numpy as np",
-            "from sentence_transformers import SentenceTransformer",
-            "",
-            f'model = SentenceTransformer("{name}", truncate_dim=None)  # all {full} dimensions',
-            "docs = model.encode_document(documents, normalize_embeddings=True)",
-            f"index = docs[:, :{d}] / np.linalg.norm(docs[:, :{d}], axis=1, keepdims=True)  # {d}-dim shortlist index",
-            'q = model.encode_query(["a query"], normalize_embeddings=True)[0]',
-            f"shortlist = np.argsort(-(index @ (q[:{d}] / np.linalg.norm(q[:{d}]))))[:{shortlist}]",
-            f"top10 = shortlist[np.argsort(-({rerank}))[:10]]  # reranked at {r} dimensions",
-            "```",
-            "",
-            f"This shortlist is exact; `mrl-run index RUN CORPUS -o INDEX --dim {d}{flags}` builds the funnel the run "
-            "measured, and `mrl-run search` queries it.",
-            "",
-        ]
-    return lines
 
 
 def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MRL) -> dict[str, Any]:
@@ -98,96 +59,6 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MR
                                                 "rerank_bytes": found[1].rerank_bytes,
                                                 "query_time_ratio": found[1].ratio_single},
     }
-
-
-def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:
-    """The Matryoshka section of the model card, between markers so it can be replaced; its
-    numbers are those of ``column``, the run's column this model is (MRL unless published with
-    ``--model``)."""
-    k, dims, rec = results.k, results.dims, recommended_widths(results, column)
-    primary = PRIMARY.key(k)
-    others = [o for o in results.quality_columns().values() if o.key != column]
-    header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
-              *(f"{o.label} {PRIMARY.title}@{k}" for o in others)]
-    cells = []
-    for d in dims:
-        kept = results.retention(column, d)
-        cells.append([
-            str(d), *(f"{results.value(column, d, m):.4f}" for m in METRICS),
-            f"{kept:.1%}" if kept is not None else "n/a",
-            *(f"{o.metrics[d][primary]:.4f}" for o in others),
-        ])
-    name = repo_id or "path/to/this/model"
-    # show a real truncation: the ≥ 99% dimension, or the ≥ 95% one when only the full width keeps 99%
-    kept, example = example_width(results, column)
-    share = share_label(kept)
-    data = results.data
-    return "\n".join([
-        START,
-        "## Matryoshka embeddings",
-        "",
-        (f"Fine-tuned from `{results.model.name}` with Matryoshka Representation Learning by "
-         f"[mrl-plugins](https://pypi.org/project/mrl-plugins/): the first dimensions of each embedding carry "
-         f"the most meaning. Trained dimensions: {', '.join(map(str, dims))}." if column == MRL else
-         f"Made from `{results.model.name}` by [mrl-plugins](https://pypi.org/project/mrl-plugins/) as "
-         f"'{results.models[column].label}', so that the first dimensions of each embedding carry the most meaning. "
-         f"Dimensions measured: {', '.join(map(str, dims))}."),
-        "",
-        (f"This model loads truncated to **{truncate_dim}** dimensions by default (`truncate_dim` in "
-         "`config_sentence_transformers.json`); pass another `truncate_dim` to change it."
-         if truncate_dim else f"This model loads at its full {dims[0]} dimensions; pass `truncate_dim` to truncate."),
-        "",
-        "Recommended: " + "; ".join(
-            f"**{d}** dimensions keep ≥ {share_label(s)} of full-dimension {PRIMARY.title}@{k}" if i == 0
-            else f"**{d}** keep ≥ {share_label(s)}" for i, (s, d) in enumerate(sorted(rec.items(), reverse=True)))
-        + ".",
-        "",
-        f"Retrieval quality per dimension on {data.eval_queries} held-out queries against {data.corpus} "
-        f"documents (data source `{data.source}`; truncated vectors re-normalised):",
-        "",
-        *markdown_table(header, cells),
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        f'model = SentenceTransformer("{name}", truncate_dim={example})  # keeps ≥ {share} of full-dim {primary}',
-        'query = model.encode_query(["a query"], normalize_embeddings=True)',
-        'documents = model.encode_document(["a document", "another document"], normalize_embeddings=True)',
-        "scores = query @ documents.T  # cosine similarity: both sides are unit length",
-        "```",
-        "",
-        "Why `normalize_embeddings=True`: a truncated vector is the first dimensions of a unit-length vector, so "
-        "it is shorter than 1 and its length varies from text to text. Re-normalised (sentence-transformers "
-        "truncates first, then normalises), a dot product is the cosine similarity the dimensions above were "
-        "measured with; without it, a dot product favours texts whose leading dimensions happen to be larger. "
-        "`model.similarity` computes cosine similarity and needs no re-normalising.",
-        "",
-        *stacks_section(dims, example),
-        *(serving_section(results, name) if column == MRL else []),
-        END,
-    ])
-
-
-def stacks_section(dims: list[int], example: int) -> list[str]:
-    """How other serving stacks ask for a truncated vector, from the metadata this model carries."""
-    return [
-        "### Other serving stacks",
-        "",
-        f"`config.json` says `\"is_matryoshka\": true` and `\"matryoshka_dimensions\": {sorted(dims, reverse=True)}`, "
-        "the keys vLLM reads to accept a `dimensions` request (only those widths); the OpenAI-style request is the "
-        "same "
-        "for vLLM and text-embeddings-inference:",
-        "",
-        "```json",
-        f'{{"model": "this-model", "input": ["a query"], "dimensions": {example}}}',
-        "```",
-        "",
-        "Both truncate, then normalise, as the scores above were measured. `mrl-run export MODEL -o DIR --dim "
-        f"{example}` writes one ONNX graph (pooling, every Dense layer, truncation and re-normalisation inside) that "
-        "onnxruntime runs alone. (The vLLM keys are checked against vLLM's source; neither server was run by "
-        "mrl-plugins' tests.)",
-        "",
-    ]
 
 
 def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, repo_id: str | None,

@@ -10,20 +10,17 @@ imports torch or loads a model.
 
 from __future__ import annotations
 
-import difflib
 import time
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import checks
 from .checks import fill_output_dir, output_dir_problems
 from .components import (
-    KINDS,
     Comparison,
     Component,
     Control,
@@ -39,80 +36,13 @@ from .errors import RecipeError, UserError
 from .evidence.results import column_key
 from .models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .plugins import Registry, load_registry
+from .recipe_schema import (  # the schema and its error wording; recipe.apply_override etc. keep working
+    RecipeModel,
+    apply_override,
+    pydantic_problems,
+    read_toml,
+)
 from .run_models import ModelRef, RunModels, plan_models, resolve_ref
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelSection(Section):
-    name: str = Field(description="Hub id or local path of the base model.")
-    max_seq_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
-    device: str = Field("auto", description='"auto" (CUDA, else MPS, else CPU), or a torch device string.')
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision.")
-
-
-class TrainSection(Section):
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, ge=2, description="Per device; in-batch negatives grow with it.")
-    learning_rate: float = Field(2e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
-    logging_steps: int = Field(10, gt=0)
-    checkpoint_steps: int = Field(500, ge=0, description="Save a resumable checkpoint every N steps; 0: never.")
-    seeds: list[int] | None = Field(
-        None, description="Train MRL once per seed (the first is the saved model); reports give the mean ± sd across "
-                          "them."
-    )
-
-
-class EvalSection(Section):
-    k: int = Field(10, gt=0, description="Cut-off of MRR@k, Recall@k and nDCG@k.")
-    batch_size: int = Field(64, gt=0)
-    corpus_chunk_size: int = Field(50_000, gt=0, description="Corpus rows scored at once.")
-
-
-class PublishSection(Section):
-    repo_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hub repo, 'user/name'.")
-    private: bool = Field(False, description="Create the Hub repo as private.")
-    revision: str | None = Field(None, description="Branch to push to (created if missing); default main.")
-    push: bool = Field(False, description="Push to the Hub after the run.")
-    truncate_dim: int | Literal["recommended"] | None = Field(
-        None, description='Default dimension of the saved model; "recommended" = smallest keeping ≥ 99% MRR.'
-    )
-    card_examples: bool = Field(
-        True,
-        description="Keep sentence-transformers' training examples (widget and 'Samples' tables) in the model "
-        "card; false keeps training text out of a published card.",
-    )
-
-
-class RecipeModel(Section):
-    name: str = Field("run", description="Name of the run, used in output_dir and reports.")
-    seed: int = Field(42, description="Seeds Python, NumPy and torch.")
-    output_dir: str = Field("runs/{name}-{timestamp}", description="Relative to the current directory.")
-    plugins: list[str] = Field(default_factory=list, description="Recipe-local plugin modules (.py paths).")
-    model: ModelSection
-    data: dict[str, Any]
-    loss: dict[str, Any]
-    dims: dict[str, Any]
-    train: TrainSection = Field(default_factory=TrainSection)
-    eval: EvalSection = Field(default_factory=EvalSection)
-    compare: list[dict[str, Any]] = Field(default_factory=list)
-    warm_start: dict[str, Any] | None = None
-    objective: dict[str, Any] | None = None
-    publish: PublishSection = Field(default_factory=PublishSection)
-
-
-SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "model": ModelSection,
-    "train": TrainSection,
-    "eval": EvalSection,
-    "publish": PublishSection,
-}
-
 
 C = TypeVar("C", bound=Component[Any])
 
@@ -220,91 +150,6 @@ class Recipe:
         publish = s.publish.model_dump(mode="json", exclude_none=True)
         out["publish"] = publish
         return out
-
-
-# -- overrides ----------------------------------------------------------------------------
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``train.epochs=2`` (value in TOML syntax; bare words are strings) to ``raw``."""
-    if "=" not in assignment:
-        raise UserError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set train.epochs=2.")
-    key, value_text = (part.strip() for part in assignment.split("=", 1))
-    try:
-        value = tomllib.loads(f"v = {value_text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = value_text
-    parts = key.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
-        if isinstance(node, dict):
-            nxt = node.setdefault(part, {})
-        if not isinstance(nxt, (dict, list)):
-            raise UserError(f"--set '{assignment}': '{'.'.join(parts[: i + 1])}' is not a table.")
-        node = nxt
-    last = parts[-1]
-    if isinstance(node, list):
-        if not (last.isdigit() and int(last) < len(node)):
-            raise UserError(f"--set '{assignment}': no item {last} in '{'.'.join(parts[:-1])}'.")
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
-# -- problem formatting ---------------------------------------------------------------------
-def _where(loc: tuple[Any, ...]) -> str:
-    if not loc:
-        return "recipe"
-    head, rest = loc[0], loc[1:]
-    if head == "compare" and rest and isinstance(rest[0], int):
-        prefix, rest = f"[[compare]] #{rest[0] + 1}", rest[1:]
-    elif head in KINDS or head in SECTION_MODELS:
-        prefix = f"[{head}]"
-    else:
-        return ".".join(str(p) for p in loc)
-    return f"{prefix} {'.'.join(str(p) for p in rest)}".strip()
-
-
-def _fields_of(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
-    """Allowed keys of the table at ``loc`` (for 'unknown key' suggestions)."""
-    if model is RecipeModel and loc and loc[0] in SECTION_MODELS:
-        model, loc = SECTION_MODELS[loc[0]], loc[1:]
-    return sorted(model.model_fields) if model is not None and not loc else []
-
-
-def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        where = _where(prefix + loc)
-        if err["type"] == "extra_forbidden":
-            allowed = _fields_of(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(f"{where}: unknown key{hint} Allowed keys: {', '.join(allowed)}.")
-        elif err["type"] == "missing" and len(prefix + loc) == 1 and loc[0] in KINDS:
-            problems.append(f"{where}: required table is missing; add it with a 'name' key.")
-        elif err["type"] == "missing":
-            problems.append(f"{where}: required key is missing.")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg} (got {err.get('input')!r}).")
-    return problems
-
-
-# -- loading ----------------------------------------------------------------------------------
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: recipe file not found. Check the path, or copy one from recipes/.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the recipe: {exc}.") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(str(path),
-                          [f"TOML syntax error: {exc}. Fix the line named, then run "
-                           f"'mrl-run validate {path}'."]) from None
 
 
 def _component(

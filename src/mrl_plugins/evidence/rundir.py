@@ -29,6 +29,8 @@ from ..run_models import MRL
 from .results import RESULTS_FILE, RunResults
 
 EVALUATION = "evaluation"
+METRICS_PLOT, COSTS_PLOT = "metrics.png", "costs.png"
+"""The report's plots, beside report.md (which links them by these names)."""
 
 
 def column_folder(key: str) -> str:
@@ -64,11 +66,11 @@ class RunDir:
 
     @property
     def metrics_plot(self) -> Path:
-        return self.path / "metrics.png"
+        return self.path / METRICS_PLOT
 
     @property
     def costs_plot(self) -> Path:
-        return self.path / "costs.png"
+        return self.path / COSTS_PLOT
 
     @property
     def model(self) -> Path:

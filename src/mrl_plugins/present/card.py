@@ -1,0 +1,76 @@
+"""The Matryoshka section of the model card: ``card.md.j2`` rendered with the run's numbers as
+data (as sentence-transformers renders its own card from a template), its tables and sentences
+being the report's section objects, so the card cannot word a number differently from
+``report.md``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from ..evidence.decisions import example_width, recommended_widths, serving_choice
+from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
+from ..run_models import MRL
+from .render import markdown_table
+from .sections import Section, Table, describe
+
+START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
+
+
+def quality_section(results: RunResults, column: str) -> Section:
+    """The card's table: the column's metrics, what it keeps, and the other quality columns."""
+    k = results.k
+    primary = PRIMARY.key(k)
+    others = [o for o in results.quality_columns().values() if o.key != column]
+    header = ["dim", *(f"{m.title}@{k}" for m in METRICS), f"{PRIMARY.title}@{k} kept",
+              *(f"{o.label} {PRIMARY.title}@{k}" for o in others)]
+    rows = []
+    for d in results.dims:
+        kept = results.retention(column, d)
+        rows.append([str(d), *(f"{results.value(column, d, m):.4f}" for m in METRICS),
+                     f"{kept:.1%}" if kept is not None else "n/a", *(f"{o.metrics[d][primary]:.4f}" for o in others)])
+    return Section("card-quality", "Retrieval quality per dimension", table=Table(header, rows))
+
+
+def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | None:
+    """What to serve (the decision), worded, and what the card's funnel snippet needs."""
+    found = serving_choice(results)
+    if found is None:
+        return None
+    share, point = found
+    line = (f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, measured by this run): "
+            f"{describe(point, results)}.")
+    section = Section("serving", "Serving", lines=[line], bullets=False)
+    full = results.full_dim
+    rerank_dim = int(point.params.get("rerank_dim") or full)
+    rerank = "docs[shortlist] @ q" if rerank_dim == full else (
+        f"(docs[shortlist, :{rerank_dim}] / np.linalg.norm(docs[shortlist, :{rerank_dim}], axis=1, keepdims=True)) "
+        f"@ (q[:{rerank_dim}] / np.linalg.norm(q[:{rerank_dim}]))")
+    index = point.params.get("index")
+    flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {rerank_dim}" if rerank_dim != full else ""])
+    return section, {"lines": section.lines, "funnel": point.component == "funnel" and bool(point.shortlist),
+                     "dim": point.dim, "shortlist": point.shortlist, "rerank": rerank, "rerank_dim": rerank_dim,
+                     "flags": flags}
+
+
+def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:
+    """The Matryoshka section, between markers so it can be replaced; its numbers are those of
+    ``column``, the run's column this model is (MRL unless published with ``--model``)."""
+    import jinja2
+
+    template = resources.files("mrl_plugins.present").joinpath("card.md.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(keep_trailing_newline=False, autoescape=False, undefined=jinja2.StrictUndefined)
+    share, example = example_width(results, column)
+    serving = serving_section(results) if column == MRL else None
+    data = results.data
+    text = env.from_string(template).render(
+        column_is_mrl=column == MRL, column_label=results.models[column].label, base_model=results.model.name,
+        dims=results.dims, dims_descending=sorted(results.dims, reverse=True), full_dim=results.full_dim,
+        truncate_dim=truncate_dim, metric_title=f"{PRIMARY.title}@{results.k}", metric_key=PRIMARY.key(results.k),
+        recommended=[(share_label(s), d) for s, d in sorted(recommended_widths(results, column).items(), reverse=True)],
+        eval_queries=data.eval_queries, corpus=data.corpus, source=data.source,
+        quality_table="\n".join(markdown_table(quality_section(results, column).table or Table([], []))),
+        name=repo_id or "path/to/this/model", example_dim=example, example_share=share_label(share),
+        serving=serving[1] if serving else None,
+    )
+    return text.strip()

@@ -1,0 +1,249 @@
+"""The sections of a run's report, each defined once from :class:`RunResults` and rendered as
+console text, Markdown (``report.md``), part of the model card, or the demo's summary.
+
+A section is data: a title, an optional explanation and plot, a table of strings, and sentences.
+Deciding anything (which width keeps what, which configuration is cheapest) is left to
+:mod:`mrl_plugins.evidence.decisions`; this module only words what they return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..evidence.decisions import OperatingPoint, cheapest, operating_points
+from ..evidence.results import ENCODE_SPEEDUP, KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
+from ..evidence.rundir import COSTS_PLOT
+from ..run_models import MRL
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report. ``lines`` are sentences (Markdown: bullets when ``bullets``; the
+    console prints them with ``console_indent`` and without backticks); ``after`` follows the
+    table as plain text. ``note`` and ``image`` appear in Markdown only."""
+
+    key: str
+    title: str
+    console_title: str | None = None
+    note: str | None = None
+    image: tuple[str, str] | None = None
+    """(alt text, file name beside report.md)."""
+    table: Table | None = None
+    lines: list[str] = field(default_factory=list)
+    bullets: bool = True
+    console_indent: str = ""
+    after: list[str] = field(default_factory=list)
+
+
+def storage(dim: int, vectors: int = 1_000_000) -> str:
+    """float32 storage of ``vectors`` embeddings of ``dim`` dimensions."""
+    size = dim * 4 * vectors
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def title(results: RunResults, metric: Metric) -> str:
+    return f"{metric.title}@{results.k}"
+
+
+# -- quality per width ---------------------------------------------------------------------------
+def metric_table(results: RunResults, metric: Metric) -> Table:
+    """Per dimension: storage, then ``value (retention)`` per quality column."""
+    columns = results.quality_columns()
+    rows = []
+    for d in results.dims:
+        cells = [str(d), storage(d)]
+        for key in columns:
+            value, kept = results.value(key, d, metric), results.retention(key, d, metric)
+            cells.append(f"{value:.4f} ({kept:.1%})" if kept is not None else f"{value:.4f}")
+        rows.append(cells)
+    return Table(["dim", "float32 / 1M vectors", *(m.label for m in columns.values())], rows)
+
+
+def metric_section(results: RunResults, metric: Metric) -> Section:
+    return Section(f"metric:{metric.value}", title(results, metric),
+                   console_title=f"{title(results, metric)}  (value and retention vs. the same model's "
+                                 f"{results.full_dim}-dim score)",
+                   table=metric_table(results, metric))
+
+
+def smallest_keeping(results: RunResults, metric: Metric = PRIMARY) -> Section:
+    """Per column: the smallest dimension keeping each share of its own full-dimension score."""
+    shares = sorted(KEEP_SHARES)
+    rows = []
+    for key, m in results.quality_columns().items():
+        kept = (results.smallest_dim_keeping(key, s, metric) for s in shares)
+        rows.append([m.label, *(str(d) if d else "-" for d in kept),
+                     f"{results.value(key, results.full_dim, metric):.4f}"])
+    header = ["model", *(f"smallest dim ≥ {share_label(s)}" for s in shares), f"full-dim {metric.key(results.k)}"]
+    return Section("smallest", f"Smallest dimension keeping {title(results, metric)}", table=Table(header, rows))
+
+
+def speed(results: RunResults) -> Section | None:
+    """The columns that measured their CPU encoding speed (``encode_speedup``)."""
+    found = [(m.label, m.metrics[results.full_dim][ENCODE_SPEEDUP]) for m in results.models.values()
+             if ENCODE_SPEEDUP in m.metrics[results.full_dim]]
+    if not found:
+        return None
+    parts = ", ".join(f"{label} {ratio:.2f}×" for label, ratio in found)
+    line = (f"CPU encoding speed, documents per second as a ratio to torch float32 measured in this run: {parts} "
+            "(the same at every width: truncation comes after the model).")
+    return Section("speed", "Encoding speed", lines=[line], bullets=False)
+
+
+# -- quality versus cost -------------------------------------------------------------------------
+COST_NOTE = (
+    "Memory is what the shortlist index holds in RAM per vector; a funnel also reads the full vectors of its "
+    "shortlist to rerank (rerank B/vector), which can stay on disk. Query times are ratios to exact "
+    "full-dimension float32 search measured side by side in this run (lower is faster); kept is the share of "
+    "the exact full-dimension score of the model searched. On a small corpus every search is fast and the "
+    "ratios are dominated by fixed costs: measure at scale (benchmarks/bench_search.py) before trusting them."
+)
+
+
+def cost_table(results: RunResults) -> Table:
+    k = results.k
+    header = ["method", "dim", f"MRR@{k}", "kept", f"nDCG@{k}", f"overlap@{k}", "RAM B/vector", "rerank B/vector",
+              "time × (1 query)", "time × (batch)"]
+    rows = [[r.label, str(r.dim), f"{r.value:.4f}", f"{r.kept:.1%}", f"{r.ndcg:.4f}",
+             "-" if r.overlap is None else f"{r.overlap:.3f}", f"{r.index_bytes:,.0f}",
+             f"{r.rerank_bytes:,.0f}" if r.rerank_bytes else "-", f"{r.ratio_single:.2f}", f"{r.ratio_batch:.2f}"]
+            for r in operating_points(results)]
+    return Table(header, rows)
+
+
+def describe(row: OperatingPoint, results: RunResults) -> str:
+    """A configuration in one sentence, with what it keeps and what it costs."""
+    exact_bytes = results.full_dim * 4
+    rerank = (f"; the {row.rerank_bytes:,.0f}-byte vectors it reranks with are read for the shortlist only and "
+              "can stay on disk" if row.rerank_bytes else "")
+    return (f"{row.label} at {row.dim} dims: {row.kept:.1%} of exact {PRIMARY.title}@{results.k} "
+            f"({row.value:.4f}), {row.index_bytes:,.0f} bytes per vector in memory "
+            f"({row.index_bytes / exact_bytes:.1%} of exact {results.full_dim}-dim float32{rerank}), "
+            f"{row.ratio_single:.2f}× its query time one query at a time, {row.ratio_batch:.2f}× in a batch")
+
+
+def recommendations(results: RunResults) -> list[str]:
+    """One sentence per threshold: the cheapest configuration by memory and by time (once if the same)."""
+    lines = []
+    for share in sorted(KEEP_SHARES, reverse=True):
+        by_memory, by_time = cheapest(results, share, "memory"), cheapest(results, share, "time")
+        if by_memory is None or by_time is None:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)}: none of the configurations measured.")
+        elif by_memory == by_time:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory and by time: "
+                         f"{describe(by_memory, results)}.")
+        else:
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory: {describe(by_memory, results)}.")
+            lines.append(f"Cheapest keeping ≥ {share_label(share)} by time: {describe(by_time, results)}.")
+    return lines
+
+
+def quality_versus_cost(results: RunResults) -> Section | None:
+    if not results.search_columns():
+        return None
+    return Section("costs", "Quality versus cost", console_title="Quality versus cost (search configurations; "
+                   "see report.md)", note=COST_NOTE, image=("quality versus memory", COSTS_PLOT),
+                   table=cost_table(results), lines=recommendations(results))
+
+
+# -- uncertainty ---------------------------------------------------------------------------------
+UNCERTAINTY_NOTE = (
+    "95% bootstrap intervals over the evaluation queries; after each interval, the difference from the MRL "
+    "model at that width, marked * when a paired sign-flip test over the same queries finds it significant "
+    "(p < 0.05) and ≈ when it does not. Every number is one training run: see the seeds table, when there is "
+    "one, for how much another seed moves them."
+)
+
+
+def uncertainty_table(results: RunResults, metric: Metric = PRIMARY) -> Table | None:
+    """Per column and dimension: the value, its 95% interval, and its difference from MRL, marked
+    ``*`` when the paired test finds it significant (p < 0.05) and ``≈`` when it does not."""
+    from ..stats import ALPHA
+
+    columns = {k: m for k, m in results.models.items() if m.intervals}
+    if not columns:
+        return None
+    rows = []
+    for key, m in columns.items():
+        cells = [m.label]
+        for d in results.dims:
+            interval = results.interval(key, d, metric)
+            assert interval is not None  # the columns of this table have intervals
+            low, high = interval
+            cell = f"{results.value(key, d, metric):.3f} [{low:.3f}, {high:.3f}]"
+            p = results.p_value(key, d, metric)
+            if key != MRL and p is not None and MRL in results.models:
+                delta = results.value(key, d, metric) - results.value(MRL, d, metric)
+                cell += f" {delta:+.3f} {'*' if p < ALPHA else '≈'}"
+            cells.append(cell)
+        rows.append(cells)
+    return Table(["column", *(f"{d} dims" for d in results.dims)], rows)
+
+
+def without_intervals(results: RunResults) -> str | None:
+    """A line naming the columns the uncertainty table leaves out, and why (a comparison plugin
+    that returned its own means, without per-query scores, cannot be given intervals or tests)."""
+    if not any(m.intervals for m in results.models.values()):
+        return None
+    why: dict[str, list[str]] = {}
+    for m in results.models.values():
+        if not m.intervals:
+            why.setdefault(m.no_intervals or "computed without per-query scores (a comparison that returns its own "
+                           "means rather than scoring through the run's scorer)", []).append(m.label)
+    if not why:
+        return None
+    return " ".join(f"No intervals or tests for {', '.join(labels)}: {reason}." for reason, labels in why.items())
+
+
+def uncertainty(results: RunResults) -> Section | None:
+    table = uncertainty_table(results)
+    if table is None:
+        return None
+    missing = without_intervals(results)
+    return Section("uncertainty", f"Which differences are real ({title(results, PRIMARY)})",
+                   console_title=f"{title(results, PRIMARY)} with 95% intervals; vs MRL: * significant, ≈ not "
+                                 "(paired test)", note=UNCERTAINTY_NOTE, table=table,
+                   after=[missing] if missing else [])
+
+
+def seeds(results: RunResults, metric: Metric = PRIMARY) -> Section | None:
+    from ..stats import mean_sd
+
+    runs = results.seed_columns()
+    if not runs:
+        return None
+    rows = []
+    for d in results.dims:
+        values = [m.metrics[d][metric.key(results.k)] for m in runs]
+        mean, sd = mean_sd(values)
+        rows.append([str(d), f"{mean:.4f} ± {sd:.4f}", *(f"{v:.4f}" for v in values)])
+    header = ["dim", f"mean ± sd over {len(runs)} seeds", *(m.label for m in runs)]
+    return Section("seeds", f"Across training seeds ({title(results, PRIMARY)} of MRL)",
+                   console_title=f"{title(results, PRIMARY)} of MRL across training seeds", table=Table(header, rows))
+
+
+SAVED_NOTE = "Models saved by comparisons (publish one with `mrl-run publish OUTPUT_DIR --model PATH`):"
+
+
+def saved_models(results: RunResults) -> Section | None:
+    """The models comparisons saved (the adaptor's), with their paths in the run folder."""
+    saved = [(column.label, column.saved_model) for column in results.models.values() if column.saved_model]
+    if not saved:
+        return None
+    return Section("saved", "Saved models", console_title=SAVED_NOTE.replace("`", ""), note=SAVED_NOTE,
+                   lines=[f"{label}: `{path}`" for label, path in saved], console_indent="  ")
+
+
+def report_sections(results: RunResults) -> list[Section]:
+    """Every section of the report, in order; those with nothing to show are left out."""
+    found = [metric_section(results, m) for m in METRICS]
+    found += [smallest_keeping(results)]
+    found += [s for s in (speed(results), quality_versus_cost(results), uncertainty(results), seeds(results),
+                          saved_models(results)) if s is not None]
+    return found
