@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl  # plugin authors: `from mrl_plugins import hookimpl`
 
 __all__ = ["__version__", "hookimpl"]

@@ -163,8 +163,7 @@ class RowCheck:
                 return min(max(score, 0.0), 1.0)
             if self.scores == "error":
                 raise UserError(f"{self.path}, {self.where(i)}: score {score} is outside [0, 1]; rescale the scores, "
-                                "or "
-                                f"set {key} = \"clip\" (clip into [0, 1]) or \"skip\" (leave such rows out).")
+                                f"or set {key} = \"clip\" (clip into [0, 1]) or \"skip\" (leave such rows out).")
             self._skip("a score outside [0, 1]", i)
             return None
         return score

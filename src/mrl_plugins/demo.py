@@ -373,8 +373,7 @@ def check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise UserError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); the port is in use or not "
-                            "allowed. "
-                            "Pick another with --port.") from None
+                            "allowed. Pick another with --port.") from None
 
 
 def serve(run_dir: Path, *, index: Path | None, host: str, port: int) -> None:

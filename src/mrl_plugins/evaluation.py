@@ -224,8 +224,7 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
     if not path.is_file():
         raise UserError(
             f"{run_dir}: no saved evaluation set ({EVALUATION_DIR}/eval_set.json.gz); runs of mrl-plugins 0.2 and "
-            "later "
-            "save one. Run the recipe again with this version."
+            "later save one. Run the recipe again with this version."
         )
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
@@ -245,8 +244,7 @@ def load_evaluation(run_dir: Path) -> SavedEvaluation:
                            _saved_array(folder / f"{key}.corpus.npy", len(corpus_ids)))
         if embeddings[key][0].shape[1] != embeddings[key][1].shape[1]:
             raise UserError(f"{folder}: the saved embeddings of '{key}' disagree ({embeddings[key][0].shape[1]} dims "
-                            "for "
-                            f"queries, {embeddings[key][1].shape[1]} for documents); {DAMAGED}")
+                            f"for queries, {embeddings[key][1].shape[1]} for documents); {DAMAGED}")
     return SavedEvaluation(ir, query_ids, corpus_ids, embeddings)
 
 

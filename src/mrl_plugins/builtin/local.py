@@ -141,8 +141,7 @@ class LocalSource(DataSource[LocalParams]):
                 f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and "
                 f"{held_out} "
                 f"held out (or dropped for touching the evaluation set). Lower [data] eval_queries ({p.eval_queries}) "
-                "or "
-                "corpus_size, or give more rows."
+                "or corpus_size, or give more rows."
             )
         summary = {"rows": len(rows) + skipped, "skipped_rows": skipped, "held_out_rows": held_out, **report}
         return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary)

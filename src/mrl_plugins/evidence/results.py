@@ -273,8 +273,7 @@ class RunResults(_Schema):
             at = ".".join(str(p) for p in first["loc"])
             msg = first["msg"].removeprefix("Value error, ")
             raise UserError(f"{where}: not a valid results file ({at + ': ' if at else ''}{msg}); nothing was "
-                            "rewritten "
-                            "from it. Restore it from a copy, or run the recipe again.") from None
+                            "rewritten from it. Restore it from a copy, or run the recipe again.") from None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"

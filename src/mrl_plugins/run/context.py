@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,13 +83,14 @@ class RunContext:
         assert self.data is not None, "the data stage has not run"
         return self.data
 
-    def stage(self, key: str, message: str):
+    def stage(self, key: str, message: str) -> AbstractContextManager[None]:
+        """A timed stage of the run (``with ctx.stage(...)``), recorded first on rank 0."""
         if self.dist.is_main:  # what the next run reads if this one is killed without a word
             self.staging.record_stage(key, message)
         return self.stages.stage(key, message)
 
 
-def plugin_call(spec: ComponentSpec, method: str, *args: Any) -> Any:
+def plugin_call(spec: ComponentSpec[Any], method: str, *args: Any) -> Any:
     """Call a component's method; an exception from the plugin's own code names the plugin."""
     try:
         return getattr(spec.component, method)(*args)
@@ -104,7 +105,7 @@ class PluginFailed(UserError):
 
     exit_code = 1
 
-    def __init__(self, spec: ComponentSpec, method: str, exc: Exception):
+    def __init__(self, spec: ComponentSpec[Any], method: str, exc: Exception):
         super().__init__(
             f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}(): "
             f"{type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a bug in "

@@ -59,7 +59,7 @@ class NonFinite(UserError):
     """Training produced an infinite or NaN loss or gradient norm: the model would not learn."""
 
 
-def finite_guard(what: str, spec: ComponentSpec | None) -> Any:
+def finite_guard(what: str, spec: ComponentSpec[Any] | None) -> Any:
     """A trainer callback that stops training at the first logged non-finite loss or gradient
     norm, naming the objective and its parameters (the usual cause), instead of training on
     into a model that equals its start."""
@@ -188,13 +188,13 @@ def warm_start_spec(ctx: RunContext, training: Training) -> ComponentSpec[Any] |
     return None
 
 
-def named_spec(ctx: RunContext, kind: str, name: str) -> ComponentSpec:
+def named_spec(ctx: RunContext, kind: str, name: str) -> ComponentSpec[Any]:
     registry = ctx.recipe.registry
     cls = registry.get(kind, name)
     return ComponentSpec(kind, name, cls, cls.Params(), registry.owner(kind, name), f"[{kind}] {name}")
 
 
-def apply_warm_start(ctx: RunContext, model: Any, spec: ComponentSpec) -> dict[str, Any]:
+def apply_warm_start(ctx: RunContext, model: Any, spec: ComponentSpec[Any]) -> dict[str, Any]:
     return {"name": spec.name, **plugin_call(spec, "apply", model, _WarmStartTexts(ctx, model))}
 
 
@@ -248,8 +248,7 @@ def save_model(model: Any, folder: Path, key: str) -> None:
                 raise DiskFull(
                     f"the disk filled up while saving the trained model '{key}' to {folder}, and no room was freed "
                     f"within {SAVE_RETRY_SECONDS:.0f} s (it needs about {need / 2**20:,.0f} MiB; {free / 2**20:,.0f} "
-                    "MiB "
-                    "are free). The model was trained but could not be kept; free some space and run again "
+                    "MiB are free). The model was trained but could not be kept; free some space and run again "
                     "(with [train] checkpoint_steps > 0 a resume continues from the last checkpoint)."
                 ) from None
             logger.error("the disk filled up while saving the trained model '%s' to %s: it needs about %s MiB and %s "

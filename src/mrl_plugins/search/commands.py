@@ -193,8 +193,7 @@ def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: i
     free = shutil.disk_usage(existing_ancestor(out.parent)).free
     if free < need * 1.1:
         raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} "
-                        "has "
-                        f"{free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
+                        f"has {free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
 
 
 def cmd_index(args: argparse.Namespace) -> int:
