@@ -134,6 +134,14 @@ def test_a_third_party_backend_serves_index_quantize_and_the_demo(plugin_run, tm
     assert [h.row for h in view.chosen] == [h.row for h in view.full]  # shortlist = corpus: the full search
 
 
+def test_indexing_a_run_takes_its_width_from_the_decision_and_the_exact_backend(plugin_run, tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(40)])
+    assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "i")]) == 0
+    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+    assert manifest["shortlist_dim"] == decisions.index_width(RunDir.open(plugin_run).results())
+    assert manifest["index"]["name"] == "flat"  # no --index: the registered exact backend
+
+
 # -- older results -------------------------------------------------------------------------------
 def test_a_run_of_0_2_loads_rereports_and_its_decisions_read_parameters(tmp_path):
     results = RunResults.load(V02 / "results.json")

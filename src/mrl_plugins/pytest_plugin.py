@@ -11,8 +11,8 @@ Fixtures (the helpers behind them are in :mod:`mrl_plugins.testing`):
   shared by every test file that only reads a run (copy it before changing it). It has
   ``[publish] truncate_dim = 16`` and ``repo_id = "alice/tiny-mrl"``.
 
-Marker: ``slow`` for a test that trains, starts a process or a browser; ``pytest -m "not slow"``
-is the fast lane.
+Marker: ``slow`` for a test that takes more than a few seconds (trains whole runs, starts
+processes or a browser); ``pytest -m "not slow"`` is the fast lane.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .testing import TOPICS, RecipeBuilder, run_recipe, tiny_model, toy_pairs, w
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: trains a model, starts a process or a browser (fast lane: -m 'not slow')")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds: trains whole runs, starts processes or "
+                                       "a browser (fast lane: -m 'not slow')")
 
 
 @pytest.fixture(scope="session")
