@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search import debian_task, quickstart_model  # noqa: E402
+from bench_search import debian_task, quickstart_model
 
 
 def main() -> None:

@@ -82,11 +82,13 @@ def analyse(name: str, out: Path) -> dict[str, dict[int, float]]:
         return (results.value(a, d) - results.value(b, d),
                 paired_p_value(per_query[a][d][key], per_query[b][d][key]))
 
-    print(f"\nat {small} dims, each candidate against plain MRL and against post-hoc PCA of MRL; at {full} against MRL:")
+    print(f"\nat {small} dims, each candidate against plain MRL and against post-hoc PCA of MRL; "
+          f"at {full} against MRL:")
     for col in columns:
         if col in BASELINES:
             continue
-        (dm, pm), (dp, pp), (df, pf) = versus(col, "mrl", small), versus(col, "pca(mrl)", small), versus(col, "mrl", full)
+        (dm, pm), (dp, pp) = versus(col, "mrl", small), versus(col, "pca(mrl)", small)
+        df, pf = versus(col, "mrl", full)
         print(f"- {results.models[col].label}: {dm:+.4f} vs MRL (p {pm:.3f}), {dp:+.4f} vs MRL · PCA (p {pp:.3f}); "
               f"at {full}: {df:+.4f} (p {pf:.3f})")
     for adapted, pca in (("adaptor(base)", "pca(base)"),

@@ -113,7 +113,8 @@ def part_a(model_dir: Path, n_queries: int, seed: int) -> np.ndarray:
                       queries, single=100, rounds=3)
     exact_name = f"exact {full}"
     base_mrr, exact_ids, ref = mrr(ranked[exact_name], relevant), ranked[exact_name], timings[exact_name]
-    print("| method | MRR@10 | kept | overlap@10 | RAM B/vector | rerank B/vector | time × (1 query) | time × (batch) |")
+    print("| method | MRR@10 | kept | overlap@10 | RAM B/vector | rerank B/vector | time × (1 query) "
+          "| time × (batch) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (index, n) in configs.items():
         m = mrr(ranked[name], relevant)
@@ -159,7 +160,8 @@ def part_b(real: np.ndarray, n: int, n_queries: int, seed: int) -> None:
     picked = rng.choice(n, n_queries, replace=False)
     queries = normalise(corpus[picked] + 0.5 * (draw(n_queries) - mean))
     print(f"\n(b) {n:,} vectors drawn from N(mean, covariance of the {len(real):,} real embeddings), "
-          f"re-normalised; {n_queries:,} queries = corpus vectors + half-scale noise ({time.perf_counter() - t0:.0f} s)\n")
+          f"re-normalised; {n_queries:,} queries = corpus vectors + half-scale noise "
+          f"({time.perf_counter() - t0:.0f} s)\n")
     configs = {}
     for name, dim, index_backend, shortlist in (
         (f"exact {full} flat", full, backend("flat"), None),
@@ -195,13 +197,16 @@ def part_b(real: np.ndarray, n: int, n_queries: int, seed: int) -> None:
         source = float(np.mean([src in row for src, row in zip(picked[:200], found_ids)]))
         print(f"| {name} | {ib:,.0f} B | {ib * n / 2**20:,.0f} MiB | "
               f"{'graph walk' if 'hnsw' in name else f'{scanned / 2**20:,.1f} MiB'} | "
-              f"{'-' if phys != phys else f'{phys:.1f}'} | {1e3 / t.ms_single:,.1f} | {ref.ms_single / t.ms_single:.1f} | "
+              f"{'-' if phys != phys else f'{phys:.1f}'} | {1e3 / t.ms_single:,.1f} | "
+              f"{ref.ms_single / t.ms_single:.1f} | "
               f"{1e3 / t.ms_batch:,.0f} | {ref.ms_batch / t.ms_batch:.1f} | {source:.3f} | {ov:.3f} |")
     flat = ref.ms_single / timings[f"funnel 48→{full}, shortlist 200 (flat)"].ms_single
     hnsw = ref.ms_single / timings[f"funnel 48→{full}, shortlist 200 (hnsw)"].ms_single
     print(f"\ntargets (b), one query at a time: 48-dim flat funnel {flat:.1f}x exact (target ≥ 5x: "
-          f"{'met' if flat >= 5 else 'MISSED'}); 48-dim HNSW funnel {hnsw:.1f}x (target ≥ 50x: {'met' if hnsw >= 50 else 'MISSED'})")
-    print(f"resident memory at the end: {rss_mb():,.0f} MiB (every index above and one copy of the vectors, held at once)")
+          f"{'met' if flat >= 5 else 'MISSED'}); 48-dim HNSW funnel {hnsw:.1f}x "
+          f"(target ≥ 50x: {'met' if hnsw >= 50 else 'MISSED'})")
+    print(f"resident memory at the end: {rss_mb():,.0f} MiB "
+          "(every index above and one copy of the vectors, held at once)")
 
 
 def main() -> None:

@@ -44,6 +44,10 @@ ESCAPES = {
 }
 
 
+BREAKS = (".PP", ".P ", ".LP", ".TP", ".IP", ".HP", ".SS", ".RS", ".RE", ".in", ".sp", ".br")
+"""roff requests that end a paragraph."""
+
+
 def members(deb: Path) -> dict[str, bytes]:
     """The files of a .deb's data archive (an ar archive holding data.tar.*)."""
     raw = deb.read_bytes()
@@ -117,7 +121,7 @@ def sections(source: str) -> dict[str, list[list[str]]]:
             continue
         if nofill:
             continue  # code examples are not prose
-        if line.startswith((".PP", ".P ", ".LP", ".TP", ".IP", ".HP", ".SS", ".RS", ".RE", ".in", ".sp", ".br")) or line in (".P", ""):
+        if line.startswith(BREAKS) or line in (".P", ""):
             close()
             if line.startswith(".IP") and len(line.split()) > 1:
                 para.append(inline(macro_text(line)))

@@ -38,7 +38,7 @@ def make_handler(state: HubState):
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             state.requests.append(("POST", self.path))

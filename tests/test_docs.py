@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mrl_plugins import hookspecs
-from mrl_plugins.components import KINDS, Component, ComparisonContext, Control, ShortlistIndex, WarmStartContext
+from mrl_plugins.components import KINDS, ComparisonContext, Component, Control, ShortlistIndex, WarmStartContext
 from mrl_plugins.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

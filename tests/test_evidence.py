@@ -101,9 +101,9 @@ def test_a_third_party_backend_measures_its_funnel_and_reaches_the_report(plugin
 @pytest.fixture
 def installed(monkeypatch):
     """The third-party plugin as if pip-installed (an entry point of the group mrl_plugins)."""
-    from . import third_party_plugin
-
     from mrl_plugins import plugins
+
+    from . import third_party_plugin
 
     original = plugins._load_entry_points
 

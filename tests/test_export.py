@@ -85,7 +85,7 @@ def adapted(tmp_path_factory, tiny_model_dir) -> Path:
 def test_the_export_equals_sentence_transformers_at_every_width(which, dim, tiny_model_dir, request, tmp_path):
     model_dir = tiny_model_dir if which == "plain" else request.getfixturevalue(which)
     out = tmp_path / "export"
-    code, stdout, err = cli("export", model_dir, "-o", out, *(["--dim", dim] if dim else []))
+    code, _stdout, err = cli("export", model_dir, "-o", out, *(["--dim", dim] if dim else []))
     assert code == 0, err
     expected = st(model_dir, truncate_dim=dim).encode(TEXTS, normalize_embeddings=True)
     got = onnx_vectors(out)

@@ -21,7 +21,7 @@ import pytest
 from mrl_plugins.run import staging as staging_module
 from mrl_plugins.run import training
 from mrl_plugins.run.staging import Staging, staging_dir
-from mrl_plugins.testing import RecipeBuilder, run_recipe, tiny_model, toy_pairs, write_jsonl
+from mrl_plugins.testing import run_recipe, tiny_model, toy_pairs, write_jsonl
 from tests.hub_server import FakeHub
 from tests.test_compare import StopAt
 

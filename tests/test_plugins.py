@@ -80,7 +80,7 @@ def test_duplicate_names_are_rejected_naming_both_plugins():
             register(Mnr)
 
     registry = isolated_registry(Shadow())
-    with pytest.raises(PluginError, match="'mrl_plugins.builtin.losses' and 'test-plugin-0'"):
+    with pytest.raises(PluginError, match=r"'mrl_plugins\.builtin\.losses' and 'test-plugin-0'"):
         registry.get("loss", "mnr")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,8 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mrl_plugins.errors import UserError
-
-import os
 
 # CI runs a fixed sample (derandomised, so a failure reproduces); MRL_HYPOTHESIS_EXAMPLES=2000 searches wider.
 EXAMPLES = int(os.environ.get("MRL_HYPOTHESIS_EXAMPLES", "60"))

@@ -100,7 +100,7 @@ def test_save_then_load_gives_identical_results(vectors, tmp_path, name):
 
 
 def test_a_corrupt_or_foreign_folder_is_a_clear_error(vectors, tmp_path):
-    queries, corpus, _ = vectors
+    _queries, corpus, _ = vectors
     index = FunnelIndex(64, 16, backend("flat"))
     index.add(corpus)
     index.save(tmp_path / "idx")
@@ -117,7 +117,7 @@ def test_the_manifest_rejects_another_model(vectors, tmp_path, tiny_model_dir):
 
     from mrl_plugins.testing import tiny_model
 
-    queries, corpus, _ = vectors
+    _queries, corpus, _ = vectors
     mine = SentenceTransformer(str(tiny_model_dir), device="cpu")
     other = SentenceTransformer(str(tiny_model(tmp_path / "other", seed=7)), device="cpu")
     index = FunnelIndex(64, 16, backend("flat"), model=ModelStamp.of(mine, "mine"))

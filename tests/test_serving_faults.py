@@ -207,7 +207,7 @@ def test_the_demo_refuses_damaged_saved_embeddings(run_copy, damage):
         target.write_bytes(target.read_bytes()[:-64])
     else:
         np.save(target, np.load(target)[:-1])
-    with pytest.raises(UserError, match="mrl.corpus.npy.*the run's files are damaged"):
+    with pytest.raises(UserError, match=r"mrl\.corpus\.npy.*the run's files are damaged"):
         DemoData.from_run(run_copy)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
 import numpy as np
+import pytest
 
 from mrl_plugins.builtin.warm_starts import PCARotation
 from mrl_plugins.testing import TextsWarmStartContext, run_recipe, toy_pairs, write_jsonl

@@ -5,20 +5,32 @@ the methods of its kind. The methods a kind cannot work without are abstract, so
 that lacks one is refused when a recipe naming it is validated (and shown as incomplete by
 ``mrl-run plugins``), never discovered after training. Keep torch, transformers and datasets
 imports inside methods: the classes are imported by ``mrl-run validate`` and ``mrl-run plugins``,
-which must stay fast.
+which must stay fast. The contexts components are handed and the ``Column`` a comparison returns
+are in :mod:`mrl_plugins.contexts`, re-exported here.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from .data import DataBundle, DataRequest, IRSet, RowFormat
+from .contexts import (  # re-exported (__all__): plugins import every contract name from this module
+    Column,
+    ComparisonContext,
+    Metrics,
+    ObjectiveContext,
+    Role,
+    SearchCost,
+    TextSide,
+    ValidationContext,
+    WarmStartContext,
+)
+from .data import DataBundle, DataRequest, RowFormat
 
 if TYPE_CHECKING:
     import argparse
@@ -26,40 +38,11 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .plugins import Registry
-
-Metrics = dict[str, float]
-"""One dimension's scores, e.g. ``{"mrr@10": 0.81, "recall@10": 0.93, "ndcg@10": 0.84}``."""
-
-TextSide = Literal["all", "documents", "queries"]
-"""Which training-side texts: queries (anchors), documents (positives, negatives) or both."""
-
-Role = Literal["query", "document"]
-"""Which of a model's prompts to encode with."""
-
 
 class Params(BaseModel):
     """Base of every component's parameter schema: unknown keys are errors, never ignored."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass
-class ValidationContext:
-    """What a component may consult while a recipe is validated, before any model loads."""
-
-    recipe_dir: Path
-    full_dim: int | None
-    """The model's embedding dimension when it can be read from local files, else ``None``."""
-    k: int = 10
-    """The cut-off of the run's metrics (``[eval] k``)."""
-    registry: Registry | None = None
-    """Every registered component, e.g. to check an index backend named in a parameter."""
-    data: DataBundle | None = None
-    """The loaded data, when checks run at the start of a run (or ``mrl-run validate --data``):
-    checks that need it (enough training texts to fit a PCA, say) run then, before any training."""
-    model_dir: Path | None = None
-    """The base model's local folder (its config files), when it is local."""
 
 
 _Params = Params
@@ -157,15 +140,6 @@ class Variant:
         return self.objective or ("recipe" if self.matryoshka else "none")
 
 
-@dataclass
-class ObjectiveContext:
-    """What an objective needs to wrap the base loss: the run's dimensions and their weights."""
-
-    dims: list[int]
-    weights: list[float] | None
-    full_dim: int
-
-
 class Objective(Component[P]):
     """How the prefix dimensions are trained around the base loss (MatryoshkaLoss and friends)."""
 
@@ -176,106 +150,6 @@ class Objective(Component[P]):
     @abc.abstractmethod
     def build(self, model: Any, loss: torch.nn.Module, ctx: ObjectiveContext) -> torch.nn.Module:
         """The training loss: ``loss`` (the recipe's base loss) wrapped to train the prefixes."""
-
-
-class SearchCost(BaseModel):
-    """What searching one configuration costs, per vector and per query.
-
-    Memory is what the shortlist index holds in RAM; the full-dimension vectors a funnel reranks
-    with are read for the shortlist only and may stay on disk (memory-mapped), so they are
-    counted apart. Times are medians measured in the same run, interleaved with exact
-    full-dimension float32 search, whose time is the denominator of the ratios.
-    """
-
-    index_bytes: float
-    """Bytes per vector held in memory by the shortlist index."""
-    rerank_bytes: float = 0.0
-    """Bytes per vector of the vectors read to rerank (0 without reranking)."""
-    ms_single: float
-    """Median milliseconds per query, one query at a time."""
-    ms_batch: float
-    """Milliseconds per query when all queries are searched in one batch."""
-    ratio_single: float
-    """``ms_single`` / the same for exact full-dimension float32 search (lower is faster)."""
-    ratio_batch: float
-
-
-@dataclass
-class Column:
-    """One of several columns a comparison returns, e.g. one per shortlist size.
-
-    ``params`` identify the column within its comparison (``{"shortlist": 100}``): its key in
-    results.json is the comparison's identity with these added, and decisions (what to serve,
-    the card's code) read them. ``name`` is display only: the label is the comparison's label, a
-    space and ``name`` (``MRL · funnel`` + ``100``). A column without ``params`` is identified
-    by its name (``column=<name>``).
-
-    ``per_query`` (dimension → metric → one score per evaluation query, in order) is what the
-    run's bootstrap intervals and paired tests are computed from. Metrics from the context's
-    scorers (``ctx.score``, ``ctx.score_ranked``) carry them already; a plugin that computes its
-    own means passes them here, or its column is reported as having no intervals, and why.
-    """
-
-    name: str
-    metrics: dict[int, Metrics]
-    costs: dict[int, SearchCost] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    per_query: dict[int, dict[str, Any]] | None = None
-
-
-class ComparisonContext(abc.ABC):
-    """What the runner hands a comparison: the run's dimensions, evaluation set and encoders.
-
-    ``mrl_plugins.testing.ArrayComparisonContext`` implements it over plain arrays, for tests.
-    """
-
-    dims: list[int]
-    """The run's dimensions, descending."""
-    eval_set: IRSet
-    """The held-out evaluation set the arrays below are aligned with."""
-    k: int
-    """The cut-off of the run's metrics."""
-    exact_index: str
-    """The registered exact index backend (``IndexBackend.exact``), the reference of speed ratios."""
-
-    @abc.abstractmethod
-    def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:
-        """Full-dimension float32 ``(queries, corpus)`` of the evaluation set for a model this
-        comparison :meth:`~Comparison.reads`, encoded once per run."""
-
-    @abc.abstractmethod
-    def encode(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        """Full-dimension float32 document embeddings of other texts (e.g. to fit on)."""
-
-    @abc.abstractmethod
-    def train_texts(self, side: TextSide = "documents") -> list[str]:
-        """Distinct training-side texts, never evaluation texts."""
-
-    @abc.abstractmethod
-    def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
-        """The run's metrics at every dimension for full-dimension query and corpus arrays
-        (each dimension: first ``d`` columns, re-normalised, ranked by cosine)."""
-
-    @abc.abstractmethod
-    def score_ranked(self, ranked: Mapping[int, np.ndarray]) -> dict[int, Metrics]:
-        """The run's metrics for rankings a comparison made itself: per dimension, a
-        ``(queries, ≥ k)`` array of corpus row indices, best first (-1 pads a short list)."""
-
-    @abc.abstractmethod
-    def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
-        """A registered index backend (``"flat"``, ``"hnsw"``, … or a plugin's), with parameters."""
-
-    @abc.abstractmethod
-    def model(self, name: str) -> Any:
-        """A model this comparison reads, loaded (a ``SentenceTransformer``), e.g. to save a changed copy."""
-
-    @abc.abstractmethod
-    def output_dir(self) -> Path:
-        """A folder in the run's output for this comparison's files (e.g. a model it saves)."""
-
-    @abc.abstractmethod
-    def train_pairs(self) -> list[tuple[str, str]]:
-        """The training rows as (query, relevant document) pairs; empty for scored pairs."""
 
 
 class Comparison(Component[P]):
@@ -343,23 +217,6 @@ class Control(Comparison[P]):
 
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
         return ctx.score(*ctx.embeddings(self.variant().key))
-
-
-class WarmStartContext(abc.ABC):
-    """What the runner hands a warm start: the seed, training-side texts and the model's encoder.
-
-    ``mrl_plugins.testing.TextsWarmStartContext`` implements it over a list of texts, for tests.
-    """
-
-    seed: int
-
-    @abc.abstractmethod
-    def train_texts(self, side: TextSide = "all") -> list[str]:
-        """Distinct training-side texts, never evaluation texts."""
-
-    @abc.abstractmethod
-    def encode(self, texts: Sequence[str], role: Role = "document") -> np.ndarray:
-        """Full-dimension float32 embeddings by the model being prepared."""
 
 
 class WarmStart(Component[P]):
@@ -508,3 +365,11 @@ KINDS: dict[str, Kind] = {
         Kind("command", "register_commands", Command, "command"),
     )
 }
+
+
+__all__ = [
+    "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
+    "DimSchedule", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext", "ParamInfo", "Params",
+    "Role", "SearchCost", "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart",
+    "WarmStartContext", "missing_methods", "param_infos",
+]

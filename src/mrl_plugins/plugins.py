@@ -75,9 +75,10 @@ DEFAULT_PLUGINS = (
 class ComponentParamsError(UserError):
     """Parameters a component's schema refuses, found when it is built."""
 
-    def __init__(self, message: str, *, key: str = ""):
+    def __init__(self, message: str, *, key: str = "", detail: str = ""):
         super().__init__(message)
-        self.key = key
+        self.key, self.detail = key, detail
+        """``detail``: what is wrong, without naming the component (for messages that name it their way)."""
 
 
 @dataclass
@@ -258,10 +259,10 @@ class Registry:
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(map(str, first["loc"]))
-            raise ComponentParamsError(
-                f"{KINDS[kind].noun} '{name}' refused {dict(params or {})}: "
-                f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'].lower()} "
-                "(see 'mrl-run plugins -v' for its parameters).", key=key) from None
+            detail = (f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'].lower()} "
+                      "(see 'mrl-run plugins -v' for its parameters).")
+            raise ComponentParamsError(f"{KINDS[kind].noun} '{name}' refused {dict(params or {})}: {detail}",
+                                       key=key, detail=detail) from None
 
     def unknown_message(self, kind: str, name: str) -> str:
         noun = KINDS[kind].noun

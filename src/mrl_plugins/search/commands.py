@@ -14,13 +14,16 @@ import os
 import shutil
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError, is_disk_full
 from ..evidence.rundir import RunDir
 from ..models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .corpus import FORMATS
 from .index import FORMAT
+
+if TYPE_CHECKING:
+    from ..plugins import Registry
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -123,12 +126,11 @@ def default_dim(model: ResolvedModel, full: int, run: Path | None = None) -> int
     return full
 
 
-def backend_for(name: str, quantize: str | None, assignments: list[str]) -> tuple[str, dict[str, Any]]:
-    from ..plugins import load_registry
-
+def backend_for(registry: Registry, name: str, quantize: str | None,
+                assignments: list[str]) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     if quantize:
-        offered = load_registry().quantizations()
+        offered = registry.quantizations()
         if (name, quantize) not in offered:
             raise UserError(f"--quantize {quantize} does not combine with --index {name}; "
                             f"these do: {', '.join(f'--index {i} --quantize {q}' for i, q in offered)}.")
@@ -144,13 +146,13 @@ def backend_for(name: str, quantize: str | None, assignments: list[str]) -> tupl
     return name, params
 
 
-def make_backend(name: str, params: dict[str, Any]) -> Any:
-    from ..plugins import ComponentParamsError, load_registry
+def make_backend(registry: Registry, name: str, params: dict[str, Any]) -> Any:
+    from ..plugins import ComponentParamsError
 
     try:
-        return load_registry().build("index", name, params)
+        return registry.build("index", name, params)
     except ComponentParamsError as exc:
-        raise UserError(f"--index {name}: {str(exc).split(': ', 1)[1]}") from None
+        raise UserError(f"--index {name}: {exc.detail}") from None
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
@@ -206,12 +208,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise UserError(problems[0])
     model_ref, args.run_dir = resolve_model_arg(args.model)
     full = embedding_dim_from_files(model_ref.location) if model_ref.is_local else None
-    if args.index is None:
-        from ..plugins import load_registry
+    from ..plugins import load_registry
 
-        args.index = load_registry().exact_index()
-    name, params = backend_for(args.index, args.quantize, args.index_param)
-    backend = make_backend(name, params)
+    registry = load_registry()  # once: the exact backend, what --quantize offers, and the backend built
+    name, params = backend_for(registry, args.index or registry.exact_index(), args.quantize, args.index_param)
+    backend = make_backend(registry, name, params)
     out: Path = args.output
     for flag, value in (("--dim", args.dim), ("--rerank-dim", args.rerank_dim)):
         if value is not None and full is not None and value > full:
