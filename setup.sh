@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install mrl-plugins (editable) with its offline-model, demo, test and export extras.
+# Create .venv and install mrl-plugins (editable) with its offline-model, demo, test, export and sweep extras.
 # Safe to run again: it reinstalls only when a pyproject.toml changed. pip runs with -qq: errors
 # still show, warnings do not.
 #
@@ -11,7 +11,7 @@ trap 'echo "setup.sh: failed at line $LINENO; nothing after it was installed." >
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
-packages=(-e ".[offline,demo,test,export]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot)
+packages=(-e ".[offline,demo,test,export,sweep]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot)
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.mrl-installed

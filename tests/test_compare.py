@@ -161,10 +161,13 @@ def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, recipe_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = RunResults.load(tmp_path / "out" / "results.json")
-    # 100 training rows, batch 16 per process, incomplete last batch dropped: two processes share an
-    # epoch in 100 // 32 = 3 steps, where one process alone takes 100 // 16 = 6
+    # 100 training rows less the 20 the validation split takes (every rank carves the same), batch 16 per
+    # process, incomplete last batch dropped: two processes share an epoch in 80 // 32 = 2 steps, where one
+    # process alone takes 80 // 16 = 5
+    assert results.data.train_rows == 80 and results.data.validation_from == {"spare": 0, "training": 20,
+                                                                               "training_rows_removed": 20}
     for key in ("mrl", "no-mrl"):  # the control run is distributed too
         assert results.train[key].world_size == 2
-        assert results.train[key].steps == 3
+        assert results.train[key].steps == 2
     assert proc.stdout.count("MRR@10  (value and retention") == 1  # only rank 0 prints the table
     assert [p.name for p in tmp_path.iterdir() if "out" in p.name] == ["out"]

@@ -75,6 +75,7 @@ def test_what_pca_needs_is_refused_before_training(tiny_recipe, recipe_path, tmp
     trained = []
     monkeypatch.setattr(training, "train_or_reuse", lambda ctx, m: trained.append(m) or (_ for _ in ()).throw(AssertionError))
     tiny_recipe.set("data.eval_queries", 130).set("data.corpus_size", 0).add_comparison("pca")  # 30 rows left < 32 dims
+    tiny_recipe.set("validation.queries", 0)  # (30 rows are too few to validate on too, and that would be said first)
     failed = run_recipe(tiny_recipe.write(recipe_path), "-q")
     assert failed.code == 2 and trained == []
     assert "checked against the loaded data, before training" in failed.err

@@ -97,7 +97,7 @@ def _run_with_card(builder, recipe_path, tmp_path, examples: bool) -> Path:
 
 def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_run, hub, tmp_path):
     old = RunResults.load(OLD_RUN / "results.json")
-    assert old.schema_version == 3 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
+    assert old.schema_version == 4 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
     assert old.models["no-mrl"].label == "no-MRL" and old.models["no-mrl"].kind == "model"
     assert old.value("mrl", 48) == 0.750953 and old.train["no-mrl"].matryoshka is False
     run = tmp_path / "old-run"
@@ -111,7 +111,7 @@ def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_ru
     assert "| 48 | 0.7510 | 0.8800 | 0.7823 | 87.3% | 0.6578 | 0.6589 | 0.7369 |" in card
     assert "mrl_truncate_dim: 384" in card
     again = RunResults.load(run / "results.json")
-    assert again.schema_version == 3 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
+    assert again.schema_version == 4 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 
 
 def test_a_run_of_0_2_publishes_with_its_decisions_read_from_parameters(finished_run, hub, tmp_path):
@@ -126,7 +126,7 @@ def test_a_run_of_0_2_publishes_with_its_decisions_read_from_parameters(finished
     assert meta["serving"]["params"] == {"precision": "binary", "rescore": True}
     assert "### Serving" in card and "MRL · quantize binary + rescore at" in card
     again = RunResults.load(run / "results.json")
-    assert again.schema_version == 3 and "compare:MRL · funnel 10 hnsw → 16" in again.models  # keys kept
+    assert again.schema_version == 4 and "compare:MRL · funnel 10 hnsw → 16" in again.models  # keys kept
     assert again.models["compare:MRL · funnel 10 hnsw → 16"].params["index"] == "hnsw"
 
 

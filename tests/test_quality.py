@@ -133,8 +133,8 @@ def test_an_identity_adaptor_leaves_rankings_unchanged():
     queries, corpus = vectors(20, seed=2), vectors(80, seed=3)
     relevant = [{int(i)} for i in rng.integers(0, 80, 20)]
     ctx = ArrayComparisonContext(queries, corpus, relevant, [32, 16, 8], fit_vectors=vectors(100), texts=["t"] * 100)
-    untrained = Adaptor(AdaptorParams(epochs=0, save=False)).run(ctx)
-    assert untrained == ctx.score(queries, corpus)
+    (untrained,) = Adaptor(AdaptorParams(epochs=0, save=False)).run(ctx)
+    assert untrained.metrics == ctx.score(queries, corpus) and untrained.facts["epochs"] == 0
 
 
 def test_the_adaptor_helps_the_prefixes_it_was_trained_for():
@@ -143,7 +143,7 @@ def test_the_adaptor_helps_the_prefixes_it_was_trained_for():
     ctx = ArrayComparisonContext(queries, corpus, relevant, [32, 8], fit_vectors=vectors(1000, seed=7),
                                  texts=[f"t{i}" for i in range(1000)])
     before = ctx.score(queries, corpus)
-    after = Adaptor(AdaptorParams(epochs=20, save=False, ranking_weight=0)).run(ctx)
+    after = Adaptor(AdaptorParams(epochs=20, save=False, ranking_weight=0)).run(ctx)[0].metrics
     assert after[8]["mrr@10"] > before[8]["mrr@10"] + 0.05  # the leading dims now carry what mattered
 
 
@@ -167,6 +167,7 @@ def test_the_adaptor_fits_on_training_texts_only_and_saves_a_model_that_loads_tr
     monkeypatch.setattr(adaptor_module, "fit_adaptor", lambda *a, **k: fitted.append(a) or real_fit(*a, **k))
     tiny_recipe.set("data.eval_queries", None).set("data.eval_path", "eval.jsonl")
     tiny_recipe.add_comparison("adaptor", epochs=3, kind="mlp")
+    tiny_recipe.set("validation.queries", 0)  # no epoch chosen: the fit runs its 3 epochs, so it moves
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     assert encoded and fitted and not any("marker" in t for t in encoded)
     assert set(encoded) <= {t for r in rows[20:] for t in (r["anchor"], r["positive"])}
@@ -191,7 +192,7 @@ def test_an_adapted_model_equals_the_adaptor_applied_to_the_original_vectors(tin
     texts = [r["anchor"] for r in toy_pairs(50)]
     x = model.encode(texts)
     for kind in ("linear", "mlp"):
-        net = fit_adaptor(x, None, [32, 16, 8], AdaptorParams(kind=kind, epochs=3, batch_size=16))
+        net, _ = fit_adaptor(x, None, [32, 16, 8], AdaptorParams(kind=kind, epochs=3, batch_size=16))
         adapted = adapted_model(model, net)
         expected = net.apply(x)
         expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -226,7 +227,7 @@ def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_
     assert results.models["mrl-seed2"].kind == "seed" and results.train["mrl-seed2"].seed == 2
     assert results.train["mrl"].seed == 1
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## Which differences are real (MRR@10)" in report and "## Across training seeds" in report
+    assert "## Which differences are real (MRR@10, reference: MRL)" in report and "## Across training seeds" in report
     assert "mean ± sd over 2 seeds" in report
     assert "No intervals" not in report  # every built-in column is scored through the run's scorer
     from mrl_plugins.report import format_table, report_markdown

@@ -57,12 +57,13 @@ def test_finished_comparisons_are_not_computed_again_on_resume(tiny_recipe, reci
     monkeypatch.setattr("mrl_plugins.builtin.search_comparisons.Funnel.run",
                         lambda self, ctx: (_ for _ in ()).throw(UserError("funnel refused")))
     recipe = tiny_recipe.add_comparison("pca").add_comparison("funnel", shortlist=[20]).write(recipe_path)
-    assert run_recipe(recipe, "-q").code == 2 and calls == [1]
+    assert run_recipe(recipe, "-q").code == 2 and calls == [1, 1]  # on the validation split, then held out
     assert (tmp_path / ".out.partial" / "compared" / "0.json").is_file()
+    assert (tmp_path / ".out.partial" / "compared" / "0-validation.json").is_file()
     monkeypatch.undo()
     monkeypatch.setattr(PCA, "run", lambda self, ctx: calls.append(2) or real(self, ctx))
     results = run_recipe(recipe, "--resume", "-q").assert_success().results
-    assert calls == [1]  # PCA's column came from the interrupted run
+    assert calls == [1, 1]  # PCA's columns (both splits) came from the interrupted run
     assert results.models["pca(base)"].intervals  # with its per-query scores, so its statistics too
 
 

@@ -104,6 +104,9 @@ class Column:
     costs: dict[int, SearchCost] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     per_query: dict[int, dict[str, Any]] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What the comparison chose or measured besides metrics (a stopping epoch, a fit time):
+    kept in results.json and shown in the report. Not part of the column's identity."""
 
 
 class ComparisonContext(abc.ABC):
@@ -120,6 +123,12 @@ class ComparisonContext(abc.ABC):
     """The cut-off of the run's metrics."""
     exact_index: str
     """The registered exact index backend (``IndexBackend.exact``), the reference of speed ratios."""
+    split: Literal["eval", "validation"] = "eval"
+    """Which set ``eval_set`` is. The runner calls a comparison's ``run`` once per split, on the
+    validation split first (what the run chooses on) and then on the held-out evaluation set
+    (what it reports); the same component instance serves both, so a comparison that fits
+    something may fit once, choosing what it chooses (a stopping epoch) on validation, and reuse
+    it for evaluation. Files it keeps belong to the evaluation pass."""
 
     @abc.abstractmethod
     def embeddings(self, model: str) -> tuple[np.ndarray, np.ndarray]:

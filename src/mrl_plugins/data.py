@@ -103,6 +103,13 @@ class DataBundle:
     eval: IRSet
     row_format: RowFormat
     summary: dict[str, Any] = field(default_factory=dict)
+    spare: list[dict[str, Any]] = field(default_factory=list)
+    """Rows in ``row_format`` that the source read but neither trains nor evaluates on (those
+    beyond ``train_pairs``, say): the run draws its validation set from them first, so that
+    choosing on validation costs training nothing. Optional."""
+    validation: IRSet | None = None
+    """The set the run makes its choices on. A source may give its own (a dev split); otherwise
+    the runner carves one with :func:`carve_validation`, from ``spare`` and then training rows."""
 
     def __post_init__(self) -> None:
         self.row_format = RowFormat(self.row_format)  # plugins may pass the plain string
@@ -216,10 +223,16 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]], row_format: RowFormat | str)
 
 def seeded_sample(items: list[T], limit: int | None, seed: int) -> list[T]:
     """At most ``limit`` items, a seeded random sample kept in the input's order."""
+    return seeded_split(items, limit, seed)[0]
+
+
+def seeded_split(items: list[T], limit: int | None, seed: int) -> tuple[list[T], list[T]]:
+    """:func:`seeded_sample`'s sample, and the items it left out (both in the input's order):
+    what a source passes as :attr:`DataBundle.spare`."""
     if limit is None or len(items) <= limit:
-        return items
-    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in keep]
+        return items, []
+    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    return [x for i, x in enumerate(items) if i in keep], [x for i, x in enumerate(items) if i not in keep]
 
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}

@@ -33,3 +33,8 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+class RunAbandoned(Exception):
+    """A run stopped on purpose, with nothing of it worth keeping (a sweep's trial pruned on its
+    validation curve): the run folder's staging is removed and nothing is reported as a failure."""

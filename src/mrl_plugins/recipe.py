@@ -141,6 +141,7 @@ class Recipe:
             "dims": self.dims.as_table(),
             "train": s.train.model_dump(mode="json", exclude_none=True),
             "eval": s.eval.model_dump(mode="json", exclude_none=True),
+            "validation": s.validation.model_dump(mode="json"),
         }
         if self.compare:
             out["compare"] = [c.as_table() for c in self.compare]
@@ -149,6 +150,8 @@ class Recipe:
         out["objective"] = self.objective.as_table()
         publish = s.publish.model_dump(mode="json", exclude_none=True)
         out["publish"] = publish
+        if s.sweep is not None:
+            out["sweep"] = s.sweep.model_dump(mode="json", exclude_none=True)
         return out
 
 

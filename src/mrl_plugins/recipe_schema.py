@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .components import KINDS
 from .errors import RecipeError, UserError
@@ -48,6 +48,64 @@ class EvalSection(Section):
     corpus_chunk_size: int = Field(50_000, gt=0, description="Corpus rows scored at once.")
 
 
+class ValidationSection(Section):
+    """The split every choice of the run is made on (mrl_plugins.validation)."""
+
+    queries: int = Field(200, ge=0, description="Validation queries; 0: no validation split, choices are made on the "
+                                                "evaluation set (and the report says so).")
+    corpus: int = Field(1000, ge=0, description="Validation corpus: the queries' documents, then distractors.")
+    from_training: float = Field(0.2, ge=0, le=0.5, description="Largest share of the training rows the validation "
+                                 "set may take when the source's spare rows are not enough.")
+    positive_threshold: float = Field(0.5, description="Scored pairs: a score above this is relevant in validation.")
+    eval_steps: int = Field(0, ge=0, description="Score each model being trained on the validation split every N "
+                                                 "steps (the report's training curves; a sweep prunes on them); 0: "
+                                                 "never during training.")
+
+
+class SweepParam(Section):
+    """One dimension of a sweep's search space: ``choices``, or a range ``low``..``high`` (whole
+    numbers when both are; ``log`` for a log-uniform one, ``step`` for a grid of it)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SweepParam:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("give either choices = [...] or both low and high")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError("a log-uniform range needs low > 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.low, bool)
+
+
+class SweepSection(Section):
+    """``mrl-run sweep``: hyperparameter search on the validation split (mrl_plugins.sweep)."""
+
+    trials: int = Field(20, gt=0, description="Trials in the study (finished, pruned and failed ones count); "
+                                              "--trials overrides it.")
+    space: dict[str, SweepParam] = Field(description='Recipe key → its range, e.g. "train.learning_rate" = '
+                                                     '{ low = 1e-5, high = 1e-4, log = true }.', min_length=1)
+    metric: Literal["mrr", "recall", "ndcg"] = Field("mrr", description="The validation metric the study maximises.")
+    dims: list[int] | None = Field(None, description="Widths whose validation metric is averaged (default: all).")
+    weights: list[float] | None = Field(None, description="Weights of those widths (default: equal).")
+    column: str = Field("mrl", description="The run's column the objective reads (e.g. adaptor(mrl)).")
+    sampler: Literal["tpe", "grid", "random"] = Field("tpe", description='"grid" needs choices for every key.')
+    pruner: Literal["median", "none"] = Field("median", description="Median pruning on the validation curve.")
+    report_every: int = Field(0, ge=0, description="Training steps between the validation scores a trial reports "
+                                                   "for pruning; 0: once per epoch.")
+    output_dir: str = Field("runs/{name}-sweep", description="The sweep's folder (study, trials, best recipe).")
+    seed: int | None = Field(None, description="The sampler's seed (default: the recipe's).")
+
+
 class PublishSection(Section):
     repo_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hub repo, 'user/name'.")
     private: bool = Field(False, description="Create the Hub repo as private.")
@@ -74,17 +132,21 @@ class RecipeModel(Section):
     dims: dict[str, Any]
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    validation: ValidationSection = Field(default_factory=ValidationSection)
     compare: list[dict[str, Any]] = Field(default_factory=list)
     warm_start: dict[str, Any] | None = None
     objective: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
+    sweep: SweepSection | None = None
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {
     "model": ModelSection,
     "train": TrainSection,
     "eval": EvalSection,
+    "validation": ValidationSection,
     "publish": PublishSection,
+    "sweep": SweepSection,
 }
 
 

@@ -12,18 +12,26 @@ The adapted model is saved as the model's own modules plus a standard ``Dense`` 
 ``Normalize`` and the final ``Normalize`` (the linear adaptor folded into one weight matrix
 ``I + W``; the GELU one with ``use_residual``), so ``SentenceTransformer(path, truncate_dim=48)``
 loads it with no mrl-plugins code.
+
+Its stopping epoch is chosen on the run's validation split: the fit is scored there every
+``validate_every`` epochs, epoch 0 (the identity, the un-adapted model) included, and the epoch
+with the best mean MRR over the run's widths is kept, so on validation the adaptor cannot do
+worse than no adaptor on that average. The net is fitted once, on the validation pass, and the
+evaluation pass reports it. Which widths it helps at is a decision of its own
+(:func:`mrl_plugins.evidence.decisions.adaptor_gate`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from ..components import Comparison, ComparisonContext, Metrics, Params, ValidationContext
+from ..components import Column, Comparison, ComparisonContext, Params, ValidationContext
 from ..data import seeded_sample
 from ..evaluation import normalise
 from ..hookspecs import hookimpl
@@ -48,6 +56,8 @@ class AdaptorParams(Params):
     scale: float = Field(20.0, gt=0, description="Inverse temperature of the ranking term.")
     seed: int = Field(0, description="Seeds the sample and the training.")
     save: bool = Field(True, description="Save the adapted model in the run's output (comparisons/<column>/model).")
+    validate_every: int = Field(5, ge=1, description="Score the fit on the validation split every N epochs; the best "
+                                "epoch (0, the identity, included) is kept.")
 
 
 class AdaptorNet:
@@ -88,23 +98,36 @@ class AdaptorNet:
                                  init_bias=bias, use_residual=True)
 
 
-def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, dims: list[int], p: AdaptorParams
-                ) -> AdaptorNet:
-    """Train the adaptor on frozen, normalised embeddings of training-side texts (and pairs)."""
+def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, dims: list[int], p: AdaptorParams,
+                judge: Callable[[AdaptorNet], float] | None = None) -> tuple[AdaptorNet, int]:
+    """Train the adaptor on frozen, normalised embeddings of training-side texts (and pairs).
+    With ``judge`` (higher is better), the net is judged before training and every
+    ``validate_every`` epochs, and the best state is returned with its epoch; without, the net
+    after ``epochs`` epochs."""
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(p.seed)
     x_all = torch.from_numpy(normalise(texts))
     net = AdaptorNet(x_all.shape[1], p.kind)
+    best: tuple[float, int, Any] | None = None
+
+    def consider(epoch: int) -> None:
+        nonlocal best
+        if judge is not None:
+            score = judge(net)
+            if best is None or score > best[0] + 1e-9:
+                best = (score, epoch, copy.deepcopy(net.linear.state_dict()))
+
+    consider(0)
     if p.epochs == 0:
-        return net
+        return net, 0
     optimiser = torch.optim.Adam(net.linear.parameters(), lr=p.learning_rate)
     q_all = p_all = None
     if pairs is not None and len(pairs[0]) and p.ranking_weight > 0:
         q_all, p_all = torch.from_numpy(normalise(pairs[0])), torch.from_numpy(normalise(pairs[1]))
     generator = torch.Generator().manual_seed(p.seed)
-    for _ in range(p.epochs):
+    for epoch in range(1, p.epochs + 1):
         order = torch.randperm(len(x_all), generator=generator)
         pair_order = torch.randperm(len(q_all), generator=generator) if q_all is not None else None
         for step, start in enumerate(range(0, len(x_all), p.batch_size)):
@@ -130,7 +153,12 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
             optimiser.zero_grad()
             (loss / len(dims)).backward()
             optimiser.step()
-    return net
+        if epoch % p.validate_every == 0 or epoch == p.epochs:
+            consider(epoch)
+    if best is None:
+        return net, p.epochs
+    net.linear.load_state_dict(best[2])
+    return net, best[1]
 
 
 def adapted_model(model: Any, net: AdaptorNet) -> Any:
@@ -154,6 +182,10 @@ class Adaptor(Comparison[AdaptorParams]):
     Params = AdaptorParams
     measured_with = frozenset({"save"})
 
+    def __init__(self, params: AdaptorParams | None = None):
+        super().__init__(params)
+        self._fitted: dict[tuple[str, tuple[int, ...]], tuple[AdaptorNet, dict[str, Any]]] = {}
+
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · adaptor" + ("" if self.params.kind == "linear" else " (mlp)")
 
@@ -175,19 +207,45 @@ class Adaptor(Comparison[AdaptorParams]):
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts("all"))), self.params.max_fit_texts, self.params.seed)
 
-    def run(self, ctx: ComparisonContext) -> dict[int, Metrics]:
+    def fit(self, ctx: ComparisonContext) -> tuple[AdaptorNet, dict[str, Any]]:
+        """The fitted net and what its fit chose and cost; fitted once per model and widths (the
+        first pass is the validation one when the run has a validation split)."""
         p = self.params
+        key = (p.model, tuple(ctx.dims))
+        if key in self._fitted:
+            return self._fitted[key]
+        t0 = time.perf_counter()
         fit = self.fit_texts(ctx)
         texts = ctx.encode(p.model, fit)
         pairs = seeded_sample(ctx.train_pairs(), p.max_fit_texts, p.seed)
         encoded_pairs = None
         if pairs and p.ranking_weight > 0:
             encoded_pairs = self.encode_pairs(ctx, pairs, dict(zip(fit, texts)))
-        net = fit_adaptor(texts, encoded_pairs, ctx.dims, p)
+        t1 = time.perf_counter()
+        judge = None
+        if ctx.split == "validation":
+            queries, corpus = ctx.embeddings(p.model)
+            key_mrr = f"mrr@{ctx.k}"
+
+            def judge(net: AdaptorNet) -> float:
+                metrics = ctx.score(net.apply(queries), net.apply(corpus))
+                return float(np.mean([metrics[d][key_mrr] for d in ctx.dims]))
+
+        net, epoch = fit_adaptor(texts, encoded_pairs, ctx.dims, p, judge)
+        chosen = judge is not None
+        facts = {"epochs": epoch if chosen else p.epochs, "epochs_chosen_on": "validation" if chosen else None,
+                 "fit_texts": len(fit), "fit_pairs": len(pairs) if encoded_pairs else 0,
+                 "encode_seconds": round(t1 - t0, 2), "fit_seconds": round(time.perf_counter() - t1, 2)}
+        self._fitted[key] = (net, facts)
+        return net, facts
+
+    def run(self, ctx: ComparisonContext) -> list[Column]:
+        p = self.params
+        net, facts = self.fit(ctx)
         queries, corpus = ctx.embeddings(p.model)
-        if p.save:
+        if p.save and ctx.split == "eval":
             adapted_model(ctx.model(p.model), net).save(str(ctx.output_dir() / "model"))
-        return ctx.score(net.apply(queries), net.apply(corpus))
+        return [Column("", ctx.score(net.apply(queries), net.apply(corpus)), facts=facts)]
 
 
 @hookimpl

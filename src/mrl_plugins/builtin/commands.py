@@ -179,7 +179,27 @@ class Export(Command):
         return cmd_export(args)
 
 
-BUILTIN = (Run, Validate, Plugins, Publish, Report, Index, Search, Demo, Export)
+class Sweep(Command):
+    """Hyperparameter search on the validation split (Optuna); then one final run of the best recipe."""
+
+    name = "sweep"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _recipe_arguments(parser)
+        parser.add_argument("--trials", type=positive, help="Trials in the study (default: [sweep] trials); a rerun "
+                            "continues the study up to this many.")
+        parser.add_argument("--storage", help="Optuna storage URL shared by several workers, e.g. "
+                            "postgresql://user@host/db (default: sqlite in the sweep's folder).")
+        parser.add_argument("--worker", action="store_true",
+                            help="Run trials only: leave the best recipe and the final run to one 'mrl-run sweep' "
+                            "without --worker.")
+        parser.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the sweep's summary.")
+
+    def run(self, args: argparse.Namespace) -> int:
+        return cmd_sweep(args)
+
+
+BUILTIN = (Run, Validate, Plugins, Publish, Report, Index, Search, Demo, Export, Sweep)
 
 
 @hookimpl
@@ -353,3 +373,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("mrl-run sweep needs Optuna: pip install 'mrl-plugins[sweep]'.") from None
+    from .. import sweep as sweeps
+
+    setup_logging(quiet=args.quiet)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported once, by the sweep
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, plots
+    sweep = sweeps.Sweep.open(args.recipe, list(args.overrides), storage=args.storage, trials=args.trials)
+    study = sweep.optimize()
+    if args.worker:
+        print(f"sweep '{study.study_name}': this worker is done ({len(study.trials)} trials in the study).")
+        return 0
+    params = sweeps.write_outputs(sweep, study)
+    print(f"sweep '{study.study_name}': best validation {study.best_value:.4f} with "
+          f"{', '.join(sweeps.assignments(params))} (trials: {sweep.folder / 'sweep.md'}).")
+    results = sweeps.final_run(sweep, params)
+    if results is not None:
+        from ..report import format_table
+
+        print()
+        print(format_table(results))
+        print(f"The best recipe, run once and scored on the evaluation set: {sweep.folder / 'final'}")
+    return 0

@@ -29,7 +29,7 @@ from ..data import (
     RowFormat,
     held_out_problems,
     rows_to_dataset,
-    seeded_sample,
+    seeded_split,
     split_by_query,
 )
 from ..data_files import file_problem
@@ -158,7 +158,7 @@ class DebianSource(DataSource[DebianParams]):
         split = split_by_query(
             rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size
         )
-        train = seeded_sample(split.train_rows, p.train_pairs, request.seed)
+        train, spare = seeded_split(split.train_rows, p.train_pairs, request.seed)
         if p.train_pairs and len(train) < p.train_pairs:
             raise UserError(
                 f"{path}: only {len(train)} training pairs are left after holding out the evaluation set, "
@@ -170,7 +170,7 @@ class DebianSource(DataSource[DebianParams]):
             "dropped_shared_or_short": len(packages) - len(usable),
             "held_out_rows": len(rows) - len(split.train_rows),
         }
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary)
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare)
 
 
 @hookimpl

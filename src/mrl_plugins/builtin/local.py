@@ -23,7 +23,7 @@ from ..data import (
     read_table,
     require_columns,
     rows_to_dataset,
-    seeded_sample,
+    seeded_split,
     split_by_query,
 )
 from ..data_files import RowCheck, ScorePolicy, file_problem, peek, prescan
@@ -133,9 +133,10 @@ class LocalSource(DataSource[LocalParams]):
             split = split_by_query(rows, eval_queries=p.eval_queries, **split_kwargs)
             train_rows, eval_set = split.train_rows, split.eval
         held_out = len(rows) - len(train_rows)
-        train_rows = seeded_sample(train_rows, p.max_rows, request.seed)
+        train_rows, spare = seeded_split(train_rows, p.max_rows, request.seed)
         if request.row_format == "pairs" and p.format == "triplets":
             train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
+            spare = [{"anchor": r["anchor"], "positive": r["positive"]} for r in spare]
         if not train_rows:
             raise UserError(
                 f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and "
@@ -144,7 +145,8 @@ class LocalSource(DataSource[LocalParams]):
                 "or corpus_size, or give more rows."
             )
         summary = {"rows": len(rows) + skipped, "skipped_rows": skipped, "held_out_rows": held_out, **report}
-        return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary)
+        return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary,
+                          spare=spare)
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from ..data import (
     RowFormat,
     held_out_problems,
     rows_to_dataset,
-    seeded_sample,
+    seeded_split,
     split_by_query,
 )
 from ..data_files import file_problem
@@ -80,9 +80,9 @@ class ManpagesSource(DataSource[ManpagesParams]):
         p = self.params
         rows = list(self._rows(request.recipe_dir))
         split = split_by_query(rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size)
-        train = seeded_sample(split.train_rows, p.train_pairs, request.seed)
+        train, spare = seeded_split(split.train_rows, p.train_pairs, request.seed)
         summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows)}
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary)
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare)
 
 
 @hookimpl

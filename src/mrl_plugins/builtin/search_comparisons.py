@@ -174,7 +174,8 @@ class Quantize(Comparison[QuantizeParams]):
             backend = ctx.index_backend(precision)
             for d in ctx.dims:
                 index = build(backend, corpus, d, d)  # rescoring uses the float vectors of the same dimension
-                for name, n in ((precision, None), (f"{precision} + rescore", shortlist)):
+                # the rescore reads float vectors of the same width: said in the label ("at same width")
+                for name, n in ((precision, None), (f"{precision} + rescore at same width", shortlist)):
                     params[name] = {"precision": precision, "rescore": n is not None}
                     ranked.setdefault(name, {})[d] = index.search(queries, ctx.k, shortlist=n).ids
                     searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)

@@ -3,8 +3,13 @@
 The report, the model card, ``mrl.json``, the demo and ``mrl-run index`` all ask these functions
 and print what they return; none of them decides anything itself. Shares are numbers (``0.99``),
 configurations are :class:`OperatingPoint` s whose parameters come from the column's recorded
-``params`` (never from its label), and every function reads only the results it is given: they
-rest on whatever data those results were measured on, which the caller names.
+``params`` (never from its label).
+
+Every choice is made on the run's **validation split** (:meth:`RunResults.on_validation`) and
+reported on the held-out evaluation set: a width or a setting picked on the queries it is then
+scored on flatters itself by their luck. A run without a validation split (``[validation]
+queries = 0``, or written before schema 4) chooses on the evaluation set, and
+:attr:`RunResults.chosen_on` says so for the sentence that reports the choice.
 """
 
 from __future__ import annotations
@@ -23,10 +28,18 @@ def smallest_width(results: RunResults, column: str, share: float, metric: Metri
     return results.smallest_dim_keeping(column, share, metric)
 
 
+def basis(results: RunResults, column: str | None = None) -> RunResults:
+    """The results choices are made on: the validation split's columns when the run has them
+    (and ``column`` among them), else the results themselves."""
+    chosen = results.on_validation()
+    return chosen if column is None or column in chosen.models else results
+
+
 def recommended_widths(results: RunResults, column: str = MRL) -> dict[float, int]:
     """Per share in :data:`KEEP_SHARES` (0.99, 0.95): the smallest width keeping that share of the
-    column's full-width :data:`PRIMARY` score; the full width when no smaller one does."""
-    return {share: smallest_width(results, column, share) or results.full_dim for share in KEEP_SHARES}
+    column's full-width :data:`PRIMARY` score on validation; the full width when no smaller one does."""
+    on = basis(results, column)
+    return {share: smallest_width(on, column, share) or results.full_dim for share in KEEP_SHARES}
 
 
 def example_width(results: RunResults, column: str = MRL) -> tuple[float, int]:
@@ -109,12 +122,63 @@ def cheapest(results: RunResults, share: float, by: By) -> OperatingPoint | None
 
 def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:
     """What to serve: the configuration using least memory that keeps ≥ 99% of exact quality
-    (else ≥ 95%), among those the run measured; with the share it keeps."""
+    (else ≥ 95%) on validation, among those the run measured; with the share. The point returned
+    is measured on the held-out evaluation set (:func:`chosen_point` gives its validation twin)."""
+    on = basis(results)
     for share in sorted(KEEP_SHARES, reverse=True):
-        point = cheapest(results, share, "memory")
+        point = cheapest(on, share, "memory")
         if point is not None:
-            return share, point
+            return share, held_out(results, point) or point
     return None
+
+
+def held_out(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
+    """The same configuration (column and width) as measured on the evaluation set."""
+    return next((p for p in operating_points(results) if p.column == point.column and p.dim == point.dim), None)
+
+
+def chosen_point(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
+    """The same configuration as measured on the set it was chosen on."""
+    return next((p for p in operating_points(basis(results)) if p.column == point.column and p.dim == point.dim),
+                None)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Where an adaptor column beats the model it adapts, on validation (where it is used) and,
+    for the record, on the held-out evaluation set."""
+
+    column: str
+    model: str
+    helps: list[int]
+    """The widths at which validation says: use the adapted embedding."""
+    hurts: list[int]
+    validation_delta: dict[int, float]
+    held_out_delta: dict[int, float]
+
+
+def adaptor_gates(results: RunResults) -> list[Gate]:
+    """For each adaptor column: the widths where it beats its model on validation (its
+    :data:`PRIMARY` score), and the same differences held out."""
+    on, gates = basis(results), []
+    for key, column in results.models.items():
+        model = column.reads[0] if column.reads else None
+        if column.component != "adaptor" or model not in results.models or key not in on.models:
+            continue
+        val = {d: on.value(key, d) - on.value(model, d) for d in results.dims}
+        held = {d: results.value(key, d) - results.value(model, d) for d in results.dims}
+        gates.append(Gate(key, model, [d for d in results.dims if val[d] > 0], [d for d in results.dims if val[d] <= 0],
+                          val, held))
+    return gates
+
+
+def best_column(results: RunResults, dim: int) -> str:
+    """The quality column with the best :data:`PRIMARY` score at ``dim`` on validation, among
+    those that are a model one can publish (the run's models, and comparisons that saved one)."""
+    on = basis(results)
+    candidates = [k for k, c in results.quality_columns().items() if k in on.models
+                  and (c.kind == "model" or c.saved_model)]
+    return max(candidates, key=lambda k: on.value(k, dim))
 
 
 def index_width(results: RunResults, column: str = MRL) -> int:

@@ -26,7 +26,7 @@ from ..components import SearchCost
 from ..errors import UserError
 from ..run_models import BASE, MRL
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
 the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
 ``no_intervals`` per column. Keys of older files stay as they were written (they are opaque
@@ -108,6 +108,12 @@ class DataInfo(_Schema):
     eval_queries: int
     corpus: int
     summary: dict[str, Any] = Field(default_factory=dict)
+    validation_queries: int = 0
+    """Queries of the validation split every choice was made on (0: none; choices were made on the
+    evaluation set)."""
+    validation_corpus: int = 0
+    validation_from: dict[str, int] = Field(default_factory=dict)
+    """Where the validation queries came from: ``spare`` rows of the source, ``training`` rows."""
 
 
 class TrainingFacts(_Schema):
@@ -118,6 +124,11 @@ class TrainingFacts(_Schema):
     warm_start: dict[str, Any] | None = None
     objective: str | None = None
     seed: int | None = None
+    losses: list[tuple[int, float]] = Field(default_factory=list)
+    """(step, training loss) as the trainer logged it."""
+    curve: list[dict[str, Any]] = Field(default_factory=list)
+    """Validation scores during training (``[validation] eval_steps``): ``{"step": n, "mrr@10":
+    {dim: value}}`` per point."""
 
 
 class ModelResult(_Schema):
@@ -143,6 +154,9 @@ class ModelResult(_Schema):
     """Why the column has no intervals or tests (its plugin returned means without per-query scores)."""
     saved_model: str | None = None
     """The model this column saved in the run's output (e.g. an adapted model), relative to it."""
+    facts: dict[str, Any] = Field(default_factory=dict)
+    """What the comparison chose or measured besides metrics (the adaptor's stopping epoch, chosen
+    on validation, and its fit time), for the report."""
 
 
 class PublishInfo(_Schema):
@@ -172,6 +186,12 @@ class RunResults(_Schema):
     publish: PublishInfo | None = None
     resumed_with_changes: list[str] = Field(default_factory=list)
     """Recipe changes a --resume accepted because they do not touch the trained models."""
+    trial: dict[str, Any] | None = None
+    """Set when the run is a sweep's trial (``{"study": …, "number": …}``): its ``models`` are then
+    scores on the validation split, the evaluation set was never scored, and nothing is held out."""
+    validation: dict[str, ModelResult] = Field(default_factory=dict)
+    """The same columns scored on the validation split (metrics and costs, no intervals): what
+    every decision is made on (:mod:`.decisions`). Empty when the run had no validation split."""
 
     @model_validator(mode="after")
     def _consistent(self) -> RunResults:
@@ -183,26 +203,40 @@ class RunResults(_Schema):
         if not self.models:
             raise ValueError("models is empty: no column was measured")
         wanted = [m.key(self.k) for m in METRICS]
-        for key, column in self.models.items():
+        named = [(f"models.{k}", c) for k, c in self.models.items()]
+        for key, column in named + [(f"validation.{k}", c) for k, c in self.validation.items()]:
             for d in self.dims:
                 if d not in column.metrics:
-                    raise ValueError(f"models.{key}.metrics has no dimension {d} (dims lists it)")
+                    raise ValueError(f"{key}.metrics has no dimension {d} (dims lists it)")
                 missing = [w for w in wanted if w not in column.metrics[d]]
                 if missing:
-                    raise ValueError(f"models.{key}.metrics.{d} has no {', '.join(missing)}")
+                    raise ValueError(f"{key}.metrics.{d} has no {', '.join(missing)}")
                 bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
                 if bad:
-                    raise ValueError(f"models.{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
+                    raise ValueError(f"{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
             for part in ("costs", "intervals", "p_vs_mrl"):
                 extra = set(getattr(column, part) or {}) - set(self.dims)
                 if extra:
-                    raise ValueError(f"models.{key}.{part} has dimensions {sorted(extra)} that dims does not list")
+                    raise ValueError(f"{key}.{part} has dimensions {sorted(extra)} that dims does not list")
         return self
 
     # -- reading ----------------------------------------------------------------------------
     @property
     def full_dim(self) -> int:
         return self.dims[0]
+
+    @property
+    def chosen_on(self) -> Literal["validation", "evaluation"]:
+        """The data the run's choices rest on: its validation split, or (a run without one, or one
+        written before schema 4) the evaluation set itself."""
+        return "validation" if self.validation else "evaluation"
+
+    def on_validation(self) -> RunResults:
+        """These results as measured on the validation split (the columns it scored there); the
+        results themselves when there is none. What :mod:`.decisions` choose on."""
+        if not self.validation:
+            return self
+        return self.model_copy(update={"models": dict(self.validation), "validation": {}})
 
     def metric_key(self, metric: Metric) -> str:
         return metric.key(self.k)

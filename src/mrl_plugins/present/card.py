@@ -12,7 +12,7 @@ from ..evidence.decisions import example_width, recommended_widths, serving_choi
 from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
 from ..run_models import MRL
 from .render import markdown_table
-from .sections import Section, Table, describe
+from .sections import Section, Table, chosen_on, describe
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
@@ -38,7 +38,7 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
     if found is None:
         return None
     share, point = found
-    line = (f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, measured by this run): "
+    line = (f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, {chosen_on(results)}): "
             f"{describe(point, results)}.")
     section = Section("serving", "Serving", lines=[line], bullets=False)
     full = results.full_dim
@@ -71,6 +71,6 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         eval_queries=data.eval_queries, corpus=data.corpus, source=data.source,
         quality_table="\n".join(markdown_table(quality_section(results, column).table or Table([], []))),
         name=repo_id or "path/to/this/model", example_dim=example, example_share=share_label(share),
-        serving=serving[1] if serving else None,
+        serving=serving[1] if serving else None, chosen_on=chosen_on(results),
     )
     return text.strip()

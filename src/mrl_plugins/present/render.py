@@ -28,7 +28,7 @@ def console_lines(section: Section) -> list[str]:
         out += plain_table(section.table)
     if section.lines:
         out += [""] if section.table else []
-        out += [section.console_indent + line.replace("`", "") for line in section.lines]
+        out += [section.console_indent + line.replace("`", "").replace("**", "") for line in section.lines]
     return out + section.after
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..evidence.decisions import OperatingPoint, cheapest, operating_points
+from ..evidence.decisions import (
+    OperatingPoint,
+    adaptor_gates,
+    basis,
+    best_column,
+    cheapest,
+    chosen_point,
+    operating_points,
+    recommended_widths,
+    serving_choice,
+)
 from ..evidence.results import ENCODE_SPEEDUP, KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
 from ..evidence.rundir import COSTS_PLOT
 from ..run_models import MRL
@@ -76,11 +86,17 @@ def smallest_keeping(results: RunResults, metric: Metric = PRIMARY) -> Section:
     """Per column: the smallest dimension keeping each share of its own full-dimension score."""
     shares = sorted(KEEP_SHARES)
     rows = []
-    for key, m in results.quality_columns().items():
+    columns = results.quality_columns()
+    best = max(results.value(key, results.full_dim, metric) for key in columns)
+    for key, m in columns.items():
         kept = (results.smallest_dim_keeping(key, s, metric) for s in shares)
-        rows.append([m.label, *(str(d) if d else "-" for d in kept),
-                     f"{results.value(key, results.full_dim, metric):.4f}"])
-    header = ["model", *(f"smallest dim ≥ {share_label(s)}" for s in shares), f"full-dim {metric.key(results.k)}"]
+        full = results.value(key, results.full_dim, metric)
+        share_of_best = f"{full / best:.1%}" if best else "-"
+        rows.append([m.label, *(str(d) if d else "-" for d in kept), f"{full:.4f}", share_of_best])
+    # retention is a share of the column's own full width: one whose full width dropped (an adaptor) looks better
+    # by it than it is, so its full width is shown against the best full-width score of the run beside it
+    header = ["model", *(f"smallest dim ≥ {share_label(s)}" for s in shares), f"full-dim {metric.key(results.k)}",
+              "full-dim vs best"]
     return Section("smallest", f"Smallest dimension keeping {title(results, metric)}", table=Table(header, rows))
 
 
@@ -154,8 +170,9 @@ def quality_versus_cost(results: RunResults) -> Section | None:
 
 # -- uncertainty ---------------------------------------------------------------------------------
 UNCERTAINTY_NOTE = (
-    "95% bootstrap intervals over the evaluation queries; after each interval, the difference from the MRL "
-    "model at that width, marked * when a paired sign-flip test over the same queries finds it significant "
+    "95% bootstrap intervals over the evaluation queries; after each interval, the difference from the reference "
+    "column named in the heading (the MRL model the run trained, warm-started when the recipe warm-starts) at that "
+    "width, marked * when a paired sign-flip test over the same queries finds it significant "
     "(p < 0.05) and ≈ when it does not. Every number is one training run: see the seeds table, when there is "
     "one, for how much another seed moves them."
 )
@@ -206,8 +223,9 @@ def uncertainty(results: RunResults) -> Section | None:
     if table is None:
         return None
     missing = without_intervals(results)
-    return Section("uncertainty", f"Which differences are real ({title(results, PRIMARY)})",
-                   console_title=f"{title(results, PRIMARY)} with 95% intervals; vs MRL: * significant, ≈ not "
+    reference = results.models[MRL].label if MRL in results.models else "MRL"
+    return Section("uncertainty", f"Which differences are real ({title(results, PRIMARY)}, reference: {reference})",
+                   console_title=f"{title(results, PRIMARY)} with 95% intervals; vs {reference}: * significant, ≈ not "
                                  "(paired test)", note=UNCERTAINTY_NOTE, table=table,
                    after=[missing] if missing else [])
 
@@ -240,10 +258,107 @@ def saved_models(results: RunResults) -> Section | None:
                    lines=[f"{label}: `{path}`" for label, path in saved], console_indent="  ")
 
 
+# -- choices -------------------------------------------------------------------------------------
+def chosen_on(results: RunResults) -> str:
+    """On which data the run's choices rest, in words."""
+    data = results.data
+    if results.chosen_on == "validation":
+        return (f"chosen on the validation split ({data.validation_queries:,} queries, {data.validation_corpus:,} "
+                "documents, neither trained nor evaluated on), reported held out")
+    return ("chosen on the evaluation set itself: this run has no validation split ([validation] queries = 0, or a "
+            "run written before mrl-plugins 0.4), so each choice is flattered by the luck of the queries it is "
+            "reported on")
+
+
+def _dims_text(dims: list[int], deltas: dict[int, float]) -> str:
+    return ", ".join(f"{d} ({deltas[d]:+.3f})" for d in dims)
+
+
+def choices(results: RunResults) -> Section | None:
+    """Every choice the run makes, the data it was made on, and what it scored held out."""
+    if MRL not in results.models:
+        return None
+    on, lines = basis(results, MRL), []
+    mrl_label, metric = results.models[MRL].label, title(results, PRIMARY)
+    for share, d in sorted(recommended_widths(results).items(), reverse=True):
+        kept, held = on.retention(MRL, d) or 0.0, results.retention(MRL, d) or 0.0
+        where = f"{kept:.1%} on validation; {held:.1%} held out" if results.chosen_on == "validation" else f"{held:.1%}"
+        lines.append(f"Smallest width keeping ≥ {share_label(share)} of {mrl_label}'s full-width {metric}: **{d}** "
+                     f"({where}).")
+    found = serving_choice(results)
+    if found is not None:
+        share, point = found
+        twin = chosen_point(results, point)
+        there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
+        lines.append(f"To serve (least memory keeping ≥ {share_label(share)} of exact quality; {there}held out "
+                     f"{point.kept:.1%}): {describe(point, results)}.")
+    for gate in adaptor_gates(results):
+        column, model = results.models[gate.column], results.models[gate.model].label
+        facts = column.facts
+        epoch = (f"stopping epoch {facts['epochs']}, chosen on validation; " if facts.get("epochs_chosen_on") else "")
+        cost = (f"fitted in {facts['fit_seconds']:.1f} s after {facts['encode_seconds']:.1f} s encoding its "
+                f"{facts['fit_texts']:,} texts" if "fit_seconds" in facts else "")
+        how = f" ({epoch}{cost})" if epoch or cost else ""
+        use = (f"use the adapted embedding at {', '.join(map(str, gate.helps))} dims only" if gate.helps and gate.hurts
+               else "use it at every width" if gate.helps else f"do not use it: {model} alone is as good or better")
+        lines.append(
+            f"{column.label}{how}: on {results.chosen_on} it beats {model} at "
+            f"{_dims_text(gate.helps, gate.validation_delta) or 'no width'} and not at "
+            f"{_dims_text(gate.hurts, gate.validation_delta) or 'any other'}; {use}. Held out: "
+            f"{_dims_text(results.dims, gate.held_out_delta)}."
+        )
+    best = {d: best_column(results, d) for d in results.dims}
+    parts = []
+    for d in results.dims:
+        there = f"{on.value(best[d], d):.4f} on validation, " if results.chosen_on == "validation" else ""
+        parts.append(f"{d}: {results.models[best[d]].label} ({there}{results.value(best[d], d):.4f} held out)")
+    lines.append(f"The model to publish for each width (best {metric} among the models the run can publish): "
+                 + "; ".join(parts) + ".")
+    return Section("choices", "What the run chooses", console_title=f"What the run chooses ({chosen_on(results)})",
+                   note=f"Every choice below is {chosen_on(results)}.", lines=lines)
+
+
+def trial_note(results: RunResults) -> Section | None:
+    """A sweep trial's report says first that nothing in it is held out."""
+    if results.trial is None:
+        return None
+    t = results.trial
+    params = ", ".join(f"{k} = {v}" for k, v in t.get("params", {}).items())
+    return Section("trial", "Sweep trial", lines=[
+        f"Trial {t.get('number')} of sweep '{t.get('study')}' ({params}): every number in this report is on the "
+        f"validation split ({results.data.validation_queries:,} queries); the evaluation set was not scored."],
+        bullets=False)
+
+
+def training_curves(results: RunResults) -> Section | None:
+    """Per trained model: its training loss and, where scored during training, its validation curve."""
+    key = PRIMARY.key(results.k)
+    rows = []
+    for model, facts in results.train.items():
+        if not facts.losses and not facts.curve:
+            continue
+        label = results.models[model].label if model in results.models else model
+        points = facts.curve or [{"step": step} for step, _ in facts.losses[-1:]]
+        for point in points:
+            losses = [loss for step, loss in facts.losses if step <= point["step"]]
+            scores = {int(d): v for d, v in point.get(key, {}).items()}  # JSON keeps dimensions as strings
+            rows.append([label, str(point["step"]), f"{losses[-1]:.4f}" if losses else "-",
+                         *(f"{scores[d]:.4f}" if d in scores else "-" for d in results.dims)])
+    if not rows:
+        return None
+    metric = f"{PRIMARY.title}@{results.k}"
+    header = ["model", "step", "training loss", *(f"validation {metric} at {d}" for d in results.dims)]
+    return Section("training", "Training", note="The training loss as the trainer logged it (the last value before "
+                   "each step shown) and, with [validation] eval_steps, each model's validation score during training.",
+                   table=Table(header, rows))
+
+
 def report_sections(results: RunResults) -> list[Section]:
     """Every section of the report, in order; those with nothing to show are left out."""
-    found = [metric_section(results, m) for m in METRICS]
+    found = [s for s in (trial_note(results),) if s is not None]
+    found += [metric_section(results, m) for m in METRICS]
     found += [smallest_keeping(results)]
+    found += [s for s in (choices(results) if results.trial is None else None, training_curves(results)) if s]
     found += [s for s in (speed(results), quality_versus_cost(results), uncertainty(results), seeds(results),
                           saved_models(results)) if s is not None]
     return found

@@ -73,6 +73,11 @@ class RunContext:
     """The encode-once cache of evaluation embeddings (:class:`~.scoring.Embeddings`), rank 0."""
     per_query: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     """Column key → each query's scores, for intervals and paired tests."""
+    trial: Any = None
+    """A sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`) when this run is one: it is scored
+    on the validation split only, and hears the MRL model's validation curve."""
+    validation_from: dict[str, int] = field(default_factory=dict)
+    """Where the validation queries came from (``spare``, ``training`` rows, or the ``source``)."""
 
     @property
     def settings(self) -> RecipeModel:

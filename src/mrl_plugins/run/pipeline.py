@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import platform
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from .. import __version__, checks
 from ..components import ValidationContext
@@ -37,9 +38,12 @@ from .training import train_models
 logger = logging.getLogger("mrl_plugins")
 
 
-def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: Path | None = None) -> RunResults | None:
+def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: Path | None = None,
+        trial: Any = None) -> RunResults | None:
     """Run a validated recipe end to end; rank 0 returns what it wrote to results.json.
-    ``out`` (with ``resume``): the output folder of the interrupted run to continue."""
+    ``out`` (with ``resume``): the output folder of the interrupted run to continue. ``trial``: a
+    sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`): the run is then scored on its
+    validation split only, never on the evaluation set, and publishes nothing."""
     dist = Distributed.from_env()
     staging = Staging.for_run(recipe, resume=resume, out=out)
     recipe.output_dir = staging.out
@@ -52,6 +56,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: P
             changes = record_or_check(recipe, staging, resume)
         with staging.guard(is_main=dist.is_main):
             ctx = setup(recipe, staging, dist, resume)
+            ctx.trial = trial
             results = execute(ctx)
             if results is None:  # not rank 0: rank 0 scores, writes and reports
                 return None
@@ -63,7 +68,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: P
         staging.release()
     logger.info("results in %s", staging.out)
     pub = recipe.settings.publish
-    if pub.push and pub.repo_id:  # validation refuses push without a repo_id
+    if pub.push and pub.repo_id and trial is None:  # validation refuses push without a repo_id
         publish_run(staging.out, results, repo_id=pub.repo_id, private=pub.private, revision=pub.revision)
     return results
 
@@ -114,22 +119,48 @@ def execute(ctx: RunContext) -> RunResults | None:
     load_base_model(ctx)
     check_with_data(ctx)
     emb = ctx.embeddings = Embeddings(ctx)
-    if ctx.dist.is_main:
+    if ctx.trial is not None and ctx.bundle.validation is None:
+        raise UserError(f"{ctx.recipe.path}: a sweep trial chooses on the validation split, and [validation] "
+                        "queries = 0 turns it off; give it queries (the default is 200).")
+    if ctx.dist.is_main and ctx.trial is None:  # a sweep's trial never scores the evaluation set
         base = evaluate_model(ctx, emb, BASE)
     training = train_models(ctx)
     end_process_group()
     if not ctx.dist.is_main:
         return None
-    trained = [evaluate_model(ctx, emb, m.key) for m in ctx.recipe.models.with_role("plain", "mrl", "seed")]
-    # controls score their variant
-    compared = [col for i, spec in enumerate(ctx.recipe.compare) for col in run_comparison(ctx, emb, spec, i)]
-    columns = [base, *trained, *compared]
+    val = Embeddings(ctx, "validation") if ctx.bundle.validation else None
+    if ctx.trial is not None:  # validation only
+        assert val is not None
+        validation = [*score_models(ctx, val), *(c for i, spec in enumerate(ctx.recipe.compare)
+                                                  for c in run_comparison(ctx, val, spec, i))]
+        add_costs(ctx, val, validation)
+        return assemble(ctx, validation, training, validation)
+    validation, columns = score_models(ctx, val) if val else [], score_models(ctx, emb, base)
+    # comparison by comparison, validation first: one may choose there what its evaluation pass uses (the
+    # adaptor's stopping epoch), and an interrupted run keeps each comparison's pair of passes
+    for i, spec in enumerate(ctx.recipe.compare):
+        if val is not None:
+            validation += run_comparison(ctx, val, spec, i)
+        columns += run_comparison(ctx, emb, spec, i)
+    if val is not None:
+        add_costs(ctx, val, validation)
+    add_costs(ctx, emb, columns)
     attach_statistics(ctx, columns)
+    return assemble(ctx, columns, training, validation)
+
+
+def score_models(ctx: RunContext, emb: Embeddings, base: ModelResult | None = None) -> list[ModelResult]:
+    """The run's models on one split (the base model, unless already scored, then the trained ones)."""
+    base = base or evaluate_model(ctx, emb, BASE)
+    return [base, *(evaluate_model(ctx, emb, m.key) for m in ctx.recipe.models.with_role("plain", "mrl", "seed"))]
+
+
+def add_costs(ctx: RunContext, emb: Embeddings, columns: list[ModelResult]) -> None:
+    """A model's own column is plain truncation, searched exactly: what that costs, timed on this split."""
     costs = truncation_costs(ctx, emb)
     for column in columns:
-        if column.kind == "model":  # a model's own column is plain truncation, searched exactly
+        if column.kind == "model":
             column.costs = costs
-    return assemble(ctx, columns, training)
 
 
 def end_process_group() -> None:
@@ -145,13 +176,41 @@ def end_process_group() -> None:
 def load_data(ctx: RunContext) -> None:
     recipe = ctx.recipe
     with ctx.stage("load_data", f"loading data from '{recipe.data.name}'"):
-        ctx.data = bundle = read_data_source(recipe)
+        ctx.data = bundle = with_validation(ctx, read_data_source(recipe))
     logger.info("          %d training rows (%s), %d evaluation queries, %d documents",
                 len(bundle.train), bundle.row_format, len(bundle.eval.queries), len(bundle.eval.corpus))
+    if bundle.validation is not None:
+        logger.info("          %d validation queries, %d documents (%s): every choice of the run is made on them",
+                    len(bundle.validation.queries), len(bundle.validation.corpus), ctx.validation_from)
+    else:
+        logger.warning("no validation split ([validation] queries = 0): the run's choices are made on the "
+                       "evaluation set, and flatter themselves by its luck")
     k = ctx.settings.eval.k
     if len(bundle.eval.queries) < 50 or len(bundle.eval.corpus) <= k:
         logger.warning("the evaluation set is tiny (%d queries, %d documents, k = %d): its numbers mean little",
                        len(bundle.eval.queries), len(bundle.eval.corpus), k)
+
+
+def with_validation(ctx: RunContext, bundle: DataBundle) -> DataBundle:
+    """The bundle with its validation split: the source's own, else one carved here."""
+    from ..validation import ValidationSize, carve_validation
+
+    v = ctx.settings.validation
+    if v.queries == 0:
+        return replace(bundle, validation=None, spare=[])
+    if bundle.validation is not None:
+        leaked = find_leaks(bundle.training_texts(), bundle.validation)
+        if any(leaked):
+            raise PluginError(f"data source '{ctx.recipe.data.name}' gave a validation set that leaks: {leaked[0]} "
+                              f"queries and {leaked[1]} relevant documents also occur in its training rows.")
+        ctx.validation_from = {"source": len(bundle.validation.queries)}
+        return bundle
+    size = ValidationSize(v.queries, v.corpus, v.from_training, v.positive_threshold)
+    carved = carve_validation(bundle, size, seed=ctx.settings.seed, where=f"{ctx.recipe.path}: [validation]")
+    ctx.validation_from = {"spare": carved.from_spare, "training": carved.from_training}
+    if carved.training_rows_removed:
+        ctx.validation_from["training_rows_removed"] = carved.training_rows_removed
+    return carved.bundle
 
 
 def check_with_data(ctx: RunContext) -> None:
@@ -221,8 +280,10 @@ def load_base_model(ctx: RunContext) -> None:
         ctx.loaded[BASE] = base
 
 
-def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, TrainingFacts]) -> RunResults:
+def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, TrainingFacts],
+             validation: list[ModelResult]) -> RunResults:
     recipe, bundle, s = ctx.recipe, ctx.bundle, ctx.settings
+    val = bundle.validation
     return RunResults(
         name=s.name,
         model=ModelInfo(name=recipe.model.requested, origin=recipe.model.origin, full_dim=ctx.full_dim),
@@ -231,9 +292,14 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
         k=s.eval.k,
         device=ctx.device,
         data=DataInfo(source=recipe.data.name, row_format=str(bundle.row_format), train_rows=len(bundle.train),
-                      eval_queries=len(bundle.eval.queries), corpus=len(bundle.eval.corpus), summary=bundle.summary),
+                      eval_queries=len(bundle.eval.queries), corpus=len(bundle.eval.corpus), summary=bundle.summary,
+                      validation_queries=len(val.queries) if val else 0,
+                      validation_corpus=len(val.corpus) if val else 0,
+                      validation_from=ctx.validation_from),
         train=training,
         models={c.key: c for c in columns},
+        validation={c.key: c for c in validation},
+        trial=ctx.trial.describe() if ctx.trial is not None else None,
         timings=ctx.stages.timings,
         versions=versions(),
         plugins=[asdict(p) for p in recipe.registry.plugins.values()],
@@ -247,11 +313,13 @@ def save(ctx: RunContext, results: RunResults) -> None:
 
     pub, run = ctx.settings.publish, ctx.staging.run
     folder = run.path
-    encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
-    save_evaluation(folder, ctx.bundle.eval, encoded)
-    save_per_query(folder, ctx.per_query)
-    meta = write_publication(run.model, results, pub.truncate_dim, pub.repo_id)
-    results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
+    if ctx.trial is None:  # a sweep's trial never encoded the evaluation set
+        encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
+        save_evaluation(folder, ctx.bundle.eval, encoded)
+        save_per_query(folder, ctx.per_query)
+    if ctx.trial is None:  # a trial's model is not one to publish: the sweep's final run is
+        meta = write_publication(run.model, results, pub.truncate_dim, pub.repo_id)
+        results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
     results.save(folder)
     run.recipe_file.write_text(tomli_w.dumps(ctx.recipe.resolved()))
     write_report(folder, results)

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,16 +28,24 @@ from .context import RunContext, plugin_call
 
 logger = logging.getLogger("mrl_plugins")
 
+Split = Literal["eval", "validation"]  # the held-out evaluation set ([eval]) and the validation split
+
 
 class Embeddings:
-    """Full-dimension evaluation embeddings per model, each model encoded once per run."""
+    """Full-dimension embeddings of one split (``"eval"`` or ``"validation"``) per model,
+    each model encoded once per run and split; with the per-query scores of that split's columns."""
 
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
+    def __init__(self, ctx: RunContext, split: Split = "eval"):
+        self.ctx, self.split = ctx, split
+        ir_set = ctx.bundle.eval if split == "eval" else ctx.bundle.validation
+        assert ir_set is not None, "the run has no validation split"
+        self.ir_set = ir_set
         self.external = ctx.recipe.external_models()
         self.cache: dict[str, EncodedIRSet] = {}
         self.progress = logger.getEffectiveLevel() <= logging.INFO
-        self.relevant = index_ir_set(ctx.bundle.eval)[2]
+        self.relevant = index_ir_set(ir_set)[2]
+        self.per_query: dict[str, dict[int, dict[str, Any]]] = ctx.per_query if split == "eval" else {}
+        """Column key → each query's scores; the evaluation split's feed intervals and paired tests."""
 
     def model(self, name: str) -> Any:
         """A loaded model of the run (by key), or another model (loaded on first use)."""
@@ -53,7 +61,7 @@ class Embeddings:
     def encoded(self, name: str) -> EncodedIRSet:
         if name not in self.cache:
             bs = self.ctx.settings.eval.batch_size
-            self.cache[name] = encode_ir_set(self.model(name), self.ctx.bundle.eval, batch_size=bs,
+            self.cache[name] = encode_ir_set(self.model(name), self.ir_set, batch_size=bs,
                                              progress=self.progress)
         return self.cache[name]
 
@@ -74,7 +82,7 @@ class RunComparisonContext(ComparisonContext):
     """What one comparison sees of the run: the models it declared, the training texts, the scorer."""
 
     def __init__(self, emb: Embeddings, spec: ComparisonSpec):
-        self.dims, self.eval_set, self.k = emb.ctx.dims, emb.ctx.bundle.eval, emb.ctx.settings.eval.k
+        self.dims, self.eval_set, self.k, self.split = emb.ctx.dims, emb.ir_set, emb.ctx.settings.eval.k, emb.split
         self.exact_index = emb.ctx.recipe.registry.exact_index()
         self._emb, self._spec = emb, spec
         self._allowed = {ref.name for ref in spec.reads}
@@ -135,7 +143,8 @@ def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
     enc = emb.encoded(BASE)
     registry = ctx.recipe.registry
     flat = registry.build("index", registry.exact_index())
-    with ctx.stage("search_costs", f"timing exact search of truncated vectors at {len(ctx.dims)} dims"):
+    stage = "search_costs" if emb.split == "eval" else "validate:search_costs"
+    with ctx.stage(stage, f"timing exact search of truncated vectors at {len(ctx.dims)} dims ({emb.split})"):
         indexes = {}
         for d in ctx.dims:
             indexes[d] = FunnelIndex(ctx.full_dim, d, flat)
@@ -150,31 +159,33 @@ def _searcher(index: Any, k: int) -> Callable[[np.ndarray], Any]:
     return lambda queries: index.search(queries, k)
 
 
-def model_result(ctx: RunContext, key: str, metrics: dict[int, Metrics]) -> ModelResult:
-    kind = "seed" if ctx.recipe.models[key].role == "seed" else "model"
-    return ModelResult(key=key, label=ctx.recipe.models[key].label, kind=kind, reads=[key],
-                       metrics=round_metrics(metrics), no_intervals=keep_per_query(ctx, key, Column("", metrics)))
+def model_result(emb: Embeddings, key: str, metrics: dict[int, Metrics]) -> ModelResult:
+    models = emb.ctx.recipe.models
+    kind = "seed" if models[key].role == "seed" else "model"
+    return ModelResult(key=key, label=models[key].label, kind=kind, reads=[key],
+                       metrics=round_metrics(metrics), no_intervals=keep_per_query(emb, key, Column("", metrics)))
 
 
 NO_PER_QUERY = ("its plugin returned means without per-query scores (score through ctx.score or ctx.score_ranked, "
                 "or pass Column(per_query=...); see docs/plugin-guide.md)")
 
 
-def keep_per_query(ctx: RunContext, key: str, column: Column) -> str | None:
+def keep_per_query(emb: Embeddings, key: str, column: Column) -> str | None:
     """Keep a column's per-query scores for its intervals and tests: those it passed
     (``Column.per_query``), else those its metrics came with from the run's scorers. Returns
     why it gets none, when it gets none."""
     per_query = column.per_query or getattr(column.metrics, "per_query", None)
     if not per_query:
         return NO_PER_QUERY
-    queries = len(ctx.bundle.eval.queries)
+    ctx = emb.ctx
+    queries = len(emb.ir_set.queries)
     wanted = {m.key(ctx.settings.eval.k) for m in METRICS}
     for d in ctx.dims:
         by_metric = per_query.get(d, {})
         if not wanted <= set(by_metric) or any(np.shape(by_metric[m]) != (queries,) for m in wanted):
             return (f"its per-query scores do not hold one {', '.join(sorted(wanted))} per evaluation query "
                     f"({queries}) at dimension {d}")
-    ctx.per_query[key] = {d: {m: np.asarray(v, dtype=np.float64) for m, v in per_query[d].items()} for d in ctx.dims}
+    emb.per_query[key] = {d: {m: np.asarray(v, dtype=np.float64) for m, v in per_query[d].items()} for d in ctx.dims}
     return None
 
 
@@ -201,28 +212,35 @@ def _rounded(interval: tuple[float, float]) -> tuple[float, float]:
 
 def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
     what = "the base model" if key == BASE else f"'{key}' ({ctx.recipe.models[key].label})"
-    with ctx.stage(f"evaluate:{key}", f"evaluating {what} at {len(ctx.dims)} dims {ctx.dims}"):
-        return model_result(ctx, key, emb.metrics(key))
+    stage = f"evaluate:{key}" if emb.split == "eval" else f"validate:{key}"
+    with ctx.stage(stage, f"{_doing(emb)} {what} at {len(ctx.dims)} dims {ctx.dims}"):
+        return model_result(emb, key, emb.metrics(key))
+
+
+def _doing(emb: Embeddings) -> str:
+    return "evaluating" if emb.split == "eval" else "validating"
 
 
 def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec, number: int = 0) -> list[ModelResult]:
     """The comparison's column, or its columns (a funnel gives one per shortlist size). Each is
     kept in the staging folder as it finishes, so a resumed run does not compute it again."""
-    kept = ctx.staging.compared(number)
-    if ctx.resume:
-        reused = load_compared(ctx, kept, spec)
+    kept = ctx.staging.compared(number, emb.split)
+    # a comparison may choose on validation what its evaluation pass uses (the adaptor's stopping
+    # epoch): its validation columns are reused only when its evaluation columns were kept too
+    if ctx.resume and (emb.split == "eval" or ctx.staging.compared(number).is_file()):
+        reused = load_compared(emb, kept, spec)
         if reused is not None:
             logger.info("          %s was computed before the interruption; reusing it", spec.label)
             return reused
     results = compute_comparison(ctx, emb, spec)
-    save_compared(ctx, kept, spec, results)
+    save_compared(emb, kept, spec, results)
     return results
 
 
-def save_compared(ctx: RunContext, path: Path, spec: ComparisonSpec, results: list[ModelResult]) -> None:
+def save_compared(emb: Embeddings, path: Path, spec: ComparisonSpec, results: list[ModelResult]) -> None:
     per_query = {r.key: {str(d): {m: np.asarray(v).tolist() for m, v in by.items()} for d,
-                         by in ctx.per_query[r.key].items()}
-                 for r in results if r.key in ctx.per_query}
+                         by in emb.per_query[r.key].items()}
+                 for r in results if r.key in emb.per_query}
     payload = {"spec": spec.as_table(), "columns": [r.model_dump(mode="json") for r in results], "per_query": per_query}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -230,7 +248,7 @@ def save_compared(ctx: RunContext, path: Path, spec: ComparisonSpec, results: li
     os.replace(tmp, path)
 
 
-def load_compared(ctx: RunContext, path: Path, spec: ComparisonSpec) -> list[ModelResult] | None:
+def load_compared(emb: Embeddings, path: Path, spec: ComparisonSpec) -> list[ModelResult] | None:
     """The columns an interrupted run kept for this comparison, if it had the same parameters."""
     try:
         payload = json.loads(path.read_text())
@@ -239,7 +257,7 @@ def load_compared(ctx: RunContext, path: Path, spec: ComparisonSpec) -> list[Mod
             return None  # computed with other parameters (a new label alone changes nothing measured)
         results = [ModelResult.model_validate(c) for c in payload["columns"]]
         for key, by_dim in payload["per_query"].items():
-            ctx.per_query[key] = {int(d): {m: np.asarray(v, dtype=np.float32) for m, v in by.items()} for d,
+            emb.per_query[key] = {int(d): {m: np.asarray(v, dtype=np.float32) for m, v in by.items()} for d,
                                   by in by_dim.items()}
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not there, or cut short: compute it again
@@ -297,13 +315,14 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
 
 def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
     cctx = RunComparisonContext(emb, spec)
-    with ctx.stage(f"compare:{spec.key}", f"comparison {spec.label}"):
+    stage = f"compare:{spec.key}" if emb.split == "eval" else f"validate:{spec.key}"
+    with ctx.stage(stage, f"comparison {spec.label}" + ("" if emb.split == "eval" else " (validation)")):
         out = plugin_call(spec, "run", cctx)
     check_returned(spec, out, ctx.dims, ctx.settings.eval.k, control=spec.key in ctx.recipe.models)
     saved = cctx.folder / "model"
     saved_model = ctx.staging.run.relative(saved) if (saved / "modules.json").is_file() else None
     if spec.key in ctx.recipe.models:  # a control: its column is the model it added
-        return [model_result(ctx, spec.key, out)]
+        return [model_result(emb, spec.key, out)]
     columns = out if isinstance(out, list) else [Column("", out)]
     reads, identity = [r.name for r in spec.reads], spec.component.identity()
     params = spec.component.params.model_dump(mode="json")
@@ -319,6 +338,7 @@ def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -
         results.append(ModelResult(
             key=key, label=label, kind="comparison", component=spec.name, reads=reads,
             params={**params, **own}, metrics=round_metrics(column.metrics), costs=column.costs,
-            saved_model=saved_model if not results else None, no_intervals=keep_per_query(ctx, key, column),
+            saved_model=saved_model if not results else None, no_intervals=keep_per_query(emb, key, column),
+            facts=dict(column.facts),
         ))
     return results

