@@ -155,3 +155,18 @@ def test_manpages_source_reads_the_committed_pairs_without_leakage():
     bundle = source.load(DataRequest("pairs", seed=1, recipe_dir=root))
     assert len(bundle.train) == 200 and len(bundle.eval.queries) == 100 and len(bundle.eval.corpus) == 300
     assert find_leaks(bundle.training_texts(), bundle.eval) == (0, 0)
+
+
+def test_docstrings_source_reads_the_confirmation_pairs_and_leaves_spare_rows_to_validate_on():
+    from mrl_plugins.builtin.docstrings import DocstringsSource
+    from mrl_plugins.validation import ValidationSize, carve_validation
+
+    root = Path(__file__).resolve().parents[1]
+    source = DocstringsSource(DocstringsSource.Params(path="data/python311-docstrings-pairs.jsonl.xz",
+                                                      eval_queries=400, corpus_size=800, train_pairs=1000))
+    bundle = source.load(DataRequest("pairs", seed=42, recipe_dir=root))
+    assert len(bundle.train) == 1000 and len(bundle.eval.queries) == 400 and len(bundle.eval.corpus) == 800
+    assert find_leaks(bundle.training_texts(), bundle.eval) == (0, 0) and len(bundle.spare) > 200
+    carved = carve_validation(bundle, ValidationSize(queries=200, corpus=1000), seed=42)
+    assert carved.from_spare == 200 and carved.bundle.train is bundle.train  # training untouched
+    assert find_leaks(bundle.training_texts(), carved.bundle.validation) == (0, 0)

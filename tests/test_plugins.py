@@ -36,15 +36,15 @@ class EchoPlugin:
 
 def test_builtins_register_through_hooks():
     registry = isolated_registry()
-    assert registry.names("loss") == ["cosent", "mnr"]
+    assert registry.names("loss") == ["cached-mnr", "cosent", "gist", "mnr"]
     assert registry.names("dims") == ["explicit", "halving"]
-    assert registry.names("data") == ["debian", "local", "manpages"]
+    assert registry.names("data") == ["debian", "docstrings", "local", "manpages"]
     assert registry.names("compare") == ["adaptor", "export", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
     assert registry.names("objective") == ["matryoshka", "matryoshka-2d", "prefix-distill"]
     assert registry.names("warm_start") == ["pca-rotation"]
     assert registry.names("index") == ["binary", "flat", "hnsw", "int8"]
     assert registry.owner("loss", "mnr") == "mrl_plugins.builtin.losses"
-    assert registry.plugins["mrl_plugins.builtin.losses"].components == {"loss": ["mnr", "cosent"]}
+    assert registry.plugins["mrl_plugins.builtin.losses"].components == {"loss": ["mnr", "cached-mnr", "gist", "cosent"]}
 
 
 def test_third_party_plugin_is_attributed():

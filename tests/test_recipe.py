@@ -72,13 +72,13 @@ def test_component_params_validated_by_component_schema(tiny_recipe, recipe_path
 
 def test_unknown_component_suggests_closest(tiny_recipe, recipe_path):
     (problem,) = problems_of(tiny_recipe.set("loss.name", "mnrr").write(recipe_path))
-    assert "[loss] name: unknown loss 'mnrr'; did you mean 'mnr'? Available: cosent, mnr." in problem
+    assert "[loss] name: unknown loss 'mnrr'; did you mean 'mnr'? Available: cached-mnr, cosent, gist, mnr." in problem
 
 
 def test_loss_data_mismatch(tiny_recipe, recipe_path):
     (problem,) = problems_of(tiny_recipe.set("loss.name", "cosent").write(recipe_path))
     assert "'cosent' trains on scored-pairs rows, but data source 'local' produces pairs" in problem
-    assert "(mnr)" in problem
+    assert "(cached-mnr, gist, mnr)" in problem
 
 
 @pytest.mark.parametrize(

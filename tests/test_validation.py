@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,25 @@ def test_validation_can_be_turned_off_and_the_report_says_so(tiny_recipe, recipe
     run = run_recipe(tiny_recipe.set("validation.queries", 0).write(recipe_path), "-q").assert_success()
     assert run.results.validation == {} and run.results.data.validation_queries == 0
     assert "chosen on the evaluation set itself" in (run.output_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_training_curves_on_validation_and_early_stopping(tiny_recipe, recipe_path):
+    recipe = tiny_recipe.set("train.max_steps", 8).set("validation.eval_steps", 2).set("validation.patience", 1)
+    run = run_recipe(recipe.write(recipe_path), "-q").assert_success()
+    facts = run.results.train["mrl"]
+    steps = [point["step"] for point in facts.curve]
+    assert steps and steps == sorted(steps) and all(s % 2 == 0 for s in steps[:-1])
+    assert all(set(point["mrr@10"]) == {"32", "16", "8"} or set(point["mrr@10"]) == {32, 16, 8} for point in facts.curve)
+    means = [np.mean(list(point["mrr@10"].values())) for point in facts.curve]
+    if facts.curve[-1].get("stopped"):  # stopped at the first score that was not better than the best before it
+        assert facts.steps == steps[-1] < 8 and means[-1] <= max(means[:-1])
+    else:
+        assert facts.steps == 8 and all(b > a for a, b in itertools.pairwise(means))
+    report = (run.output_dir / "report.md").read_text()
+    assert "## Training" in report and "validation MRR@10 at 8" in report
+
+
+def test_patience_without_validation_scores_is_refused(tiny_recipe, recipe_path):
+    outcome = run_recipe(tiny_recipe.set("validation.patience", 2).write(recipe_path), command="validate")
+    assert outcome.code == 2 and "[validation] patience: 2 needs validation scores during training" in outcome.err

@@ -42,6 +42,12 @@ def quantize_embeddings(vectors: np.ndarray, precision: str) -> np.ndarray:
                                                        precision=precision))
 
 
+def mine_hard_negatives(*args: Any, **kwargs: Any) -> Any:
+    """sentence-transformers' hard-negative miner (``sentence_transformers.util``, in every version we allow)."""
+    return _first("sentence_transformers.util.hard_negatives", "sentence_transformers.util").mine_hard_negatives(
+        *args, **kwargs)
+
+
 def uses_gradient_cache(loss: Any) -> bool:
     """Whether a base loss caches gradients (a ``Cached…`` loss), so full embeddings never exist."""
     try:

@@ -65,6 +65,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.local",
     "mrl_plugins.builtin.debian",
     "mrl_plugins.builtin.manpages",
+    "mrl_plugins.builtin.docstrings",
     "mrl_plugins.builtin.warm_starts",
     "mrl_plugins.builtin.index_backends",
     "mrl_plugins.builtin.objectives",

@@ -150,6 +150,8 @@ class Recipe:
         out["objective"] = self.objective.as_table()
         publish = s.publish.model_dump(mode="json", exclude_none=True)
         out["publish"] = publish
+        if s.mining is not None:
+            out["mining"] = s.mining.model_dump(mode="json", exclude_none=True)
         if s.sweep is not None:
             out["sweep"] = s.sweep.model_dump(mode="json", exclude_none=True)
         return out
@@ -307,9 +309,23 @@ def load_recipe(
                 f"({', '.join(fitting) or 'none installed'}) or a data source that produces "
                 f"{' or '.join(loss.cls.accepts)}."
             )
+        if settings is not None and settings.mining is not None and row_format is not None:
+            if RowFormat.TRIPLETS not in [RowFormat(f) for f in loss.cls.accepts]:
+                problems.append(f"[mining]: mined negatives make triplets, and [loss] '{loss.name}' does not train on "
+                                "triplets; use mnr, cached-mnr or gist, or remove [mining].")
+            elif row_format != RowFormat.PAIRS:
+                problems.append(f"[mining]: data source '{data.name}' gives {row_format} rows; mining adds negatives "
+                                "to pairs. Remove [mining] (the rows have their negatives), or give pairs.")
 
     if settings is not None:
         problems.extend(checks.publish_problems(settings.publish, full_dim))
+        v = settings.validation
+        if v.patience and not v.eval_steps:
+            problems.append(f"[validation] patience: {v.patience} needs validation scores during training; set "
+                            "[validation] eval_steps too (e.g. eval_steps = 50).")
+        if (v.patience or v.eval_steps) and not v.queries:
+            problems.append("[validation] eval_steps and patience score on the validation split, and queries = 0 "
+                            "turns it off; remove one or the other.")
         problems.extend(checks.machine_problems(settings, model, models))
 
     output_dir = None

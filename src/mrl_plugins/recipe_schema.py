@@ -60,6 +60,23 @@ class ValidationSection(Section):
     eval_steps: int = Field(0, ge=0, description="Score each model being trained on the validation split every N "
                                                  "steps (the report's training curves; a sweep prunes on them); 0: "
                                                  "never during training.")
+    patience: int = Field(0, ge=0, description="Stop training a model after this many validation scores (eval_steps "
+                                               "apart) without a better mean MRR over the widths; 0: never.")
+
+
+class MiningSection(Section):
+    """Hard negatives mined for the training pairs before training (sentence-transformers'
+    ``mine_hard_negatives``, among the training rows' own positives only)."""
+
+    model: str = Field("base", description='The model that mines: "base" (the recipe\'s), or a folder or Hub id.')
+    num_negatives: int = Field(1, ge=1, le=10, description="Negatives per pair (one triplet each).")
+    range_min: int = Field(0, ge=0, description="Skip this many of the closest candidates.")
+    range_max: int | None = Field(50, ge=1, description="Candidates considered per anchor.")
+    relative_margin: float | None = Field(0.05, ge=0, description="Keep a negative only if its score is at least this "
+                                          "share below the positive's (NV-Retriever's TopK-PercPos).")
+    absolute_margin: float | None = Field(None, description="Or: at least this much below the positive's score.")
+    sampling_strategy: Literal["top", "random"] = Field("top", description="The closest candidates, or random ones.")
+    batch_size: int = Field(64, gt=0, description="Encoding batch size.")
 
 
 class SweepParam(Section):
@@ -137,6 +154,7 @@ class RecipeModel(Section):
     warm_start: dict[str, Any] | None = None
     objective: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
+    mining: MiningSection | None = None
     sweep: SweepSection | None = None
 
 
@@ -146,6 +164,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "eval": EvalSection,
     "validation": ValidationSection,
     "publish": PublishSection,
+    "mining": MiningSection,
     "sweep": SweepSection,
 }
 

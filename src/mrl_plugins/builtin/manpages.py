@@ -42,9 +42,10 @@ def read_pairs(path: str, mtime: int) -> tuple[dict[str, str], ...]:
                     item = json.loads(line)
                     rows.append({"anchor": item["query"], "positive": item["document"]})
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise UserError(f"{path}, line {number}: not a man-page pair ({exc!r}).") from None
+                    raise UserError(f"{path}, line {number}: not a (query, document) pair ({exc!r}).") from None
     if not rows:
-        raise UserError(f"{path}: no pairs in it; make it with scripts/make_manpages_sample.py.")
+        raise UserError(f"{path}: no pairs in it; make it with the script that cuts it "
+                        "(scripts/make_manpages_sample.py, scripts/make_docstrings_sample.py).")
     return tuple(rows)
 
 

@@ -185,3 +185,17 @@ def index_width(results: RunResults, column: str = MRL) -> int:
     """The shortlist width ``mrl-run index RUN`` uses when not told: the smallest keeping ≥ 95%."""
     widths = recommended_widths(results, column)
     return widths[min(widths)]
+
+
+def plain_mrl(results: RunResults) -> str:
+    """The run's plain MRL model: ``mrl-plain`` when the recipe warm-starts ``mrl``, else ``mrl``."""
+    return "mrl-plain" if "mrl-plain" in results.models else MRL
+
+
+def strongest_alternative(results: RunResults, dim: int, column: str) -> str | None:
+    """The best post-hoc comparison column at ``dim`` on validation (PCA, an adaptor, a plugin's),
+    other than ``column``: what a recommendation must beat besides plain MRL."""
+    on = basis(results)
+    others = [k for k, c in results.quality_columns().items() if c.kind == "comparison" and k != column
+              and k in on.models]
+    return max(others, key=lambda k: on.value(k, dim), default=None)

@@ -159,6 +159,18 @@ class ModelResult(_Schema):
     on validation, and its fit time), for the report."""
 
 
+class PairedTest(_Schema):
+    """The recommended column at one width against another column, paired over the evaluation queries."""
+
+    dim: int
+    column: str
+    against: str
+    role: Literal["plain MRL", "strongest alternative"]
+    delta: float
+    """``column`` minus ``against``, :data:`PRIMARY` metric."""
+    p: float
+
+
 class PublishInfo(_Schema):
     truncate_dim: int | None = None
     recommended_dims: dict[str, int] = Field(default_factory=dict)
@@ -186,6 +198,9 @@ class RunResults(_Schema):
     publish: PublishInfo | None = None
     resumed_with_changes: list[str] = Field(default_factory=list)
     """Recipe changes a --resume accepted because they do not touch the trained models."""
+    tests: list[PairedTest] = Field(default_factory=list)
+    """The paired tests a reader needs to believe a recommendation: at each width, the column
+    recommended on validation against plain MRL and against the strongest other post-hoc column."""
     trial: dict[str, Any] | None = None
     """Set when the run is a sweep's trial (``{"study": …, "number": …}``): its ``models`` are then
     scores on the validation split, the evaluation set was never scored, and nothing is held out."""
@@ -369,6 +384,7 @@ def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, f
 
 __all__ = [
     "BASE", "ENCODE_SPEEDUP", "KEEP_SHARES", "METRICS", "MRL", "OVERLAP", "PRIMARY", "RESULTS_FILE", "SCHEMA_VERSION",
-    "DataInfo", "Metric", "ModelInfo", "ModelResult", "PublishInfo", "RunResults", "SearchCost", "TrainingFacts",
+    "DataInfo", "Metric", "ModelInfo", "ModelResult", "PairedTest", "PublishInfo", "RunResults", "SearchCost",
+    "TrainingFacts",
     "column_key", "overlap_key", "round_metrics", "share_label",
 ]

@@ -318,6 +318,37 @@ def choices(results: RunResults) -> Section | None:
                    note=f"Every choice below is {chosen_on(results)}.", lines=lines)
 
 
+TESTS_NOTE = (
+    "At each width, the model the run would publish (best on validation) against plain MRL and against the "
+    "strongest other post-hoc column (best on validation), held out: the difference in MRR, * when a paired "
+    "sign-flip test over the evaluation queries finds it significant (p < 0.05), ≈ when it does not."
+)
+
+
+def tests_section(results: RunResults) -> Section | None:
+    """The paired tests a reader needs to believe the per-width recommendation."""
+    from ..stats import ALPHA
+
+    if not results.tests:
+        return None
+    rows = []
+    for d in results.dims:
+        found = {t.role: t for t in results.tests if t.dim == d}
+        if not found:
+            continue
+        column = next(iter(found.values())).column
+
+        def cell(role: str, found: dict = found) -> str:
+            t = found.get(role)
+            if t is None:
+                return "-"
+            return f"{results.models[t.against].label}: {t.delta:+.3f} {'*' if t.p < ALPHA else '≈'} (p = {t.p:.3f})"
+
+        rows.append([str(d), results.models[column].label, cell("plain MRL"), cell("strongest alternative")])
+    return Section("tests", f"Is the recommendation better? ({title(results, PRIMARY)})", note=TESTS_NOTE,
+                   table=Table(["dim", "recommended", "vs plain MRL", "vs strongest alternative"], rows))
+
+
 def trial_note(results: RunResults) -> Section | None:
     """A sweep trial's report says first that nothing in it is held out."""
     if results.trial is None:
@@ -358,7 +389,8 @@ def report_sections(results: RunResults) -> list[Section]:
     found = [s for s in (trial_note(results),) if s is not None]
     found += [metric_section(results, m) for m in METRICS]
     found += [smallest_keeping(results)]
-    found += [s for s in (choices(results) if results.trial is None else None, training_curves(results)) if s]
+    found += [s for s in (choices(results) if results.trial is None else None, tests_section(results),
+                          training_curves(results)) if s]
     found += [s for s in (speed(results), quality_versus_cost(results), uncertainty(results), seeds(results),
                           saved_models(results)) if s is not None]
     return found

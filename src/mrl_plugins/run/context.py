@@ -73,6 +73,8 @@ class RunContext:
     """The encode-once cache of evaluation embeddings (:class:`~.scoring.Embeddings`), rank 0."""
     per_query: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     """Column key → each query's scores, for intervals and paired tests."""
+    encoded_texts: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """(model, digest of the texts) → their document embeddings: what comparisons fit on, encoded once."""
     trial: Any = None
     """A sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`) when this run is one: it is scored
     on the validation split only, and hears the MRL model's validation curve."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from .. import __version__, checks
 from ..components import ValidationContext
-from ..data import DataBundle, DataRequest, IRSetError, find_leaks
+from ..data import DataBundle, DataRequest, IRSetError, RowFormat, find_leaks
 from ..errors import PluginError, UserError
 from ..evaluation import save_evaluation, save_per_query
 from ..evidence.results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
@@ -31,7 +32,14 @@ from ..recipe import Recipe, variant_specs
 from ..report import write_report
 from ..run_models import BASE
 from .context import Distributed, PluginFailed, RunContext, plugin_call
-from .scoring import Embeddings, attach_statistics, evaluate_model, run_comparison, truncation_costs
+from .scoring import (
+    Embeddings,
+    attach_statistics,
+    evaluate_model,
+    recommendation_tests,
+    run_comparison,
+    truncation_costs,
+)
 from .staging import Staging
 from .training import train_models
 
@@ -117,6 +125,7 @@ def execute(ctx: RunContext) -> RunResults | None:
     """The stages; every rank trains, rank 0 alone scores and returns the results."""
     load_data(ctx)
     load_base_model(ctx)
+    mine_negatives(ctx)
     check_with_data(ctx)
     emb = ctx.embeddings = Embeddings(ctx)
     if ctx.trial is not None and ctx.bundle.validation is None:
@@ -146,7 +155,9 @@ def execute(ctx: RunContext) -> RunResults | None:
         add_costs(ctx, val, validation)
     add_costs(ctx, emb, columns)
     attach_statistics(ctx, columns)
-    return assemble(ctx, columns, training, validation)
+    results = assemble(ctx, columns, training, validation)
+    results.tests = recommendation_tests(ctx, results)
+    return results
 
 
 def score_models(ctx: RunContext, emb: Embeddings, base: ModelResult | None = None) -> list[ModelResult]:
@@ -211,6 +222,42 @@ def with_validation(ctx: RunContext, bundle: DataBundle) -> DataBundle:
     if carved.training_rows_removed:
         ctx.validation_from["training_rows_removed"] = carved.training_rows_removed
     return carved.bundle
+
+
+def mine_negatives(ctx: RunContext) -> None:
+    """``[mining]``: hard negatives for the training pairs, from the training rows' own positives
+    (never validation or evaluation texts); pairs without a negative inside the margin are left
+    out. What it kept and what it cost go into results.json (``data.summary.mining``)."""
+    m = ctx.settings.mining
+    if m is None:
+        return
+    from .._st import mine_hard_negatives
+    from ..models import resolve_model
+
+    bundle = ctx.bundle
+    if m.model == "base":
+        model = ctx.loaded[BASE]
+    else:
+        model = load_model(resolve_model(m.model, ctx.recipe.base_dir), device=ctx.device,
+                           max_seq_length=ctx.settings.model.max_seq_length)
+    with ctx.stage("mine_negatives", f"mining {m.num_negatives} hard negative(s) per training pair with {m.model}"):
+        t0 = time.perf_counter()
+        mined = mine_hard_negatives(
+            bundle.train, model, anchor_column_name="anchor", positive_column_name="positive",
+            range_min=m.range_min, range_max=m.range_max, relative_margin=m.relative_margin,
+            absolute_margin=m.absolute_margin, num_negatives=m.num_negatives, sampling_strategy=m.sampling_strategy,
+            batch_size=m.batch_size, output_format="triplet", verbose=False,
+        )
+        seconds = time.perf_counter() - t0
+    if len(mined) == 0:
+        raise UserError(f"{ctx.recipe.path}: [mining] found no negative inside the margin for any of the "
+                        f"{len(bundle.train)} training pairs; lower relative_margin, or raise range_max.")
+    mined = mined.select_columns(["anchor", "positive", "negative"])
+    facts = {"model": m.model, "pairs": len(bundle.train), "triplets": len(mined),
+             "pairs_without_negative": len(set(bundle.train["anchor"]) - set(mined["anchor"])),
+             "seconds": round(seconds, 2)}
+    logger.info("          %d triplets from %d pairs in %.1f s", len(mined), len(bundle.train), seconds)
+    ctx.data = replace(bundle, train=mined, row_format=RowFormat.TRIPLETS, summary={**bundle.summary, "mining": facts})
 
 
 def check_with_data(ctx: RunContext) -> None:

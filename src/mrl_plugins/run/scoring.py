@@ -8,6 +8,7 @@ validation has already checked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import numpy as np
 from ..components import Column, ComparisonContext, IndexBackend, Metrics, SearchCost, TextSide
 from ..errors import PluginError, UserError
 from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims, scores_of
-from ..evidence.results import METRICS, ModelResult, column_key, round_metrics
+from ..evidence.results import METRICS, PRIMARY, ModelResult, PairedTest, RunResults, column_key, round_metrics
 from ..models import load_model
 from ..recipe import ComparisonSpec
 from ..run_models import BASE, MRL
@@ -66,8 +67,14 @@ class Embeddings:
         return self.cache[name]
 
     def encode(self, name: str, texts: Sequence[str]) -> np.ndarray:
-        bs = self.ctx.settings.eval.batch_size
-        return encode_texts(self.model(name), list(texts), role="document", batch_size=bs, progress=self.progress)
+        """Document embeddings of other texts (what comparisons fit on), encoded once per run: the
+        validation and evaluation passes of a comparison fit on the same training texts."""
+        key = (name, hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest())
+        if key not in self.ctx.encoded_texts:
+            bs = self.ctx.settings.eval.batch_size
+            self.ctx.encoded_texts[key] = encode_texts(self.model(name), list(texts), role="document", batch_size=bs,
+                                                       progress=self.progress)
+        return self.ctx.encoded_texts[key].copy()  # a comparison may change its copy in place
 
     def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
         e = self.ctx.settings.eval
@@ -204,6 +211,27 @@ def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
             if reference is not None:
                 column.p_vs_mrl = {d: {m: round(paired_p_value(pq[m], reference[d][m], seed=ctx.settings.seed), 6)
                                        for m in keys} for d, pq in per_query.items()}
+
+
+def recommendation_tests(ctx: RunContext, results: RunResults) -> list[PairedTest]:
+    """At each width: the column recommended on validation (:func:`~mrl_plugins.evidence.decisions.best_column`)
+    against plain MRL and against the strongest other post-hoc column, paired over the evaluation queries."""
+    from ..evidence.decisions import best_column, plain_mrl, strongest_alternative
+    from ..stats import paired_p_value
+
+    key, found = PRIMARY.key(ctx.settings.eval.k), []
+    for d in results.dims:
+        column = best_column(results, d)
+        alternative = strongest_alternative(results, d, column)
+        roles = (("plain MRL", plain_mrl(results)), ("strongest alternative", alternative))
+        for role, against in roles:
+            if against is None or against == column or column not in ctx.per_query or against not in ctx.per_query:
+                continue
+            mine, theirs = ctx.per_query[column][d][key], ctx.per_query[against][d][key]
+            found.append(PairedTest(dim=d, column=column, against=against, role=role,
+                                    delta=round(float(np.mean(mine) - np.mean(theirs)), 6),
+                                    p=round(paired_p_value(mine, theirs, seed=ctx.settings.seed), 6)))
+    return found
 
 
 def _rounded(interval: tuple[float, float]) -> tuple[float, float]:

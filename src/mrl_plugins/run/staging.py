@@ -52,7 +52,7 @@ class MoveFailed(UserError):
 
 
 #: Recipe keys whose change makes a resumed run's checkpoints and finished models wrong.
-RESUME_BINDING = ("seed", "model", "data", "validation", "loss", "dims", "warm_start", "objective", "train")
+RESUME_BINDING = ("seed", "model", "data", "validation", "mining", "loss", "dims", "warm_start", "objective", "train")
 #: ... except these, which only change how often state is written or logged.
 RESUME_FREE = {("train", "checkpoint_steps"), ("train", "logging_steps")}
 

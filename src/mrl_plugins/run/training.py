@@ -101,10 +101,12 @@ def validation_curve(ctx: RunContext, run_model: RunModel, curve: list[dict[str,
     if not every:  # a trial reports once per epoch unless told otherwise
         every = max(1, math.ceil(len(ctx.bundle.train) / (ctx.settings.train.batch_size * ctx.dist.world_size)))
 
-    class ValidationCurve(TrainerCallback):
-        scored = -1
+    patience = ctx.settings.validation.patience
 
-        def score(self, state: Any, model: Any) -> None:
+    class ValidationCurve(TrainerCallback):
+        scored, best, stale = -1, -1.0, 0
+
+        def score(self, state: Any, model: Any, control: Any = None) -> None:
             if not ctx.dist.is_main or state.global_step == self.scored:
                 return
             self.scored = state.global_step
@@ -115,10 +117,17 @@ def validation_curve(ctx: RunContext, run_model: RunModel, curve: list[dict[str,
                              if "@" in m}})
             if ctx.trial is not None and run_model.key == MRL:
                 ctx.trial.report(state.global_step, metrics)  # raises to prune the trial
+            mean = float(np.mean([metrics[d][f"mrr@{k}"] for d in ctx.dims]))
+            self.best, self.stale = (mean, 0) if mean > self.best else (self.best, self.stale + 1)
+            if patience and self.stale >= patience and control is not None:  # early stopping, on validation
+                curve[-1]["stopped"] = True
+                control.should_training_stop = True
+                logger.info("          stopping '%s' at step %d: %d validation scores without a better one",
+                            run_model.key, state.global_step, patience)
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             if state.global_step % every == 0:
-                self.score(state, model)
+                self.score(state, model, control)
 
         def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             self.score(state, model)
