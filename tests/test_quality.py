@@ -137,6 +137,18 @@ def test_an_identity_adaptor_leaves_rankings_unchanged():
     assert untrained.metrics == ctx.score(queries, corpus) and untrained.facts["epochs"] == 0
 
 
+def test_an_adapted_shortlist_reranked_un_adapted_keeps_the_model_s_own_full_ranking():
+    queries, corpus = vectors(30, seed=8), vectors(120, seed=9)
+    relevant = [{int(i)} for i in np.random.default_rng(2).integers(0, 120, 30)]
+    ctx = ArrayComparisonContext(queries, corpus, relevant, [32, 16, 8], fit_vectors=vectors(200), texts=["t"] * 200)
+    adapted, reranked = Adaptor(AdaptorParams(epochs=3, save=False, rerank_full=120)).run(ctx)
+    plain = ctx.score(queries, corpus)
+    assert reranked.params == {"rerank_full": 120} and "rerank 32 un-adapted" in reranked.name
+    # a shortlist of the whole corpus reranked by the un-adapted vectors is the un-adapted model at full width
+    assert all(reranked.metrics[d]["mrr@10"] == pytest.approx(plain[32]["mrr@10"]) for d in (32, 16, 8))
+    assert adapted.params == {} and adapted.facts["epochs"] == 3
+
+
 def test_the_adaptor_helps_the_prefixes_it_was_trained_for():
     queries, corpus = vectors(60, seed=5), vectors(300, seed=6)
     relevant = [set(np.argsort(-(q @ corpus.T))[:1].tolist()) for q in queries]  # relevance by full similarity

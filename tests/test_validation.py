@@ -136,6 +136,11 @@ def test_a_run_scores_every_column_on_validation_and_reports_its_choices(finishe
     assert "## What the run chooses" in report and "chosen on the validation split" in report
     card = (finished_tiny_run / "model" / "README.md").read_text()
     assert "chosen on the validation split" in card
+    import json
+
+    assert json.loads((finished_tiny_run / "model" / "mrl.json").read_text())["chosen_on"] == "validation"
+    # the per-width recommendation is tested against plain MRL wherever it is another column
+    assert all(t.role in ("plain MRL", "strongest alternative") and 0 <= t.p <= 1 for t in results.tests)
 
 
 @pytest.mark.slow

@@ -132,13 +132,13 @@ class DemoData:
     def recommendation(self) -> str:
         from .evidence.decisions import recommended_widths
         from .present.render import markdown_lines
-        from .present.sections import quality_versus_cost
+        from .present.sections import chosen_on, quality_versus_cost
 
         rec = sorted(recommended_widths(self.results, MRL).items(), reverse=True) if MRL in self.results.models else []
         metric = f"{PRIMARY.title}@{self.results.k}"
         kept = [f"≥ {share_label(s)}" + (f" of its full-dimension {metric}" if i == 0 else "") + f" from **{d}** dims"
                 for i, (s, d) in enumerate(rec)]
-        lines = [f"MRL keeps {', '.join(kept)}."] if kept else []
+        lines = [f"MRL keeps {', '.join(kept)} ({chosen_on(self.results)})."] if kept else []
         costs = quality_versus_cost(self.results)  # the report's own section, its first two sentences
         if costs is not None:
             lines += [line for line in markdown_lines(costs) if line.startswith("- ")][:2]

@@ -48,6 +48,7 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MR
         "truncate_dim": truncate_dim,
         "column": column,
         "recommended_dims": {share_label(s): d for s, d in widths.items()},
+        "chosen_on": results.chosen_on,  # the recommendations and the serving choice: validation split or not
         "base_model": results.model.name,
         "data": results.data.model_dump(mode="json"),
         "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},

@@ -58,6 +58,8 @@ class AdaptorParams(Params):
     save: bool = Field(True, description="Save the adapted model in the run's output (comparisons/<column>/model).")
     validate_every: int = Field(5, ge=1, description="Score the fit on the validation split every N epochs; the best "
                                 "epoch (0, the identity, included) is kept.")
+    rerank_full: int = Field(0, ge=0, description="Also measure a shortlist of this many on the adapted prefix, "
+                             "reranked with the un-adapted full vector (both from one forward pass); 0: not.")
 
 
 class AdaptorNet:
@@ -180,7 +182,7 @@ class Adaptor(Comparison[AdaptorParams]):
 
     name = "adaptor"
     Params = AdaptorParams
-    measured_with = frozenset({"save"})
+    measured_with = frozenset({"save", "rerank_full"})  # the adapted column is the same; the rerank has its own
 
     def __init__(self, params: AdaptorParams | None = None):
         super().__init__(params)
@@ -245,7 +247,30 @@ class Adaptor(Comparison[AdaptorParams]):
         queries, corpus = ctx.embeddings(p.model)
         if p.save and ctx.split == "eval":
             adapted_model(ctx.model(p.model), net).save(str(ctx.output_dir() / "model"))
-        return [Column("", ctx.score(net.apply(queries), net.apply(corpus)), facts=facts)]
+        adapted_q, adapted_c = net.apply(queries), net.apply(corpus)
+        columns = [Column("", ctx.score(adapted_q, adapted_c), facts=facts)]
+        if p.rerank_full:
+            ranked = shortlist_rerank(adapted_q, adapted_c, queries, corpus, ctx.dims, p.rerank_full, ctx.k)
+            columns.append(Column(f"→ rerank {ctx.dims[0]} un-adapted", ctx.score_ranked(ranked),
+                                  params={"rerank_full": p.rerank_full}))
+        return columns
+
+
+def shortlist_rerank(adapted_q: np.ndarray, adapted_c: np.ndarray, queries: np.ndarray, corpus: np.ndarray,
+                     dims: list[int], shortlist: int, k: int) -> dict[int, np.ndarray]:
+    """Per width: the top ``shortlist`` by the adapted prefix, reranked by the un-adapted full
+    vectors: the adaptor where it helps (small widths), the model itself where it does not (the
+    final ranking is always the un-adapted model's, within the shortlist)."""
+    full_q, full_c = normalise(queries), normalise(corpus)
+    n = min(shortlist, len(corpus))
+    ranked = {}
+    for d in dims:
+        short = normalise(adapted_q[:, :d]) @ normalise(adapted_c[:, :d]).T
+        candidates = np.argpartition(-short, n - 1, axis=1)[:, :n]
+        exact = np.einsum("qd,qnd->qn", full_q, full_c[candidates])
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        ranked[d] = np.take_along_axis(candidates, order, axis=1)
+    return ranked
 
 
 @hookimpl
