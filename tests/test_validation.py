@@ -119,11 +119,11 @@ def test_the_stopping_epoch_is_the_best_one_on_validation_and_can_be_the_identit
 
     x = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
     params = AdaptorParams(epochs=6, validate_every=2, batch_size=16)
-    identity, epoch = fit_adaptor(x, None, [16, 8], params, judge=lambda net: -float(net.linear.weight.abs().sum()))
+    identity, epoch = fit_adaptor(x, None, [16, 8], params, judge=lambda net: -float(net.linear.weight.detach().abs().sum()))
     assert epoch == 0 and float(identity.linear.weight.abs().sum()) == 0.0
     judged: list[float] = []
     moved, epoch = fit_adaptor(x, None, [16, 8], params,
-                               judge=lambda net: judged.append(1) or float(net.linear.weight.abs().sum()))
+                               judge=lambda net: judged.append(1) or float(net.linear.weight.detach().abs().sum()))
     assert epoch == 6 and len(judged) == 4 and float(moved.linear.weight.abs().sum()) > 0  # judged at 0, 2, 4, 6
 
 
