@@ -294,3 +294,12 @@ def test_plugins_and_validate_do_not_import_torch(tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
     assert "HEAVY []" in out
+
+
+def test_output_read_only_in_part_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m mrl_plugins.cli plugins -v | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

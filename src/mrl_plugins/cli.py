@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv and ((argv[0] not in commands and not argv[0].startswith("-")) or argv[0] == "--resume"):
             argv.insert(0, "run")
         args = _parser(commands).parse_args(argv)
-        return commands[args.command]().run(args)
+        code = commands[args.command]().run(args)
+        sys.stdout.flush()  # a reader that left early is met here, by the handler below, not at exit
+        return code
     except UserError as exc:
         if os.environ.get("MRL_DEBUG") == "1":
             traceback.print_exc()
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrl-run: interrupted; no output was written.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (mrl-run plugins -v | head): stop quietly, as cat does;
+        # what is still buffered goes to /dev/null, or Python's flush at exit raises again (Python's docs, "signal")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
