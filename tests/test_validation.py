@@ -56,6 +56,16 @@ def test_without_spare_rows_it_takes_at_most_its_share_of_training_and_nothing_l
     assert not texts(val) & texts(original.eval) and not set(val.corpus.values()) & set(original.eval.corpus.values())
 
 
+def test_a_hard_negative_that_is_an_evaluation_text_stays_out_of_the_validation_corpus():
+    held = rows(5, start=10_000)  # the evaluation set of bundle()
+    train = [{**r, "negative": f"another document {i}"} for i, r in enumerate(rows(100))]
+    spare = [{**r, "negative": held[i % 5]["positive"]} for i, r in enumerate(rows(50, start=1000))]
+    carved = carve_validation(bundle(train, spare, fmt=RowFormat.TRIPLETS), ValidationSize(queries=20, corpus=40), seed=0)
+    val = carved.bundle.validation
+    assert val is not None and len(val.queries) == 20
+    assert not {normalise_text(t) for t in val.corpus.values()} & {normalise_text(r["positive"]) for r in held}
+
+
 def test_a_validation_set_too_small_to_choose_on_is_refused_with_the_fix():
     with pytest.raises(UserError) as err:
         carve_validation(bundle(rows(40)), ValidationSize(queries=200), seed=0, where="r.toml: [validation]")

@@ -132,7 +132,9 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
     for i, (query, rows) in enumerate(chosen.items()):
         queries[f"vq{i}"] = query
         for row in rows:
-            ids = {col: doc_id(row[col]) for col in doc_cols if row.get(col)}
+            # a hard negative that is an evaluation text stays out too (the relevant ones were checked above)
+            ids = {col: doc_id(row[col]) for col in doc_cols
+                   if row.get(col) and (col == doc_cols[0] or normalise_text(row[col]) not in eval_texts)}
             first = ids.get(doc_cols[0])
             if relevant(row) and first is not None:
                 relevance.setdefault(f"vq{i}", set()).add(first)
