@@ -11,7 +11,7 @@ sign-flip test (mrl_plugins.stats) and a 95% bootstrap interval.
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets debian manpages] [--validation-queries 0]
 
-The tables in docs/benchmarks.md were measured by mrl-plugins 0.3, before runs had a validation
+The tables in docs/benchmarks.md were measured by mrl-plugins 0.2, before runs had a validation
 split: ``--validation-queries 0`` reproduces them (the adaptor then trains its fixed 30 epochs).
 By default each run carves its validation split from the rows beyond ``train_pairs`` (so the
 trained models are the same) and the adaptor keeps its best epoch there.
@@ -114,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--reuse", action="store_true", help="Analyse finished runs in runs/ without training again.")
-    parser.add_argument("--validation-queries", type=int, help="[validation] queries (0: none, as in mrl-plugins 0.3)")
+    parser.add_argument("--validation-queries", type=int, help="[validation] queries (0: none, as in mrl-plugins 0.2)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     scores = {}

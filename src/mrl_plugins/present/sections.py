@@ -266,7 +266,7 @@ def chosen_on(results: RunResults) -> str:
         return (f"chosen on the validation split ({data.validation_queries:,} queries, {data.validation_corpus:,} "
                 "documents, neither trained nor evaluated on), reported held out")
     return ("chosen on the evaluation set itself: this run has no validation split ([validation] queries = 0, or a "
-            "run written before mrl-plugins 0.4), so each choice is flattered by the luck of the queries it is "
+            "run written before mrl-plugins 0.3), so each choice is flattered by the luck of the queries it is "
             "reported on")
 
 
