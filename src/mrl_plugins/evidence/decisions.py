@@ -134,13 +134,16 @@ def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:
 
 def held_out(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
     """The same configuration (column and width) as measured on the evaluation set."""
-    return next((p for p in operating_points(results) if p.column == point.column and p.dim == point.dim), None)
+    return _same(results, point)
 
 
 def chosen_point(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
     """The same configuration as measured on the set it was chosen on."""
-    return next((p for p in operating_points(basis(results)) if p.column == point.column and p.dim == point.dim),
-                None)
+    return _same(basis(results), point)
+
+
+def _same(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
+    return next((p for p in operating_points(results) if p.column == point.column and p.dim == point.dim), None)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,7 @@ def execute(ctx: RunContext) -> RunResults | None:
     if ctx.trial is not None and ctx.bundle.validation is None:
         raise UserError(f"{ctx.recipe.path}: a sweep trial chooses on the validation split, and [validation] "
                         "queries = 0 turns it off; give it queries (the default is 200).")
+    base = None
     if ctx.dist.is_main and ctx.trial is None:  # a sweep's trial never scores the evaluation set
         base = evaluate_model(ctx, emb, BASE)
     training = train_models(ctx)
@@ -138,22 +139,19 @@ def execute(ctx: RunContext) -> RunResults | None:
     if not ctx.dist.is_main:
         return None
     val = Embeddings(ctx, "validation") if ctx.bundle.validation else None
-    if ctx.trial is not None:  # validation only
-        assert val is not None
-        validation = [*score_models(ctx, val), *(c for i, spec in enumerate(ctx.recipe.compare)
-                                                  for c in run_comparison(ctx, val, spec, i))]
-        add_costs(ctx, val, validation)
-        return assemble(ctx, validation, training, validation)
-    validation, columns = score_models(ctx, val) if val else [], score_models(ctx, emb, base)
+    splits = [e for e in (val, None if ctx.trial is not None else emb) if e is not None]  # a trial: validation only
+    scored = {e.split: score_models(ctx, e, base if e is emb else None) for e in splits}  # base: scored above
     # comparison by comparison, validation first: one may choose there what its evaluation pass uses (the
     # adaptor's stopping epoch), and an interrupted run keeps each comparison's pair of passes
     for i, spec in enumerate(ctx.recipe.compare):
-        if val is not None:
-            validation += run_comparison(ctx, val, spec, i)
-        columns += run_comparison(ctx, emb, spec, i)
-    if val is not None:
-        add_costs(ctx, val, validation)
-    add_costs(ctx, emb, columns)
+        for e in splits:
+            scored[e.split] += run_comparison(ctx, e, spec, i)
+    for e in splits:
+        add_costs(ctx, e, scored[e.split])
+    validation = scored.get("validation", [])
+    if ctx.trial is not None:
+        return assemble(ctx, validation, training, validation)
+    columns = scored["eval"]
     attach_statistics(ctx, columns)
     results = assemble(ctx, columns, training, validation)
     results.tests = recommendation_tests(ctx, results)

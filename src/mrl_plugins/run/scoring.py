@@ -48,6 +48,11 @@ class Embeddings:
         self.per_query: dict[str, dict[int, dict[str, Any]]] = ctx.per_query if split == "eval" else {}
         """Column key → each query's scores; the evaluation split's feed intervals and paired tests."""
 
+    def stage(self, key: str) -> str:
+        """A stage's key in the run's timings: ``compare:pca(base)``, or on the validation split
+        ``validate:pca(base)``."""
+        return key if self.split == "eval" else f"validate:{key.split(':', 1)[-1]}"
+
     def model(self, name: str) -> Any:
         """A loaded model of the run (by key), or another model (loaded on first use)."""
         loaded = self.ctx.loaded
@@ -150,8 +155,8 @@ def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
     enc = emb.encoded(BASE)
     registry = ctx.recipe.registry
     flat = registry.build("index", registry.exact_index())
-    stage = "search_costs" if emb.split == "eval" else "validate:search_costs"
-    with ctx.stage(stage, f"timing exact search of truncated vectors at {len(ctx.dims)} dims ({emb.split})"):
+    what = f"timing exact search of truncated vectors at {len(ctx.dims)} dims ({emb.split})"
+    with ctx.stage(emb.stage("search_costs"), what):
         indexes = {}
         for d in ctx.dims:
             indexes[d] = FunnelIndex(ctx.full_dim, d, flat)
@@ -240,13 +245,10 @@ def _rounded(interval: tuple[float, float]) -> tuple[float, float]:
 
 def evaluate_model(ctx: RunContext, emb: Embeddings, key: str) -> ModelResult:
     what = "the base model" if key == BASE else f"'{key}' ({ctx.recipe.models[key].label})"
-    stage = f"evaluate:{key}" if emb.split == "eval" else f"validate:{key}"
-    with ctx.stage(stage, f"{_doing(emb)} {what} at {len(ctx.dims)} dims {ctx.dims}"):
+    doing = "evaluating" if emb.split == "eval" else "validating"
+    with ctx.stage(emb.stage(f"evaluate:{key}"), f"{doing} {what} at {len(ctx.dims)} dims {ctx.dims}"):
         return model_result(emb, key, emb.metrics(key))
 
-
-def _doing(emb: Embeddings) -> str:
-    return "evaluating" if emb.split == "eval" else "validating"
 
 
 def run_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec, number: int = 0) -> list[ModelResult]:
@@ -343,8 +345,8 @@ def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, 
 
 def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -> list[ModelResult]:
     cctx = RunComparisonContext(emb, spec)
-    stage = f"compare:{spec.key}" if emb.split == "eval" else f"validate:{spec.key}"
-    with ctx.stage(stage, f"comparison {spec.label}" + ("" if emb.split == "eval" else " (validation)")):
+    what = f"comparison {spec.label}" + ("" if emb.split == "eval" else " (validation)")
+    with ctx.stage(emb.stage(f"compare:{spec.key}"), what):
         out = plugin_call(spec, "run", cctx)
     check_returned(spec, out, ctx.dims, ctx.settings.eval.k, control=spec.key in ctx.recipe.models)
     saved = cctx.folder / "model"

@@ -99,7 +99,7 @@ def validation_curve(ctx: RunContext, run_model: RunModel, curve: list[dict[str,
     val_set = validation  # narrowed for the closure below
     relevant, k = index_ir_set(val_set)[2], ctx.settings.eval.k
     if not every:  # a trial reports once per epoch unless told otherwise
-        every = max(1, math.ceil(len(ctx.bundle.train) / (ctx.settings.train.batch_size * ctx.dist.world_size)))
+        every = max(1, steps_per_epoch(ctx))
 
     patience = ctx.settings.validation.patience
 
@@ -158,13 +158,17 @@ def build_loss(ctx: RunContext, model: Any, training: Training) -> Any:
     return plugin_call(spec, "build", model, loss, ObjectiveContext(ctx.dims, ctx.weights, ctx.full_dim))
 
 
+def steps_per_epoch(ctx: RunContext) -> int:
+    """Optimiser steps in one pass over the training rows, all processes together."""
+    return math.ceil(len(ctx.bundle.train) / (ctx.settings.train.batch_size * ctx.dist.world_size))
+
+
 def trainer_arguments(ctx: RunContext, work_dir: Path, seed: int | None = None) -> Any:
     """The trainer's arguments from ``[train]``, the device, the precision and the launch."""
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     t, seed = ctx.settings.train, ctx.settings.seed if seed is None else seed
-    steps_per_epoch = math.ceil(len(ctx.bundle.train) / (t.batch_size * ctx.dist.world_size))
-    total = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
+    total = t.max_steps or math.ceil(steps_per_epoch(ctx) * t.epochs)
     checkpointing = t.checkpoint_steps > 0
     cpu = ctx.device == "cpu"
     return SentenceTransformerTrainingArguments(
