@@ -73,7 +73,8 @@ def test_a_plugin_returning_plain_means_is_told_it_has_no_intervals_and_per_quer
     assert plain.intervals is None and plain.p_vs_mrl is None and "without per-query scores" in plain.no_intervals
     assert scored.intervals and scored.p_vs_mrl and scored.no_intervals is None
     # the same ranking as MRL's own truncation: the same means, and no difference the test could find
-    assert scored.metrics == plain.metrics == results.models["mrl"].metrics
+    own = {d: {m: v for m, v in by.items() if m != "overlap@10"} for d, by in results.models["mrl"].metrics.items()}
+    assert scored.metrics == plain.metrics == own
     assert all(p["mrr@10"] == 1.0 for p in scored.p_vs_mrl.values())
     report = (plugin_run / "report.md").read_text()
     assert "No intervals or tests for MRL · own-scores: its plugin returned means without per-query scores" in report
@@ -85,14 +86,15 @@ def test_a_third_party_backend_measures_its_funnel_and_reaches_the_report(plugin
     funnel = results.models["funnel(mrl, index=brute, shortlist=20)"]
     assert funnel.label == "MRL · funnel 20 brute" and funnel.params["index"] == "brute"
     points = [p for p in decisions.operating_points(results) if p.component == "funnel"]
-    assert {(p.index, p.shortlist) for p in points} == {("brute", 10), ("brute", 20)}
+    # its own settings, and the full-width baselines measured beside them
+    assert {(p.index, p.shortlist) for p in points} == {("brute", 10), ("brute", 20), ("binary", 20), ("hnsw", 20)}
     assert "MRL · funnel 20 brute" in (plugin_run / "report.md").read_text()
     # served through it when it is the cheapest that keeps the quality: the card names it, from its parameters
     from mrl_plugins.present.card import card_section
 
     for column in results.models.values():
-        if column.kind == "model":
-            column.costs = None  # leave the funnels as the only measured configurations
+        if column.kind == "model" or column.params.get("index") != "brute":
+            column.costs = None  # leave its funnels as the only measured configurations
     choice = decisions.serving_choice(results)
     assert choice is not None and choice[1].index == "brute"
     assert f"--dim {choice[1].dim} --index brute`" in card_section(results, None, "alice/x")
@@ -165,9 +167,56 @@ def test_decisions_are_pure_functions_of_the_results():
     assert widths[0.95] <= widths[0.99] and decisions.index_width(results) == widths[0.95]
     choice = decisions.serving_choice(results)
     assert choice is not None and choice[1].kept >= choice[0] - 1e-9
-    cheapest = min((p for p in decisions.operating_points(results) if p.kept >= choice[0] - 1e-9),
+    cheapest = min((p for p in decisions.pareto_front(results) if p.kept >= choice[0] - 1e-9),
                    key=lambda p: (p.index_bytes, p.ratio_single))
     assert choice[1] == cheapest and results.to_json() == before  # nothing read was changed
+
+
+def test_the_front_holds_exactly_the_points_no_other_beats_on_every_axis():
+    results = RunResults.load(V02 / "results.json")
+    points, front = decisions.operating_points(results), decisions.pareto_front(results)
+    assert front and set(front) <= set(points)
+    for p in points:
+        beaten = any(decisions.dominates(q, p) for q in points)
+        assert (p in front) == (not beaten)
+    for a in front:  # nothing on the front beats anything else on it
+        assert not any(decisions.dominates(b, a) for b in front)
+
+
+def test_when_truncation_loses_the_choice_is_a_full_width_setting_and_the_report_says_so(tmp_path):
+    from mrl_plugins.present.sections import choices, front_sentence
+
+    def planted(truncation_costs_more: bool) -> RunResults:
+        """The 0.2 run with one side made dearer: the truncated settings (as measured they also lose
+        quality), or the full-width ones (and the truncated given their full-width quality)."""
+        results = RunResults.load(V02 / "results.json")
+        full = results.full_dim
+        for column in results.search_columns().values():
+            for d, cost in column.costs.items():
+                if (d < full) == truncation_costs_more:
+                    column.costs[d] = cost.model_copy(update={"index_bytes": 10_000.0, "ratio_single": 50.0})
+                elif d < full:
+                    column.metrics[d] = dict(column.metrics[full])
+        return results
+
+    results = planted(truncation_costs_more=False)
+    full = results.full_dim
+    assert decisions.truncation_on_front(results)
+    choice = decisions.serving_choice(results)
+    assert choice is not None and choice[1].dim < full
+    assert front_sentence(results).startswith("Truncation pays")
+    results = planted(truncation_costs_more=True)
+    assert not decisions.truncation_on_front(results)
+    choice = decisions.serving_choice(results)
+    assert choice is not None and choice[1].dim == full
+    sentence = front_sentence(results)
+    assert sentence.startswith("No configuration that truncates is on the Pareto front")
+    assert sentence in choices(results).lines
+    run = tmp_path / "planted"
+    shutil.copytree(V02, run)
+    (run / "results.json").write_text(results.to_json())
+    assert main(["report", str(run)]) == 0
+    assert "truncation does not pay here" in (run / "report.md").read_text()
 
 
 def test_opening_something_that_is_not_a_finished_run_is_one_clear_error(tmp_path):

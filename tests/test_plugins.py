@@ -42,7 +42,7 @@ def test_builtins_register_through_hooks():
     assert registry.names("compare") == ["adaptor", "export", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
     assert registry.names("objective") == ["matryoshka", "matryoshka-2d", "prefix-distill"]
     assert registry.names("warm_start") == ["pca-rotation"]
-    assert registry.names("index") == ["binary", "flat", "hnsw", "int8"]
+    assert registry.names("index") == ["binary", "flat", "hnsw", "int8", "ivf"]
     assert registry.owner("loss", "mnr") == "mrl_plugins.builtin.losses"
     assert registry.plugins["mrl_plugins.builtin.losses"].components == {"loss": ["mnr", "cached-mnr", "gist", "cosent"]}
 

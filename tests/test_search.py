@@ -45,6 +45,63 @@ def test_a_shortlist_of_the_whole_corpus_is_exact_full_dimension_search(vectors,
     np.testing.assert_allclose(hits.scores, np.take_along_axis(queries @ corpus.T, exact, 1), atol=1e-5)
 
 
+def test_the_rerank_in_faiss_returns_the_ids_and_scores_of_the_numpy_rerank(vectors, tmp_path):
+    queries, corpus, _ = vectors
+    index = FunnelIndex(64, 8, backend("flat"))
+    index.add(corpus)
+    _, candidates = index.shortlist.search(normalise(queries[:, :8]), 50)
+    candidates[0, 40:] = -1  # a short shortlist: padded, as a backend pads one
+    fast, slow = index._rerank_faiss(normalise(queries), candidates, 10), index._rerank_numpy(queries, candidates, 10)
+    assert np.array_equal(fast.ids, slow.ids)
+    np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-6)
+    index.save(tmp_path / "idx")  # and from a store memory-mapped from disk, through search()
+    loaded = open_index(tmp_path / "idx", registry=isolated_registry()).index
+    assert isinstance(loaded.vectors, np.memmap) and loaded.normalised
+    hits = loaded.search(queries, 10, shortlist=50)
+    assert np.array_equal(hits.ids, index.search(queries, 10, shortlist=50).ids)
+
+
+def test_an_ivf_shortlist_that_probes_every_cell_equals_the_flat_one(vectors, tmp_path):
+    queries, corpus, _ = vectors
+    flat, ivf = FunnelIndex(64, 8, backend("flat")), FunnelIndex(64, 8, backend("ivf", nlist=16, nprobe=16))
+    for index in (flat, ivf):
+        for start in range(0, len(corpus), 256):  # added in batches, as a streamed build adds
+            index.add(corpus[start : start + 256])
+    for n in (None, 30):
+        a, b = flat.search(queries, 10, shortlist=n), ivf.search(queries, 10, shortlist=n)
+        assert np.array_equal(a.ids, b.ids) and np.allclose(a.scores, b.scores, atol=1e-5)
+    assert ivf.index_bytes() > flat.index_bytes()  # each code's id in its inverted list, and the centroids
+    few = FunnelIndex(64, 8, backend("ivf", nlist=16, nprobe=1))
+    few.add(corpus)
+    def recall(ids):
+        return np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ids, flat.search(queries, 10, shortlist=30).ids)])
+    assert recall(few.search(queries, 10, shortlist=30).ids) < 1.0  # one cell of 16 does not see everything
+    ivf.save(tmp_path / "ivf")
+    loaded = open_index(tmp_path / "ivf", registry=isolated_registry()).index
+    assert np.array_equal(loaded.search(queries, 10, shortlist=30).ids, ivf.search(queries, 10, shortlist=30).ids)
+    with pytest.raises(UserError, match="pq = 5 does not divide the width 8"):
+        FunnelIndex(64, 8, backend("ivf", pq=5))
+
+
+def test_an_int8_store_reranks_close_to_float_in_a_quarter_of_the_bytes(vectors, tmp_path):
+    queries, corpus, exact = vectors
+    index = FunnelIndex(64, 64, backend("binary"), store_dtype="int8")
+    index.add(corpus[:400])
+    index.add(corpus[400:])  # calibrated on the first vectors; later ones are clipped to those ranges
+    assert index.vectors.dtype == np.int8 and index.rerank_bytes() == 64
+    hits = index.search(queries, 10, shortlist=len(corpus))  # every document rescored with int8 codes
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hits.ids, exact)]) >= 0.9
+    np.testing.assert_allclose(hits.scores[:, 0], (queries @ corpus.T).max(axis=1), atol=0.03)
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["version"] == 2 and manifest["store_dtype"] == "int8"  # older readers say "upgrade"
+    loaded = open_index(tmp_path / "idx", registry=isolated_registry()).index
+    assert np.array_equal(loaded.search(queries, 10, shortlist=100).ids, index.search(queries, 10, shortlist=100).ids)
+    (tmp_path / "idx" / "store_ranges.npy").unlink()
+    with pytest.raises(UserError, match=r"store_ranges\.npy missing"):
+        open_index(tmp_path / "idx", registry=isolated_registry())
+
+
 def test_a_longer_shortlist_recovers_more_of_the_exact_top_k(vectors):
     queries, corpus, exact = vectors
     index = FunnelIndex(64, 8, backend("flat"))
@@ -279,9 +336,15 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     tiny_recipe.set("data.eval_queries", 30).set("data.corpus_size", 100)
     tiny_recipe.add_comparison("funnel", shortlist=[10, 40]).add_comparison("quantize", precisions=["binary"])
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
-    keys = ["funnel(mrl, shortlist=10)", "funnel(mrl, shortlist=40)", "quantize(mrl, precision=binary, rescore=false)",
-            "quantize(mrl, precision=binary, rescore=true)"]
+    keys = ["funnel(mrl, shortlist=10)", "funnel(mrl, shortlist=40)",
+            "funnel(mrl, index=binary, shortlist=40, store=int8)", "funnel(mrl, index=hnsw, shortlist=40, store=float32)",
+            "quantize(mrl, precision=binary, rescore=false)", "quantize(mrl, precision=binary, rescore=true)"]
     assert [k for k in results.models if results.models[k].kind == "comparison"] == keys
+    # the full-width baselines are measured beside the truncated settings, and every cost row has a recall
+    baseline = results.models["funnel(mrl, index=binary, shortlist=40, store=int8)"]
+    assert baseline.costs[32].index_bytes == 4 and baseline.costs[32].rerank_bytes == 32
+    assert all(m.metrics[d]["overlap@10"] is not None for m in results.search_columns().values() for d in m.metrics)
+    assert results.models["mrl"].metrics[32]["overlap@10"] == 1.0
     funnel = results.models["funnel(mrl, shortlist=40)"]
     assert funnel.metrics[32]["mrr@10"] == results.value("mrl", 32)  # at full dimension the funnel is exact
     assert funnel.metrics[32]["overlap@10"] == 1.0
@@ -294,6 +357,21 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     mrl_json = json.loads((tmp_path / "out" / "model" / "mrl.json").read_text())
     assert "### Serving" in card and mrl_json["serving"]["label"] in card
+    assert "recall@10 vs exact" in report and "◆" in report and "Timed on: " in report and "faiss openblas" in report
+    # mrl-run index RUN builds the run's serving choice: its width, backend, store and shortlist
+    from mrl_plugins.evidence.decisions import index_setting, index_width
+
+    setting = index_setting(results)
+    corpus = write_jsonl(tmp_path / "docs.jsonl", [{"text": r["positive"]} for r in toy_pairs(60)])
+    code, out, err = cli("index", tmp_path / "out", corpus, "-o", tmp_path / "idx")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    if setting is not None and setting.component == "funnel":
+        assert "the run's serving choice" in out
+        assert (manifest["shortlist_dim"], manifest["index"]["name"], manifest["store_dtype"], manifest["shortlist"]) \
+            == (setting.dim, setting.index, setting.store, setting.shortlist)
+    else:
+        assert manifest["shortlist_dim"] == index_width(results)
 
 
 def test_search_comparisons_are_checked_at_validate(tiny_recipe, recipe_path):

@@ -123,7 +123,7 @@ class DemoData:
                 f"{index_dir} was built with '{stamp.name}', which is none of the run's models "
                 f"({', '.join(labels)}); build it from the run: 'mrl-run index {run_dir} CORPUS -o {index_dir}'."
             )
-        vectors = np.asarray(corpus.index.vectors, dtype=np.float32)
+        vectors = corpus.index.decoded()  # float32 (an int8 store decoded)
         model = DemoModel(match, labels.get(match, match), locations.get(match, stamp.name), vectors)
         ids = [str(i) for i in range(len(vectors))]
         return cls(run_dir, results, ids, None, {match: model}, {}, text_of=corpus.texts.get if corpus.texts else None)

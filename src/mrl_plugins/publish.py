@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .evidence.decisions import recommended_widths, serving_choice
+from .evidence.decisions import basis, recommended_widths, serving_choice, truncation_on_front
 from .evidence.results import PublishInfo, RunResults, share_label
 from .evidence.rundir import RunDir
 from .hub import PublishError, find_token, push
@@ -58,7 +58,10 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MR
                                                 "dim": found[1].dim,
                                                 "kept": round(found[1].kept, 4), "index_bytes": found[1].index_bytes,
                                                 "rerank_bytes": found[1].rerank_bytes,
-                                                "query_time_ratio": found[1].ratio_single},
+                                                "recall_vs_exact": found[1].overlap,
+                                                "query_time_ratio": found[1].ratio_single,
+                                                # False: no truncated setting is on the run's Pareto front
+                                                "truncation_on_front": truncation_on_front(basis(results))},
     }
 
 

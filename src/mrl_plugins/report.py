@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .evidence.decisions import operating_points
+from .evidence.decisions import operating_points, pareto_front
 from .evidence.results import METRICS, PRIMARY, RunResults
 from .evidence.rundir import METRICS_PLOT
 from .present.render import console, markdown
@@ -70,7 +70,8 @@ def plot_metrics(results: RunResults, path: Path) -> None:
 
 
 def plot_costs(results: RunResults, path: Path) -> None:
-    """MRR@k against memory per vector (log scale), one line per search configuration."""
+    """MRR@k against memory per vector (log scale), one line per search configuration; the
+    points on the Pareto front ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,6 +82,10 @@ def plot_costs(results: RunResults, path: Path) -> None:
     for label in dict.fromkeys(r.label for r in rows):
         points = sorted((r.index_bytes, r.value, r.dim) for r in rows if r.label == label)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    front = pareto_front(results)
+    if front:
+        ax.scatter([p.index_bytes for p in front], [p.value for p in front], s=160, facecolors="none",
+                   edgecolors="black", linewidths=1.2, label="Pareto front (quality, recall, memory, time)", zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("bytes per vector held in memory (log scale)")
     ax.set_ylabel(f"{PRIMARY.title}@{results.k}")

@@ -1,5 +1,6 @@
-"""Built-in index backends on FAISS: ``flat`` (exact), ``hnsw`` (graph), ``int8`` (scalar
-quantiser) and ``binary`` (sign bits, Hamming distance).
+"""Built-in index backends on FAISS: ``flat`` (exact), ``hnsw`` (graph), ``ivf`` (inverted
+lists: k-means cells, of which ``nprobe`` are scanned, holding float vectors or PQ codes), ``int8``
+(scalar quantiser) and ``binary`` (sign bits, Hamming distance).
 
 All of them index unit-length vectors and rank by inner product (cosine), the metric the run's
 evaluation uses. ``int8`` is FAISS's 8-bit scalar quantiser with per-dimension ranges fitted on
@@ -9,10 +10,19 @@ codes (asymmetric distance), which loses less than comparing codes with codes. `
 sign bits with sentence-transformers' ``quantize_embeddings(precision="ubinary")`` into a FAISS
 binary index, as ``semantic_search_faiss`` does; its score is ``1 - 2·hamming/dim``, the cosine
 of the two ±1 vectors. FAISS is imported inside methods: ``mrl-run validate`` stays light.
+
+FAISS searches a flat index one query at a time (SIMD, no BLAS) unless ``queries × dims`` reaches
+its ``distance_compute_blas_threshold`` (128,000 in FAISS 1.15): a batch of 1,000 queries at 48
+dims, or of 300 at 384, takes the one-at-a-time path, 3–10× slower than its matrix product
+(benchmarks/bench_search.py). The flat backends search with the threshold at 20 queries at
+their own width (FAISS's rule before it counted dimensions), restored after each call, so that a
+truncated batch is not handicapped against the full-width one it is compared with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +37,18 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
+
+
+@contextmanager
+def blas_from_20_queries(dim: int) -> Iterator[None]:
+    """FAISS's flat searches use BLAS from 20 queries on at width ``dim`` (see the module's doc)."""
+    cvar = _faiss().cvar
+    before = cvar.distance_compute_blas_threshold
+    cvar.distance_compute_blas_threshold = 20 * dim
+    try:
+        yield
+    finally:
+        cvar.distance_compute_blas_threshold = before
 
 
 class FaissIndex(ShortlistIndex):
@@ -45,7 +67,8 @@ class FaissIndex(ShortlistIndex):
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        with blas_from_20_queries(self.dim):
+            return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def save(self, path: Path) -> None:
         faiss = _faiss()
@@ -154,6 +177,98 @@ class Int8(IndexBackend):
         return FaissIndex(_checked(_faiss().read_index(str(path)), dim), dim)
 
 
+class IVFParams(Params):
+    nlist: int | None = Field(None, ge=1, description="k-means cells; default 4·√n of the training vectors (at most "
+                                                      "one cell per 39 of them, FAISS's minimum).")
+    nprobe: int = Field(16, ge=1, description="Cells scanned per query: more is more accurate and slower; nprobe = "
+                                              "nlist scans everything (exact for Flat cells).")
+    pq: int = Field(0, ge=0, description="0: cells hold float vectors (IVF,Flat); m > 0: m-byte product-quantiser "
+                                         "codes (IVF,PQm, 8 bits each; m must divide the dimension).")
+    train_size: int = Field(65_536, ge=256, description="Vectors buffered before the cells are trained (all of them "
+                                                        "when fewer are added).")
+
+
+class IVF(IndexBackend[IVFParams]):
+    """Approximate search that scans only the ``nprobe`` nearest of ``nlist`` k-means cells (FAISS
+    IndexIVFFlat / IndexIVFPQ, inner product): a shortlist that does not score every vector."""
+
+    name = "ivf"
+    Params = IVFParams
+
+    def create(self, dim: int) -> ShortlistIndex:
+        if self.params.pq and dim % self.params.pq:
+            from ..errors import UserError
+
+            raise UserError(f"index ivf: pq = {self.params.pq} does not divide the width {dim}; choose a divisor "
+                            f"(e.g. {', '.join(str(m) for m in (8, 12, 16, 24, 48) if dim % m == 0) or 1}).")
+        return _IVFIndex(None, dim, self.params)
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        index = _checked(_faiss().read_index(str(path)), dim)
+        return _IVFIndex(index, dim, self.params)
+
+
+class _IVFIndex(ShortlistIndex):
+    """Buffers the first ``train_size`` vectors, trains the cells on them, then adds as it goes:
+    cells trained on one small batch of a streamed build would be poor."""
+
+    def __init__(self, index: Any, dim: int, params: IVFParams):
+        self.index, self.dim, self.params = index, dim, params
+        self._pending: list[np.ndarray] = []
+
+    def _build(self, sample: np.ndarray) -> None:
+        faiss, p = _faiss(), self.params
+        n = len(sample)
+        nlist = max(1, min(p.nlist or round(4 * n ** 0.5), n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        if p.pq:
+            if n < 256:
+                from ..errors import UserError
+
+                raise UserError(f"index ivf with pq = {p.pq}: its codebooks need at least 256 vectors, got {n}; use "
+                                "pq = 0 (float cells) for so small a corpus.")
+            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, p.pq, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 1234  # k-means is seeded: the same vectors give the same cells
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self.index = index  # FAISS's Python wrapper keeps the quantiser alive with the index
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = np.concatenate(self._pending), []
+            if self.index is None:
+                self._build(pending)
+            self.index.add(np.ascontiguousarray(pending, dtype=np.float32))
+
+    def add(self, vectors: np.ndarray) -> None:
+        if self.index is not None:
+            self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            return
+        self._pending.append(np.asarray(vectors, dtype=np.float32))
+        if sum(len(v) for v in self._pending) >= self.params.train_size:
+            self._flush()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._flush()
+        self.index.nprobe = min(self.params.nprobe, self.index.nlist)
+        with blas_from_20_queries(self.dim):  # the coarse quantiser is a flat index
+            return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def save(self, path: Path) -> None:
+        self._flush()
+        _faiss().write_index(self.index, str(path))
+
+    def bytes_per_vector(self) -> float:
+        self._flush()
+        n = max(self.index.ntotal, 1)
+        # each vector's code and its 8-byte id in an inverted list, and the centroids shared out
+        return self.index.code_size + 8 + self.index.nlist * self.dim * 4 / n
+
+    def __len__(self) -> int:
+        return (int(self.index.ntotal) if self.index is not None else 0) + sum(len(v) for v in self._pending)
+
+
 def _checked(index: Any, dim: int) -> Any:
     """A loaded FAISS index must be of the width the manifest says, or every search asserts."""
     if index.d != dim:
@@ -205,5 +320,6 @@ class Binary(IndexBackend):
 def register_index_backends(register):
     register(Flat)
     register(HNSW)
+    register(IVF)
     register(Int8)
     register(Binary)

@@ -1,7 +1,12 @@
 """Built-in search comparisons: what truncation buys at search time, measured in the run.
 
 ``funnel``: shortlist the N best documents with the first d dimensions in an index of any
-backend, rerank them with the full vectors. ``quantize``: search int8 or binary codes of the
+backend, rerank them with the full vectors (float32, or int8 codes: ``store``). With
+``baselines = true`` (the default) it also measures, at every width, the two settings a user
+would pick *without* Matryoshka truncation, so that the run's Pareto front is computed over them
+too: binary codes + an int8 rescore (sentence-transformers' recipe) and an HNSW graph. At the
+full width they are the full-width baselines; below it, the combinations truncation makes possible
+(binary codes of 192 dims: 24 bytes). ``quantize``: search int8 or binary codes of the
 first d dimensions, with and without rescoring the candidates with the float vectors at d.
 Each reports the run's metrics per dimension, ``overlap@k`` with the exact full-dimension top
 k, memory per vector and query time as a ratio to exact full-dimension float32 search measured
@@ -11,6 +16,7 @@ in the same run (see :mod:`mrl_plugins.search.timing`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -21,9 +27,11 @@ from ..evaluation import overlap_at_k
 from ..evidence.results import overlap_key
 from ..hookspecs import hookimpl
 from ..search import FunnelIndex, measure, search_cost
+from ..search.index import StoreDtype
+from ..search.timing import blas_summary
 from .comparisons import MODEL_HELP
 
-Searches = dict[str, Any]
+Searches = dict[Any, Any]  # what is timed, by a key of the comparison's choosing
 
 
 def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any]) -> list[str]:
@@ -58,10 +66,16 @@ class FunnelParams(SearchParams):
     shortlist: list[int] = Field(default_factory=lambda: [50, 100, 200],
                                  description="Shortlist sizes to rerank, each ≥ k.")
     index: str = Field("flat",
-                       description='Index backend of the shortlist: "flat", "hnsw", "int8", "binary" or a plugin\'s.')
+                       description='Index backend of the shortlist: "flat", "hnsw", "ivf", "int8", "binary" or a '
+                                   "plugin's.")
     index_params: dict[str, Any] = Field(default_factory=dict,
                                          description="The backend's parameters, e.g. { m = 32 } for hnsw.")
     rerank_dim: int | None = Field(None, gt=0, description="Rerank at this dimension (default: the full dimension).")
+    store: Literal["float32", "int8"] = Field(
+        "float32", description='The vectors reranked with: "float32", or "int8" codes (a quarter of the bytes).')
+    baselines: bool = Field(True, description="Also measure binary codes + int8 rescore and an HNSW shortlist (at "
+                                              "the largest shortlist, every width): the settings to beat, full width "
+                                              "included.")
 
     @field_validator("shortlist")
     @classmethod
@@ -69,6 +83,29 @@ class FunnelParams(SearchParams):
         if not sizes or any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
             raise ValueError(f"must list distinct positive sizes, got {sizes}")
         return sorted(sizes)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One funnel configuration: its shortlist index, rerank store and shortlist size."""
+
+    index: str
+    index_params: dict[str, Any] = field(compare=False)
+    store: StoreDtype = "float32"
+    shortlist: int = 100
+    baseline: bool = False
+
+    def params(self, inherited: dict[str, Any]) -> dict[str, Any]:
+        """The column's identity beside the comparison's: a baseline names what it differs in (its
+        backend parameters too, when the comparison's would otherwise be taken for its own)."""
+        if not self.baseline:
+            return {"shortlist": self.shortlist}
+        own = {"shortlist": self.shortlist, "index": self.index, "store": self.store}
+        return {**own, "index_params": self.index_params} if inherited != self.index_params else own
+
+
+BASELINES: tuple[tuple[str, StoreDtype], ...] = (("binary", "int8"), ("hnsw", "float32"))
+"""What a user would serve without Matryoshka: binary codes with an int8 rescore, an HNSW graph."""
 
 
 class Funnel(Comparison[FunnelParams]):
@@ -81,11 +118,23 @@ class Funnel(Comparison[FunnelParams]):
     def label(self, models: Mapping[str, str]) -> str:
         return f"{models[self.params.model]} · funnel"
 
-    def column_name(self, shortlist: int) -> str:
-        """``100``, or ``100 hnsw → 192`` with another index or rerank dimension."""
+    def settings(self) -> list[Setting]:
         p = self.params
-        return " ".join([str(shortlist), *([p.index] if p.index != "flat" else []),
-                         *([f"→ {p.rerank_dim}"] if p.rerank_dim else [])])
+        own = [Setting(p.index, p.index_params, p.store, n) for n in p.shortlist]
+        if not p.baselines:
+            return own
+        return own + [Setting(index, {}, store, p.shortlist[-1], baseline=True) for index, store in BASELINES
+                      if (index, store) != (p.index, p.store)]
+
+    def column_name(self, setting: Setting | int) -> str:
+        """``100``, or ``100 hnsw → 192``, ``200 binary, int8 rescore`` with another index, rerank
+        dimension or store."""
+        p = self.params
+        if isinstance(setting, int):
+            setting = Setting(p.index, p.index_params, p.store, setting)
+        parts = [str(setting.shortlist), *([setting.index] if setting.index != "flat" else [])]
+        name = " ".join([*parts, *([f"→ {p.rerank_dim}"] if p.rerank_dim and not setting.baseline else [])])
+        return name + (", int8 rescore" if setting.store == "int8" else "")
 
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
@@ -101,30 +150,33 @@ class Funnel(Comparison[FunnelParams]):
         p = self.params
         queries, corpus = ctx.embeddings(p.model)
         reference, exact_ids = exact(ctx, queries, corpus)
-        backend = ctx.index_backend(p.index, p.index_params)
-        ranked: dict[int, dict[int, np.ndarray]] = {n: {} for n in p.shortlist}
+        settings = self.settings()
+        ranked: dict[Setting, dict[int, np.ndarray]] = {s: {} for s in settings}
         searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
-        indexes: dict[int, FunnelIndex] = {}
-        for d in ctx.dims:
-            index = indexes[d] = build(backend, corpus, d, p.rerank_dim)
-            for n in p.shortlist:
-                ranked[n][d] = index.search(queries, ctx.k, shortlist=n).ids
-                searches[f"{d}/{n}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
+        indexes: dict[tuple[Setting, int], FunnelIndex] = {}
+        for s in settings:
+            backend = ctx.index_backend(s.index, s.index_params)
+            for d in ctx.dims:
+                index = indexes[s, d] = build(backend, corpus, d, None if s.baseline else p.rerank_dim, s.store)
+                ranked[s][d] = index.search(queries, ctx.k, shortlist=s.shortlist).ids
+                searches[s, d] = lambda q, index=index, n=s.shortlist: index.search(q, ctx.k, shortlist=n)
         timings = measure(searches, queries, single=p.timing_queries)
+        facts = {"timing": blas_summary()}
         return [
             Column(
-                self.column_name(n),
-                with_overlap(ctx.score_ranked(ranked[n]), ranked[n], exact_ids, ctx.k),
-                {d: search_cost(timings[f"{d}/{n}"], timings["exact"], index_bytes=indexes[d].index_bytes(),
-                                rerank_bytes=indexes[d].rerank_bytes()) for d in ctx.dims},
-                params={"shortlist": n},
+                self.column_name(s),
+                with_overlap(ctx.score_ranked(ranked[s]), ranked[s], exact_ids, ctx.k),
+                {d: search_cost(timings[s, d], timings["exact"], index_bytes=indexes[s, d].index_bytes(),
+                                rerank_bytes=indexes[s, d].rerank_bytes()) for d in ctx.dims},
+                params=s.params(p.index_params), facts=facts,
             )
-            for n in p.shortlist
+            for s in settings
         ]
 
 
-def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int | None) -> FunnelIndex:
-    index = FunnelIndex(corpus.shape[1], dim, backend, rerank_dim=rerank_dim)
+def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int | None,
+          store: StoreDtype = "float32") -> FunnelIndex:
+    index = FunnelIndex(corpus.shape[1], dim, backend, rerank_dim=rerank_dim, store_dtype=store)
     index.add(corpus)
     return index
 
@@ -181,13 +233,14 @@ class Quantize(Comparison[QuantizeParams]):
                     searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
                     costs.setdefault(name, {})[d] = (index.index_bytes(), index.rerank_bytes() if n else 0.0)
         timings = measure(searches, queries, single=p.timing_queries)
+        facts = {"timing": blas_summary()}
         return [
             Column(
                 name,
                 with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
                 {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
                  for d, (ib, rb) in costs[name].items()},
-                params=params[name],
+                params=params[name], facts=facts,
             )
             for name in ranked
         ]

@@ -85,6 +85,15 @@ class OperatingPoint:
         """The index backend that holds the shortlist vectors, when the column records one."""
         return self.params.get("index") or self.params.get("precision")
 
+    @property
+    def store(self) -> str:
+        """The dtype of the vectors a funnel reranks with (``float32`` unless the column says)."""
+        return str(self.params.get("store") or "float32")
+
+    def truncates(self, full_dim: int) -> bool:
+        """Whether this configuration searches fewer dimensions than the model has."""
+        return self.dim < full_dim
+
 
 def operating_points(results: RunResults) -> list[OperatingPoint]:
     """Every measured search configuration of MRL and of the models search comparisons read."""
@@ -109,10 +118,36 @@ def operating_points(results: RunResults) -> list[OperatingPoint]:
     return points
 
 
+def dominates(a: OperatingPoint, b: OperatingPoint) -> bool:
+    """``a`` is at least as good as ``b`` on every axis of the front (quality kept and recall of
+    the exact top k: higher; RAM bytes per vector and time one query at a time: lower) and better
+    on one."""
+    ra, rb = (p.overlap if p.overlap is not None else 0.0 for p in (a, b))
+    at_least = a.kept >= b.kept and ra >= rb and a.index_bytes <= b.index_bytes and a.ratio_single <= b.ratio_single
+    better = a.kept > b.kept or ra > rb or a.index_bytes < b.index_bytes or a.ratio_single < b.ratio_single
+    return at_least and better and a.model == b.model
+
+
+def pareto_front(results: RunResults) -> list[OperatingPoint]:
+    """The configurations no other of the same model beats on every axis at once (quality kept,
+    recall@k of the exact full-width top k, memory, time one query at a time): every point a user
+    could rationally serve. Full-width settings (binary + int8 rescore, HNSW at full width, exact
+    search) are among the points when the run measured them (the funnel's ``baselines``)."""
+    points = operating_points(results)
+    return [p for p in points if not any(dominates(q, p) for q in points)]
+
+
+def truncation_on_front(results: RunResults) -> bool:
+    """Whether any configuration on the Pareto front searches truncated vectors: ``False`` is the
+    result that truncation does not pay for this model on this data."""
+    return any(p.truncates(results.full_dim) for p in pareto_front(results))
+
+
 def cheapest(results: RunResults, share: float, by: By) -> OperatingPoint | None:
-    """The cheapest configuration keeping ``share`` of exact quality, by ``"memory"`` (RAM bytes
-    per vector, then time) or by ``"time"`` (one query at a time, then memory)."""
-    points = [p for p in operating_points(results) if p.kept >= share - 1e-9]
+    """The cheapest configuration on the Pareto front keeping ``share`` of exact quality, by
+    ``"memory"`` (RAM bytes per vector, then time) or by ``"time"`` (one query at a time, then
+    memory)."""
+    points = [p for p in pareto_front(results) if p.kept >= share - 1e-9]
     if not points:
         return None
     if by == "memory":
@@ -121,9 +156,11 @@ def cheapest(results: RunResults, share: float, by: By) -> OperatingPoint | None
 
 
 def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:
-    """What to serve: the configuration using least memory that keeps ≥ 99% of exact quality
-    (else ≥ 95%) on validation, among those the run measured; with the share. The point returned
-    is measured on the held-out evaluation set (:func:`chosen_point` gives its validation twin)."""
+    """What to serve: the configuration on the Pareto front using least memory that keeps ≥ 99%
+    of exact quality (else ≥ 95%) on validation, among those the run measured; with the share.
+    It is a full-width setting whenever no truncated one is on the front (or none keeps the
+    share). The point returned is measured on the held-out evaluation set (:func:`chosen_point`
+    gives its validation twin)."""
     on = basis(results)
     for share in sorted(KEEP_SHARES, reverse=True):
         point = cheapest(on, share, "memory")
@@ -185,9 +222,23 @@ def best_column(results: RunResults, dim: int) -> str:
 
 
 def index_width(results: RunResults, column: str = MRL) -> int:
-    """The shortlist width ``mrl-run index RUN`` uses when not told: the smallest keeping ≥ 95%."""
+    """The shortlist width ``mrl-run index RUN`` uses when not told: the serving choice's width
+    when the run measured search configurations of ``column``, else the smallest width keeping
+    ≥ 95% of its full-width quality."""
+    setting = index_setting(results, column)
+    if setting is not None:
+        return setting.dim
     widths = recommended_widths(results, column)
     return widths[min(widths)]
+
+
+def index_setting(results: RunResults, column: str = MRL) -> OperatingPoint | None:
+    """The serving choice, when it searches ``column``'s model and records a funnel setting that
+    ``mrl-run index`` can build (a shortlist index and a rerank store)."""
+    found = serving_choice(results)
+    if found is None or found[1].model != column:
+        return None
+    return found[1]
 
 
 def plain_mrl(results: RunResults) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from ..evidence.decisions import example_width, recommended_widths, serving_choice
+from ..evidence.decisions import basis, example_width, recommended_widths, serving_choice, truncation_on_front
 from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
 from ..run_models import MRL
 from .render import markdown_table
-from .sections import Section, Table, chosen_on, describe
+from .sections import Section, Table, chosen_on, describe, front_sentence
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
@@ -38,8 +38,11 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
     if found is None:
         return None
     share, point = found
-    line = (f"Recommended (least memory keeping ≥ {share_label(share)} of exact quality, {chosen_on(results)}): "
-            f"{describe(point, results)}.")
+    line = (f"Recommended (on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, "
+            f"{chosen_on(results)}): {describe(point, results)}.")
+    front = front_sentence(results)
+    if front and not truncation_on_front(basis(results)):
+        line += " " + front
     section = Section("serving", "Serving", lines=[line], bullets=False)
     full = results.full_dim
     rerank_dim = int(point.params.get("rerank_dim") or full)
@@ -47,10 +50,14 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
         f"(docs[shortlist, :{rerank_dim}] / np.linalg.norm(docs[shortlist, :{rerank_dim}], axis=1, keepdims=True)) "
         f"@ (q[:{rerank_dim}] / np.linalg.norm(q[:{rerank_dim}]))")
     index = point.params.get("index")
-    flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {rerank_dim}" if rerank_dim != full else ""])
+    flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {rerank_dim}" if rerank_dim != full else "",
+                     f" --store {point.store}" if point.store != "float32" else ""])
+    measured = (f"The run measured it with the `{index}` shortlist index"
+                + (" and int8 rerank vectors" if point.store != "float32" else "") if index else "The run measured it")
+    approximate = f"{measured}; the numpy above shortlists exactly"
     return section, {"lines": section.lines, "funnel": point.component == "funnel" and bool(point.shortlist),
                      "dim": point.dim, "shortlist": point.shortlist, "rerank": rerank, "rerank_dim": rerank_dim,
-                     "flags": flags}
+                     "flags": flags, "approximate": approximate}
 
 
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:

@@ -18,8 +18,10 @@ from ..evidence.decisions import (
     cheapest,
     chosen_point,
     operating_points,
+    pareto_front,
     recommended_widths,
     serving_choice,
+    truncation_on_front,
 )
 from ..evidence.results import ENCODE_SPEEDUP, KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
 from ..evidence.rundir import COSTS_PLOT
@@ -115,22 +117,54 @@ def speed(results: RunResults) -> Section | None:
 # -- quality versus cost -------------------------------------------------------------------------
 COST_NOTE = (
     "Memory is what the shortlist index holds in RAM per vector; a funnel also reads the full vectors of its "
-    "shortlist to rerank (rerank B/vector), which can stay on disk. Query times are ratios to exact "
-    "full-dimension float32 search measured side by side in this run (lower is faster); kept is the share of "
-    "the exact full-dimension score of the model searched. On a small corpus every search is fast and the "
-    "ratios are dominated by fixed costs: measure at scale (benchmarks/bench_search.py) before trusting them."
+    "shortlist to rerank (rerank B/vector: float32, or int8 codes), which can stay on disk. Query times are ratios "
+    "to exact full-dimension float32 search measured side by side in this run (lower is faster); kept is the share "
+    "of the exact full-dimension score of the model searched, and recall vs exact the share of the exact "
+    "full-width top k each configuration returns (the two can tell different stories: a shortlist can keep the "
+    "score while returning other documents). Rows at the full width that are not exact search are the baselines "
+    "without truncation (binary codes + int8 rescore, HNSW); ◆ marks the Pareto front, the configurations no other "
+    "beats on quality, recall, memory and time at once. On a small corpus every search is fast and the ratios are "
+    "dominated by fixed costs: measure at scale (benchmarks/bench_search.py) before trusting them."
 )
 
 
 def cost_table(results: RunResults) -> Table:
     k = results.k
-    header = ["method", "dim", f"MRR@{k}", "kept", f"nDCG@{k}", f"overlap@{k}", "RAM B/vector", "rerank B/vector",
-              "time × (1 query)", "time × (batch)"]
+    front = {(p.column, p.dim) for p in pareto_front(results)}
+    header = ["method", "dim", f"MRR@{k}", "kept", f"nDCG@{k}", f"recall@{k} vs exact", "RAM B/vector",
+              "rerank B/vector", "time × (1 query)", "time × (batch)", "front"]
     rows = [[r.label, str(r.dim), f"{r.value:.4f}", f"{r.kept:.1%}", f"{r.ndcg:.4f}",
              "-" if r.overlap is None else f"{r.overlap:.3f}", f"{r.index_bytes:,.0f}",
-             f"{r.rerank_bytes:,.0f}" if r.rerank_bytes else "-", f"{r.ratio_single:.2f}", f"{r.ratio_batch:.2f}"]
+             f"{r.rerank_bytes:,.0f}" if r.rerank_bytes else "-", f"{r.ratio_single:.2f}", f"{r.ratio_batch:.2f}",
+             "◆" if (r.column, r.dim) in front else ""]
             for r in operating_points(results)]
     return Table(header, rows)
+
+
+def front_sentence(results: RunResults) -> str | None:
+    """Whether truncation is on the Pareto front of the set choices are made on, in one sentence;
+    ``None`` when the run measured no search configuration."""
+    on = basis(results)
+    front = pareto_front(on)
+    if not front:
+        return None
+    where = "on validation" if results.chosen_on == "validation" else "on the evaluation set"
+    full = results.full_dim
+    if not truncation_on_front(on):
+        best = max(front, key=lambda p: (p.kept, -p.index_bytes))
+        return (f"No configuration that truncates is on the Pareto front {where}: for this model and data every "
+                f"truncated setting measured is beaten on quality, recall, memory and time at once by a full-width "
+                f"one (such as {best.label} at {full} dims), so truncation does not pay here.")
+    truncated = sorted({f"{p.label} at {p.dim}" for p in front if p.truncates(full)})
+    shown = "; ".join(truncated[:4]) + (f"; and {len(truncated) - 4} more" if len(truncated) > 4 else "")
+    return (f"Truncation pays {where}: {len(truncated)} of the {len(front)} configurations on the Pareto front "
+            f"(quality, recall, memory, time) search fewer than {full} dimensions ({shown}).")
+
+
+def timing_sentence(results: RunResults) -> str | None:
+    """Which BLAS libraries, kernels and threads the query times were measured on."""
+    timing = next((m.facts["timing"] for m in results.search_columns().values() if m.facts.get("timing")), None)
+    return f"Timed on: {timing}." if timing else None
 
 
 def describe(row: OperatingPoint, results: RunResults) -> str:
@@ -138,15 +172,17 @@ def describe(row: OperatingPoint, results: RunResults) -> str:
     exact_bytes = results.full_dim * 4
     rerank = (f"; the {row.rerank_bytes:,.0f}-byte vectors it reranks with are read for the shortlist only and "
               "can stay on disk" if row.rerank_bytes else "")
+    recall = f", recall@{results.k} of the exact top {results.k} {row.overlap:.3f}" if row.overlap is not None else ""
     return (f"{row.label} at {row.dim} dims: {row.kept:.1%} of exact {PRIMARY.title}@{results.k} "
-            f"({row.value:.4f}), {row.index_bytes:,.0f} bytes per vector in memory "
+            f"({row.value:.4f}){recall}, {row.index_bytes:,.0f} bytes per vector in memory "
             f"({row.index_bytes / exact_bytes:.1%} of exact {results.full_dim}-dim float32{rerank}), "
             f"{row.ratio_single:.2f}× its query time one query at a time, {row.ratio_batch:.2f}× in a batch")
 
 
 def recommendations(results: RunResults) -> list[str]:
-    """One sentence per threshold: the cheapest configuration by memory and by time (once if the same)."""
-    lines = []
+    """Whether truncation is on the front; then one sentence per threshold: the cheapest
+    configuration on the front by memory and by time (once if the same)."""
+    lines = [line for line in (front_sentence(results),) if line]
     for share in sorted(KEEP_SHARES, reverse=True):
         by_memory, by_time = cheapest(results, share, "memory"), cheapest(results, share, "time")
         if by_memory is None or by_time is None:
@@ -157,7 +193,7 @@ def recommendations(results: RunResults) -> list[str]:
         else:
             lines.append(f"Cheapest keeping ≥ {share_label(share)} by memory: {describe(by_memory, results)}.")
             lines.append(f"Cheapest keeping ≥ {share_label(share)} by time: {describe(by_time, results)}.")
-    return lines
+    return lines + [line for line in (timing_sentence(results),) if line]
 
 
 def quality_versus_cost(results: RunResults) -> Section | None:
@@ -290,8 +326,11 @@ def choices(results: RunResults) -> Section | None:
         share, point = found
         twin = chosen_point(results, point)
         there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
-        lines.append(f"To serve (least memory keeping ≥ {share_label(share)} of exact quality; {there}held out "
-                     f"{point.kept:.1%}): {describe(point, results)}.")
+        lines.append(f"To serve (on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality; "
+                     f"{there}held out {point.kept:.1%}): {describe(point, results)}.")
+        front = front_sentence(results)
+        if front:
+            lines.append(front)
     for gate in adaptor_gates(results):
         column, model = results.models[gate.column], results.models[gate.model].label
         facts = column.facts

@@ -165,11 +165,22 @@ def score_models(ctx: RunContext, emb: Embeddings, base: ModelResult | None = No
 
 
 def add_costs(ctx: RunContext, emb: Embeddings, columns: list[ModelResult]) -> None:
-    """A model's own column is plain truncation, searched exactly: what that costs, timed on this split."""
-    costs = truncation_costs(ctx, emb)
+    """A model's own column is plain truncation, searched exactly: what that costs, timed on this
+    split, and its recall of the model's exact full-width top k (``overlap@k``), as every search
+    configuration reports it."""
+    from ..evaluation import normalise, overlap_at_k, top_k
+    from ..evidence.results import overlap_key
+
+    costs, k = truncation_costs(ctx, emb), ctx.settings.eval.k
     for column in columns:
         if column.kind == "model":
             column.costs = costs
+            enc = emb.encoded(column.key)
+            exact = top_k(normalise(enc.queries), normalise(enc.corpus), k)
+            for d in ctx.dims:
+                ranked = exact if d == ctx.full_dim else top_k(normalise(enc.queries[:, :d]),
+                                                               normalise(enc.corpus[:, :d]), k)
+                column.metrics[d][overlap_key(k)] = round(overlap_at_k(ranked, exact, k), 4)
 
 
 def end_process_group() -> None:

@@ -24,10 +24,11 @@ logger = logging.getLogger("mrl_plugins")
 def build_from_texts(
     model: Any, model_name: str, corpus: CorpusReader, folder: Path, *, backend: IndexBackend,
     shortlist_dim: int, rerank_dim: int | None = None, store_dtype: StoreDtype = "float32",
-    batch_size: int = 256, progress: bool = True,
+    batch_size: int = 256, progress: bool = True, shortlist: int | None = None,
 ) -> FunnelIndex:
     """Encode the corpus with ``model`` and save a funnel index (with its texts) in ``folder``.
-    The corpus is read once, front to back; documents go to the text store as they are read."""
+    The corpus is read once, front to back; documents go to the text store as they are read.
+    ``shortlist``, when given, is recorded as the index's default for ``mrl-run search``."""
     from tqdm.auto import tqdm
 
     from ..evaluation import encode_texts
@@ -51,7 +52,7 @@ def build_from_texts(
     corpus.report()
     if index.count == 0:
         raise UserError(f"{corpus.name}: every document of the corpus is empty; nothing to index.")
-    index.save(folder, texts=store.path)
+    index.save(folder, texts=store.path, shortlist=shortlist)
     return index
 
 

@@ -60,18 +60,21 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
                        "line; a FIFO or <(zcat docs.jsonl.gz) works, and - reads standard input.")
     index.add_argument("-o", "--output", type=Path, required=True, help="The index folder to create.")
     index.add_argument("--dim", type=positive,
-                       help="Shortlist dimension (default: the run's smallest keeping ≥ 95%%, else full).")
+                       help="Shortlist dimension (default: the run's serving choice, else its smallest width keeping "
+                       "≥ 95%%, else full).")
     index.add_argument("--index",
-                       help="Shortlist index backend, any registered one (built in: flat, hnsw, int8, binary; "
-                       "'mrl-run plugins' lists them). Default: the exact one (flat).")
+                       help="Shortlist index backend, any registered one (built in: flat, hnsw, ivf, int8, binary; "
+                       "'mrl-run plugins' lists them). Default: the run's serving choice, else the exact one "
+                       "(flat).")
     index.add_argument("--quantize", metavar="PRECISION",
                        help="Quantise the shortlist, where the backend offers it (built in: flat with int8 or binary, "
                        "hnsw with int8; 'mrl-run plugins' lists the backends).")
     index.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
                        help="A backend parameter (TOML value), e.g. --index-param m=48 (see 'mrl-run plugins -v').")
     index.add_argument("--rerank-dim", type=positive, help="Rerank at this dimension (default: full).")
-    index.add_argument("--store", choices=["float32", "float16"], default="float32",
-                       help="Dtype of the rerank vectors.")
+    index.add_argument("--store", choices=["float32", "float16", "int8"],
+                       help="Dtype of the rerank vectors (default: the run's serving choice, else float32; int8 is a "
+                       "quarter of float32's bytes, calibrated on the first documents).")
     index.add_argument("--text-column", default="text", help="Column holding the documents (default: text).")
     index.add_argument("--id-column", help="Column holding document ids, unique (default: the row number).")
     index.add_argument("--format", choices=FORMATS, help="Read the corpus as this format (default: by its extension; "
@@ -90,8 +93,9 @@ def search_arguments(search: argparse.ArgumentParser) -> None:
     search.add_argument("index", type=Path, help="The index folder.")
     search.add_argument("query", nargs="+", help="One or more queries.")
     search.add_argument("-k", type=positive, default=10, help="Documents to return (default 10).")
-    search.add_argument("--shortlist", type=non_negative, default=100,
-                        help="Candidates to rerank (default 100; 0: no rerank).")
+    search.add_argument("--shortlist", type=non_negative,
+                        help="Candidates to rerank (default: the one the index was built for, else 100; 0: no "
+                        "rerank).")
     search.add_argument("--model", help="Embed queries with this model (default: the one that built the index).")
     search.add_argument("--device", default="auto")
     search.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
@@ -124,6 +128,18 @@ def default_dim(model: ResolvedModel, full: int, run: Path | None = None) -> int
     if model.is_local and meta.is_file():
         return int(json.loads(meta.read_text()).get("recommended_dims", {}).get(share_label(min(KEEP_SHARES)), full))
     return full
+
+
+def run_setting(args: argparse.Namespace) -> Any:
+    """The run's serving choice (:func:`~mrl_plugins.evidence.decisions.index_setting`) when the
+    model is a run's and the command line names no index, width or quantisation of its own; a
+    funnel setting only (plain truncation or a quantize column leave the defaults as they were)."""
+    if args.run_dir is None or args.index or args.dim or args.quantize:
+        return None
+    from ..evidence.decisions import index_setting
+
+    setting = index_setting(RunDir.open(args.run_dir).results())
+    return setting if setting is not None and setting.component == "funnel" else None
 
 
 def backend_for(registry: Registry, name: str, quantize: str | None,
@@ -191,7 +207,7 @@ def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: i
 
     if rows is None:
         return  # a stream: its size is known only once read; a full disk is then caught as it happens
-    need = corpus_bytes + rows * (full * (2 if store == "float16" else 4) + dim * 4 + 8)
+    need = corpus_bytes + rows * (full * {"float16": 2, "int8": 1}.get(store, 4) + dim * 4 + 8)
     free = shutil.disk_usage(existing_ancestor(out.parent)).free
     if free < need * 1.1:
         raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} "
@@ -211,7 +227,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ..plugins import load_registry
 
     registry = load_registry()  # once: the exact backend, what --quantize offers, and the backend built
+    args.setting = run_setting(args)
+    if args.setting is not None and args.setting.index not in registry.names("index"):
+        logger.warning("the run's serving choice (%s) uses the index backend '%s', which is not installed here; "
+                       "building the exact backend at its width instead (install the plugin that provides it, or "
+                       "pass --index)", args.setting.label, args.setting.index)
+        args.setting = None
+    if args.setting is not None:  # the run's serving choice fills what the command line left out
+        args.index, args.dim = args.index or args.setting.index, args.dim or args.setting.dim
+        args.store = args.store or args.setting.store
+    args.store = args.store or "float32"
     name, params = backend_for(registry, args.index or registry.exact_index(), args.quantize, args.index_param)
+    if args.setting is not None and name == args.setting.index:  # and the backend parameters it was measured with
+        params = {**(args.setting.params.get("index_params") or {}), **params}
     backend = make_backend(registry, name, params)
     out: Path = args.output
     for flag, value in (("--dim", args.dim), ("--rerank-dim", args.rerank_dim)):
@@ -249,6 +277,7 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
         index = build_from_texts(
             model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
             store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
+            shortlist=args.setting.shortlist if args.setting is not None else None,
         )
         replace_folder(tmp, out)
     except BaseException as exc:
@@ -262,8 +291,11 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
             raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "
                             "Choose a folder you can write.") from None
         raise
+    chosen = (f" (the run's serving choice: {args.setting.label}, shortlist {args.setting.shortlist}, "
+              f"{args.setting.kept:.1%} of exact held out)" if args.setting is not None else "")
     print(f"indexed {index.count} documents of {corpus.name} in {out}: {name} shortlist at {dim} of {full} dims "
-          f"({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} ({args.store}).")
+          f"({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} ({args.store})"
+          f"{chosen}.")
     return 0
 
 
@@ -287,12 +319,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..checks import device_problems
     from .index import check_index_folder
 
+    manifest = check_index_folder(args.index)  # the whole folder, before torch or the model loads
+    if args.shortlist is None:
+        args.shortlist = manifest.get("shortlist") or 100
     if args.shortlist and args.shortlist < args.k:
         raise UserError(f"--shortlist {args.shortlist} is smaller than -k {args.k}; the shortlist must hold the top k.")
     problems = device_problems(args.device, "--device")
     if problems:
         raise UserError(problems[0])
-    check_index_folder(args.index)  # the whole folder, before torch or the model loads
 
     from ..evaluation import encode_texts
     from ..models import load_model, pick_device

@@ -8,11 +8,22 @@ shortlist index and reranks them by cosine at ``rerank_dim`` (the full dimension
 ``shortlist=None`` returns the shortlist index's own top k, unreranked. A funnel whose shortlist
 is the whole corpus is exact full-dimension search.
 
+The rerank runs in FAISS's C++ (``knn_inner_products_by_idx``: the same inner products and heap
+that ``IndexRefineFlat`` runs over its refine index, here over the rerank store itself), so that a
+store memory-mapped from disk is reranked in place: FAISS's ``IndexRefine`` would need the full
+vectors in RAM as an index of their own, and cannot refine a binary shortlist at all. Vectors are
+stored unit-length at full width, so the C++ inner product is the cosine. A store of another
+dtype (``float16``; ``int8``, sentence-transformers' calibrated scalar quantiser with ranges from
+the first vectors added, a quarter of float32's bytes) or a rerank at fewer dimensions than the
+full width is reranked in numpy, cosine at ``rerank_dim`` of the decoded vectors.
+
 A saved index is a folder: ``manifest.json`` (format version, model, dimensions, backend,
 count), the backend's ``shortlist.index``, ``vectors.npy`` (memory-mapped when loaded, so a large
-index keeps only its shortlist in RAM) and, when built from texts, ``texts.jsonl`` with an
-``offsets.npy`` to read any one line. A folder that does not match its manifest, or a model other
-than the one that built it, is a clear error.
+index keeps only its shortlist in RAM; ``store_ranges.npy`` beside it for an ``int8`` store) and,
+when built from texts, ``texts.jsonl`` with an ``offsets.npy`` to read any one line. An index
+with an ``int8`` store is format version 2 (older readers say "upgrade"); others stay version 1.
+A folder that does not match its manifest, or a model other than the one that built it, is a
+clear error.
 """
 
 from __future__ import annotations
@@ -32,9 +43,11 @@ from ..errors import UserError
 from ..evaluation import normalise
 
 FORMAT = "mrl-plugins-index"
-VERSION = 1
+VERSION = 2
+"""The newest format this code reads and writes; an index is written as version 1 unless it needs 2
+(an ``int8`` store), so that every index an older mrl-plugins can read is still written for it."""
 PROBE = "mrl-plugins index probe: which model embedded this corpus?"
-StoreDtype = Literal["float32", "float16"]
+StoreDtype = Literal["float32", "float16", "int8"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,11 @@ class FunnelIndex:
     store_dtype: StoreDtype = "float32"
     model: ModelStamp | None = None
     shortlist: ShortlistIndex = field(init=False)
+    normalised: bool = field(default=True, init=False)
+    """Whether the stored vectors are unit-length at full width (every index built by mrl-plugins
+    0.4 on; older ones stored what the model returned and rerank in numpy)."""
+    ranges: np.ndarray | None = field(default=None, init=False, repr=False)
+    """An ``int8`` store's calibration: per dimension, the minimum and maximum ``(2, full_dim)``."""
     _chunks: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _vectors: np.ndarray | None = field(default=None, init=False, repr=False)
 
@@ -97,17 +115,32 @@ class FunnelIndex:
         if len(self.shortlist) == 0:
             self.shortlist.train(prefixes)
         self.shortlist.add(prefixes)
-        self._chunks.append(embeddings.astype(self.store_dtype))
+        unit = normalise(embeddings)
+        if self.store_dtype == "int8":
+            if self.ranges is None:  # calibrated on the first vectors added, as the int8 shortlist backend is
+                self.ranges = np.stack([unit.min(axis=0), unit.max(axis=0)]).astype(np.float32)
+            self._chunks.append(quantize_int8(unit, self.ranges))
+        else:
+            self._chunks.append(unit.astype(self.store_dtype))
         self._vectors = None
 
     @property
     def vectors(self) -> np.ndarray:
-        """The full-dimension vectors, ``(count, full_dim)``."""
+        """The stored full-dimension vectors, ``(count, full_dim)``, in the store's dtype (int8
+        codes for an ``int8`` store: :meth:`decoded` gives float32)."""
         if self._vectors is None or self._chunks:
             parts = ([self._vectors] if self._vectors is not None else []) + self._chunks
             self._vectors = np.concatenate(parts) if parts else np.zeros((0, self.full_dim), self.store_dtype)
             self._chunks = []
         return self._vectors
+
+    def decoded(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Stored vectors as float32 (int8 codes decoded with the store's ranges)."""
+        stored = self.vectors[rows]
+        if self.store_dtype == "int8":
+            assert self.ranges is not None
+            return dequantize_int8(stored, self.ranges)
+        return np.asarray(stored, dtype=np.float32)
 
     @property
     def count(self) -> int:
@@ -130,7 +163,32 @@ class FunnelIndex:
         return _pad(self._rerank(queries, ids, k), k)
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
-        r, store = self.rerank_dim, self.vectors
+        if self.store_dtype == "float32" and self.rerank_dim == self.full_dim and self.normalised:
+            return self._rerank_faiss(normalise(queries), candidates, k)
+        return self._rerank_numpy(queries, candidates, k)
+
+    def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+        """Inner products with the candidates' stored unit vectors and the top k, in FAISS's C++
+        (parallel over queries): no Python per query, the store read in place."""
+        faiss: Any = __import__("faiss")  # untyped: its SWIG module has no stubs
+
+        store = self.vectors
+        if not store.flags.c_contiguous:
+            store = np.ascontiguousarray(store)
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        cand = np.ascontiguousarray(candidates, dtype=np.int64)
+        n, width = cand.shape
+        kk = min(k, width)
+        scores, ids = np.empty((n, kk), np.float32), np.empty((n, kk), np.int64)
+        faiss.knn_inner_products_by_idx(
+            faiss.swig_ptr(q), faiss.swig_ptr(store), faiss.swig_ptr(cand), self.full_dim, n, len(store), width, kk,
+            faiss.swig_ptr(scores), faiss.swig_ptr(ids), width,  # the last: the candidates' row stride
+        )
+        scores[ids < 0] = -np.inf
+        return SearchHits(ids, scores)
+
+    def _rerank_numpy(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+        r = self.rerank_dim or self.full_dim
         q = normalise(queries[:, :r])
         out_ids = np.full((len(q), min(k, candidates.shape[1])), -1, dtype=np.int64)
         out_scores = np.full(out_ids.shape, -np.inf, dtype=np.float32)
@@ -140,7 +198,7 @@ class FunnelIndex:
             valid = cand >= 0
             rows = np.where(valid, cand, 0)
             flat = np.unique(rows)  # read each row once (and in order, for a memory-mapped store)
-            vecs = normalise(store[flat, :r])[np.searchsorted(flat, rows)]
+            vecs = normalise(self.decoded(flat)[:, :r])[np.searchsorted(flat, rows)]
             scores = np.einsum("qd,qnd->qn", q[start : start + step], vecs)
             scores[~valid] = -np.inf
             order = np.argsort(-scores, axis=1, kind="stable")[:, : out_ids.shape[1]]
@@ -163,21 +221,27 @@ class FunnelIndex:
         from .. import __version__
 
         return {
-            "format": FORMAT, "version": VERSION, "created_by": f"mrl-plugins {__version__}",
+            "format": FORMAT, "version": 2 if self.store_dtype == "int8" else 1,
+            "created_by": f"mrl-plugins {__version__}",
             "model": None if self.model is None else {"name": self.model.name, "probe": list(self.model.probe)},
             "full_dim": self.full_dim, "shortlist_dim": self.shortlist_dim, "rerank_dim": self.rerank_dim,
             "index": {"name": backend_name, "params": backend_params}, "count": self.count,
-            "store_dtype": self.store_dtype,
+            "store_dtype": self.store_dtype, "normalised": self.normalised,
         }
 
-    def save(self, folder: str | Path, *, texts: Path | None = None) -> Path:
-        """Write the index into ``folder`` (created; it must not hold files already)."""
+    def save(self, folder: str | Path, *, texts: Path | None = None, shortlist: int | None = None) -> Path:
+        """Write the index into ``folder`` (created; it must not hold files already); ``shortlist``
+        is the default shortlist ``mrl-run search`` reranks (the run's serving choice)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.shortlist.save(folder / "shortlist.index")
         np.save(folder / "vectors.npy", self.vectors)
+        if self.ranges is not None:
+            np.save(folder / "store_ranges.npy", self.ranges)
         manifest = self.manifest(self.backend.name, self.backend.params.model_dump(mode="json"))
         manifest["texts"] = texts is not None
+        if shortlist is not None:
+            manifest["shortlist"] = shortlist
         tmp = folder / ".manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp, folder / "manifest.json")  # written last: a folder without it is not an index
@@ -192,10 +256,15 @@ class FunnelIndex:
         index.full_dim, index.shortlist_dim, index.rerank_dim = m["full_dim"], m["shortlist_dim"], m["rerank_dim"]
         index.backend, index.store_dtype = backend, m["store_dtype"]
         index.model = ModelStamp(m["model"]["name"], tuple(m["model"]["probe"])) if m.get("model") else None
-        index._chunks = []
+        index._chunks, index.normalised, index.ranges = [], bool(m.get("normalised", False)), None
         try:
             index.shortlist = backend.load(folder / "shortlist.index", m["shortlist_dim"])
             index._vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
+            if index.store_dtype == "int8":
+                index.ranges = np.load(folder / "store_ranges.npy")
+                if index.ranges.shape != (2, index.full_dim) or index.ranges.dtype != np.float32:
+                    raise ValueError(f"store_ranges.npy holds {index.ranges.dtype} {index.ranges.shape}, "
+                                     f"expected float32 (2, {index.full_dim})")
         except UserError:
             raise
         except Exception as exc:
@@ -208,6 +277,20 @@ class FunnelIndex:
                 "folder is corrupt or incomplete; rebuild it with 'mrl-run index'."
             )
         return index
+
+
+def quantize_int8(vectors: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """sentence-transformers' ``quantize_embeddings(precision="int8", ranges=...)``: 256 steps
+    between each dimension's calibrated minimum and maximum, as int8 (values outside are clipped)."""
+    starts, steps = ranges[0], (ranges[1] - ranges[0]) / 255
+    codes = (vectors - starts) / np.where(steps > 0, steps, 1.0) - 128
+    return np.clip(np.round(codes), -128, 127).astype(np.int8)
+
+
+def dequantize_int8(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """The float32 vectors int8 codes stand for (each code the centre of its step)."""
+    starts, steps = ranges[0], (ranges[1] - ranges[0]) / 255
+    return (np.asarray(codes, dtype=np.float32) + 128) * steps + starts
 
 
 def _pad(hits: SearchHits, k: int) -> SearchHits:
@@ -245,8 +328,10 @@ class Manifest(BaseModel):
     rerank_dim: int = Field(ge=1)
     index: _Backend
     count: int = Field(ge=0)
-    store_dtype: Literal["float32", "float16"]
+    store_dtype: Literal["float32", "float16", "int8"]
     texts: bool = False
+    normalised: bool = False
+    shortlist: int | None = Field(None, ge=1)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -284,7 +369,8 @@ def check_index_folder(folder: Path) -> dict[str, Any]:
     Returns the manifest; anything wrong is one message that says to rebuild."""
     m = read_manifest(folder)
     rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
-    needed = ["shortlist.index", "vectors.npy", *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
+    needed = ["shortlist.index", "vectors.npy", *(["store_ranges.npy"] if m["store_dtype"] == "int8" else []),
+              *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{folder}: {', '.join(missing)} missing (the manifest needs them); the folder is incomplete; "

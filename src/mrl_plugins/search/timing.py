@@ -3,6 +3,13 @@
 Every configuration is timed in the same rounds as the reference (exact full-dimension float32
 search), interleaved, after a warm-up; a configuration's ratio is its median time over the
 reference's median time in the same run. Absolute milliseconds are context only.
+
+A ratio is only as fair as the kernels under both sides: FAISS's wheels bundle their own OpenBLAS,
+which on some CPUs picks a generic kernel (threadpoolctl's ``architecture``) while numpy's runs a
+tuned one. :func:`blas_summary` says which libraries, kernels and thread counts a measurement ran
+on; every search comparison records it, and the benchmark prints it. Where FAISS's OpenBLAS
+misdetects the CPU, ``OPENBLAS_CORETYPE=Haswell`` (or the CPU's family) set before the process
+starts makes it use the tuned kernel.
 """
 
 from __future__ import annotations
@@ -55,6 +62,28 @@ def measure(
         name: Timing(statistics.median(singles[name]) * 1e3, statistics.median(batches[name]) * 1e3)
         for name in searches
     }
+
+
+def blas_summary() -> str:
+    """The BLAS libraries loaded in this process, with the kernel each runs and its threads, and
+    the OpenMP threads FAISS uses: ``faiss OpenBLAS 0.3.15 (Zen kernel, 2 threads); numpy OpenBLAS
+    0.3.31 (Haswell kernel, 2 threads); OpenMP 2 threads``."""
+    import faiss  # noqa: F401  (loaded, so that its BLAS is listed)
+    from threadpoolctl import threadpool_info
+
+    parts = []
+    for lib in threadpool_info():
+        if lib.get("user_api") != "blas":
+            continue
+        path = str(lib.get("filepath", ""))
+        owner = "faiss" if "faiss" in path else "numpy" if "numpy" in path else "scipy" if "scipy" in path else "other"
+        kernel = f"{lib['architecture']} kernel, " if lib.get("architecture") else ""
+        parts.append(f"{owner} {lib.get('internal_api', lib.get('prefix'))} {lib.get('version') or ''}".rstrip()
+                     + f" ({kernel}{lib.get('num_threads')} threads)")
+    openmp = next((lib.get("num_threads") for lib in threadpool_info() if lib.get("user_api") == "openmp"), None)
+    if openmp is not None:
+        parts.append(f"OpenMP {openmp} threads")
+    return "; ".join(parts) or "no BLAS library reported by threadpoolctl"
 
 
 def search_cost(timing: Timing, reference: Timing, *, index_bytes: float, rerank_bytes: float = 0.0) -> SearchCost:
