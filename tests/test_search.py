@@ -358,20 +358,29 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     mrl_json = json.loads((tmp_path / "out" / "model" / "mrl.json").read_text())
     assert "### Serving" in card and mrl_json["serving"]["label"] in card
     assert "recall@10 vs exact" in report and "◆" in report and "Timed on: " in report and "faiss openblas" in report
-    # mrl-run index RUN builds the run's serving choice: its width, backend, store and shortlist
-    from mrl_plugins.evidence.decisions import index_setting, index_width
+    # mrl-run index RUN builds the run's serving choice: plant one (the binary + int8 baseline at 16 dims, all
+    # else dearer) so that the choice is a funnel setting whatever this tiny run measured
+    from mrl_plugins.evidence.decisions import index_setting
 
+    chosen = "funnel(mrl, index=binary, shortlist=40, store=int8)"
+    for columns in (results.models, results.validation):
+        for key, column in columns.items():
+            for d in list(column.costs or {}):
+                if key == chosen:
+                    column.metrics[d] = dict(column.metrics[32])
+                else:
+                    column.costs[d] = column.costs[d].model_copy(update={"index_bytes": 10_000.0})
+    (tmp_path / "out" / "results.json").write_text(results.to_json())
     setting = index_setting(results)
+    assert (setting.column, setting.dim, setting.index, setting.store) == (chosen, 8, "binary", "int8")
     corpus = write_jsonl(tmp_path / "docs.jsonl", [{"text": r["positive"]} for r in toy_pairs(60)])
     code, out, err = cli("index", tmp_path / "out", corpus, "-o", tmp_path / "idx")
-    assert code == 0, err
+    assert code == 0 and "the run's serving choice" in out, err
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    if setting is not None and setting.component == "funnel":
-        assert "the run's serving choice" in out
-        assert (manifest["shortlist_dim"], manifest["index"]["name"], manifest["store_dtype"], manifest["shortlist"]) \
-            == (setting.dim, setting.index, setting.store, setting.shortlist)
-    else:
-        assert manifest["shortlist_dim"] == index_width(results)
+    assert (manifest["shortlist_dim"], manifest["index"]["name"], manifest["store_dtype"], manifest["shortlist"]) \
+        == (8, "binary", "int8", 40)
+    code, out, err = cli("search", tmp_path / "idx", toy_pairs(60)[0]["anchor"], "-k", 3, "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 3, err  # reranked from the index's own shortlist (40)
 
 
 def test_search_comparisons_are_checked_at_validate(tiny_recipe, recipe_path):
