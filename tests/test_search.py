@@ -97,6 +97,9 @@ def test_an_int8_store_reranks_close_to_float_in_a_quarter_of_the_bytes(vectors,
     assert manifest["version"] == 2 and manifest["store_dtype"] == "int8"  # older readers say "upgrade"
     loaded = open_index(tmp_path / "idx", registry=isolated_registry()).index
     assert np.array_equal(loaded.search(queries, 10, shortlist=100).ids, index.search(queries, 10, shortlist=100).ids)
+    _, candidates = index.shortlist.search(queries, 100)  # the C++ rerank of decoded codes = the numpy one
+    fast, slow = index._rerank_int8(queries, candidates, 10), index._rerank_numpy(queries, candidates, 10)
+    assert np.array_equal(fast.ids, slow.ids) and np.allclose(fast.scores, slow.scores, atol=1e-6)
     (tmp_path / "idx" / "store_ranges.npy").unlink()
     with pytest.raises(UserError, match=r"store_ranges\.npy missing"):
         open_index(tmp_path / "idx", registry=isolated_registry())

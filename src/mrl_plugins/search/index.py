@@ -12,10 +12,11 @@ The rerank runs in FAISS's C++ (``knn_inner_products_by_idx``: the same inner pr
 that ``IndexRefineFlat`` runs over its refine index, here over the rerank store itself), so that a
 store memory-mapped from disk is reranked in place: FAISS's ``IndexRefine`` would need the full
 vectors in RAM as an index of their own, and cannot refine a binary shortlist at all. Vectors are
-stored unit-length at full width, so the C++ inner product is the cosine. A store of another
-dtype (``float16``; ``int8``, sentence-transformers' calibrated scalar quantiser with ranges from
-the first vectors added, a quarter of float32's bytes) or a rerank at fewer dimensions than the
-full width is reranked in numpy, cosine at ``rerank_dim`` of the decoded vectors.
+stored unit-length at full width, so the C++ inner product is the cosine. An ``int8`` store
+(sentence-transformers' calibrated scalar quantiser, ranges from the first vectors added, a
+quarter of float32's bytes) decodes the candidates' rows to unit float32 and reranks that block
+the same way. A ``float16`` store, or a rerank at fewer dimensions than the full width, is
+reranked in numpy: cosine at ``rerank_dim`` of the decoded vectors.
 
 A saved index is a folder: ``manifest.json`` (format version, model, dimensions, backend,
 count), the backend's ``shortlist.index``, ``vectors.npy`` (memory-mapped when loaded, so a large
@@ -163,16 +164,21 @@ class FunnelIndex:
         return _pad(self._rerank(queries, ids, k), k)
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
-        if self.store_dtype == "float32" and self.rerank_dim == self.full_dim and self.normalised:
-            return self._rerank_faiss(normalise(queries), candidates, k)
+        if self.rerank_dim == self.full_dim and self.normalised:
+            if self.store_dtype == "float32":
+                return self._rerank_faiss(normalise(queries), candidates, k)
+            if self.store_dtype == "int8":
+                return self._rerank_int8(normalise(queries), candidates, k)
         return self._rerank_numpy(queries, candidates, k)
 
-    def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+    def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int,
+                      store: np.ndarray | None = None) -> SearchHits:
         """Inner products with the candidates' stored unit vectors and the top k, in FAISS's C++
-        (parallel over queries): no Python per query, the store read in place."""
+        (parallel over queries): no Python per query, the store read in place. Candidates are
+        row ids into ``store`` (the index's vectors by default), -1 only at the end of a row."""
         faiss: Any = __import__("faiss")  # untyped: its SWIG module has no stubs
 
-        store = self.vectors
+        store = self.vectors if store is None else store
         if not store.flags.c_contiguous:
             store = np.ascontiguousarray(store)
         q = np.ascontiguousarray(q, dtype=np.float32)
@@ -186,6 +192,23 @@ class FunnelIndex:
         )
         scores[ids < 0] = -np.inf
         return SearchHits(ids, scores)
+
+    def _rerank_int8(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+        """The int8 store: the candidates' codes decoded to unit float32 rows once (a block of
+        ~64 MB at a time), then the same C++ rerank over that block."""
+        n, width = candidates.shape
+        out_ids, out_scores = [], []
+        step = max(1, (64 << 20) // max(1, width * self.full_dim * 4))
+        for start in range(0, n, step):
+            cand = candidates[start : start + step]
+            valid = cand >= 0
+            rows = np.where(valid, cand, 0).reshape(-1)
+            block = normalise(self.decoded(rows))
+            local = np.where(valid, np.arange(cand.size, dtype=np.int64).reshape(cand.shape), -1)
+            hits = self._rerank_faiss(q[start : start + step], local, k, store=block)
+            out_ids.append(np.where(hits.ids >= 0, rows[np.maximum(hits.ids, 0)], -1))
+            out_scores.append(hits.scores)
+        return SearchHits(np.concatenate(out_ids), np.concatenate(out_scores))
 
     def _rerank_numpy(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         r = self.rerank_dim or self.full_dim
