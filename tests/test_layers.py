@@ -123,7 +123,7 @@ def test_only_the_run_folder_owner_spells_its_layout():
 def test_the_core_names_no_builtin_index_backend():
     from typing import get_args
 
-    from mrl_plugins.search.index import StoreDtype
+    from mrl_plugins.search.folder import StoreDtype
     from mrl_plugins.testing import isolated_registry
 
     # "int8" is also a dtype of the rerank store, which the core names (the store is the core's, not a backend)

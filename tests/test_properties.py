@@ -67,7 +67,7 @@ def json_mutation(draw, value):
 @pytest.fixture(scope="module")
 def index_folder(tmp_path_factory) -> Path:
     from mrl_plugins.search import FunnelIndex, normalise
-    from mrl_plugins.search.index import TextStore
+    from mrl_plugins.search.folder import TextStore
     from mrl_plugins.testing import isolated_registry
 
     folder = tmp_path_factory.mktemp("index") / "idx"

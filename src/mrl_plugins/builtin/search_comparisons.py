@@ -27,7 +27,7 @@ from ..evaluation import overlap_at_k
 from ..evidence.results import overlap_key
 from ..hookspecs import hookimpl
 from ..search import FunnelIndex, measure, search_cost
-from ..search.index import StoreDtype
+from ..search.folder import StoreDtype
 from ..search.timing import blas_summary
 from .comparisons import MODEL_HELP
 
@@ -126,12 +126,10 @@ class Funnel(Comparison[FunnelParams]):
         return own + [Setting(index, {}, store, p.shortlist[-1], baseline=True) for index, store in BASELINES
                       if (index, store) != (p.index, p.store)]
 
-    def column_name(self, setting: Setting | int) -> str:
+    def column_name(self, setting: Setting) -> str:
         """``100``, or ``100 hnsw → 192``, ``200 binary, int8 rescore`` with another index, rerank
         dimension or store."""
         p = self.params
-        if isinstance(setting, int):
-            setting = Setting(p.index, p.index_params, p.store, setting)
         parts = [str(setting.shortlist), *([setting.index] if setting.index != "flat" else [])]
         name = " ".join([*parts, *([f"→ {p.rerank_dim}"] if p.rerank_dim and not setting.baseline else [])])
         return name + (", int8 rescore" if setting.store == "int8" else "")

@@ -21,7 +21,6 @@ from ..evidence.decisions import (
     pareto_front,
     recommended_widths,
     serving_choice,
-    truncation_on_front,
 )
 from ..evidence.results import ENCODE_SPEEDUP, KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
 from ..evidence.rundir import COSTS_PLOT
@@ -150,7 +149,7 @@ def front_sentence(results: RunResults) -> str | None:
         return None
     where = "on validation" if results.chosen_on == "validation" else "on the evaluation set"
     full = results.full_dim
-    if not truncation_on_front(on):
+    if not any(p.truncates(full) for p in front):
         best = max(front, key=lambda p: (p.kept, -p.index_bytes))
         return (f"No configuration that truncates is on the Pareto front {where}: for this model and data every "
                 f"truncated setting measured is beaten on quality, recall, memory and time at once by a full-width "

@@ -9,7 +9,8 @@ plugin registry; :func:`measure` times searches side by side.
 from ..evaluation import normalise
 from .build import IndexedCorpus, build_from_texts, open_index
 from .corpus import CorpusReader
-from .index import FunnelIndex, ModelStamp, SearchHits, TextStore
+from .folder import TextStore
+from .index import FunnelIndex, ModelStamp, SearchHits
 from .timing import Timing, measure, search_cost
 
 __all__ = [

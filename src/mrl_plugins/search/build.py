@@ -16,7 +16,8 @@ from ..components import IndexBackend
 from ..errors import UserError
 from ..models import full_width
 from .corpus import CorpusReader
-from .index import FunnelIndex, ModelStamp, SearchHits, StoreDtype, TextStore, check_index_folder
+from .folder import StoreDtype, TextStore, check_index_folder
+from .index import FunnelIndex, ModelStamp, SearchHits
 
 logger = logging.getLogger("mrl_plugins")
 

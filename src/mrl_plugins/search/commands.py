@@ -20,7 +20,7 @@ from ..errors import UserError, is_disk_full
 from ..evidence.rundir import RunDir
 from ..models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .corpus import FORMATS
-from .index import FORMAT
+from .folder import FORMAT
 
 if TYPE_CHECKING:
     from ..plugins import Registry
@@ -317,7 +317,7 @@ def replace_folder(new: Path, out: Path) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ..checks import device_problems
-    from .index import check_index_folder
+    from .folder import check_index_folder
 
     manifest = check_index_folder(args.index)  # the whole folder, before torch or the model loads
     if args.shortlist is None:

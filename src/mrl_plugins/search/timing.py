@@ -71,8 +71,8 @@ def blas_summary() -> str:
     import faiss  # noqa: F401  (loaded, so that its BLAS is listed)
     from threadpoolctl import threadpool_info
 
-    parts = []
-    for lib in threadpool_info():
+    libraries, parts = threadpool_info(), []
+    for lib in libraries:
         if lib.get("user_api") != "blas":
             continue
         path = str(lib.get("filepath", ""))
@@ -80,7 +80,7 @@ def blas_summary() -> str:
         kernel = f"{lib['architecture']} kernel, " if lib.get("architecture") else ""
         parts.append(f"{owner} {lib.get('internal_api', lib.get('prefix'))} {lib.get('version') or ''}".rstrip()
                      + f" ({kernel}{lib.get('num_threads')} threads)")
-    openmp = next((lib.get("num_threads") for lib in threadpool_info() if lib.get("user_api") == "openmp"), None)
+    openmp = next((lib.get("num_threads") for lib in libraries if lib.get("user_api") == "openmp"), None)
     if openmp is not None:
         parts.append(f"OpenMP {openmp} threads")
     return "; ".join(parts) or "no BLAS library reported by threadpoolctl"

@@ -1,0 +1,171 @@
+"""An index folder on disk: its manifest, the checks of its files, and its text store.
+
+A saved index is a folder: ``manifest.json`` (format version, model, dimensions, backend,
+count), the backend's ``shortlist.index``, ``vectors.npy`` (memory-mapped when loaded, so a large
+index keeps only its shortlist in RAM; ``store_ranges.npy`` beside it for an ``int8`` store) and,
+when built from texts, ``texts.jsonl`` with an ``offsets.npy`` to read any one line. An index
+with an ``int8`` store is format version 2 (older readers say "upgrade"); others stay version 1.
+A folder that does not match its manifest is one clear error that says to rebuild, found before
+any model or torch loads. :class:`~.index.FunnelIndex` reads and writes the arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import UserError
+
+StoreDtype = Literal["float32", "float16", "int8"]
+"""How the rerank vectors are stored (``int8``: codes with ``store_ranges.npy``)."""
+FORMAT = "mrl-plugins-index"
+VERSION = 2
+"""The newest format this code reads and writes; an index is written as version 1 unless it needs 2
+(an ``int8`` store), so that every index an older mrl-plugins can read is still written for it."""
+
+
+class _Stamp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    probe: list[float]
+
+
+class _Backend(BaseModel):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: every key with its type; a folder whose manifest does not parse as this
+    is not an index (checked before any model or torch loads)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    format: Literal["mrl-plugins-index"]
+    version: int = Field(ge=1)
+    created_by: str | None = None
+    model: _Stamp | None = None
+    full_dim: int = Field(ge=1)
+    shortlist_dim: int = Field(ge=1)
+    rerank_dim: int = Field(ge=1)
+    index: _Backend
+    count: int = Field(ge=0)
+    store_dtype: StoreDtype
+    texts: bool = False
+    normalised: bool = False
+    shortlist: int | None = Field(None, ge=1)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; build an index with 'mrl-run index MODEL CORPUS -o {folder}'.")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not an index (no manifest.json); build one with 'mrl-run index'.") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}); {rebuild}.") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise UserError(f"{path} is not an mrl-plugins index manifest (no \"format\": \"{FORMAT}\"); {rebuild}.")
+    if isinstance(m.get("version"), int) and not isinstance(m.get("version"), bool) and m["version"] > VERSION:
+        raise UserError(f"{folder}: index format {m['version']} is newer than this mrl-plugins reads ({VERSION}); "
+                        "upgrade.")
+    try:
+        manifest = Manifest.model_validate(m)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        at = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: '{at}' {first['msg'].lower()} (got {first.get('input')!r:.60}); the manifest is "
+                        f"damaged; {rebuild}.") from None
+    if manifest.shortlist_dim > manifest.full_dim or manifest.rerank_dim > manifest.full_dim:
+        raise UserError(f"{path}: shortlist_dim {manifest.shortlist_dim} and rerank_dim {manifest.rerank_dim} must not "
+                        f"exceed full_dim {manifest.full_dim}; the manifest is damaged; {rebuild}.")
+    return manifest.model_dump(mode="json")
+
+
+def check_index_folder(folder: Path) -> dict[str, Any]:
+    """The whole index folder, checked without loading a model: the manifest (keys and types),
+    the files it needs, the shape and dtype of ``vectors.npy`` and the text store's offsets.
+    Returns the manifest; anything wrong is one message that says to rebuild."""
+    m = read_manifest(folder)
+    rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
+    needed = ["shortlist.index", "vectors.npy", *(["store_ranges.npy"] if m["store_dtype"] == "int8" else []),
+              *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: {', '.join(missing)} missing (the manifest needs them); the folder is incomplete; "
+                        f"{rebuild}.")
+    shape, dtype = npy_header(folder / "vectors.npy", rebuild)
+    if shape != (m["count"], m["full_dim"]) or dtype != np.dtype(m["store_dtype"]):
+        raise UserError(f"{folder}/vectors.npy holds {dtype} {shape}, the manifest says {m['store_dtype']} "
+                        f"({m['count']}, {m['full_dim']}); the folder is damaged; {rebuild}.")
+    if m["texts"]:
+        TextStore(folder).check(m["count"], rebuild)
+    return m
+
+
+def npy_header(path: Path, rebuild: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, and whether its data is all there."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            data_start = fh.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable .npy file ({exc}); {rebuild}.") from None
+    need = int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size - data_start < need:
+        raise UserError(f"{path}: cut short ({path.stat().st_size - data_start:,} of {need:,} data bytes); {rebuild}.")
+    return tuple(shape), dtype
+
+
+# -- corpora: texts in, a line by id out ---------------------------------------------------------
+class TextStore:
+    """The corpus texts of an index as JSON lines, with offsets to read any one line."""
+
+    def __init__(self, folder: Path):
+        self.path, self.offsets_path = folder / "texts.jsonl", folder / "offsets.npy"
+        self._offsets: np.ndarray | None = None
+
+    def write(self, records: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """Write ``(id, text)`` records as they pass through (yields them on)."""
+        offsets = []
+        with open(self.path, "w", encoding="utf-8") as fh:
+            for doc_id, text in records:
+                offsets.append(fh.tell())
+                fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+                yield doc_id, text
+        np.save(self.offsets_path, np.asarray(offsets, dtype=np.int64))
+
+    def check(self, count: int, rebuild: str) -> None:
+        """Offsets for ``count`` documents, starting at 0, increasing, inside ``texts.jsonl``."""
+        shape, dtype = npy_header(self.offsets_path, rebuild)
+        size = self.path.stat().st_size
+        if shape != (count,) or dtype.kind not in "iu":
+            raise UserError(f"{self.offsets_path} holds {dtype} {shape}, expected {count} integer offsets; {rebuild}.")
+        offsets = np.load(self.offsets_path, mmap_mode="r")
+        if count and (offsets[0] != 0 or offsets[-1] >= size or np.any(np.diff(offsets) <= 0)):
+            raise UserError(f"{self.offsets_path} does not match texts.jsonl ({size:,} bytes); the text store is "
+                            f"damaged; {rebuild}.")
+
+    def get(self, rows: Sequence[int]) -> list[dict[str, str]]:
+        if self._offsets is None:
+            self._offsets = np.load(self.offsets_path, mmap_mode="r")
+        out = []
+        with open(self.path, "rb") as fh:
+            for row in rows:
+                fh.seek(int(self._offsets[row]))
+                try:
+                    doc = json.loads(fh.readline())
+                    out.append({"id": str(doc["id"]), "text": str(doc["text"])})
+                except (ValueError, KeyError, TypeError):
+                    raise UserError(f"{self.path}: document {row} cannot be read (the file was changed after the index "
+                                    "was built); rebuild the index with 'mrl-run index'.") from None
+        return out
