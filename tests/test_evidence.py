@@ -84,11 +84,11 @@ def test_a_plugin_returning_plain_means_is_told_it_has_no_intervals_and_per_quer
 def test_a_third_party_backend_measures_its_funnel_and_reaches_the_report(plugin_run):
     results = RunDir.open(plugin_run).results()
     funnel = results.models["funnel(mrl, index=brute, shortlist=20)"]
-    assert funnel.label == "MRL · funnel 20 brute" and funnel.params["index"] == "brute"
+    assert funnel.label == "MRL · funnel (brute) 20" and funnel.params["index"] == "brute"
     points = [p for p in decisions.operating_points(results) if p.component == "funnel"]
     # its own settings, and the full-width baselines measured beside them
     assert {(p.index, p.shortlist) for p in points} == {("brute", 10), ("brute", 20), ("binary", 20), ("hnsw", 20)}
-    assert "MRL · funnel 20 brute" in (plugin_run / "report.md").read_text()
+    assert "MRL · funnel (brute) 20" in (plugin_run / "report.md").read_text()
     # served through it when it is the cheapest that keeps the quality: the card names it, from its parameters
     from mrl_plugins.present.card import card_section
 

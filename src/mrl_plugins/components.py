@@ -262,6 +262,103 @@ class ShortlistIndex(abc.ABC):
         """Vectors added so far."""
 
 
+@dataclass
+class SearchHits:
+    """Per query, the ``k`` best corpus ids (-1 pads a short list) and their scores."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    """The run's serving choice, as an engine needs it to write its own serving snippet."""
+
+    dim: int
+    full_dim: int
+    shortlist: int
+    rerank_dim: int
+    store: str
+    index: str
+    """The index backend the run measured it with (a built-in FAISS one, or an engine's)."""
+    index_params: Mapping[str, Any]
+    kept: float
+    """Share of exact full-width quality kept (held out)."""
+    recall: float | None
+    """overlap@k with exact full-width search (held out), when measured."""
+    k: int
+
+
+@dataclass(frozen=True)
+class ServingSnippet:
+    """How to serve the choice in one engine: a titled code block and a sentence under it."""
+
+    title: str
+    language: str
+    code: str
+    note: str = ""
+
+
+class SearchIndex(abc.ABC):
+    """A corpus's vectors held by one engine and searched as a funnel: the ``shortlist`` best
+    candidates by the first ``shortlist_dim`` dimensions (re-normalised), reranked by cosine at
+    ``rerank_dim``. The core builds, searches, times, saves and reopens every index through this
+    contract: :class:`~mrl_plugins.search.FunnelIndex` (a shortlist index of any backend, with
+    the full vectors and the rerank held in process) is one; an engine that stores the vectors and
+    reranks inside its own query (PostgreSQL + pgvector) is another.
+
+    Ids are row numbers in the order vectors were added, scores cosine similarities at the
+    dimension that ranked them (the rerank width after a rerank; the shortlist width, or what the
+    shortlist index scores, without one)."""
+
+    full_dim: int
+    shortlist_dim: int
+    rerank_dim: int | None
+    store_dtype: str
+    model: Any
+    """Which model embedded the corpus (a :class:`~mrl_plugins.search.ModelStamp`), or ``None``."""
+
+    @abc.abstractmethod
+    def add(self, embeddings: np.ndarray, texts: list[str] | None = None) -> None:
+        """Append full-dimension float32 embeddings (ids continue from :attr:`count`); ``texts``,
+        when given, are the documents, for an engine that stores them beside the vectors."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, k: int, shortlist: int | None = None) -> SearchHits:
+        """The ``k`` best documents per query: the ``shortlist`` best candidates reranked at
+        ``rerank_dim``, or the shortlist index's own top ``k`` when ``shortlist`` is ``None``."""
+
+    @property
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Vectors added so far."""
+
+    @abc.abstractmethod
+    def index_bytes(self) -> float:
+        """Bytes per vector the shortlist index holds (structure included)."""
+
+    @abc.abstractmethod
+    def rerank_bytes(self) -> float:
+        """Bytes per vector read to rerank (the stored vectors)."""
+
+    @abc.abstractmethod
+    def save(self, folder: Path, *, texts: Path | None = None, shortlist: int | None = None) -> Path:
+        """Write the index folder: ``manifest.json`` (see :mod:`mrl_plugins.search.folder`) last,
+        and whatever the engine keeps locally; ``shortlist`` is ``mrl-run search``'s default."""
+
+    @abc.abstractmethod
+    def decoded(self) -> np.ndarray:
+        """Every stored full-width vector as float32 ``(count, full_dim)``, in id order (what
+        ``mrl-run demo --index`` searches in process)."""
+
+    def facts(self) -> dict[str, Any]:
+        """What a run records about the engine that measured a column (version, server…)."""
+        return {}
+
+    def close(self) -> None:
+        """Release connections, and drop what an unsaved index left in its engine."""
+
+
 class IndexBackend(Component[P]):
     """A search engine for shortlists of truncated vectors: creates and loads indexes.
 
@@ -269,6 +366,11 @@ class IndexBackend(Component[P]):
     built-in one: ``exact`` (its search is exhaustive float32 inner product, the reference of
     every speed ratio and the plain truncation) and ``quantized`` (what ``mrl-run index --index
     NAME --quantize PRECISION`` builds instead).
+
+    A backend of this class builds a *shortlist* index (:meth:`create`, :meth:`load`); the core's
+    :class:`~mrl_plugins.search.FunnelIndex` holds the full vectors beside it and reranks. An
+    engine that stores the vectors and reranks inside one query derives from :class:`Engine`
+    instead and returns the whole funnel from :meth:`funnel` and :meth:`open`.
     """
 
     exact: ClassVar[bool] = False
@@ -276,6 +378,8 @@ class IndexBackend(Component[P]):
     quantized: ClassVar[Mapping[str, tuple[str, Mapping[str, Any]]]] = {}
     """Precision → (backend, parameters) holding this backend's vectors at that precision, e.g.
     ``{"int8": ("hnsw", {"storage": "int8"})}`` for HNSW."""
+    stores: ClassVar[frozenset[str]] = frozenset({"float32", "float16", "int8"})
+    """The dtypes of rerank vectors (``--store``, a funnel's ``store``) the backend can hold."""
 
     @abc.abstractmethod
     def create(self, dim: int) -> ShortlistIndex:
@@ -284,6 +388,56 @@ class IndexBackend(Component[P]):
     @abc.abstractmethod
     def load(self, path: Path, dim: int) -> ShortlistIndex:
         """The index :meth:`ShortlistIndex.save` wrote to ``path``."""
+
+    def funnel(self, full_dim: int, shortlist_dim: int, *, rerank_dim: int | None = None,
+               store_dtype: str = "float32", model: Any = None, replace: bool = False) -> SearchIndex:
+        """An empty funnel index: by default the core's :class:`~mrl_plugins.search.FunnelIndex`
+        over this backend's shortlist index. ``replace`` allows an engine to replace what it
+        already holds under the same name (``mrl-run index --overwrite``)."""
+        from .search.index import FunnelIndex
+
+        return FunnelIndex(full_dim, shortlist_dim, self, rerank_dim=rerank_dim,
+                           store_dtype=store_dtype, model=model)  # type: ignore[arg-type]
+
+    def open(self, folder: Path, manifest: Mapping[str, Any], *, mmap: bool = True) -> SearchIndex:
+        """The index saved in ``folder`` (its ``manifest.json`` already read and checked)."""
+        from .search.index import FunnelIndex
+
+        return FunnelIndex.load(folder, self, mmap=mmap)
+
+    @classmethod
+    def serving_snippet(cls, choice: ServingChoice, measured: Mapping[str, Any]) -> ServingSnippet | None:
+        """The model card's snippet for serving ``choice`` in this engine (e.g. the SQL of a
+        database), or ``None`` (the default: the card's Python snippet covers the in-process
+        funnel). ``measured`` maps the run's search columns measured by this backend (key →
+        ``{"dim", "shortlist", "kept", "recall", "params"}``) so the snippet can cite them."""
+        return None
+
+    def discard(self, folder: Path, manifest: Mapping[str, Any]) -> None:
+        """Remove what a saved index keeps outside its folder (an engine's table) before the folder
+        is replaced; default: nothing, everything is in the folder."""
+
+
+class Engine(IndexBackend[P]):
+    """An index backend that owns the whole funnel: it stores the full vectors, builds its own
+    shortlist index and reranks inside its own query (a database with vector search). It
+    implements :meth:`funnel` and :meth:`open` (and usually :meth:`discard`); it has no separate
+    shortlist index, so :meth:`create` and :meth:`load` are not used."""
+
+    def create(self, dim: int) -> ShortlistIndex:
+        raise TypeError(f"index engine '{self.name}' holds the whole funnel; use funnel(), not create()")
+
+    def load(self, path: Path, dim: int) -> ShortlistIndex:
+        raise TypeError(f"index engine '{self.name}' holds the whole funnel; use open(), not load()")
+
+    @abc.abstractmethod
+    def funnel(self, full_dim: int, shortlist_dim: int, *, rerank_dim: int | None = None,
+               store_dtype: str = "float32", model: Any = None, replace: bool = False) -> SearchIndex:
+        """An empty funnel index held by the engine (see :meth:`IndexBackend.funnel`)."""
+
+    @abc.abstractmethod
+    def open(self, folder: Path, manifest: Mapping[str, Any], *, mmap: bool = True) -> SearchIndex:
+        """The saved index ``folder`` names (its manifest says where the engine holds it)."""
 
 
 class Command(Component[P]):
@@ -369,7 +523,7 @@ KINDS: dict[str, Kind] = {
 
 __all__ = [
     "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
-    "DimSchedule", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext", "ParamInfo", "Params",
-    "Role", "SearchCost", "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart",
-    "WarmStartContext", "missing_methods", "param_infos",
+    "DimSchedule", "Engine", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext", "ParamInfo",
+    "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "ServingChoice", "ServingSnippet", "ShortlistIndex",
+    "TextSide", "ValidationContext", "Variant", "WarmStart", "WarmStartContext", "missing_methods", "param_infos",
 ]

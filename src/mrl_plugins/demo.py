@@ -37,8 +37,12 @@ K = 10
 def search_settings(registry: Any) -> dict[str, str]:
     """What the page offers: plain truncation, and a funnel through every registered index
     backend (built-in or a plugin's), by name."""
+    from .components import Engine
+
     out = {TRUNCATE: "Truncated: exact search of the first d dims"}
     for name in registry.names("index"):
+        if issubclass(registry.get("index", name), Engine):
+            continue  # a database engine loads a table per click; the page searches in process
         out[name] = f"Funnel, {name}: shortlist of d dims in {name}, rerank at full"
     return out
 
@@ -123,7 +127,7 @@ class DemoData:
                 f"{index_dir} was built with '{stamp.name}', which is none of the run's models "
                 f"({', '.join(labels)}); build it from the run: 'mrl-run index {run_dir} CORPUS -o {index_dir}'."
             )
-        vectors = corpus.index.decoded()  # float32 (an int8 store decoded)
+        vectors = corpus.index.decoded()  # float32 (an int8 store decoded, an engine's read from its table)
         model = DemoModel(match, labels.get(match, match), locations.get(match, stamp.name), vectors)
         ids = [str(i) for i in range(len(vectors))]
         return cls(run_dir, results, ids, None, {match: model}, {}, text_of=corpus.texts.get if corpus.texts else None)
@@ -198,13 +202,11 @@ class Searcher:
         self.indexes: dict[tuple[str, int, str], Any] = {}
 
     def index(self, model: str, dim: int, setting: str) -> Any:
-        from .search import FunnelIndex
-
         key = (model, dim, setting)
         if key not in self.indexes:
             vectors = self.data.models[model].corpus
             backend = self.registry.exact_index() if setting == TRUNCATE else setting
-            index = FunnelIndex(vectors.shape[1], dim, self.registry.build("index", backend))
+            index = self.registry.build("index", backend).funnel(vectors.shape[1], dim)
             index.add(vectors)
             index.search(vectors[:1], K, shortlist=None if setting == TRUNCATE else K)  # warm up: first calls are slow
             self.indexes[key] = index

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, ValidationContext
+from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, SearchIndex, ValidationContext
 from ..evaluation import overlap_at_k
 from ..evidence.results import overlap_key
 from ..hookspecs import hookimpl
@@ -71,8 +71,9 @@ class FunnelParams(SearchParams):
     index_params: dict[str, Any] = Field(default_factory=dict,
                                          description="The backend's parameters, e.g. { m = 32 } for hnsw.")
     rerank_dim: int | None = Field(None, gt=0, description="Rerank at this dimension (default: the full dimension).")
-    store: Literal["float32", "int8"] = Field(
-        "float32", description='The vectors reranked with: "float32", or "int8" codes (a quarter of the bytes).')
+    store: StoreDtype = Field(
+        "float32", description='The vectors reranked with: "float32", "float16", or "int8" codes (a quarter of the '
+                               "bytes), where the index backend holds them.")
     baselines: bool = Field(True, description="Also measure binary codes + int8 rescore and an HNSW shortlist (at "
                                               "the largest shortlist, every width): the settings to beat, full width "
                                               "included.")
@@ -116,7 +117,8 @@ class Funnel(Comparison[FunnelParams]):
     measured_with = frozenset({"timing_queries"})  # each column names its shortlist size
 
     def label(self, models: Mapping[str, str]) -> str:
-        return f"{models[self.params.model]} · funnel"
+        index = self.params.index
+        return f"{models[self.params.model]} · funnel" + (f" ({index})" if index != FunnelParams().index else "")
 
     def settings(self) -> list[Setting]:
         p = self.params
@@ -130,13 +132,18 @@ class Funnel(Comparison[FunnelParams]):
         """``100``, or ``100 hnsw → 192``, ``200 binary, int8 rescore`` with another index, rerank
         dimension or store."""
         p = self.params
-        parts = [str(setting.shortlist), *([setting.index] if setting.index != "flat" else [])]
+        parts = [str(setting.shortlist), *([setting.index] if setting.baseline and setting.index != "flat" else [])]
         name = " ".join([*parts, *([f"→ {p.rerank_dim}"] if p.rerank_dim and not setting.baseline else [])])
         return name + (", int8 rescore" if setting.store == "int8" else "")
 
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
         problems = check_backend(ctx, p.index, p.index_params)
+        if not problems and ctx.registry is not None:
+            stores = ctx.registry.build("index", p.index, p.index_params).stores
+            if p.store not in stores:
+                problems.append(f"store: '{p.index}' holds rerank vectors as {', '.join(sorted(stores))}, not "
+                                f"{p.store}.")
         if p.shortlist[0] < ctx.k:
             problems.append(f"shortlist: {p.shortlist[0]} is smaller than k = {ctx.k}; a shortlist must hold the "
                             "top k.")
@@ -151,31 +158,64 @@ class Funnel(Comparison[FunnelParams]):
         settings = self.settings()
         ranked: dict[Setting, dict[int, np.ndarray]] = {s: {} for s in settings}
         searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
-        indexes: dict[tuple[Setting, int], FunnelIndex] = {}
-        for s in settings:
-            backend = ctx.index_backend(s.index, s.index_params)
-            for d in ctx.dims:
-                index = indexes[s, d] = build(backend, corpus, d, None if s.baseline else p.rerank_dim, s.store)
-                ranked[s][d] = index.search(queries, ctx.k, shortlist=s.shortlist).ids
-                searches[s, d] = lambda q, index=index, n=s.shortlist: index.search(q, ctx.k, shortlist=n)
-        timings = measure(searches, queries, single=p.timing_queries)
-        facts = {"timing": blas_summary()}
-        return [
-            Column(
-                self.column_name(s),
-                with_overlap(ctx.score_ranked(ranked[s]), ranked[s], exact_ids, ctx.k),
-                {d: search_cost(timings[s, d], timings["exact"], index_bytes=indexes[s, d].index_bytes(),
-                                rerank_bytes=indexes[s, d].rerank_bytes()) for d in ctx.dims},
-                params=s.params(p.index_params), facts=facts,
-            )
-            for s in settings
-        ]
+        indexes: dict[tuple[Setting, int], SearchIndex] = {}
+        built = Built(corpus)
+        try:
+            for s in settings:
+                for d in ctx.dims:
+                    index = indexes[s, d] = built.get(ctx, s.index, s.index_params, d,
+                                                      None if s.baseline else p.rerank_dim, s.store)
+                    ranked[s][d] = index.search(queries, ctx.k, shortlist=s.shortlist).ids
+                    searches[s, d] = lambda q, index=index, n=s.shortlist: index.search(q, ctx.k, shortlist=n)
+            timings = measure(searches, queries, single=p.timing_queries)
+            return [
+                Column(
+                    self.column_name(s),
+                    with_overlap(ctx.score_ranked(ranked[s]), ranked[s], exact_ids, ctx.k),
+                    {d: search_cost(timings[s, d], timings["exact"], index_bytes=indexes[s, d].index_bytes(),
+                                    rerank_bytes=indexes[s, d].rerank_bytes()) for d in ctx.dims},
+                    params=s.params(p.index_params), facts=column_facts(indexes[s, ctx.dims[-1]]),
+                )
+                for s in settings
+            ]
+        finally:
+            built.close()
+
+
+def column_facts(index: SearchIndex) -> dict[str, Any]:
+    """The BLAS the process runs, and what the engine that held the index says of itself."""
+    return {"timing": blas_summary(), **({"engine": index.facts()} if index.facts() else {})}
+
+
+class Built:
+    """The indexes one comparison builds, each once: the shortlist sizes of a setting search the
+    same index (an engine's table is loaded and indexed once, not once per shortlist), all
+    closed at the end (an engine drops its tables)."""
+
+    def __init__(self, corpus: np.ndarray):
+        self.corpus = corpus
+        self.indexes: dict[tuple[Any, ...], SearchIndex] = {}
+
+    def get(self, ctx: ComparisonContext, name: str, params: dict[str, Any], dim: int, rerank_dim: int | None,
+            store: StoreDtype = "float32") -> SearchIndex:
+        key = (name, repr(sorted(params.items())), dim, rerank_dim, store)
+        if key not in self.indexes:
+            self.indexes[key] = build(ctx.index_backend(name, params), self.corpus, dim, rerank_dim, store)
+        return self.indexes[key]
+
+    def close(self) -> None:
+        for index in self.indexes.values():
+            index.close()
 
 
 def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int | None,
-          store: StoreDtype = "float32") -> FunnelIndex:
-    index = FunnelIndex(corpus.shape[1], dim, backend, rerank_dim=rerank_dim, store_dtype=store)
-    index.add(corpus)
+          store: StoreDtype = "float32") -> SearchIndex:
+    index = backend.funnel(corpus.shape[1], dim, rerank_dim=rerank_dim, store_dtype=store)
+    try:
+        index.add(corpus)
+    except BaseException:
+        index.close()
+        raise
     return index
 
 
@@ -195,6 +235,10 @@ def _both() -> list[Precision]:
 
 
 class QuantizeParams(SearchParams):
+    index: str = Field("flat", description="The index backend whose quantised forms are searched (its 'quantized' "
+                                           'precisions: "flat" offers int8 and binary; a plugin engine its own).')
+    index_params: dict[str, Any] = Field(default_factory=dict, description="Parameters added to each quantised "
+                                                                         "backend's, e.g. { dsn = \"…\" }.")
     precisions: list[Precision] = Field(
         default_factory=_both, description='Which codes: "int8" (scalar quantiser), "binary" (sign bits).')
     rescore_multiplier: int = Field(4, ge=1,
@@ -209,7 +253,30 @@ class Quantize(Comparison[QuantizeParams]):
     measured_with = frozenset({"timing_queries", "precisions"})  # each column names its precision
 
     def label(self, models: Mapping[str, str]) -> str:
-        return f"{models[self.params.model]} · quantize"
+        index = self.params.index
+        return f"{models[self.params.model]} · quantize" + (f" ({index})" if index != QuantizeParams().index else "")
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        p = self.params
+        if ctx.registry is None:
+            return []
+        problems = check_backend(ctx, p.index, {})
+        if problems:
+            return problems
+        offered = ctx.registry.quantizations()
+        for precision in p.precisions:
+            if (p.index, precision) not in offered:
+                problems.append(f"precisions: '{p.index}' offers no {precision} codes; it offers "
+                                f"{', '.join(q for i, q in offered if i == p.index) or 'none'}.")
+            else:
+                target, params = offered[p.index, precision]
+                problems += check_backend(ctx, target, {**params, **p.index_params})
+        return problems
+
+    def backend_of(self, ctx: ComparisonContext, precision: str) -> tuple[str, dict[str, Any]]:
+        cls = type(ctx.index_backend(self.params.index, {}))
+        target, params = cls.quantized[precision]
+        return target, {**params, **self.params.index_params}
 
     def run(self, ctx: ComparisonContext) -> list[Column]:
         p = self.params
@@ -220,28 +287,35 @@ class Quantize(Comparison[QuantizeParams]):
         searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
         costs: dict[str, dict[int, tuple[float, float]]] = {}
         params: dict[str, dict[str, Any]] = {}
-        for precision in p.precisions:
-            backend = ctx.index_backend(precision)
-            for d in ctx.dims:
-                index = build(backend, corpus, d, d)  # rescoring uses the float vectors of the same dimension
-                # the rescore reads float vectors of the same width: said in the label ("at same width")
-                for name, n in ((precision, None), (f"{precision} + rescore at same width", shortlist)):
-                    params[name] = {"precision": precision, "rescore": n is not None}
-                    ranked.setdefault(name, {})[d] = index.search(queries, ctx.k, shortlist=n).ids
-                    searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
-                    costs.setdefault(name, {})[d] = (index.index_bytes(), index.rerank_bytes() if n else 0.0)
-        timings = measure(searches, queries, single=p.timing_queries)
-        facts = {"timing": blas_summary()}
-        return [
-            Column(
-                name,
-                with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
-                {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
-                 for d, (ib, rb) in costs[name].items()},
-                params=params[name], facts=facts,
-            )
-            for name in ranked
-        ]
+        facts: dict[str, dict[str, Any]] = {}
+        built = Built(corpus)
+        own = p.index != QuantizeParams.model_fields["index"].default  # the label names it
+        try:
+            for precision in p.precisions:
+                target, target_params = self.backend_of(ctx, precision)
+                for d in ctx.dims:
+                    # rescoring uses the float vectors of the same dimension: said in the label ("at same width")
+                    index = built.get(ctx, target, target_params, d, d)
+                    for name, n in ((precision, None), (f"{precision} + rescore at same width", shortlist)):
+                        params[name] = {"precision": precision, "rescore": n is not None,
+                                        **({"index": p.index} if own else {})}
+                        ranked.setdefault(name, {})[d] = index.search(queries, ctx.k, shortlist=n).ids
+                        searches[f"{name}/{d}"] = lambda q, index=index, n=n: index.search(q, ctx.k, shortlist=n)
+                        costs.setdefault(name, {})[d] = (index.index_bytes(), index.rerank_bytes() if n else 0.0)
+                        facts[name] = column_facts(index)
+            timings = measure(searches, queries, single=p.timing_queries)
+            return [
+                Column(
+                    name,
+                    with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
+                    {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
+                     for d, (ib, rb) in costs[name].items()},
+                    params=params[name], facts=facts[name],
+                )
+                for name in ranked
+            ]
+        finally:
+            built.close()
 
 
 @hookimpl

@@ -8,7 +8,15 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from ..evidence.decisions import basis, example_width, recommended_widths, serving_choice, truncation_on_front
+from ..evidence.decisions import (
+    OperatingPoint,
+    basis,
+    example_width,
+    operating_points,
+    recommended_widths,
+    serving_choice,
+    truncation_on_front,
+)
 from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
 from ..run_models import MRL
 from .render import markdown_table
@@ -55,9 +63,42 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
     measured = (f"The run measured it with the `{index}` shortlist index"
                 + (" and int8 rerank vectors" if point.store != "float32" else "") if index else "The run measured it")
     approximate = f"{measured}; the numpy above shortlists exactly"
-    return section, {"lines": section.lines, "funnel": point.component == "funnel" and bool(point.shortlist),
+    funnel = point.component == "funnel" and bool(point.shortlist)
+    return section, {"lines": section.lines, "funnel": funnel,
                      "dim": point.dim, "shortlist": point.shortlist, "rerank": rerank, "rerank_dim": rerank_dim,
-                     "flags": flags, "approximate": approximate}
+                     "flags": flags, "approximate": approximate,
+                     "snippets": engine_snippets(results, point, rerank_dim) if funnel else []}
+
+
+def engine_snippets(results: RunResults, point: OperatingPoint, rerank_dim: int) -> list[dict[str, str]]:
+    """Each installed index backend's own way to serve the choice (a database's SQL), with the
+    run's columns it measured: asked of every registered backend, none named here."""
+    from ..components import ServingChoice
+    from ..plugins import load_registry
+
+    try:
+        registry = load_registry()
+    except Exception:  # a card is still written when the plugins cannot be loaded
+        return []
+    choice = ServingChoice(
+        dim=point.dim, full_dim=results.full_dim, shortlist=int(point.shortlist or 0), rerank_dim=rerank_dim,
+        store=point.store, index=str(point.params.get("index") or registry.exact_index()),
+        index_params=dict(point.params.get("index_params") or {}), kept=point.kept, recall=point.overlap,
+        k=results.k,
+    )
+    points = operating_points(results)
+    out = []
+    for name in registry.names("index"):
+        measured = {p.column: {"dim": p.dim, "shortlist": p.shortlist, "kept": p.kept, "recall": p.overlap,
+                               "params": p.params} for p in points if p.params.get("index") == name}
+        try:
+            snippet = registry.get("index", name).serving_snippet(choice, measured)
+        except Exception:
+            continue
+        if snippet is not None:
+            out.append({"title": snippet.title, "language": snippet.language, "code": snippet.code,
+                        "note": snippet.note})
+    return out
 
 
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:

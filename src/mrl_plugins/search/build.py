@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..components import IndexBackend
+from ..components import IndexBackend, SearchIndex
 from ..errors import UserError
 from ..models import full_width
 from .corpus import CorpusReader
 from .folder import StoreDtype, TextStore, check_index_folder
-from .index import FunnelIndex, ModelStamp, SearchHits
+from .index import ModelStamp, SearchHits
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -25,35 +25,42 @@ logger = logging.getLogger("mrl_plugins")
 def build_from_texts(
     model: Any, model_name: str, corpus: CorpusReader, folder: Path, *, backend: IndexBackend,
     shortlist_dim: int, rerank_dim: int | None = None, store_dtype: StoreDtype = "float32",
-    batch_size: int = 256, progress: bool = True, shortlist: int | None = None,
-) -> FunnelIndex:
+    batch_size: int = 256, progress: bool = True, shortlist: int | None = None, replace: bool = False,
+) -> SearchIndex:
     """Encode the corpus with ``model`` and save a funnel index (with its texts) in ``folder``.
     The corpus is read once, front to back; documents go to the text store as they are read.
-    ``shortlist``, when given, is recorded as the index's default for ``mrl-run search``."""
+    ``shortlist``, when given, is recorded as the index's default for ``mrl-run search``. The
+    backend makes the index (:meth:`~mrl_plugins.components.IndexBackend.funnel`): the core's
+    funnel, or an engine's that holds it all; a build that fails is closed, and an engine drops
+    what it had loaded."""
     from tqdm.auto import tqdm
 
     from ..evaluation import encode_texts
 
     full_dim = full_width(model)
-    index = FunnelIndex(full_dim, shortlist_dim, backend, rerank_dim=rerank_dim, store_dtype=store_dtype,
-                        model=ModelStamp.of(model, model_name))
-    folder.mkdir(parents=True, exist_ok=True)
-    store = TextStore(folder)
-    batch: list[str] = []
-    with tqdm(total=corpus.approximate_rows(), unit="doc", desc="encoding", disable=not progress) as bar:
-        for _, text in store.write(corpus):
-            batch.append(text)
-            if len(batch) == batch_size:
-                index.add(encode_texts(model, batch, role="document", batch_size=batch_size))
+    index = backend.funnel(full_dim, shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
+                           model=ModelStamp.of(model, model_name), replace=replace)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        store = TextStore(folder)
+        batch: list[str] = []
+        with tqdm(total=corpus.approximate_rows(), unit="doc", desc="encoding", disable=not progress) as bar:
+            for _, text in store.write(corpus):
+                batch.append(text)
+                if len(batch) == batch_size:
+                    index.add(encode_texts(model, batch, role="document", batch_size=batch_size), batch)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                index.add(encode_texts(model, batch, role="document", batch_size=batch_size), batch)
                 bar.update(len(batch))
-                batch = []
-        if batch:
-            index.add(encode_texts(model, batch, role="document", batch_size=batch_size))
-            bar.update(len(batch))
-    corpus.report()
-    if index.count == 0:
-        raise UserError(f"{corpus.name}: every document of the corpus is empty; nothing to index.")
-    index.save(folder, texts=store.path, shortlist=shortlist)
+        corpus.report()
+        if index.count == 0:
+            raise UserError(f"{corpus.name}: every document of the corpus is empty; nothing to index.")
+        index.save(folder, texts=store.path, shortlist=shortlist)
+    except BaseException:
+        index.close()  # an engine's unsaved table is dropped: nothing half-built is left behind
+        raise
     return index
 
 
@@ -61,7 +68,7 @@ def build_from_texts(
 class IndexedCorpus:
     """A saved index with its texts: search by query text, get documents back."""
 
-    index: FunnelIndex
+    index: SearchIndex
     texts: TextStore | None
     manifest: dict[str, Any]
     folder: Path
@@ -82,14 +89,17 @@ class IndexedCorpus:
         return [{**doc, "score": float(s)} for doc, s in zip(found, hits.scores[row][: len(ids)])]
 
 
-def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True) -> IndexedCorpus:
-    """Load a saved index; its backend comes from the plugin registry, by the manifest's name."""
+def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True,
+               params: dict[str, Any] | None = None) -> IndexedCorpus:
+    """Load a saved index; its backend comes from the plugin registry, by the manifest's name,
+    with the manifest's parameters (``params`` overrides some: ``--dsn`` names another server)."""
     from ..plugins import ComponentParamsError, load_registry
 
     folder = Path(folder)
     manifest = check_index_folder(folder)
     registry = registry or load_registry()
-    name, params = manifest["index"]["name"], manifest["index"]["params"]
+    name = manifest["index"]["name"]
+    params = {**manifest["index"]["params"], **(params or {})}
     try:
         backend = registry.build("index", name, params)
     except ComponentParamsError as exc:
@@ -98,6 +108,6 @@ def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True) -
         raise UserError(f"{folder}/manifest.json: {exc} The index was built with a backend that is not installed "
                         "here; install the plugin that provides it, or rebuild the index with "
                         "'mrl-run index'.") from None
-    index = FunnelIndex.load(folder, backend, mmap=mmap)
+    index = backend.open(folder, manifest, mmap=mmap)
     texts = TextStore(folder) if manifest.get("texts") and (folder / "texts.jsonl").is_file() else None
     return IndexedCorpus(index, texts, manifest, folder)

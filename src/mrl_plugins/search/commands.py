@@ -71,6 +71,10 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
                        "hnsw with int8; 'mrl-run plugins' lists the backends).")
     index.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
                        help="A backend parameter (TOML value), e.g. --index-param m=48 (see 'mrl-run plugins -v').")
+    index.add_argument("--dsn", help="Connection string of the database server an index engine uses (e.g. "
+                       "--index pgvector --dsn postgresql://user@host/db; default: the engine's own, e.g. an embedded "
+                       "server it starts). Passwords are better kept in PGPASSWORD or ~/.pgpass: the index folder "
+                       "records the string without one.")
     index.add_argument("--rerank-dim", type=positive, help="Rerank at this dimension (default: full).")
     index.add_argument("--store", choices=["float32", "float16", "int8"],
                        help="Dtype of the rerank vectors (default: the run's serving choice, else float32; int8 is a "
@@ -97,6 +101,8 @@ def search_arguments(search: argparse.ArgumentParser) -> None:
                         help="Candidates to rerank (default: the one the index was built for, else 100; 0: no "
                         "rerank).")
     search.add_argument("--model", help="Embed queries with this model (default: the one that built the index).")
+    search.add_argument("--dsn", help="Connection string of the database server holding the index, when an index "
+                        "engine's server moved (default: the one recorded in the index folder).")
     search.add_argument("--device", default="auto")
     search.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
 
@@ -151,6 +157,7 @@ def backend_for(registry: Registry, name: str, quantize: str | None,
             raise UserError(f"--quantize {quantize} does not combine with --index {name}; "
                             f"these do: {', '.join(f'--index {i} --quantize {q}' for i, q in offered)}.")
         name, params = offered[(name, quantize)]
+        params = dict(params)
     for item in assignments:
         key, sep, text = item.partition("=")
         if not sep:
@@ -238,9 +245,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         args.store = args.store or args.setting.store
     args.store = args.store or "float32"
     name, params = backend_for(registry, args.index or registry.exact_index(), args.quantize, args.index_param)
+    if args.dsn:
+        params["dsn"] = args.dsn
     if args.setting is not None and name == args.setting.index:  # and the backend parameters it was measured with
         params = {**(args.setting.params.get("index_params") or {}), **params}
     backend = make_backend(registry, name, params)
+    if args.store not in backend.stores:
+        raise UserError(f"--store {args.store}: index backend '{name}' holds rerank vectors as "
+                        f"{', '.join(sorted(backend.stores))}; choose one of those.")
     out: Path = args.output
     for flag, value in (("--dim", args.dim), ("--rerank-dim", args.rerank_dim)):
         if value is not None and full is not None and value > full:
@@ -277,8 +289,9 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
         index = build_from_texts(
             model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
             store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
-            shortlist=args.setting.shortlist if args.setting is not None else None,
+            shortlist=args.setting.shortlist if args.setting is not None else None, replace=args.overwrite,
         )
+        discard_old(out)
         replace_folder(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -297,6 +310,25 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
           f"({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} ({args.store})"
           f"{chosen}.")
     return 0
+
+
+def discard_old(out: Path) -> None:
+    """Before an index replaces ``out``: what the old one keeps outside its folder (an engine's
+    table) is removed by its backend; an old index whose backend is not installed keeps it (said)."""
+    if not _is_index(out):
+        return
+    from ..plugins import load_registry
+    from .folder import read_manifest
+
+    manifest = read_manifest(out)
+    name = manifest["index"]["name"]
+    try:
+        backend = load_registry().build("index", name, manifest["index"]["params"])
+    except Exception as exc:
+        logger.warning("the index in %s was built with '%s', which cannot be loaded here (%s); anything it keeps "
+                       "outside the folder is left as it is", out, name, exc)
+        return
+    backend.discard(out, manifest)
 
 
 def replace_folder(new: Path, out: Path) -> None:
@@ -333,7 +365,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .build import open_index
     from .index import ModelStamp
 
-    corpus = open_index(args.index)
+    corpus = open_index(args.index, params={"dsn": args.dsn} if args.dsn else None)
     recorded = corpus.index.model.name if corpus.index.model else None
     name = args.model or recorded
     if name is None:

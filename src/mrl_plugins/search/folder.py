@@ -7,6 +7,10 @@ when built from texts, ``texts.jsonl`` with an ``offsets.npy`` to read any one l
 with an ``int8`` store is format version 2 (older readers say "upgrade"); others stay version 1.
 A folder that does not match its manifest is one clear error that says to rebuild, found before
 any model or torch loads. :class:`~.index.FunnelIndex` reads and writes the arrays.
+
+An index held by an engine (a database: :class:`~mrl_plugins.components.Engine`) says
+``"engine": true`` and is format version 3: its folder holds the manifest (whose backend
+parameters say where the engine keeps the vectors) and the text store, nothing else.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from ..errors import UserError
 StoreDtype = Literal["float32", "float16", "int8"]
 """How the rerank vectors are stored (``int8``: codes with ``store_ranges.npy``)."""
 FORMAT = "mrl-plugins-index"
-VERSION = 2
+VERSION = 3
 """The newest format this code reads and writes; an index is written as version 1 unless it needs 2
-(an ``int8`` store), so that every index an older mrl-plugins can read is still written for it."""
+(an ``int8`` store) or 3 (held by an engine), so that every index an older mrl-plugins can read is
+still written for it."""
 
 
 class _Stamp(BaseModel):
@@ -58,6 +63,8 @@ class Manifest(BaseModel):
     texts: bool = False
     normalised: bool = False
     shortlist: int | None = Field(None, ge=1)
+    engine: bool = False
+    """The vectors and the shortlist index live in the backend's engine, not in the folder."""
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -95,12 +102,17 @@ def check_index_folder(folder: Path) -> dict[str, Any]:
     Returns the manifest; anything wrong is one message that says to rebuild."""
     m = read_manifest(folder)
     rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
-    needed = ["shortlist.index", "vectors.npy", *(["store_ranges.npy"] if m["store_dtype"] == "int8" else []),
-              *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
+    arrays = [] if m["engine"] else ["shortlist.index", "vectors.npy",
+                                     *(["store_ranges.npy"] if m["store_dtype"] == "int8" else [])]
+    needed = [*arrays, *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{folder}: {', '.join(missing)} missing (the manifest needs them); the folder is incomplete; "
                         f"{rebuild}.")
+    if m["engine"]:  # the engine checks its own side when the index opens
+        if m["texts"]:
+            TextStore(folder).check(m["count"], rebuild)
+        return m
     shape, dtype = npy_header(folder / "vectors.npy", rebuild)
     if shape != (m["count"], m["full_dim"]) or dtype != np.dtype(m["store_dtype"]):
         raise UserError(f"{folder}/vectors.npy holds {dtype} {shape}, the manifest says {m['store_dtype']} "

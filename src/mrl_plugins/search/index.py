@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..components import IndexBackend, ShortlistIndex
+from ..components import IndexBackend, SearchHits, SearchIndex, ShortlistIndex
 from ..errors import UserError
 from ..evaluation import normalise
 from .folder import FORMAT, StoreDtype, read_manifest
@@ -59,15 +59,7 @@ class ModelStamp:
 
 
 @dataclass
-class SearchHits:
-    """Per query, the ``k`` best corpus ids (-1 pads a short list) and their scores."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-
-
-@dataclass
-class FunnelIndex:
+class FunnelIndex(SearchIndex):
     """Shortlist at ``shortlist_dim`` in a backend's index; rerank at ``rerank_dim``."""
 
     full_dim: int
@@ -95,8 +87,9 @@ class FunnelIndex:
         self.shortlist = self.backend.create(self.shortlist_dim)
 
     # -- building ------------------------------------------------------------------------------
-    def add(self, embeddings: np.ndarray) -> None:
-        """Append full-dimension embeddings (ids continue from :attr:`count`)."""
+    def add(self, embeddings: np.ndarray, texts: list[str] | None = None) -> None:
+        """Append full-dimension embeddings (ids continue from :attr:`count`); the texts are kept
+        by the index folder's text store, not here."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.full_dim:
             raise UserError(f"expected embeddings of shape (n, {self.full_dim}), got {embeddings.shape}.")
@@ -240,7 +233,7 @@ class FunnelIndex:
             "store_dtype": self.store_dtype, "normalised": self.normalised,
         }
 
-    def save(self, folder: str | Path, *, texts: Path | None = None, shortlist: int | None = None) -> Path:
+    def save(self, folder: Path, *, texts: Path | None = None, shortlist: int | None = None) -> Path:
         """Write the index into ``folder`` (created; it must not hold files already); ``shortlist``
         is the default shortlist ``mrl-run search`` reranks (the run's serving choice)."""
         folder = Path(folder)
