@@ -302,7 +302,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def part_b(real: np.ndarray, n: int, n_queries: int, seed: int) -> None:
+def gaussian_like(real: np.ndarray, n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n vectors from a Gaussian with the real embeddings' mean and covariance, re-normalised, and
+    queries = corpus vectors + half-scale noise drawn the same way: for speed, not quality."""
     from mrl_plugins.search import normalise
 
     rng = np.random.default_rng(seed)
@@ -318,10 +320,15 @@ def part_b(real: np.ndarray, n: int, n_queries: int, seed: int) -> None:
             out[s : s + len(z)] = normalise(z @ transform + mean)
         return out
 
-    t0 = time.perf_counter()
     corpus = draw(n)
     picked = rng.choice(n, n_queries, replace=False)
-    queries = normalise(corpus[picked] + 0.5 * (draw(n_queries) - mean))
+    return corpus, normalise(corpus[picked] + 0.5 * (draw(n_queries) - mean))
+
+
+def part_b(real: np.ndarray, n: int, n_queries: int, seed: int) -> None:
+    full = real.shape[1]
+    t0 = time.perf_counter()
+    corpus, queries = gaussian_like(real, n, n_queries, seed)
     print(f"\n(b) {n:,} synthetic vectors drawn from N(mean, covariance of the {len(real):,} real embeddings), "
           f"re-normalised; {n_queries:,} queries = corpus vectors + half-scale noise ({time.perf_counter() - t0:.0f} s)"
           "; speed only\n", flush=True)

@@ -328,7 +328,7 @@ def test_a_recipe_with_a_pgvector_funnel_puts_its_columns_in_results_report_and_
     assert pg.costs[8].rerank_bytes == 32 * 4 + 8 and pg.costs[8].index_bytes > 0
     assert faiss.metrics[8]["overlap@10"] == pytest.approx(pg.metrics[8]["overlap@10"], abs=0.2)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "pgvector" in report
+    assert "| MRL · funnel (pgvector) 40 | 8 |" in report and "pgvector: pgvector 0.8" in report  # the engine named
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "CREATE INDEX" in card and "hnsw.ef_search" in card
 

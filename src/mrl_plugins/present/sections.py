@@ -162,8 +162,18 @@ def front_sentence(results: RunResults) -> str | None:
 
 def timing_sentence(results: RunResults) -> str | None:
     """Which BLAS libraries, kernels and threads the query times were measured on."""
-    timing = next((m.facts["timing"] for m in results.search_columns().values() if m.facts.get("timing")), None)
-    return f"Timed on: {timing}." if timing else None
+    columns = results.search_columns().values()
+    timing = next((m.facts["timing"] for m in columns if m.facts.get("timing")), None)
+    engines = sorted({engine_words(m.facts["engine"]) for m in columns if isinstance(m.facts.get("engine"), dict)})
+    words = "; ".join([*([timing] if timing else []), *engines])
+    return f"Timed on: {words}." if words else None
+
+
+def engine_words(facts: dict) -> str:
+    """An engine's facts as a run recorded them (``facts.engine`` of its columns), in words:
+    ``pgvector: pgvector 0.8.6, postgresql 18.6, server embedded, m 16, …``."""
+    name = str(facts.get("name", "engine"))
+    return f"{name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in facts.items() if k != "name")
 
 
 def describe(row: OperatingPoint, results: RunResults) -> str:

@@ -272,10 +272,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, backend: Any, name: str, out: Path,
            full: int | None, chars_per_token: int) -> int:
+    from ..components import Engine
     from ..models import full_width, load_model, pick_device
     from .build import build_from_texts
 
-    if full is not None:
+    if full is not None and not isinstance(backend, Engine):  # an engine keeps the vectors on its own server
         size = corpus.path.stat().st_size if corpus.kind == "file" else 0
         check_room(out, corpus.approximate_rows(), size, full, args.dim or full, args.store)
     model = load_model(model_ref, device=pick_device(args.device))

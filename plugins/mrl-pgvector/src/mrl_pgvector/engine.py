@@ -247,8 +247,14 @@ class PgFunnel(SearchIndex):
             if exists:
                 conn.execute(f'DROP TABLE "{table}"')
             conn.execute(sql.create_table())
-        except BaseException:
+        except BaseException as exc:
             index.close()
+            import psycopg
+
+            if isinstance(exc, psycopg.Error):  # e.g. no CREATE on the schema (PostgreSQL 15 on: only its owner)
+                raise UserError(f"PostgreSQL at {server.where} refused to create table {table} "
+                                f"({' '.join(str(exc).split())}); nothing was changed. Grant this user CREATE on "
+                                "the schema, or connect as one who has it.") from None
             raise
         return index
 
