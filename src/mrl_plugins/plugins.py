@@ -260,7 +260,7 @@ class Registry:
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(map(str, first["loc"]))
-            detail = (f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'].lower()} "
+            detail = (f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'][:1].lower() + first['msg'][1:]} "
                       "(see 'mrl-run plugins -v' for its parameters).")
             raise ComponentParamsError(f"{KINDS[kind].noun} '{name}' refused {dict(params or {})}: {detail}",
                                        key=key, detail=detail) from None

@@ -233,8 +233,10 @@ def test_server_errors_are_one_message_and_exit_2(tiny_model_dir, corpus_file, t
             "body"]
     code, _, err = cli(*base, "--dsn", f"postgresql://postgres@/postgres?host={tmp_path}/nowhere")
     assert code == 2 and "cannot reach PostgreSQL at" in err and "Traceback" not in err
-    code, _, err = cli(*base, "--dsn", pg_uri.replace("postgres:@", "nobody:secret@"))
-    assert code == 2 and "refused the login" in err and "secret" not in err
+    code, _, err = cli(*base, "--dsn", pg_uri.replace("postgres:@", "nobody:@"))
+    assert code == 2 and "refused the login" in err and "Traceback" not in err
+    code, _, err = cli(*base, "--dsn", pg_uri.replace("postgres:@", "postgres:secret@"))
+    assert code == 2 and "holds a password" in err and "PGPASSWORD" in err and "secret" not in err
     with psycopg.connect(pg_uri, autocommit=True) as conn:  # a database without pgvector, a user who may not create it
         conn.execute("DROP DATABASE IF EXISTS plain")
         conn.execute("CREATE DATABASE plain")

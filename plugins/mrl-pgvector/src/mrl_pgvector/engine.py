@@ -71,6 +71,22 @@ class PgvectorParams(Params):
                            description="HNSW candidate list while searching (raised to the shortlist when smaller).")
     copy_batch: int = Field(10000, ge=1, description="Rows per binary COPY batch while loading.")
 
+    @field_validator("dsn")
+    @classmethod
+    def _no_password(cls, dsn: str | None) -> str | None:
+        if dsn:
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                parts = conninfo_to_dict(dsn)
+            except Exception as exc:
+                raise ValueError(f"not a PostgreSQL connection string ({exc})") from None
+            if parts.get("password"):
+                raise ValueError("holds a password, which would be written into the run's results and the index "
+                                 "folder; keep it in PGPASSWORD or ~/.pgpass (or put the whole string in "
+                                 "MRL_PGVECTOR_DSN, which is never recorded)")
+        return dsn
+
     @field_validator("table")
     @classmethod
     def _identifier(cls, name: str | None) -> str | None:
