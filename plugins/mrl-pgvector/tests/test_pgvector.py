@@ -147,6 +147,10 @@ def test_index_search_and_reopen_give_the_same_answers(tiny_model_dir, corpus_fi
     assert again == first  # reopened (a new process would reopen the same way): identical ids and scores
     by_dsn = cli("search", tmp_path / "idx", target["positive"], "-k", 3, "--shortlist", 60, "--json", "--dsn", pg_uri)
     assert by_dsn[1] == first  # the same table through a connection string
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "faiss", "--text-column", "body")
+    assert code == 0, err
+    code, _, err = cli("search", tmp_path / "faiss", "audio", "--dsn", pg_uri)
+    assert code == 2 and "only an index held by a database engine has a server" in err
     corpus = open_index(tmp_path / "idx")
     vectors = corpus.index.decoded()
     assert vectors.shape == (120, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)

@@ -73,8 +73,8 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
                        help="A backend parameter (TOML value), e.g. --index-param m=48 (see 'mrl-run plugins -v').")
     index.add_argument("--dsn", help="Connection string of the database server an index engine uses (e.g. "
                        "--index pgvector --dsn postgresql://user@host/db; default: the engine's own, e.g. an embedded "
-                       "server it starts). Passwords are better kept in PGPASSWORD or ~/.pgpass: the index folder "
-                       "records the string without one.")
+                       "server it starts). It is recorded in the index folder, so a password in it is refused: "
+                       "keep that in PGPASSWORD or ~/.pgpass.")
     index.add_argument("--rerank-dim", type=positive, help="Rerank at this dimension (default: full).")
     index.add_argument("--store", choices=["float32", "float16", "int8"],
                        help="Dtype of the rerank vectors (default: the run's serving choice, else float32; int8 is a "
@@ -353,6 +353,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .folder import check_index_folder
 
     manifest = check_index_folder(args.index)  # the whole folder, before torch or the model loads
+    if args.dsn and not manifest.get("engine"):
+        raise UserError(f"--dsn: {args.index} keeps its vectors in its folder ({manifest['index']['name']}); only an "
+                        "index held by a database engine has a server to point at. Leave out --dsn.")
     if args.shortlist is None:
         args.shortlist = manifest.get("shortlist") or 100
     if args.shortlist and args.shortlist < args.k:
