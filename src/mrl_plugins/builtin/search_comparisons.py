@@ -184,7 +184,8 @@ class Funnel(Comparison[FunnelParams]):
 
 def column_facts(index: SearchIndex) -> dict[str, Any]:
     """The BLAS the process runs, and what the engine that held the index says of itself."""
-    return {"timing": blas_summary(), **({"engine": index.facts()} if index.facts() else {})}
+    engine = index.facts()  # an engine's asks its server: once
+    return {"timing": blas_summary(), **({"engine": engine} if engine else {})}
 
 
 class Built:
