@@ -11,7 +11,8 @@ trap 'echo "setup.sh: failed at line $LINENO; nothing after it was installed." >
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
-packages=(-e ".[offline,demo,test,export,sweep]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot -e plugins/mrl-pgvector)
+packages=(-e ".[offline,demo,test,export,sweep]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot -e plugins/mrl-pgvector
+          -e plugins/mrl-ray)
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.mrl-installed

@@ -12,7 +12,7 @@ are in :mod:`mrl_plugins.contexts`, re-exported here.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import argparse
 
     import torch
+
+    from .executors import EmbedJob, ShardTask, ShardVectors
 
 
 class Params(BaseModel):
@@ -296,6 +298,30 @@ class IndexBackend(Component[P]):
         is replaced; default: nothing, everything is in the folder."""
 
 
+class Executor(Component[P]):
+    """Runs ``mrl-run embed``'s encoding: shard texts in, shard vectors out, in this process
+    (``local``, built in: one device, or sentence-transformers' multi-process pool over several),
+    or on a cluster (``ray`` in ``plugins/mrl-ray``; a Spark or Dask executor the same way). The
+    core reads and checks the corpus, writes each shard's texts, and writes, records and checks
+    the vectors an executor yields, so every executor leaves the same shards and manifest.
+    ``mrl-run embed --executor NAME`` picks one; ``--executor-param KEY=VALUE`` sets its
+    parameters (``--processes``, ``--devices`` and ``--address`` are shorthands for the
+    parameters of those names)."""
+
+    @abc.abstractmethod
+    def embed(self, job: EmbedJob, tasks: Sequence[ShardTask],
+              progress: Callable[[int], None]) -> Iterator[tuple[ShardTask, ShardVectors]]:
+        """Embed every task's texts (read them with :func:`~mrl_plugins.executors.shard_texts`,
+        encode them with :meth:`~mrl_plugins.executors.EmbedJob.encode`) and yield each task
+        with its vectors, in any order, as soon as it is done; call ``progress(n)`` as ``n``
+        more texts are embedded. ``model`` work happens here: load it with
+        :meth:`~mrl_plugins.executors.EmbedJob.load_model` where the work runs."""
+
+    def describe(self) -> str:
+        """How the work is spread, for the console (e.g. "2 processes on cpu")."""
+        return self.name
+
+
 class Engine(IndexBackend[P]):
     """An index backend that owns the whole funnel: it stores the full vectors, builds its own
     shortlist index and reranks inside its own query (a database with vector search). It
@@ -395,13 +421,15 @@ KINDS: dict[str, Kind] = {
         Kind("index", "register_index_backends", IndexBackend, "index backend"),
         Kind("objective", "register_objectives", Objective, "training objective"),
         Kind("command", "register_commands", Command, "command"),
+        Kind("executor", "register_executors", Executor, "executor"),
     )
 }
 
 
 __all__ = [
     "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
-    "DimSchedule", "Engine", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext", "ParamInfo",
-    "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "ServingChoice", "ServingSnippet", "ShortlistIndex",
-    "TextSide", "ValidationContext", "Variant", "WarmStart", "WarmStartContext", "missing_methods", "param_infos",
+    "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext",
+    "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "ServingChoice", "ServingSnippet",
+    "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart", "WarmStartContext", "missing_methods",
+    "param_infos",
 ]

@@ -46,10 +46,13 @@ def index_ir_set(ir: IRSet) -> tuple[list[str], list[str], list[set[int]]]:
 
 
 def encode_texts(model: Any, texts: list[str], *, role: str, batch_size: int = 64,
-                 progress: bool = False) -> np.ndarray:
-    """Full-dimension float32 embeddings; ``role`` picks the model's query or document prompt."""
+                 progress: bool = False, pool: Any = None) -> np.ndarray:
+    """Full-dimension float32 embeddings; ``role`` picks the model's query or document prompt;
+    ``pool`` (sentence-transformers' multi-process pool) spreads the work over its processes."""
     fn = getattr(model, f"encode_{role}", None) or model.encode
-    kwargs = dict(batch_size=batch_size, convert_to_numpy=True, show_progress_bar=progress)
+    kwargs: dict[str, Any] = dict(batch_size=batch_size, convert_to_numpy=True, show_progress_bar=progress)
+    if pool is not None:
+        kwargs["pool"] = pool
     ctx = getattr(model, "truncate_embeddings", None)
     if ctx is not None:  # a saved model may carry a default truncate_dim: evaluate at full width
         with ctx(None):

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Command, Comparison, DataSource, DimSchedule, IndexBackend, Loss, Objective, WarmStart
+    from .components import (
+        Command,
+        Comparison,
+        DataSource,
+        DimSchedule,
+        Executor,
+        IndexBackend,
+        Loss,
+        Objective,
+        WarmStart,
+    )
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
@@ -61,3 +71,8 @@ def register_objectives(register: Register[Objective]) -> None:
 @hookspec
 def register_commands(register: Register[Command]) -> None:
     """Register Command classes: subcommands of ``mrl-run`` (the built-in ones are registered so too)."""
+
+
+@hookspec
+def register_executors(register: Register[Executor]) -> None:
+    """Register Executor classes: where ``mrl-run embed`` encodes shards (this process, a cluster …)."""

@@ -31,6 +31,7 @@ from .components import (
     Component,
     DataSource,
     DimSchedule,
+    Executor,
     IndexBackend,
     Loss,
     Objective,
@@ -70,6 +71,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.index_backends",
     "mrl_plugins.builtin.objectives",
     "mrl_plugins.builtin.commands",
+    "mrl_plugins.builtin.executors",
 )
 
 
@@ -204,6 +206,8 @@ class Registry:
     @overload
     def get(self, kind: Literal["command"], name: str) -> type[Command[Any]]: ...
     @overload
+    def get(self, kind: Literal["executor"], name: str) -> type[Executor[Any]]: ...
+    @overload
     def get(self, kind: str, name: str) -> type[Component[Any]]: ...
 
     def get(self, kind: str, name: str) -> type[Component[Any]]:
@@ -244,6 +248,8 @@ class Registry:
     def build(self, kind: Literal["objective"], name: str, params: ParamsArg = None) -> Objective[Any]: ...
     @overload
     def build(self, kind: Literal["command"], name: str, params: ParamsArg = None) -> Command[Any]: ...
+    @overload
+    def build(self, kind: Literal["executor"], name: str, params: ParamsArg = None) -> Executor[Any]: ...
     @overload
     def build(self, kind: str, name: str, params: ParamsArg = None) -> Component[Any]: ...
 

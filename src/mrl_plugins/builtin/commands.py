@@ -121,6 +121,23 @@ class Index(Command):
         return commands.cmd_index(args)
 
 
+class Embed(Command):
+    """Embed a corpus once into resumable shards (any size; every device of a machine; a cluster via an executor)."""
+
+    name = "embed"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from ..search.embed import embed_arguments
+
+        embed_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..search.embed import cmd_embed
+
+        setup_logging()
+        return cmd_embed(args)
+
+
 class Search(Command):
     """Search an index built by 'mrl-run index'."""
 
@@ -199,7 +216,7 @@ class Sweep(Command):
         return cmd_sweep(args)
 
 
-BUILTIN = (Run, Validate, Plugins, Publish, Report, Index, Search, Demo, Export, Sweep)
+BUILTIN = (Run, Validate, Plugins, Publish, Report, Embed, Index, Search, Demo, Export, Sweep)
 
 
 @hookimpl

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..components import IndexBackend, SearchIndex
 from ..errors import UserError
 from ..models import full_width
 from .corpus import CorpusReader
+from .embeddings import EmbeddingsDir
 from .folder import StoreDtype, TextStore, check_index_folder
-from .index import ModelStamp, SearchHits
+from .index import FunnelIndex, ModelStamp, SearchHits
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -42,6 +45,8 @@ def build_from_texts(
                            model=ModelStamp.of(model, model_name), replace=replace)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(index, FunnelIndex):
+            index.spool(folder)  # the full vectors go to disk as they come: memory holds the shortlist index
         store = TextStore(folder)
         batch: list[str] = []
         with tqdm(total=corpus.approximate_rows(), unit="doc", desc="encoding", disable=not progress) as bar:
@@ -60,6 +65,49 @@ def build_from_texts(
         index.save(folder, texts=store.path, shortlist=shortlist)
     except BaseException:
         index.close()  # an engine's unsaved table is dropped: nothing half-built is left behind
+        raise
+    return index
+
+
+def build_from_embeddings(
+    embeddings: EmbeddingsDir, manifest: dict[str, Any], folder: Path, *, backend: IndexBackend,
+    shortlist_dim: int, rerank_dim: int | None = None, store_dtype: StoreDtype = "float32",
+    batch_size: int = 256, progress: bool = True, shortlist: int | None = None, replace: bool = False,
+) -> SearchIndex:
+    """The same index as :func:`build_from_texts`, from ``mrl-run embed``'s shards: nothing is
+    encoded. Shards are read one at a time (memory-mapped) and added ``batch_size`` rows at a time
+    (the same blocks a build from texts adds, so an ``int8`` store is calibrated on the same first
+    vectors); the full vectors are written to the index folder as they are read."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    stamp = ModelStamp(manifest["model"]["name"], tuple(manifest["model"]["probe"]))
+    index = backend.funnel(manifest["full_dim"], shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
+                           model=stamp, replace=replace)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(index, FunnelIndex):
+            index.spool(folder)
+        store = TextStore(folder)
+        wants_texts = not isinstance(index, FunnelIndex)  # an engine keeps the texts beside the vectors
+        with store.appender() as put, tqdm(total=manifest["count"], unit="doc", desc="indexing",
+                                           disable=not progress) as bar:
+            for vectors, texts in embeddings.shards(manifest):
+                with open(texts, "rb") as fh:
+                    for start in range(0, len(vectors), batch_size):
+                        block = [fh.readline() for _ in range(min(batch_size, len(vectors) - start))]
+                        for line in block:
+                            put(line)
+                        docs = [json.loads(line)["text"] for line in block] if wants_texts else None
+                        index.add(np.asarray(vectors[start : start + batch_size], dtype=np.float32), docs)
+                        bar.update(len(block))
+        if index.count != manifest["count"]:
+            raise UserError(f"{embeddings.path}: the shards hold {index.count} vectors, the manifest says "
+                            f"{manifest['count']}; the folder is damaged; embed the corpus again.")
+        index.save(folder, texts=store.path, shortlist=shortlist)
+    except BaseException:
+        index.close()
         raise
     return index
 

@@ -8,11 +8,13 @@ index built by another model) is one :class:`~mrl_plugins.errors.UserError` befo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +57,11 @@ def port(text: str) -> int:
 
 def index_arguments(index: argparse.ArgumentParser) -> None:
     """The arguments of ``mrl-run index``."""
-    index.add_argument("model", help="A run's output directory, a model folder or a Hub id.")
-    index.add_argument("corpus", type=Path, help="Documents: .jsonl, .json, .csv, .tsv, .parquet, or text with one per "
-                       "line; a FIFO or <(zcat docs.jsonl.gz) works, and - reads standard input.")
+    index.add_argument("model", help="A run's output directory, a model folder or a Hub id; or an embeddings folder "
+                       "written by 'mrl-run embed' (then no corpus: nothing is encoded again).")
+    index.add_argument("corpus", nargs="?", help="Documents: .jsonl, .json, .csv, .tsv, .parquet, or text with one per "
+                       "line, a folder or a quoted pattern of such files; a FIFO or <(zcat docs.jsonl.gz) works, and - "
+                       "reads standard input. Or an embeddings folder, checked to be the model's.")
     index.add_argument("-o", "--output", type=Path, required=True, help="The index folder to create.")
     index.add_argument("--dim", type=positive,
                        help="Shortlist dimension (default: the run's serving choice, else its smallest width keeping "
@@ -221,16 +225,45 @@ def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: i
                         f"has {free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
 
 
+def embeddings_source(args: argparse.Namespace) -> Path | None:
+    """The embeddings folder ``mrl-run index`` builds from, if it names one: ``index EMBEDDINGS``
+    or ``index MODEL EMBEDDINGS`` (the model then checked against the shards'); ``None`` for a
+    model and a corpus of texts."""
+    from .embeddings import EmbeddingsDir
+
+    first = Path(args.model).expanduser()
+    if EmbeddingsDir.holds_embeddings(first):
+        if args.corpus is not None:
+            raise UserError(f"{args.model} holds embeddings: it is the whole input, so leave out the corpus "
+                            f"({args.corpus}), or name a model first: 'mrl-run index MODEL {args.model} -o ...' checks "
+                            "the model against them.")
+        args.model = None
+        return first
+    if args.corpus is None:
+        raise UserError(f"no corpus: 'mrl-run index {args.model} CORPUS -o INDEX' embeds and indexes a corpus; "
+                        "'mrl-run index EMBEDDINGS -o INDEX' indexes what 'mrl-run embed' wrote.")
+    second = Path(args.corpus).expanduser()
+    return second if EmbeddingsDir.holds_embeddings(second) else None
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from ..checks import device_problems
     from ..locks import FolderLock
-    from .corpus import CHARS_PER_TOKEN, CorpusReader
+    from .corpus import CHARS_PER_TOKEN, open_corpus
+    from .embeddings import EmbeddingsDir
 
     problems = device_problems(args.device, "--device")
     if problems:
         raise UserError(problems[0])
-    model_ref, args.run_dir = resolve_model_arg(args.model)
-    full = embedding_dim_from_files(model_ref.location) if model_ref.is_local else None
+    source = embeddings_source(args)
+    manifest = EmbeddingsDir(source).open() if source is not None else None
+    if args.model is not None:
+        model_ref, args.run_dir = resolve_model_arg(args.model)
+    else:  # the shards' model: its evidence, when it is a run still there, sets the defaults
+        assert manifest is not None
+        model_ref, args.run_dir = _recorded_model(manifest["model"]["name"])
+    full = (manifest["full_dim"] if manifest is not None
+            else embedding_dim_from_files(model_ref.location) if model_ref.is_local else None)
     from ..plugins import load_registry
 
     registry = load_registry()  # once: the exact backend, what --quantize offers, and the backend built
@@ -258,42 +291,72 @@ def cmd_index(args: argparse.Namespace) -> int:
         if value is not None and full is not None and value > full:
             raise UserError(f"{flag} {value}: must be between 1 and the model's dimension {full}.")
     check_destination(out, args.overwrite)
-    corpus = CorpusReader(args.corpus, text_column=args.text_column, id_column=args.id_column,
-                          encoding=args.encoding, format=args.format)
-    lock = FolderLock(out, f"mrl-run index {args.corpus} -o {out}")
+    corpus = None
+    if source is None:
+        corpus = open_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column,
+                             encoding=args.encoding, format=args.format)
+    lock = FolderLock(out, f"mrl-run index {args.corpus or source} -o {out}")
     lock.acquire(f"another 'mrl-run index' is building {out} ({{holder}}); nothing was changed. Wait for it to "
                  "finish, or choose another -o.")
     with lock:
         check_destination(out, args.overwrite)  # again, under the lock: the other build may have just finished
         for stale in out.parent.glob(f".{out.name}.building-*"):  # left by a build that was killed: no one holds it now
             shutil.rmtree(stale, ignore_errors=True)
+        if source is not None:
+            assert manifest is not None
+            return _build_from_embeddings(args, model_ref, source, manifest, backend, name, out)
         return _build(args, model_ref, corpus, backend, name, out, full, CHARS_PER_TOKEN)
 
 
-def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, backend: Any, name: str, out: Path,
-           full: int | None, chars_per_token: int) -> int:
-    from ..components import Engine
-    from ..models import full_width, load_model, pick_device
-    from .build import build_from_texts
-
-    if full is not None and not isinstance(backend, Engine):  # an engine keeps the vectors on its own server
-        size = corpus.path.stat().st_size if corpus.kind == "file" else 0
-        check_room(out, corpus.approximate_rows(), size, full, args.dim or full, args.store)
-    model = load_model(model_ref, device=pick_device(args.device))
-    full = full_width(model)
-    dim = args.dim or default_dim(model_ref, full, args.run_dir)
-    if dim > full:
-        raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
-    corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * chars_per_token
-    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")  # this build's own; the old index stays until the end
+def _recorded_model(name: str) -> tuple[ResolvedModel, Path | None]:
+    """The model an embeddings folder records, resolved if it is still there (for its defaults)."""
     try:
-        index = build_from_texts(
-            model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
+        return resolve_model_arg(name)
+    except UserError:
+        return ResolvedModel(name, name, "hub"), None
+
+
+def _build_from_embeddings(args: argparse.Namespace, model_ref: ResolvedModel, source: Path,
+                           manifest: dict[str, Any], backend: Any, name: str, out: Path) -> int:
+    from ..components import Engine
+    from .build import build_from_embeddings
+    from .embeddings import EmbeddingsDir
+    from .index import ModelStamp
+
+    full = manifest["full_dim"]
+    if args.model is not None:  # a model named beside the shards: it must be the one that embedded them
+        from ..models import load_model, pick_device
+
+        model = load_model(model_ref, device=pick_device(args.device))
+        stamp = ModelStamp.of(model, model_ref.requested)
+        recorded = ModelStamp(manifest["model"]["name"], tuple(manifest["model"]["probe"]))
+        if not recorded.matches(stamp):
+            raise UserError(f"{source} was embedded by '{recorded.name}', and '{args.model}' embeds differently; index "
+                            f"it without naming a model ('mrl-run index {source} -o ...'), or embed the corpus with "
+                            f"'{args.model}' first.")
+    if not isinstance(backend, Engine):
+        size = sum(EmbeddingsDir(source).texts(s["shard"]).stat().st_size for s in manifest["shards"])
+        check_room(out, manifest["count"], size, full, args.dim or full, args.store)
+    dim = args.dim or (default_dim(model_ref, full, args.run_dir) if model_ref.is_local else full)
+    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+    with _building(tmp, out):
+        index = build_from_embeddings(
+            EmbeddingsDir(source), manifest, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
             store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
             shortlist=args.setting.shortlist if args.setting is not None else None, replace=args.overwrite,
         )
         discard_old(out)
         replace_folder(tmp, out)
+    _say_indexed(args, index, f"the embeddings in {source}", out, name, dim, full)
+    return 0
+
+
+@contextlib.contextmanager
+def _building(tmp: Path, out: Path) -> Iterator[None]:
+    """A build into ``tmp`` that replaces ``out`` at the end; on failure nothing of it is left,
+    and a full disk or a folder that cannot be written is one message."""
+    try:
+        yield
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if is_disk_full(exc):
@@ -305,11 +368,41 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
             raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "
                             "Choose a folder you can write.") from None
         raise
+
+
+def _say_indexed(args: argparse.Namespace, index: Any, what: str, out: Path, name: str, dim: int, full: int) -> None:
     chosen = (f" (the run's serving choice: {args.setting.label}, shortlist {args.setting.shortlist}, "
               f"{args.setting.kept:.1%} of exact held out)" if args.setting is not None else "")
-    print(f"indexed {index.count} documents of {corpus.name} in {out}: {name} shortlist at {dim} of {full} dims "
+    print(f"indexed {index.count} documents of {what} in {out}: {name} shortlist at {dim} of {full} dims "
           f"({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} ({args.store})"
           f"{chosen}.")
+
+
+def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, backend: Any, name: str, out: Path,
+           full: int | None, chars_per_token: int) -> int:
+    from ..components import Engine
+    from ..models import full_width, load_model, pick_device
+    from .build import build_from_texts
+
+    if full is not None and not isinstance(backend, Engine):  # an engine keeps the vectors on its own server
+        size = corpus.path.stat().st_size if corpus.kind == "file" and corpus.path.is_file() else 0
+        check_room(out, corpus.approximate_rows(), size, full, args.dim or full, args.store)
+    model = load_model(model_ref, device=pick_device(args.device))
+    full = full_width(model)
+    dim = args.dim or default_dim(model_ref, full, args.run_dir)
+    if dim > full:
+        raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
+    corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * chars_per_token
+    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")  # this build's own; the old index stays until the end
+    with _building(tmp, out):
+        index = build_from_texts(
+            model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
+            store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
+            shortlist=args.setting.shortlist if args.setting is not None else None, replace=args.overwrite,
+        )
+        discard_old(out)
+        replace_folder(tmp, out)
+    _say_indexed(args, index, corpus.name, out, name, dim, full)
     return 0
 
 

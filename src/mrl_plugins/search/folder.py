@@ -15,8 +15,10 @@ parameters say where the engine keeps the vectors) and the text store, nothing e
 
 from __future__ import annotations
 
+import array
+import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +140,51 @@ def npy_header(path: Path, rebuild: str) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), dtype
 
 
+class NpyAppender:
+    """A ``.npy`` file written a block of rows at a time, never held in memory: the header is
+    written last (a fixed 128 bytes, so the data never moves), and until then the rows written so
+    far are readable memory-mapped. How an index keeps its full vectors for a corpus larger than
+    memory."""
+
+    HEADER = 128
+
+    def __init__(self, path: Path, dtype: str, width: int):
+        self.path, self.dtype, self.width, self.rows = path, np.dtype(dtype), width, 0
+        self._fh: Any = open(path, "w+b")  # noqa: SIM115 (held open until finish)
+        self._fh.write(b"\0" * self.HEADER)
+        self._view: np.ndarray | None = None
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        assert rows.ndim == 2 and rows.shape[1] == self.width, rows.shape
+        self._fh.write(rows.tobytes())
+        self.rows += len(rows)
+        self._view = None
+
+    def array(self) -> np.ndarray:
+        """The rows written so far (memory-mapped)."""
+        if self._view is None:
+            self._fh.flush()
+            self._view = (np.memmap(self.path, self.dtype, "r", offset=self.HEADER, shape=(self.rows, self.width))
+                          if self.rows else np.zeros((0, self.width), self.dtype))
+        return self._view
+
+    def finish(self) -> np.ndarray:
+        """Write the header; the file is an ordinary ``.npy`` (returned memory-mapped)."""
+        header = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                       "shape": (self.rows, self.width)})
+        body = header.encode("latin1").ljust(self.HEADER - 10 - 1) + b"\n"
+        self._fh.seek(0)
+        self._fh.write(b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body)
+        self._fh.close()
+        self._view = None
+        return np.load(self.path, mmap_mode="r")
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
 # -- corpora: texts in, a line by id out ---------------------------------------------------------
 class TextStore:
     """The corpus texts of an index as JSON lines, with offsets to read any one line."""
@@ -148,13 +195,26 @@ class TextStore:
 
     def write(self, records: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
         """Write ``(id, text)`` records as they pass through (yields them on)."""
-        offsets = []
+        offsets = array.array("q")  # 8 bytes a document, not a Python int's 32
         with open(self.path, "w", encoding="utf-8") as fh:
             for doc_id, text in records:
                 offsets.append(fh.tell())
                 fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
                 yield doc_id, text
-        np.save(self.offsets_path, np.asarray(offsets, dtype=np.int64))
+        np.save(self.offsets_path, np.frombuffer(offsets, dtype=np.int64))
+
+    @contextlib.contextmanager
+    def appender(self) -> Iterator[Callable[[bytes], None]]:
+        """``put(line)`` for lines already in the store's format (``mrl-run embed``'s shard
+        texts); the offsets are saved when the block ends without an error."""
+        offsets = array.array("q")
+        with open(self.path, "wb") as fh:
+            def put(line: bytes) -> None:
+                offsets.append(fh.tell())
+                fh.write(line)
+
+            yield put
+        np.save(self.offsets_path, np.frombuffer(offsets, dtype=np.int64))
 
     def check(self, count: int, rebuild: str) -> None:
         """Offsets for ``count`` documents, starting at 0, increasing, inside ``texts.jsonl``."""

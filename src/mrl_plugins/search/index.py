@@ -34,7 +34,7 @@ import numpy as np
 from ..components import IndexBackend, SearchHits, SearchIndex, ShortlistIndex
 from ..errors import UserError
 from ..evaluation import normalise
-from .folder import FORMAT, StoreDtype, read_manifest
+from .folder import FORMAT, NpyAppender, StoreDtype, read_manifest
 
 PROBE = "mrl-plugins index probe: which model embedded this corpus?"
 
@@ -76,6 +76,7 @@ class FunnelIndex(SearchIndex):
     """An ``int8`` store's calibration: per dimension, the minimum and maximum ``(2, full_dim)``."""
     _chunks: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _vectors: np.ndarray | None = field(default=None, init=False, repr=False)
+    _spool: NpyAppender | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rerank_dim = self.rerank_dim or self.full_dim
@@ -87,6 +88,14 @@ class FunnelIndex(SearchIndex):
         self.shortlist = self.backend.create(self.shortlist_dim)
 
     # -- building ------------------------------------------------------------------------------
+    def spool(self, folder: Path) -> None:
+        """Write the full vectors to ``folder/vectors.npy`` as they are added, instead of keeping
+        them in memory (called before the first :meth:`add`; :meth:`save` into the same folder
+        then only finishes the file). Memory then holds the shortlist index alone."""
+        if self.count:
+            raise RuntimeError("spool() before the first add()")
+        self._spool = NpyAppender(Path(folder) / "vectors.npy", self.store_dtype, self.full_dim)
+
     def add(self, embeddings: np.ndarray, texts: list[str] | None = None) -> None:
         """Append full-dimension embeddings (ids continue from :attr:`count`); the texts are kept
         by the index folder's text store, not here."""
@@ -101,15 +110,21 @@ class FunnelIndex(SearchIndex):
         if self.store_dtype == "int8":
             if self.ranges is None:  # calibrated on the first vectors added, as the int8 shortlist backend is
                 self.ranges = np.stack([unit.min(axis=0), unit.max(axis=0)]).astype(np.float32)
-            self._chunks.append(quantize_int8(unit, self.ranges))
+            stored = quantize_int8(unit, self.ranges)
         else:
-            self._chunks.append(unit.astype(self.store_dtype))
+            stored = unit.astype(self.store_dtype)
+        if self._spool is not None:
+            self._spool.append(stored)
+        else:
+            self._chunks.append(stored)
         self._vectors = None
 
     @property
     def vectors(self) -> np.ndarray:
         """The stored full-dimension vectors, ``(count, full_dim)``, in the store's dtype (int8
         codes for an ``int8`` store: :meth:`decoded` gives float32)."""
+        if self._spool is not None:
+            return self._spool.array()
         if self._vectors is None or self._chunks:
             parts = ([self._vectors] if self._vectors is not None else []) + self._chunks
             self._vectors = np.concatenate(parts) if parts else np.zeros((0, self.full_dim), self.store_dtype)
@@ -211,6 +226,10 @@ class FunnelIndex(SearchIndex):
             out_scores[start : start + step] = np.take_along_axis(scores, order, 1)
         return SearchHits(out_ids, out_scores)
 
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.discard()
+
     # -- memory ---------------------------------------------------------------------------------
     def index_bytes(self) -> float:
         """Bytes per vector the shortlist index holds in memory."""
@@ -239,7 +258,10 @@ class FunnelIndex(SearchIndex):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.shortlist.save(folder / "shortlist.index")
-        np.save(folder / "vectors.npy", self.vectors)
+        if self._spool is not None and self._spool.path == folder / "vectors.npy":
+            self._vectors, self._spool = self._spool.finish(), None
+        else:
+            np.save(folder / "vectors.npy", self.vectors)
         if self.ranges is not None:
             np.save(folder / "store_ranges.npy", self.ranges)
         manifest = self.manifest(self.backend.name, self.backend.params.model_dump(mode="json"))
@@ -261,6 +283,7 @@ class FunnelIndex(SearchIndex):
         index.backend, index.store_dtype = backend, m["store_dtype"]
         index.model = ModelStamp(m["model"]["name"], tuple(m["model"]["probe"])) if m.get("model") else None
         index._chunks, index.normalised, index.ranges = [], bool(m.get("normalised", False)), None
+        index._spool = None
         try:
             index.shortlist = backend.load(folder / "shortlist.index", m["shortlist_dim"])
             index._vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)

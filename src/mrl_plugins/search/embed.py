@@ -1,0 +1,521 @@
+"""``mrl-run embed``: a corpus of any size, embedded once, into shards (:mod:`.embeddings`).
+
+Two passes, so that every executor writes the same files:
+
+1. **Read** (this process, streaming): every row of every file once, checked as ``mrl-run index``
+   checks it (encoding, columns, empty texts, texts far longer than the model reads), cut into
+   shards by corpus row; this part's shards have their texts written (``shard-N.jsonl``).
+   Ids (with ``--id-column``) and texts are kept as 16-byte digests, 32 bytes a row, so repeated
+   ids are refused and repeated texts counted before anything is encoded, in memory that grows
+   by 32 bytes a document and not by its text.
+2. **Embed** (the executor): shard texts in, vectors out; this process writes each shard's
+   vectors and its record as soon as it is done. A kill loses at most the shards in flight;
+   ``--resume`` redoes exactly the shards without a record that matches their files.
+
+The last part to finish (a single run is part 0 of 1) writes ``manifest.json``. Memory is
+bounded by a shard (its texts, then its vectors), never by the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+from .corpus import FORMATS, Corpus, corpus_files
+from .embeddings import (
+    FORMAT,
+    VERSION,
+    EmbeddingsDir,
+    json_bytes,
+    npy_bytes,
+    plan_difference,
+    sha256_file,
+    write_atomic,
+)
+
+if TYPE_CHECKING:
+    from ..components import Executor
+    from ..executors import EmbedJob
+
+logger = logging.getLogger("mrl_plugins")
+EXAMPLES = 5
+
+
+def embed_arguments(parser: argparse.ArgumentParser) -> None:
+    from .commands import positive
+
+    parser.add_argument("model", help="A run's output directory, a model folder or a Hub id.")
+    parser.add_argument("corpus", help="Documents: a .jsonl, .json, .csv, .tsv, .parquet or .txt file, a folder of "
+                        "such files (one format), or a quoted pattern such as 'docs/*.jsonl'.")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="The embeddings folder to create.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue an interrupted embed in -o: shards already done are kept, the rest embedded.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Start again: replace an embeddings folder (never anything else).")
+    parser.add_argument("--shard", metavar="I/N", help="Embed part I of N (0-based; e.g. a Slurm array job's "
+                        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT) into the same -o; the N parts together equal "
+                        "one run, and the last to finish writes the manifest.")
+    parser.add_argument("--shard-rows", type=positive, default=50_000,
+                        help="Corpus rows per shard (default 50,000): the unit of resuming and of splitting.")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="Dtype of the stored vectors (default float32; float16 halves the disk).")
+    parser.add_argument("--executor", default="local",
+                        help="Where to encode: local (built in: this machine), or a plugin's (e.g. ray from "
+                        "plugins/mrl-ray); 'mrl-run plugins' lists them.")
+    parser.add_argument("--processes", type=positive, help="local: encode with this many processes "
+                        "(sentence-transformers' multi-process pool).")
+    parser.add_argument("--devices", help="local: one process per device, comma-separated, e.g. cuda:0,cuda:1.")
+    parser.add_argument("--address", help="ray: the cluster to join, e.g. ray://head:10001 or auto (default: start a "
+                        "local Ray instance).")
+    parser.add_argument("--executor-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="An executor parameter (TOML value), e.g. --executor-param workers=8.")
+    parser.add_argument("--text-column", default="text", help="Column holding the documents (default: text).")
+    parser.add_argument("--id-column", help="Column holding document ids, unique (default: the row number).")
+    parser.add_argument("--format", choices=FORMATS, help="Read the files as this format (default: by extension).")
+    parser.add_argument("--encoding", default="utf-8", help="Encoding of CSV, TSV and text files (default utf-8).")
+    parser.add_argument("--batch-size", type=positive, default=256)
+    parser.add_argument("--device", default="auto", help='"auto" (CUDA, else MPS, else CPU) or a torch device.')
+
+
+def parse_part(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    i, sep, n = text.partition("/")
+    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
+        raise UserError(f"--shard {text}: expected I/N with 0 ≤ I < N, e.g. --shard 0/4 for the first of four parts.")
+    return int(i), int(n)
+
+
+def make_executor(args: argparse.Namespace, registry: Any) -> Executor:
+    from ..plugins import ComponentParamsError
+    from .commands import backend_for
+
+    _, params = backend_for(registry, args.executor, None, args.executor_param)
+    for flag, key, value in (("--processes", "processes", args.processes), ("--address", "address", args.address),
+                             ("--devices", "devices", [d.strip() for d in args.devices.split(",") if d.strip()]
+                              if args.devices else None)):
+        if value is None:
+            continue
+        cls = registry.get("executor", args.executor)
+        if key not in cls.Params.model_fields:
+            raise UserError(f"{flag}: executor '{args.executor}' has no '{key}' parameter (it takes "
+                            f"{', '.join(cls.Params.model_fields) or 'none'}); leave {flag} out, or choose an executor "
+                            "that has it.")
+        params[key] = value
+    try:
+        return registry.build("executor", args.executor, params)
+    except ComponentParamsError as exc:
+        raise UserError(f"--executor {args.executor}: {exc.detail}") from None
+
+
+# -- the folder, before anything is read -----------------------------------------------------------
+def check_output(out: Path, *, resume: bool, overwrite: bool, joining: bool) -> str:
+    """What ``-o`` holds and may become: ``"new"``, ``"continue"`` (an unfinished embed to resume
+    or join) or ``"finished"``; anything else there is refused, nothing changed."""
+    folder = EmbeddingsDir(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"-o {out}: a file is there, not an embeddings folder; nothing was changed. Name a new folder.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return "new"
+    if not folder.holds_embeddings(out):
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:6])
+        raise UserError(f"-o {out}: a folder that is not an embeddings folder is there ({shown}); nothing was changed. "
+                        "Name a new folder.")
+    if overwrite:
+        return "overwrite"
+    finished = folder.manifest_file.is_file()
+    if finished and not resume:
+        raise UserError(f"-o {out}: a finished embed is already there; nothing was changed. Index it with 'mrl-run "
+                        f"index {out} -o INDEX', or pass --overwrite to embed again.")
+    if not finished and not (resume or joining):
+        raise UserError(f"-o {out}: an unfinished embed is there; nothing was changed. Pass --resume to continue it "
+                        "(shards already done are kept), or --overwrite to start again.")
+    return "finished" if finished else "continue"
+
+
+@dataclass
+class Found:
+    """How many rows a check found, and the first few of them."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, where: str) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "examples": self.examples}
+
+
+@dataclass
+class Block:
+    """What the read pass learnt of one shard of this part."""
+
+    number: int
+    first_row: int
+    pending: bool = True
+    rows_read: int = 0
+    rows: int = 0
+    lines: list[bytes] = field(default_factory=list)
+    empty: Found = field(default_factory=Found)
+    cut: Found = field(default_factory=Found)
+    texts_sha256: str = ""
+
+
+@dataclass
+class Digests:
+    """16-byte digests of every document's text (and id), with its corpus row: the memory the read
+    pass keeps of a corpus (32–48 bytes a document)."""
+
+    ids: bytearray = field(default_factory=bytearray)
+    texts: bytearray = field(default_factory=bytearray)
+    rows: array.array = field(default_factory=lambda: array.array("q"))
+
+    def add(self, row: int, doc_id: str | None, text: str) -> None:
+        self.rows.append(row)
+        self.texts += hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        if doc_id is not None:
+            self.ids += hashlib.blake2b(doc_id.encode("utf-8"), digest_size=16).digest()
+
+    def repeats(self, which: str) -> list[tuple[int, int]]:
+        """``(row, earlier row)`` of every document whose text (or id) an earlier one had."""
+        data = np.frombuffer(bytes(getattr(self, which)), dtype="V16")
+        if len(data) < 2:
+            return []
+        order = np.argsort(data, kind="stable")
+        ordered = data[order]
+        same = ordered[1:] == ordered[:-1]
+        if not same.any():
+            return []
+        first = order.copy()
+        for i in np.flatnonzero(same):  # runs of equal digests: each later one points at the run's first
+            first[i + 1] = first[i]
+        rows = np.frombuffer(self.rows, dtype=np.int64)
+        later = order[1:][same]
+        return sorted((int(rows[a]), int(rows[first[i + 1]])) for a, i in zip(later, np.flatnonzero(same)))
+
+
+def where_of(row: int, corpus: Corpus) -> str:
+    """A corpus row in words: "row 7", or "part-2.jsonl, row 7" for a corpus of several files."""
+    import bisect
+
+    starts = corpus.starts
+    at = max(0, bisect.bisect_right(starts, row) - 1)
+    if len(corpus.files) == 1:
+        return f"row {row + 1}"
+    return f"{corpus.label(corpus.files[at])}, row {row - starts[at] + 1}"
+
+
+# -- the command -----------------------------------------------------------------------------------
+def cmd_embed(args: argparse.Namespace) -> int:
+    from ..checks import device_problems
+    from ..locks import FolderLock
+    from ..plugins import load_registry
+    from .commands import resolve_model_arg
+
+    problems = device_problems(args.device, "--device")
+    if problems:
+        raise UserError(problems[0])
+    part, parts = parse_part(args.shard)
+    if args.overwrite and parts > 1:
+        raise UserError("--overwrite with --shard: one part would remove what the others write. Remove the folder "
+                        "first, then start the parts.")
+    if args.overwrite and args.resume:
+        raise UserError("--overwrite and --resume: one starts again, the other continues; pass one of them.")
+    registry = load_registry()
+    executor = make_executor(args, registry)
+    out: Path = args.output
+    state = check_output(out, resume=args.resume, overwrite=args.overwrite, joining=parts > 1)
+    root, files, fmt = corpus_files(args.corpus, args.format)
+    for path in files:
+        if str(path) == "-" or not path.is_file():
+            raise UserError(f"{path}: embed reads regular files (it reads them again to resume or to split the work); "
+                            "write a stream to a file first, or index it directly with 'mrl-run index MODEL -'.")
+    corpus = Corpus(root, files, text_column=args.text_column, id_column=args.id_column, encoding=args.encoding,
+                    format=fmt, unique_ids=False)
+    model_ref, _ = resolve_model_arg(args.model)
+    what = f"mrl-run embed {args.corpus} -o {out}" + (f" --shard {part}/{parts}" if parts > 1 else "")
+    lock = FolderLock(out if parts == 1 else out.with_name(f"{out.name}.part-{part}-of-{parts}"), what)
+    lock.acquire(f"another 'mrl-run embed' is writing {out} ({{holder}}); nothing was changed. Wait for it to finish"
+                 + (", or run another part." if parts > 1 else ", or choose another -o."))
+    with lock:
+        if state == "overwrite":
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return Embedder(args, executor, corpus, model_ref, out, part, parts).run()
+
+
+@dataclass
+class Embedder:
+    args: argparse.Namespace
+    executor: Executor
+    corpus: Corpus
+    model_ref: Any
+    out: Path
+    part: int
+    parts: int
+
+    def __post_init__(self) -> None:
+        self.folder = EmbeddingsDir(self.out)
+        self.progress = logger.getEffectiveLevel() <= logging.INFO
+
+    def run(self) -> int:
+        from ..models import full_width, load_model, pick_device
+        from .index import ModelStamp
+
+        sources = self.sources()
+        device = pick_device(self.args.device)
+        model = load_model(self.model_ref, device=device)
+        full = full_width(model)
+        max_seq = int(getattr(model, "max_seq_length", None) or 512)
+        from .corpus import CHARS_PER_TOKEN
+
+        self.corpus.max_chars = max_seq * CHARS_PER_TOKEN
+        stamp = ModelStamp.of(model, self.model_ref.requested)
+        plan = self.plan(stamp, full, max_seq, sources)
+        old = self.folder.read_plan()
+        if old is not None:
+            why = plan_difference(old, plan)
+            if why is not None:
+                raise UserError(f"-o {self.out}: the embed there is not this one: {why}. Nothing was changed. Start "
+                                "again with --overwrite (or choose another -o), or resume with the corpus, model and "
+                                "options it was started with.")
+        else:
+            write_atomic(self.folder.plan_file, json_bytes(plan))
+        from ..executors import EmbedJob
+
+        job = EmbedJob(self.model_ref.location, self.model_ref.requested, self.model_ref.is_local, full,
+                       dtype=self.args.dtype, batch_size=self.args.batch_size, device=device)
+        blocks, digests, total = self.read()
+        repeated_ids = digests.repeats("ids") if self.corpus.id_column else []
+        if repeated_ids:
+            row, earlier = repeated_ids[0]
+            raise UserError(f"{self.corpus.name}: {where_of(earlier, self.corpus)} and "
+                            f"{where_of(row, self.corpus)} have the same {self.corpus.id_column} "
+                            f"({len(repeated_ids)} repeated id(s) in all); ids must be unique. Fix the data, or leave "
+                            "out --id-column to number the documents. Nothing was embedded.")
+        self.check_sources(sources)
+        pending = [b for b in blocks if b.pending]
+        done_before = len(blocks) - len(pending)
+        if done_before and pending:
+            logger.info("resuming: %d of this part's %d shard(s) are done, %d to embed", done_before, len(blocks),
+                        len(pending))
+        job.remember(model)  # an in-process executor encodes with it rather than loading it again
+        self.embed(job, pending)
+        count = -(-total // self.args.shard_rows) if total else 0
+        return self.finish(plan, count, digests)
+
+    # -- sources and plan --------------------------------------------------------------------------
+    def sources(self) -> list[dict[str, Any]]:
+        """Every file's name, size and SHA-256, as the embed starts (read once more at the end:
+        a file changed while it was read is refused)."""
+        from tqdm.auto import tqdm
+
+        out = []
+        for path in tqdm(self.corpus.files, desc="checksums", unit="file", disable=not self.progress
+                         or len(self.corpus.files) < 2):
+            out.append({"name": self.corpus.label(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        return out
+
+    def check_sources(self, sources: list[dict[str, Any]]) -> None:
+        for path, source in zip(self.corpus.files, sources):
+            if path.stat().st_size != source["bytes"]:
+                raise UserError(f"{path} changed while it was read ({source['bytes']:,} bytes at the start, "
+                                f"{path.stat().st_size:,} now); nothing more was embedded. Embed a corpus that is not "
+                                "being written, and run the command again with --resume.")
+
+    def plan(self, stamp: Any, full: int, max_seq: int, sources: list[dict[str, Any]]) -> dict[str, Any]:
+        from .. import __version__
+
+        return {
+            "format": FORMAT, "version": VERSION, "created_by": f"mrl-plugins {__version__}",
+            "model": {"name": stamp.name, "probe": list(stamp.probe)}, "full_dim": full, "dtype": self.args.dtype,
+            "normalised": True, "max_seq_length": max_seq, "shard_rows": self.args.shard_rows,
+            "corpus": {"root": str(self.corpus.root.resolve()), "format": self.corpus.format,
+                       "text_column": self.corpus.text_column, "id_column": self.corpus.id_column,
+                       "encoding": self.corpus.encoding, "max_chars": self.corpus.max_chars, "files": sources},
+        }
+
+    # -- pass 1: read ------------------------------------------------------------------------------
+    def read(self) -> tuple[list[Block], Digests, int]:
+        """Every row once: this part's shards get their texts written (unless a done shard already
+        has exactly these), every document its digests. Returns this part's blocks, the digests and
+        the corpus's row count."""
+        from tqdm.auto import tqdm
+
+        size = self.args.shard_rows
+        blocks: list[Block] = []
+        digests = Digests()
+        current: Block | None = None
+        bar = tqdm(total=self.corpus.approximate_rows(), unit="row", desc="reading", disable=not self.progress)
+        for record in self.corpus.records():
+            number = record.row // size
+            if current is None or number != current.number:
+                if current is not None:
+                    self.settle(current)
+                    bar.update(current.rows_read)
+                current = Block(number, number * size, pending=number % self.parts == self.part)
+                if current.pending:
+                    blocks.append(current)  # this part's; another part's is read (for its digests), not written
+            current.rows_read += 1
+            if record.text is None:
+                current.empty.add(record.where)
+                continue
+            if record.cut:
+                current.cut.add(record.where)
+            current.rows += 1
+            digests.add(record.row, record.id if self.corpus.id_column else None, record.text)
+            if current.number % self.parts == self.part:
+                current.lines.append((json.dumps({"id": record.id, "text": record.text}, ensure_ascii=False)
+                                      + "\n").encode("utf-8"))
+        if current is not None:
+            self.settle(current)
+            bar.update(current.rows_read)
+        bar.close()
+        if not digests.rows:
+            raise UserError(f"{self.corpus.name}: every document of the corpus is empty; nothing to embed.")
+        return blocks, digests, self.corpus.rows
+
+    def settle(self, block: Block) -> None:
+        """A shard's rows are all read: its texts are written, unless a done shard has them already."""
+        if block.number % self.parts != self.part:
+            return
+        data = b"".join(block.lines)
+        block.texts_sha256 = hashlib.sha256(data).hexdigest()
+        record = self.folder.record(block.number)
+        if record is not None and record.get("texts_sha256") == block.texts_sha256:
+            block.pending = False
+        else:
+            self.folder.clean_temporaries({block.number})
+            self.folder.record_file(block.number).unlink(missing_ok=True)
+            self.folder.vectors(block.number).unlink(missing_ok=True)
+            write_atomic(self.folder.texts(block.number), data)
+        block.lines = []
+
+    # -- pass 2: embed -----------------------------------------------------------------------------
+    def embed(self, job: EmbedJob, blocks: list[Block]) -> None:
+        from tqdm.auto import tqdm
+
+        from ..executors import ShardTask
+
+        if not blocks:
+            return
+        tasks = [ShardTask(b.number, self.folder.texts(b.number), b.rows) for b in blocks]
+        by_number = {b.number: b for b in blocks}
+        total = sum(t.rows for t in tasks)
+        logger.info("embedding %s documents in %d shard(s) with %s", f"{total:,}", len(tasks), self.executor.describe())
+        with tqdm(total=total, unit="doc", desc="embedding", disable=not self.progress, smoothing=0.1) as bar:
+            for task, result in self.executor.embed(job, tasks, bar.update):
+                block = by_number.pop(task.index)
+                vectors = np.asarray(result.vectors)
+                if vectors.shape != (task.rows, job.full_dim) or vectors.dtype != np.dtype(job.dtype):
+                    raise RuntimeError(f"executor '{self.executor.name}' returned {vectors.dtype} {vectors.shape} for "
+                                       f"shard {task.index}; expected {job.dtype} ({task.rows}, {job.full_dim})")
+                data = npy_bytes(vectors)
+                write_atomic(self.folder.vectors(task.index), data)
+                over = np.flatnonzero(np.asarray(result.over_length))
+                record = {
+                    "shard": task.index, "first_row": block.first_row, "rows_read": block.rows_read,
+                    "rows": task.rows, "texts_sha256": block.texts_sha256,
+                    "vectors_sha256": hashlib.sha256(data).hexdigest(),
+                    "empty": block.empty.as_dict(), "cut": block.cut.as_dict(),
+                    "over_length": {"count": len(over), "examples": self.ids_of(task, over[:EXAMPLES])},
+                }
+                write_atomic(self.folder.record_file(task.index), json_bytes(record))
+        if by_number:
+            raise RuntimeError(f"executor '{self.executor.name}' returned without shards {sorted(by_number)}")
+
+    def ids_of(self, task: Any, rows: np.ndarray) -> list[str]:
+        """The ids of a few rows of a shard, read from its texts ("id 17")."""
+        wanted, out = {int(r) for r in rows}, []
+        if wanted:
+            with open(task.texts, "rb") as fh:
+                for i, line in enumerate(fh):
+                    if i in wanted:
+                        out.append(f"id {json.loads(line)['id']}")
+                    if i >= max(wanted):
+                        break
+        return out
+
+    # -- the manifest --------------------------------------------------------------------------------
+    def finish(self, plan: dict[str, Any], count: int, digests: Digests) -> int:
+        from ..locks import FolderLock
+
+        missing = [n for n in range(count) if self.folder.record(n) is None]
+        if missing:
+            others = sorted({n % self.parts for n in missing})
+            print(f"part {self.part}/{self.parts} of {self.out} is done; shards {_ranges(missing)} are another part's "
+                  f"(--shard {', '.join(f'{o}/{self.parts}' for o in others)}): the last part to finish writes the "
+                  "manifest.")
+            return 0
+        lock = FolderLock(self.out.with_name(f"{self.out.name}.manifest"), "writing the manifest")
+        try:
+            lock.acquire("another part is writing the manifest ({holder})")
+        except UserError:
+            print(f"part {self.part}/{self.parts} of {self.out} is done; another part is writing the manifest.")
+            return 0
+        with lock:
+            records = [self.folder.record(n) for n in range(count)]
+            if any(r is None for r in records):
+                return 0
+            repeats = digests.repeats("texts")
+            totals = {key: _merged([r[key] for r in records if r]) for key in ("empty", "cut", "over_length")}
+            totals["duplicates"] = {"count": len(repeats), "examples": [
+                f"{where_of(row, self.corpus)} repeats {where_of(earlier, self.corpus)}"
+                for row, earlier in repeats[:EXAMPLES]]}
+            manifest = {
+                **plan,
+                "count": sum(r["rows"] for r in records if r), "rows_read": sum(r["rows_read"] for r in records if r),
+                "shards": [{k: r[k] for k in ("shard", "first_row", "rows", "texts_sha256", "vectors_sha256")}
+                           for r in records if r],
+                "checks": totals,
+            }
+            old = self.folder.read_plan()  # a manifest is the plan it was made for, never a newer one's
+            if old is not None and plan_difference(old, plan) is None:
+                manifest["created_by"] = old["created_by"]
+            write_atomic(self.folder.manifest_file, json_bytes(manifest))
+        self.report(manifest)
+        return 0
+
+    def report(self, manifest: dict[str, Any]) -> None:
+        checks = manifest["checks"]
+        words = {
+            "empty": "empty rows skipped",
+            "cut": f"documents cut to {manifest['corpus']['max_chars']:,} characters before tokenising",
+            "over_length": f"documents longer than the model reads ({manifest['max_seq_length']} tokens: the rest "
+                           "is not in their vectors)",
+            "duplicates": "documents whose text an earlier one has (embedded again; dedupe the corpus to save the "
+                          "work)",
+        }
+        for key, text in words.items():
+            found = checks[key]
+            if found["count"]:
+                logger.warning("%s: %s %s (%s%s)", self.corpus.name, f"{found['count']:,}", text,
+                               ", ".join(found["examples"]), ", …" if found["count"] > len(found["examples"]) else "")
+        print(f"embedded {manifest['count']:,} documents of {self.corpus.name} in {len(manifest['shards'])} shard(s) "
+              f"in {self.out}: {manifest['full_dim']} dims, {manifest['dtype']}, unit length. Index them with 'mrl-run "
+              f"index {self.out} -o INDEX'.")
+
+
+def _merged(found: list[dict[str, Any]]) -> dict[str, Any]:
+    examples: list[str] = []
+    for f in found:
+        examples.extend(f["examples"][: EXAMPLES - len(examples)])
+    return {"count": sum(f["count"] for f in found), "examples": examples}
+
+
+def _ranges(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:8])
+    return shown + (f", … ({len(numbers)} in all)" if len(numbers) > 8 else "")
