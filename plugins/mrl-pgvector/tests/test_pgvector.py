@@ -165,6 +165,31 @@ def test_index_search_and_reopen_give_the_same_answers(tiny_model_dir, corpus_fi
     assert code == 2 and "was built with the model" in err and "Traceback" not in err
 
 
+def test_an_index_from_embed_shards_answers_as_the_index_from_texts(tiny_model_dir, corpus_file, tmp_path, pg_uri):
+    code, _, err = cli("embed", tiny_model_dir, corpus_file, "-o", tmp_path / "emb", "--text-column", "body",
+                       "--id-column", "doc", "--shard-rows", 50)
+    assert code == 0, err
+    code, out, err = cli("index", tmp_path / "emb", "-o", tmp_path / "from-shards", "--dim", 8, "--index", "pgvector",
+                         "--index-param", "table=from_shards")
+    assert code == 0, err
+    assert "indexed 120 documents of the embeddings" in out
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "from-texts", "--dim", 8, "--index",
+                       "pgvector", "--text-column", "body", "--id-column", "doc", "--index-param", "table=from_texts")
+    assert code == 0, err
+    a, b = open_index(tmp_path / "from-shards"), open_index(tmp_path / "from-texts")
+    try:
+        np.testing.assert_allclose(a.index.decoded(), b.index.decoded(), atol=1e-5)
+        queries = b.index.decoded()[:10]
+        assert np.array_equal(a.index.search(queries, 5, shortlist=60).ids, b.index.search(queries, 5, shortlist=60).ids)
+    finally:
+        a.index.close()
+        b.index.close()
+    target = toy_pairs(120)[17]
+    code, found, err = cli("search", tmp_path / "from-shards", target["positive"], "-k", 1, "--shortlist", 60, "--json")
+    assert code == 0, err
+    assert json.loads(found)["hits"][0]["id"] == "d17"
+
+
 def test_an_existing_table_is_refused_without_overwrite_and_replaced_with_it(tiny_model_dir, corpus_file, tmp_path):
     import psycopg
 

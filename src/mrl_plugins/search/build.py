@@ -93,15 +93,12 @@ def build_from_embeddings(
         wants_texts = not isinstance(index, FunnelIndex)  # an engine keeps the texts beside the vectors
         with store.appender() as put, tqdm(total=manifest["count"], unit="doc", desc="indexing",
                                            disable=not progress) as bar:
-            for vectors, texts in embeddings.shards(manifest):
-                with open(texts, "rb") as fh:
-                    for start in range(0, len(vectors), batch_size):
-                        block = [fh.readline() for _ in range(min(batch_size, len(vectors) - start))]
-                        for line in block:
-                            put(line)
-                        docs = [json.loads(line)["text"] for line in block] if wants_texts else None
-                        index.add(np.asarray(vectors[start : start + batch_size], dtype=np.float32), docs)
-                        bar.update(len(block))
+            for vectors, block in _blocks(embeddings, manifest, batch_size):
+                for line in block:
+                    put(line)
+                docs = [json.loads(line)["text"] for line in block] if wants_texts else None
+                index.add(vectors, docs)
+                bar.update(len(block))
         if index.count != manifest["count"]:
             raise UserError(f"{embeddings.path}: the shards hold {index.count} vectors, the manifest says "
                             f"{manifest['count']}; the folder is damaged; embed the corpus again.")
@@ -110,6 +107,27 @@ def build_from_embeddings(
         index.close()
         raise
     return index
+
+
+def _blocks(embeddings: EmbeddingsDir, manifest: dict[str, Any], size: int) -> Any:
+    """``(vectors, text lines)`` of ``size`` documents at a time across the shards, in corpus
+    order: the same blocks whatever the shards' sizes."""
+    vectors: list[np.ndarray] = []
+    lines: list[bytes] = []
+    held = 0
+    for shard, texts in embeddings.shards(manifest):
+        with open(texts, "rb") as fh:
+            for start in range(0, len(shard), size):
+                part = np.asarray(shard[start : start + size], dtype=np.float32)
+                vectors.append(part)
+                lines.extend(fh.readline() for _ in range(len(part)))
+                held += len(part)
+                while held >= size:
+                    joined = np.concatenate(vectors)
+                    yield joined[:size], lines[:size]
+                    vectors, lines, held = [joined[size:]], lines[size:], held - size
+    if held:
+        yield np.concatenate(vectors), lines
 
 
 @dataclass

@@ -364,9 +364,9 @@ def _one_format(spec: str, files: list[Path], given: str | None) -> str | None:
         return given
     formats = {format_of(p, None) for p in files}
     if len(formats) > 1:
-        by = {}
+        by: dict[str, Path] = {}
         for p in files:
-            by.setdefault(format_of(p, None), p)
+            by.setdefault(str(format_of(p, None)), p)
         shown = ", ".join(f"{fmt} ({example})" for fmt, example in sorted(by.items(), key=lambda kv: str(kv[0])))
         raise UserError(f"{spec}: the files mix formats ({shown}); a corpus is one format. Put each format in its own "
                         "folder and embed them one by one, or name the files of one format with a pattern.")

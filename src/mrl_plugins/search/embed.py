@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UserError
-from .corpus import FORMATS, Corpus, corpus_files
+from .corpus import FORMATS, Corpus, corpus_files, corpus_kind
 from .embeddings import (
     FORMAT,
     VERSION,
@@ -240,7 +240,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     state = check_output(out, resume=args.resume, overwrite=args.overwrite, joining=parts > 1)
     root, files, fmt = corpus_files(args.corpus, args.format)
     for path in files:
-        if str(path) == "-" or not path.is_file():
+        if str(path) == "-" or corpus_kind(path) != "file":
             raise UserError(f"{path}: embed reads regular files (it reads them again to resume or to split the work); "
                             "write a stream to a file first, or index it directly with 'mrl-run index MODEL -'.")
     corpus = Corpus(root, files, text_column=args.text_column, id_column=args.id_column, encoding=args.encoding,
@@ -275,6 +275,7 @@ class Embedder:
         from ..models import full_width, load_model, pick_device
         from .index import ModelStamp
 
+        self.folder.clean_temporaries(self.part, self.parts)  # a killed writer's half-written files (we hold the lock)
         sources = self.sources()
         device = pick_device(self.args.device)
         model = load_model(self.model_ref, device=device)
@@ -398,7 +399,6 @@ class Embedder:
         if record is not None and record.get("texts_sha256") == block.texts_sha256:
             block.pending = False
         else:
-            self.folder.clean_temporaries({block.number})
             self.folder.record_file(block.number).unlink(missing_ok=True)
             self.folder.vectors(block.number).unlink(missing_ok=True)
             write_atomic(self.folder.texts(block.number), data)

@@ -134,16 +134,16 @@ class EmbeddingsDir:
                 return None
         return record
 
-    def clean_temporaries(self, shards: set[int] | None = None) -> int:
-        """Remove what a killed writer left half-written (of ``shards`` only, when given: another
-        part may be writing its own). Returns how many."""
+    def clean_temporaries(self, part: int = 0, parts: int = 1) -> int:
+        """Remove what a killed writer left half-written, of the shards of part ``part`` of
+        ``parts`` only (another part may be writing its own). Returns how many."""
         removed = 0
         for tmp in self.path.glob(".shard-*.tmp-*"):
             try:
                 shard = int(tmp.name.split("-")[1].split(".")[0])
             except (IndexError, ValueError):
                 continue
-            if shards is None or shard in shards:
+            if shard % parts == part:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -208,7 +208,7 @@ def plan_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         a, b = old.get(key), new.get(key)
         if key == "corpus":
             a = {k: v for k, v in (a or {}).items() if k not in ("root", "files")}
-            b = {k: v for k, v in b.items() if k not in ("root", "files")}
+            b = {k: v for k, v in (b or {}).items() if k not in ("root", "files")}
         if a != b:
             return f"'{key}' was {json.dumps(a)[:120]} and is now {json.dumps(b)[:120]}"
     return None

@@ -65,6 +65,7 @@ class Ray(Executor[RayParams]):
             logging.getLogger(name).setLevel(logging.WARNING)
         started = not ray.is_initialized()
         if started:
+            reachable(self.params.address)
             try:
                 ray.init(address=self.params.address, num_cpus=None if self.params.address else self.params.local_cpus,
                          include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -118,6 +119,25 @@ class Ray(Executor[RayParams]):
             progress(len(paths))
         if pending:
             raise RuntimeError(f"Ray Data returned part of shard(s) {sorted(by_path[k].index for k in pending)}")
+
+
+def reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Refuse an address nothing answers at, in seconds: Ray itself waits minutes for a cluster
+    that is not there."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    hostport = address.removeprefix("ray://").split("/")[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT (e.g. ray://head:10001), or auto.")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"--executor ray: cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check "
+                        "--address (ray://HEAD:10001 for Ray Client, HEAD:6379 on a node of the cluster, or auto), and "
+                        "that the cluster is up. The shards' texts are written: --resume continues once it is.") from None
 
 
 @hookimpl
