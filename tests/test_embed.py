@@ -67,7 +67,7 @@ def corpus(tmp_path):
 def reference(tiny_model_dir, corpus, tmp_path):
     """One uninterrupted embed of the corpus, in shards of 50 rows."""
     out = tmp_path / "reference"
-    code, stdout, err = embed(tiny_model_dir, corpus, out, "--shard-rows", 50, "--id-column", "doc")
+    code, _, err = embed(tiny_model_dir, corpus, out, "--shard-rows", 50, "--id-column", "doc")
     assert code == 0, err
     return out
 
@@ -146,6 +146,9 @@ def test_a_folder_of_files_is_one_corpus_and_mixed_formats_are_refused(tiny_mode
     code, _, err = embed(tiny_model_dir, str(tmp_path / "parts" / "*.jsonl"), tmp_path / "glob", "--shard-rows", 25)
     assert code == 0, err
     assert files_of(tmp_path / "glob") == files_of(tmp_path / "emb")  # a pattern reads the same files
+    code, out, err = cli("index", tiny_model_dir, tmp_path / "parts", "-o", tmp_path / "idx", "--text-column", "body")
+    assert code == 0, err
+    assert "indexed 60 documents" in out  # mrl-run index reads a folder the same way
     (tmp_path / "parts" / "c.csv").write_text("body\nhello\n")
     code, _, err = embed(tiny_model_dir, tmp_path / "parts", tmp_path / "mixed")
     one_message(code, err, "mix formats", "csv", "jsonl")
@@ -153,6 +156,7 @@ def test_a_folder_of_files_is_one_corpus_and_mixed_formats_are_refused(tiny_mode
 
 
 # -- resuming ---------------------------------------------------------------------------------------------
+@pytest.mark.slow  # kills a process it started
 def test_a_killed_embed_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_model_dir, tmp_path):
     corpus = write_jsonl(tmp_path / "big.jsonl", docs(12_000, seed=3))
     command = [sys.executable, "-m", "mrl_plugins.cli", "embed", str(tiny_model_dir), str(corpus), "-o",

@@ -88,10 +88,13 @@ class EmbedJob:
         it (a word piece covers at least one character)."""
         from .evaluation import encode_texts, normalise
 
-        vectors = encode_texts(model, texts, role="document", batch_size=self.batch_size, pool=pool)
-        if vectors.shape != (len(texts), self.full_dim):
-            raise RuntimeError(f"the model returned {vectors.shape} for {len(texts)} texts; expected width "
-                               f"{self.full_dim}")
+        # longest first: sentence-transformers sorts within one encode call, but a pool hands its
+        # processes contiguous chunks, so sorted texts keep every batch's padding small there too
+        # (unsorted chunks made two CPU processes 2.2x slower on Debian descriptions)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        ordered = [texts[i] for i in order]
+        vectors = np.empty((len(texts), self.full_dim), dtype=np.float32)
+        vectors[order] = encode_texts(model, ordered, role="document", batch_size=self.batch_size, pool=pool)
         return ShardVectors(normalise(vectors).astype(self.dtype), over_length(model, texts))
 
 

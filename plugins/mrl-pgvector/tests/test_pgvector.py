@@ -180,7 +180,8 @@ def test_an_index_from_embed_shards_answers_as_the_index_from_texts(tiny_model_d
     try:
         np.testing.assert_allclose(a.index.decoded(), b.index.decoded(), atol=1e-5)
         queries = b.index.decoded()[:10]
-        assert np.array_equal(a.index.search(queries, 5, shortlist=60).ids, b.index.search(queries, 5, shortlist=60).ids)
+        found = [c.index.search(queries, 5, shortlist=60).ids for c in (a, b)]
+        assert np.array_equal(*found)
     finally:
         a.index.close()
         b.index.close()

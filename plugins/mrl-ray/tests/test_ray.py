@@ -59,7 +59,7 @@ def test_an_unreachable_cluster_is_one_message(tiny_model_dir, corpus, tmp_path)
                        "--address", "ray://127.0.0.1:1")
     assert code == 2 and "Traceback" not in err
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in err
-    assert (tmp_path / "emb" / "plan.json").is_file()  # the read pass is kept: --resume continues
+    assert not (tmp_path / "emb").exists()  # nothing was embedded: no half folder is left
 
 
 def test_the_ray_executor_writes_what_the_local_one_does(local_ray, tiny_model_dir, corpus, local, tmp_path):

@@ -4,13 +4,15 @@
 it goes through sentence-transformers' own multi-process pool
 (``SentenceTransformer.start_multi_process_pool``: one process per device, the model shared,
 chunks of texts handed out by a queue), never a launcher of ours. One process per GPU is the
-rule; on a CPU several processes share its cores, which pays only when one process leaves cores
-idle (docs/benchmarks.md measures it).
+rule; processes on the CPU split its cores between them (each torch gets its share of threads),
+which pays only when one process leaves cores idle (docs/benchmarks.md measures it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -66,7 +68,10 @@ class Local(Executor[LocalParams]):
         targets = self.targets(job)
         device = self.params.devices[0] if len(self.params.devices) == 1 else job.device
         model = job.load_model("cpu" if targets else device)
-        pool: Any = model.start_multi_process_pool(targets) if targets else None
+        pool: Any = None
+        if targets:
+            with _threads_per_process(targets):
+                pool = model.start_multi_process_pool(targets)
         try:
             for task in tasks:
                 texts = shard_texts(task.texts)
@@ -78,6 +83,30 @@ class Local(Executor[LocalParams]):
         finally:
             if pool is not None:
                 model.stop_multi_process_pool(pool)
+
+
+@contextlib.contextmanager
+def _threads_per_process(targets: list[str]) -> Iterator[None]:
+    """Processes on the CPU share its cores: each gets its share as torch's thread count (read
+    from ``OMP_NUM_THREADS`` when a spawned process starts torch), instead of every process
+    starting a thread per core and all of them fighting over the same cores."""
+    on_cpu = sum(1 for t in targets if t.split(":")[0] == "cpu")
+    if not on_cpu:
+        yield
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(max(1, cores // on_cpu))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _joined(parts: list[ShardVectors], job: EmbedJob) -> ShardVectors:

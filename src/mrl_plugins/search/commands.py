@@ -261,7 +261,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         model_ref, args.run_dir = resolve_model_arg(args.model)
     else:  # the shards' model: its evidence, when it is a run still there, sets the defaults
         assert manifest is not None
-        model_ref, args.run_dir = _recorded_model(manifest["model"]["name"])
+        model_ref, args.run_dir = _recorded_model(manifest.get("run") or manifest["model"]["name"])
     full = (manifest["full_dim"] if manifest is not None
             else embedding_dim_from_files(model_ref.location) if model_ref.is_local else None)
     from ..plugins import load_registry

@@ -5,9 +5,9 @@ Two passes, so that every executor writes the same files:
 1. **Read** (this process, streaming): every row of every file once, checked as ``mrl-run index``
    checks it (encoding, columns, empty texts, texts far longer than the model reads), cut into
    shards by corpus row; this part's shards have their texts written (``shard-N.jsonl``).
-   Ids (with ``--id-column``) and texts are kept as 16-byte digests, 32 bytes a row, so repeated
-   ids are refused and repeated texts counted before anything is encoded, in memory that grows
-   by 32 bytes a document and not by its text.
+   Texts (and ids, with ``--id-column``) are kept as 16-byte digests with the row number, 24
+   bytes a document (40 with ids), so repeated ids are refused and repeated texts counted before
+   anything is encoded, in memory that grows by those bytes and not by the texts.
 2. **Embed** (the executor): shard texts in, vectors out; this process writes each shard's
    vectors and its record as soon as it is done. A kill loses at most the shards in flight;
    ``--resume`` redoes exactly the shards without a record that matches their files.
@@ -177,7 +177,7 @@ class Block:
 @dataclass
 class Digests:
     """16-byte digests of every document's text (and id), with its corpus row: the memory the read
-    pass keeps of a corpus (32–48 bytes a document)."""
+    pass keeps of a corpus (24 bytes a document, 40 with ids)."""
 
     ids: bytearray = field(default_factory=bytearray)
     texts: bytearray = field(default_factory=bytearray)
@@ -245,7 +245,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                             "write a stream to a file first, or index it directly with 'mrl-run index MODEL -'.")
     corpus = Corpus(root, files, text_column=args.text_column, id_column=args.id_column, encoding=args.encoding,
                     format=fmt, unique_ids=False)
-    model_ref, _ = resolve_model_arg(args.model)
+    model_ref, run_dir = resolve_model_arg(args.model)
     what = f"mrl-run embed {args.corpus} -o {out}" + (f" --shard {part}/{parts}" if parts > 1 else "")
     lock = FolderLock(out if parts == 1 else out.with_name(f"{out.name}.part-{part}-of-{parts}"), what)
     lock.acquire(f"another 'mrl-run embed' is writing {out} ({{holder}}); nothing was changed. Wait for it to finish"
@@ -254,7 +254,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
         if state == "overwrite":
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        return Embedder(args, executor, corpus, model_ref, out, part, parts).run()
+        try:
+            return Embedder(args, executor, corpus, model_ref, out, part, parts, run_dir).run()
+        except UserError:
+            if state in ("new", "overwrite") and not any(out.glob("shard-*.npy")):
+                shutil.rmtree(out, ignore_errors=True)  # nothing embedded yet: no half folder is left behind
+            raise
 
 
 @dataclass
@@ -266,6 +271,8 @@ class Embedder:
     out: Path
     part: int
     parts: int
+    run_dir: Path | None = None
+    """The run whose model embeds, when it is one: ``mrl-run index`` takes its serving choice."""
 
     def __post_init__(self) -> None:
         self.folder = EmbeddingsDir(self.out)
@@ -342,7 +349,9 @@ class Embedder:
 
         return {
             "format": FORMAT, "version": VERSION, "created_by": f"mrl-plugins {__version__}",
-            "model": {"name": stamp.name, "probe": list(stamp.probe)}, "full_dim": full, "dtype": self.args.dtype,
+            "model": {"name": stamp.name, "probe": list(stamp.probe)},
+            "run": str(self.run_dir.resolve()) if self.run_dir is not None else None,
+            "full_dim": full, "dtype": self.args.dtype,
             "normalised": True, "max_seq_length": max_seq, "shard_rows": self.args.shard_rows,
             "corpus": {"root": str(self.corpus.root.resolve()), "format": self.corpus.format,
                        "text_column": self.corpus.text_column, "id_column": self.corpus.id_column,
@@ -360,7 +369,8 @@ class Embedder:
         blocks: list[Block] = []
         digests = Digests()
         current: Block | None = None
-        bar = tqdm(total=self.corpus.approximate_rows(), unit="row", desc="reading", disable=not self.progress)
+        # no total: counting a corpus's rows first would read it once more (the embedding bar has its ETA)
+        bar = tqdm(unit="row", desc="reading", disable=not self.progress)
         for record in self.corpus.records():
             number = record.row // size
             if current is None or number != current.number:

@@ -99,7 +99,7 @@ class Ray(Executor[RayParams]):
         dataset = ray.data.read_text(list(by_path), include_paths=True, num_cpus=0)
         dataset = dataset.map_batches(
             _Encoder, fn_constructor_kwargs={"job": job, "device": "cuda" if gpus else "cpu"},
-            batch_size=job.batch_size, concurrency=workers, num_cpus=self.params.cpus_per_worker,
+            batch_size=job.chunk, concurrency=workers,  # a large window, which encode sorts by length num_cpus=self.params.cpus_per_worker,
             num_gpus=gpus or None, batch_format="numpy",
         )
         pending: dict[str, list[dict[str, np.ndarray]]] = {}
@@ -137,7 +137,7 @@ def reachable(address: str | None, timeout: float = 10.0) -> None:
     except OSError as exc:
         raise UserError(f"--executor ray: cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check "
                         "--address (ray://HEAD:10001 for Ray Client, HEAD:6379 on a node of the cluster, or auto), and "
-                        "that the cluster is up. The shards' texts are written: --resume continues once it is.") from None
+                        "that the cluster is up.") from None
 
 
 @hookimpl
