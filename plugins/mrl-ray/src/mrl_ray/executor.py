@@ -99,8 +99,8 @@ class Ray(Executor[RayParams]):
         dataset = ray.data.read_text(list(by_path), include_paths=True, num_cpus=0)
         dataset = dataset.map_batches(
             _Encoder, fn_constructor_kwargs={"job": job, "device": "cuda" if gpus else "cpu"},
-            batch_size=job.chunk, concurrency=workers,  # a large window, which encode sorts by length num_cpus=self.params.cpus_per_worker,
-            num_gpus=gpus or None, batch_format="numpy",
+            batch_size=job.chunk,  # a large window, which encode sorts by length
+            concurrency=workers, num_cpus=self.params.cpus_per_worker, num_gpus=gpus or None, batch_format="numpy",
         )
         pending: dict[str, list[dict[str, np.ndarray]]] = {}
         counts: dict[str, int] = {}
