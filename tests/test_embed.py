@@ -3,9 +3,7 @@ without encoding again (issue #19)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import signal
 import subprocess
@@ -16,21 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.testing import write_jsonl
+from mrl_plugins.testing import run_cli, write_jsonl
 
 WORDS = "apt dpkg kernel editor shell python network printer audio video font library daemon compiler".split()
 
-
-def cli(*args):
-    from mrl_plugins.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse: a usage error
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_message(code, err, *needles):
@@ -51,7 +38,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def embed(model, corpus, out, *args):
-    return cli("embed", model, corpus, "-o", out, "--text-column", "body", *args)
+    return run_cli("embed", model, corpus, "-o", out, "--text-column", "body", *args)
 
 
 @pytest.fixture
@@ -125,7 +112,7 @@ def test_every_corpus_format_is_read_streaming_into_the_same_shards(tiny_model_d
     else:
         path.write_text("".join(r["body"] + "\n" for r in rows))
     args = ["--shard-rows", 30] + ([] if fmt == "txt" else ["--id-column", "doc"])
-    code, _, err = cli("embed", tiny_model_dir, path, "-o", tmp_path / "emb", "--text-column", "body", *args)
+    code, _, err = run_cli("embed", tiny_model_dir, path, "-o", tmp_path / "emb", "--text-column", "body", *args)
     assert code == 0, err
     manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text())
     assert manifest["count"] == 70 and [s["rows"] for s in manifest["shards"]] == [30, 30, 10]
@@ -146,7 +133,7 @@ def test_a_folder_of_files_is_one_corpus_and_mixed_formats_are_refused(tiny_mode
     code, _, err = embed(tiny_model_dir, str(tmp_path / "parts" / "*.jsonl"), tmp_path / "glob", "--shard-rows", 25)
     assert code == 0, err
     assert files_of(tmp_path / "glob") == files_of(tmp_path / "emb")  # a pattern reads the same files
-    code, out, err = cli("index", tiny_model_dir, tmp_path / "parts", "-o", tmp_path / "idx", "--text-column", "body")
+    code, out, err = run_cli("index", tiny_model_dir, tmp_path / "parts", "-o", tmp_path / "idx", "--text-column", "body")
     assert code == 0, err
     assert "indexed 60 documents" in out  # mrl-run index reads a folder the same way
     (tmp_path / "parts" / "c.csv").write_text("body\nhello\n")
@@ -170,11 +157,11 @@ def test_a_killed_embed_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_m
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert first.exists() and not (tmp_path / "killed" / "manifest.json").exists(), "the embed was not interrupted"
-    code, _, err = cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "killed", "--text-column", "body")
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "killed", "--text-column", "body")
     one_message(code, err, "unfinished embed", "--resume")
-    code, _, err = cli(*command[3:], "--resume")
+    code, _, err = run_cli(*command[3:], "--resume")
     assert code == 0, err
-    code, _, err = cli(*command[3:7], tmp_path / "whole", *command[8:])
+    code, _, err = run_cli(*command[3:7], tmp_path / "whole", *command[8:])
     assert code == 0, err
     assert files_of(tmp_path / "killed") == files_of(tmp_path / "whole")
 
@@ -242,9 +229,9 @@ def test_two_processes_embed_what_one_does(tiny_model_dir, corpus, reference, tm
 def test_an_index_from_shards_equals_the_index_from_texts(tiny_model_dir, corpus, reference, tmp_path, store):
     from mrl_plugins.search import open_index
 
-    code, _, err = cli("index", reference, "-o", tmp_path / "from-shards", "--dim", 8, "--store", store)
+    code, _, err = run_cli("index", reference, "-o", tmp_path / "from-shards", "--dim", 8, "--store", store)
     assert code == 0, err
-    code, _, err = cli("index", tiny_model_dir, corpus, "-o", tmp_path / "from-texts", "--dim", 8, "--store", store,
+    code, _, err = run_cli("index", tiny_model_dir, corpus, "-o", tmp_path / "from-texts", "--dim", 8, "--store", store,
                        "--text-column", "body", "--id-column", "doc")
     assert code == 0, err
     a, b = open_index(tmp_path / "from-shards"), open_index(tmp_path / "from-texts")
@@ -253,7 +240,7 @@ def test_an_index_from_shards_equals_the_index_from_texts(tiny_model_dir, corpus
     assert (tmp_path / "from-shards" / "texts.jsonl").read_bytes() == (tmp_path / "from-texts" / "texts.jsonl").read_bytes()
     queries = b.index.decoded()[:20]
     assert np.array_equal(a.index.search(queries, 5, shortlist=50).ids, b.index.search(queries, 5, shortlist=50).ids)
-    code, out, err = cli("search", tmp_path / "from-shards", "package 7", "-k", 1, "--json")
+    code, out, err = run_cli("search", tmp_path / "from-shards", "package 7", "-k", 1, "--json")
     assert code == 0, err
     assert json.loads(out)["hits"][0]["id"].startswith("d")
 
@@ -262,20 +249,20 @@ def test_index_and_search_refuse_a_model_other_than_the_shards(tiny_model_dir, r
     from mrl_plugins.testing import tiny_model
 
     other = tiny_model(tmp_path / "other", seed=5)
-    code, _, err = cli("index", other, reference, "-o", tmp_path / "idx")
+    code, _, err = run_cli("index", other, reference, "-o", tmp_path / "idx")
     one_message(code, err, "was embedded by", "embeds differently")
     assert not (tmp_path / "idx").exists()
-    code, _, err = cli("index", tiny_model_dir, reference, "-o", tmp_path / "idx")  # the same model: fine
+    code, _, err = run_cli("index", tiny_model_dir, reference, "-o", tmp_path / "idx")  # the same model: fine
     assert code == 0, err
-    code, _, err = cli("search", tmp_path / "idx", "package", "--model", other)
+    code, _, err = run_cli("search", tmp_path / "idx", "package", "--model", other)
     one_message(code, err, "embeds differently")
-    code, _, err = cli("index", reference, tmp_path / "corpus.jsonl", "-o", tmp_path / "idx2")
+    code, _, err = run_cli("index", reference, tmp_path / "corpus.jsonl", "-o", tmp_path / "idx2")
     one_message(code, err, "holds embeddings")
 
 
 def test_an_unfinished_embed_cannot_be_indexed(reference, tmp_path):
     (reference / "manifest.json").unlink()
-    code, _, err = cli("index", reference, "-o", tmp_path / "idx")
+    code, _, err = run_cli("index", reference, "-o", tmp_path / "idx")
     one_message(code, err, "not finished", "--resume")
 
 
@@ -300,7 +287,7 @@ def test_the_index_store_is_written_as_vectors_are_added(tmp_path):
 
 # -- mistakes ---------------------------------------------------------------------------------------------
 def test_bad_input_is_one_message_and_nothing_is_written(tiny_model_dir, corpus, tmp_path):
-    code, _, err = cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "a")  # the column is 'body', not 'text'
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "a")  # the column is 'body', not 'text'
     one_message(code, err, "no column 'text'", "--text-column")
     (tmp_path / "bad.jsonl").write_bytes(b'{"body": "fine"}\n\xff\xfe not utf-8\n')
     code, _, err = embed(tiny_model_dir, tmp_path / "bad.jsonl", tmp_path / "b")

@@ -224,6 +224,20 @@ def run_recipe(recipe: str | Path, *args: str, command: str = "run", in_process:
     return RunOutcome(code, stdout, stderr, _output_dir(recipe, args))
 
 
+def run_cli(*args: Any) -> tuple[int, str, str]:
+    """``mrl-run ARGS…`` in this process: ``(exit code, stdout, stderr)``; a usage error
+    (argparse's exit) is its exit code, as from a shell."""
+    from .cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    return code, out.getvalue(), err.getvalue()
+
+
 def _output_dir(recipe: Path, args: Sequence[str]) -> Path | None:
     import tomllib
 

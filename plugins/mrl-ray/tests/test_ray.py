@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -11,21 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.testing import toy_pairs, write_jsonl
+from mrl_plugins.testing import run_cli, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # starts Ray (seconds) and its worker processes
 
-
-def cli(*args):
-    from mrl_plugins.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +26,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local(tiny_model_dir, corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "emb"
-    code, _, err = cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32)
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32)
     assert code == 0, err
     return out
 
@@ -55,7 +42,7 @@ def same_embeddings(a: Path, b: Path) -> None:
 
 
 def test_an_unreachable_cluster_is_one_message(tiny_model_dir, corpus, tmp_path):
-    code, _, err = cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "emb", "--executor", "ray",
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", tmp_path / "emb", "--executor", "ray",
                        "--address", "ray://127.0.0.1:1")
     assert code == 2 and "Traceback" not in err
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in err
@@ -64,7 +51,7 @@ def test_an_unreachable_cluster_is_one_message(tiny_model_dir, corpus, tmp_path)
 
 def test_the_ray_executor_writes_what_the_local_one_does(local_ray, tiny_model_dir, corpus, local, tmp_path):
     out = tmp_path / "emb"
-    code, stdout, err = cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32,
+    code, stdout, err = run_cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32,
                             "--executor", "ray", "--executor-param", "workers=2")
     assert code == 0, err
     assert "embedded 259 documents" in stdout
@@ -79,7 +66,7 @@ def test_ray_resumes_only_the_shards_not_done(local_ray, tiny_model_dir, corpus,
     (out / "manifest.json").unlink()
     (out / "shard-00002.json").unlink()
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npy")}
-    code, _, err = cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32,
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", out, "--shard-rows", 60, "--batch-size", 32,
                        "--executor", "ray", "--resume")
     assert code == 0, err
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npy")}
