@@ -1,4 +1,5 @@
-"""One local Ray instance (2 CPUs) for the test session, as ``--executor ray`` with no address
+"""One local Ray instance (2 CPUs) for the Ray tests' module (stopped after it, so no later test
+runs beside it), as ``--executor ray`` with no address
 starts. CI sets ``MRL_REQUIRE_RAY=1``: Ray missing is then a failure, never a silent skip."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import os
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
     try:
         import ray
