@@ -278,8 +278,8 @@ def test_standard_input_is_read_with_a_dash(tiny_model_dir, corpus_file, tmp_pat
 
 
 def test_a_folder_or_missing_corpus_says_what_it_is(tiny_model_dir, tmp_path):
-    code, _, err = index(tiny_model_dir, tmp_path, tmp_path / "idx")
-    one_message(code, err, "a folder, not a corpus file")
+    code, _, err = index(tiny_model_dir, tmp_path, tmp_path / "idx")  # a folder is a corpus of its files (#19)
+    one_message(code, err, "a folder without corpus files")
     code, _, err = index(tiny_model_dir, tmp_path / "nope.jsonl", tmp_path / "idx")
     one_message(code, err, "corpus file not found")
 
