@@ -101,12 +101,13 @@ def make_executor(args: argparse.Namespace, registry: Any) -> Executor:
     from .commands import backend_for
 
     _, params = backend_for(registry, args.executor, None, args.executor_param)
+    cls = None
     for flag, key, value in (("--processes", "processes", args.processes), ("--address", "address", args.address),
                              ("--devices", "devices", [d.strip() for d in args.devices.split(",") if d.strip()]
                               if args.devices else None)):
         if value is None:
             continue
-        cls = registry.get("executor", args.executor)
+        cls = cls or registry.get("executor", args.executor)
         if key not in cls.Params.model_fields:
             raise UserError(f"{flag}: executor '{args.executor}' has no '{key}' parameter (it takes "
                             f"{', '.join(cls.Params.model_fields) or 'none'}); leave {flag} out, or choose an executor "
