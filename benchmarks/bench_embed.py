@@ -25,7 +25,7 @@ held in memory until the end), the same vectors through the same ``FunnelIndex``
 (c) Resume: ``mrl-run embed`` of the first 10,000 documents of (a) killed when half its shards
 are done, resumed, and compared byte for byte with an uninterrupted run.
 
-    .venv/bin/python benchmarks/bench_embed.py [--parts abc] [--docs 50000]
+    .venv/bin/python benchmarks/bench_embed.py [--parts abc] [--docs 50000] [--no-embed]
 """
 
 from __future__ import annotations
@@ -163,33 +163,36 @@ index.save(Path(sys.argv[2]))
 """
 
 
-def part_b(tmp: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
+def part_b(tmp: Path, sizes: tuple[int, ...] = (100_000, 1_000_000), *, embed: bool = True) -> None:
     from mrl_plugins.testing import tiny_model
 
     model = tiny_model(tmp / "tiny-model")
-    texts = debian_texts(60_000)
+    texts = debian_texts(60_000) if embed else []
     print("(b) peak RSS against corpus size (embed: the test kit's tiny model over Debian texts cycled and numbered; "
           "index: synthetic 384-dim unit vectors, memory only)")
     print(f"{'step':<58} {'size':>10} {'wall s':>8} {'peak RSS MiB':>13}")
     results: dict[str, dict[int, float]] = {}
     for n in sizes:
-        corpus = write_corpus(tmp / f"b-{n}.jsonl", texts, n)
-        wall, rss = peak([*MRL, "embed", str(model), str(corpus), "-o", str(tmp / f"b-emb-{n}")])
-        results.setdefault("mrl-run embed (tiny model)", {})[n] = rss
-        print(f"{'mrl-run embed (tiny model)':<58} {n:>10,} {wall:>8.1f} {rss:>13.0f}", flush=True)
-        corpus.unlink()
-        shutil.rmtree(tmp / f"b-emb-{n}")
+        if embed:
+            corpus = write_corpus(tmp / f"b-{n}.jsonl", texts, n)
+            wall, rss = peak([*MRL, "embed", str(model), str(corpus), "-o", str(tmp / f"b-emb-{n}")])
+            results.setdefault("mrl-run embed (tiny model)", {})[n] = rss
+            print(f"{'mrl-run embed (tiny model)':<58} {n:>10,} {wall:>8.1f} {rss:>13.0f}", flush=True)
+            corpus.unlink()
+            shutil.rmtree(tmp / f"b-emb-{n}")
         emb = synthetic_embeddings(tmp / f"b-syn-{n}", n)
         for name, command in (
             ("mrl-run index EMBEDDINGS --dim 48 (flat, streamed)",
              [*MRL, "index", str(emb), "-o", str(tmp / f"b-idx-{n}"), "--dim", "48"]),
+            ("mrl-run index EMBEDDINGS --dim 48 --index binary",
+             [*MRL, "index", str(emb), "-o", str(tmp / f"b-bin-{n}"), "--dim", "48", "--index", "binary"]),
             ("the same index, full vectors held in memory (before #19)",
              [PY, "-c", HELD, str(emb), str(tmp / f"b-held-{n}")]),
         ):
             wall, rss = peak(command)
             results.setdefault(name, {})[n] = rss
             print(f"{name:<58} {n:>10,} {wall:>8.1f} {rss:>13.0f}", flush=True)
-        for folder in (emb, tmp / f"b-idx-{n}", tmp / f"b-held-{n}"):
+        for folder in (emb, tmp / f"b-idx-{n}", tmp / f"b-bin-{n}", tmp / f"b-held-{n}"):
             shutil.rmtree(folder)
     small, large = sizes
     for name, by in results.items():
@@ -217,7 +220,8 @@ def part_c(tmp: Path, n: int = 10_000) -> None:
     whole = time.perf_counter() - t
     a = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     b = {p.name: p.read_bytes() for p in sorted((tmp / "c-whole").iterdir())}
-    print(f"(c) resume: killed with {done} of 10 shards done; the resume took {resumed:.0f} s, an uninterrupted run "
+    print(f"(c) resume: {n:,} documents in 10 shards, killed with {done} done; the resume took {resumed:.0f} s, "
+          f"an uninterrupted run "
           f"{whole:.0f} s; the two folders are {'byte-for-byte equal' if a == b else 'DIFFERENT'} ({len(a)} files)")
 
 
@@ -227,12 +231,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=50_000, help="(a)'s corpus size")
     parser.add_argument("--sizes", default="100000,1000000", help="(b)'s two corpus sizes")
     parser.add_argument("--resume-docs", type=int, default=10_000, help="(c)'s corpus size")
+    parser.add_argument("--no-embed", action="store_true",
+                        help="(b): the index steps only (the 1M embed takes ~16 min)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         if "a" in args.parts:
             part_a(Path(tmp), args.docs)
         if "b" in args.parts:
-            part_b(Path(tmp), tuple(int(x) for x in args.sizes.split(",")))
+            part_b(Path(tmp), tuple(int(x) for x in args.sizes.split(",")), embed=not args.no_embed)
         if "c" in args.parts:
             part_c(Path(tmp), args.resume_docs)
 

@@ -41,6 +41,30 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv
 CHARS_PER_TOKEN = 32
 """Documents are cut at ``max_seq_length × CHARS_PER_TOKEN`` characters before tokenising. A
 word-piece token covers far fewer characters than this, so nothing the model would read is cut."""
+EXAMPLES = 5
+
+
+@dataclass
+class Found:
+    """How many rows a check found, and the first few of them: bounded memory however many rows
+    a corpus of any size has (a list of every empty row's place would grow with the corpus)."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, where: str) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(where)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def shown(self) -> str:
+        return ", ".join(self.examples) + (", …" if self.count > len(self.examples) else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"count": self.count, "examples": list(self.examples)}
 
 
 def corpus_kind(path: Path) -> str:
@@ -95,8 +119,8 @@ class CorpusReader:
     """Cut documents to this many characters (``None``: never)."""
     kind: str = field(init=False)
     rows: int = field(default=0, init=False)
-    empty: list[str] = field(default_factory=list, init=False)
-    cut: list[str] = field(default_factory=list, init=False)
+    empty: Found = field(default_factory=Found, init=False)
+    cut: Found = field(default_factory=Found, init=False)
 
     def __post_init__(self) -> None:
         self.kind = corpus_kind(self.path)
@@ -153,13 +177,13 @@ class CorpusReader:
             row = self.first_row + self.rows
             self.rows += 1
             if text is None or not str(text).strip():
-                self.empty.append(where)
+                self.empty.add(where)
                 yield Record(row, where, "", None, False)
                 continue
             text = str(text)
             cut = self.max_chars is not None and len(text) > self.max_chars
             if cut:
-                self.cut.append(where)
+                self.cut.add(where)
                 text = text[: self.max_chars]
             doc_id = str(doc_id) if self.id_column else str(row)
             if self.id_column and self.unique_ids:
@@ -177,15 +201,12 @@ class CorpusReader:
 
     def report(self) -> None:
         """Say on the console what was skipped or cut, with the first lines."""
-        def first(places: list[str]) -> str:
-            return ", ".join(places[:5]) + (", …" if len(places) > 5 else "")
-
         if self.empty:
-            logger.warning("%s: skipped %d of %d documents with an empty '%s' (%s)", self.name, len(self.empty),
-                           self.rows, self.text_column, first(self.empty))
+            logger.warning("%s: skipped %d of %d documents with an empty '%s' (%s)", self.name, self.empty.count,
+                           self.rows, self.text_column, self.empty.shown())
         if self.cut:
             logger.warning("%s: cut %d documents longer than %d characters before tokenising (the model reads far "
-                           "less of each; %s)", self.name, len(self.cut), self.max_chars, first(self.cut))
+                           "less of each; %s)", self.name, self.cut.count, self.max_chars, self.cut.shown())
 
     def _binary(self) -> IO[bytes]:
         if self.kind == "stdin":
@@ -388,8 +409,8 @@ class Corpus:
     unique_ids: bool = True
     kind: str = field(default="file", init=False)
     rows: int = field(default=0, init=False)
-    empty: list[str] = field(default_factory=list, init=False)
-    cut: list[str] = field(default_factory=list, init=False)
+    empty: Found = field(default_factory=Found, init=False)
+    cut: Found = field(default_factory=Found, init=False)
     starts: list[int] = field(default_factory=list, init=False)
     """The corpus row number each file starts at (filled as the files are read)."""
 
@@ -429,9 +450,9 @@ class Corpus:
             for record in reader.records():
                 where = f"{self.label(path)}, {record.where}" if len(self.files) > 1 else record.where
                 if record.text is None:
-                    self.empty.append(where)
+                    self.empty.add(where)
                 elif record.cut:
-                    self.cut.append(where)
+                    self.cut.add(where)
                 if record.text is not None and self.id_column and self.unique_ids:
                     if record.id in seen:
                         raise UserError(f"{self.name}: {seen[record.id]} and {where} have the same {self.id_column} "

@@ -121,8 +121,10 @@ class EmbeddingsDir:
                             "folder (or pass --overwrite).") from None
         return plan if isinstance(plan, dict) else None
 
-    def record(self, shard: int) -> dict[str, Any] | None:
-        """The shard's record if the shard is done: record there, both files there and matching it."""
+    def record(self, shard: int, *, verify: bool = True) -> dict[str, Any] | None:
+        """The shard's record if the shard is done: record there, both files there and (with
+        ``verify``) their SHA-256 matching it; without, their sizes are not read either, only that
+        they exist."""
         try:
             record = json.loads(self.record_file(shard).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -130,7 +132,7 @@ class EmbeddingsDir:
         if not isinstance(record, dict):
             return None
         for path, key in ((self.texts(shard), "texts_sha256"), (self.vectors(shard), "vectors_sha256")):
-            if not path.is_file() or sha256_file(path) != record.get(key):
+            if not path.is_file() or (verify and sha256_file(path) != record.get(key)):
                 return None
         return record
 
