@@ -113,4 +113,13 @@ def test_the_guides_plugin_installs_and_passes_its_tests_as_written(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env=env,
     )
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
-    assert "3 passed" in tests.stdout
+    assert "4 passed" in tests.stdout
+
+
+def test_the_guides_kind_table_and_the_readmes_hook_count_match_the_registry():
+    rows = re.findall(r"^\| `(\w+)` \| `(register_\w+)` \| `(\w+)`", GUIDE, flags=re.M)
+    assert {(key, hook, base) for key, hook, base in rows} == {(k.key, k.hook, k.base.__name__)
+                                                            for k in KINDS.values()}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    words = {7: "seven", 8: "eight", 9: "nine", 10: "ten", 11: "eleven"}
+    assert f"({words[len(HOOKS)]} typed `register_*` hooks" in readme

@@ -124,7 +124,8 @@ def test_a_third_party_backend_serves_index_quantize_and_the_demo(plugin_run, tm
     assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "q"), "--dim", "8", "--index", "brute",
                  "--quantize", "int8"]) == 0
     manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
-    assert manifest["index"] == {"name": "brute", "params": {"bits": 8}}
+    assert manifest["index"] == {"name": "brute", "params": {"bits": 8}, "provided_by": {
+        "plugin": "third-party-plugin", "distribution": None, "version": "1.0"}}  # what to install, if missing
     assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "x"), "--index", "brute",
                  "--quantize", "binary"]) == 2
     assert "--index brute --quantize int8" in capsys.readouterr().err

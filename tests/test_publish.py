@@ -142,10 +142,36 @@ def test_push_uploads_the_saved_folder(finished_run, hub, tmp_path):
     assert RunResults.load(run / "results.json").publish.repo_id == "alice/tiny-mrl"
 
 
-def test_publish_can_change_the_default_dimension(finished_run, hub, tmp_path):
+def test_a_pushed_run_loads_back_from_the_hub_by_repo_id_truncated(finished_run, hub, tmp_path, monkeypatch):
+    """The mission's last step, end to end: push, then ``SentenceTransformer(repo_id, truncate_dim=…)``."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    assert main(["publish", str(run), "--truncate-dim", "8"]) == 0
+    assert main(["publish", str(run)]) == 0  # alice/tiny-mrl, [publish] truncate_dim = 16
+    hub.serve_downloads(monkeypatch)
+    texts = ["audio tools for the desktop", "a small text editor"]
+    cache = str(tmp_path / "download-cache")
+    remote = SentenceTransformer("alice/tiny-mrl", truncate_dim=8, device="cpu", cache_folder=cache)
+    local = SentenceTransformer(str(run / "model"), truncate_dim=8, device="cpu")
+    assert remote.encode(texts).shape == (2, 8)
+    np.testing.assert_allclose(remote.encode(texts), local.encode(texts), atol=1e-6)
+    published = SentenceTransformer("alice/tiny-mrl", device="cpu", cache_folder=cache)
+    assert published.encode(texts).shape == (2, 16)  # the default width the run published
+    assert any(method == "GET" and path.startswith("/alice/tiny-mrl/resolve/") and "model.safetensors" in path
+               for method, path in hub.state.requests)
+
+
+def test_publish_can_change_the_default_dimension(finished_run, hub, tmp_path, caplog):
+    import logging
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    with caplog.at_level(logging.INFO, logger="mrl_plugins"):
+        assert main(["publish", str(run), "--truncate-dim", "8"]) == 0
+    assert f"pushed {run / 'model'} to " in caplog.text  # the run's model, never the staged copy pushed
+    assert "publish-staging" not in caplog.text
     assert hub.state.files[("alice/tiny-mrl", "main")]["config_sentence_transformers.json"].count(b'"truncate_dim": 8') == 1
     assert b"mrl_truncate_dim: 8" in hub.state.files[("alice/tiny-mrl", "main")]["README.md"]
 

@@ -289,6 +289,16 @@ def test_an_adapted_model_publishes_like_the_mrl_model(tiny_recipe, recipe_path,
         outcome = run_recipe(tmp_path / "out", "--repo-id", "alice/adapted", "--model", column.saved_model, command="publish")
         assert outcome.code == 0, outcome.err
         card = hub.state.files[("alice/adapted", "main")]["README.md"].decode()
+        # loaded back by repo id, truncated: the adaptor's layers come with it
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+
+        hub.serve_downloads(monkeypatch)
+        texts = ["audio tools", "a text editor"]
+        remote = SentenceTransformer("alice/adapted", truncate_dim=8, device="cpu", cache_folder=str(tmp_path / "dl"))
+        local = SentenceTransformer(str(tmp_path / "out" / column.saved_model), truncate_dim=8, device="cpu")
+        np.testing.assert_allclose(remote.encode(texts), local.encode(texts), atol=1e-6)
+        assert len(remote) == len(local) > 2  # transformer, pooling and the adaptor's own modules
     assert "as 'base · adaptor'" in card
     m = column.metrics[8]
     assert f"| 8 | {m['mrr@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} |" in card

@@ -294,7 +294,8 @@ def test_plain_text_corpus_and_quantised_shortlist(tiny_model_dir, tmp_path):
         (["--index", "annoy"], "unknown index backend 'annoy'"),
         (["--text-column", "content"], "no column 'content'"),
         (["--index", "binary", "--quantize", "int8"], "does not combine with --index binary"),
-        (["--index", "hnsw", "--index-param", "m=1"], "parameter 'm' input should be greater than or equal to 4"),
+        (["--index", "hnsw", "--index-param", "m=1"], "parameter 'm': input should be greater than or equal to 4 "
+                                                       "(got 1); m is int, default 32"),
     ],
 )
 def test_bad_index_input_is_one_message_and_exit_2(tiny_model_dir, corpus_file, tmp_path, args, message):
@@ -393,4 +394,5 @@ def test_search_comparisons_are_checked_at_validate(tiny_recipe, recipe_path):
     assert outcome.code == 2
     assert "[[compare]] #1 shortlist: 5 is smaller than k = 10" in outcome.err
     assert "[[compare]] #1 index: unknown index backend 'annoy'" in outcome.err
-    assert "[[compare]] #2 index_params: not valid for 'hnsw'" in outcome.err
+    assert ("[[compare]] #2 index_params.m (index backend 'hnsw'): input should be greater than or equal to 4 "
+            "(got 2); m is int, default 32") in " ".join(outcome.err.split())

@@ -67,6 +67,9 @@ class Component(abc.ABC, Generic[P]):
     name: ClassVar[str]
     Params: ClassVar[type[_Params]] = _Params
     params: P
+    provided_by: Mapping[str, Any] | None = None
+    """Set by the registry when it builds the component: ``{"plugin", "distribution",
+    "version"}`` of what registered it (an index records it in its manifest)."""
 
     def __init__(self, params: P | None = None):
         self.params = params if params is not None else cast(P, self.Params())
@@ -95,6 +98,13 @@ class DataSource(Component[P]):
     @abc.abstractmethod
     def load(self, request: DataRequest) -> DataBundle:
         """Training rows in ``request.row_format`` and the evaluation set."""
+
+    def card_metadata(self) -> Mapping[str, Any]:
+        """Model-card front matter this source contributes to a published model: any of
+        ``datasets`` (Hub dataset ids), ``license`` (of the data, an SPDX-like id the Hub
+        knows), ``language`` (codes) and ``tags``. Recorded in results.json
+        (``data.card``); ``mrl-run publish`` writes it beside ``base_model``. Default: none."""
+        return {}
 
 
 class Loss(Component[P]):

@@ -131,6 +131,8 @@ class Split:
     train_rows: list[dict[str, Any]]
     eval: IRSet
     dropped_for_leakage: int
+    dropped_for_family: int = 0
+    """Rows left out of training because their family (``groups``) is held out."""
 
 
 def split_by_query(
@@ -142,6 +144,7 @@ def split_by_query(
     query_col: str = "anchor",
     doc_cols: Sequence[str] = ("positive", "negative"),
     is_relevant: Callable[[dict[str, Any]], bool] | None = None,
+    groups: Callable[[dict[str, Any]], str] | None = None,
 ) -> Split:
     """Hold out ``eval_queries`` distinct queries, then drop every training row that touches them.
 
@@ -151,6 +154,11 @@ def split_by_query(
     documents taken from other rows until it holds ``corpus_size`` texts (those rows leave
     training too). ``is_relevant(row)`` says
     whether a held-out row's first document is relevant (default: always, as for pairs).
+
+    ``groups(row)`` names a row's family (the module of a function, the brand of a product):
+    then whole families are held out, drawn at random until ``eval_queries`` queries are held,
+    and every row of a held family leaves training (counted in ``dropped_for_family``), so no
+    sibling of an evaluation item is trained on. Without it the split is by query, as before.
     """
     by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -160,8 +168,24 @@ def split_by_query(
     candidates = [q for q, qrows in by_query.items() if any(is_relevant(r) for r in qrows)]
     candidates.sort()
     rng = random.Random(seed)
-    rng.shuffle(candidates)
-    held = candidates[:eval_queries]
+    held_families: set[str] = set()
+    if groups is None:
+        rng.shuffle(candidates)
+        held = candidates[:eval_queries]
+    else:
+        family = {q: groups(by_query[q][0]) for q in candidates}  # a query's family: its first row's
+        members: dict[str, list[str]] = defaultdict(list)
+        for q in candidates:
+            members[family[q]].append(q)
+        order = sorted(members)
+        rng.shuffle(order)
+        held = []
+        for name in order:
+            if len(held) >= eval_queries:
+                break
+            held_families.add(name)
+            held.extend(members[name])
+        held = held[:eval_queries]
     if not held:
         raise UserError("the evaluation set is empty: no query has a relevant document to hold out.")
 
@@ -184,6 +208,11 @@ def split_by_query(
 
     held_set = set(held)
     remaining = [r for r in rows if r[query_col] not in held_set]
+    family_rows = 0
+    if groups is not None:
+        before = len(remaining)
+        remaining = [r for r in remaining if groups(r) not in held_families]
+        family_rows = before - len(remaining)
     if corpus_size > len(doc_ids):
         distractors = sorted({r[c] for r in remaining for c in doc_cols if r.get(c) is not None} - doc_ids.keys())
         rng.shuffle(distractors)
@@ -192,7 +221,7 @@ def split_by_query(
     eval_texts = {normalise_text(t) for t in (*held_set, *doc_ids)}
     train_rows = [r for r in remaining if not _touches(r, eval_texts, (query_col, *doc_cols))]
     corpus = {i: t for t, i in doc_ids.items()}
-    return Split(train_rows, IRSet(queries, corpus, relevant), len(remaining) - len(train_rows))
+    return Split(train_rows, IRSet(queries, corpus, relevant), len(remaining) - len(train_rows), family_rows)
 
 
 def normalise_text(text: str) -> str:
@@ -211,6 +240,89 @@ def find_leaks(train_texts: Iterable[str], eval_set: IRSet) -> tuple[int, int]:
     leaked_queries = sum(1 for q in eval_set.queries.values() if normalise_text(q) in seen)
     leaked_docs = sum(1 for d in eval_set.relevant_texts() if normalise_text(d) in seen)
     return leaked_queries, leaked_docs
+
+
+@dataclass
+class NearDuplicates:
+    """Evaluation texts with a near-copy among the training texts (:func:`find_near_duplicates`)."""
+
+    threshold: float
+    queries: int
+    documents: int
+    examples: list[dict[str, Any]]
+    """A few of them: the evaluation text, its nearest training text, their similarity."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "queries": self.queries, "documents": self.documents,
+                "examples": self.examples}
+
+
+SHINGLE_WORDS = 3
+MINHASHES, BANDS = 64, 16
+
+
+def _shingles(text: str) -> set[int]:
+    """Word 3-grams of the normalised text (the whole text when shorter), as 32-bit hashes
+    (CRC-32: the same in every process, unlike ``hash``)."""
+    import zlib
+
+    words = normalise_text(text).split()
+    grams = [" ".join(words[i:i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))]
+    return {zlib.crc32(g.encode("utf-8")) for g in grams}
+
+
+def _signatures(sets: Sequence[set[int]]) -> Any:
+    """MinHash signatures (``MINHASHES`` universal hashes ``(a·x + b) mod p``) of shingle sets."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prime = np.uint64((1 << 61) - 1)
+    a = rng.integers(1, 1 << 31, MINHASHES, dtype=np.uint64)
+    b = rng.integers(0, 1 << 31, MINHASHES, dtype=np.uint64)
+    out = np.empty((len(sets), MINHASHES), dtype=np.uint64)
+    for i, shingles in enumerate(sets):
+        x = np.fromiter(shingles, dtype=np.uint64, count=len(shingles))
+        out[i] = ((x[:, None] * a[None, :] + b[None, :]) % prime).min(axis=0)
+    return out
+
+
+def find_near_duplicates(train_texts: Iterable[str], eval_set: IRSet, *, threshold: float = 0.8,
+                         examples: int = 5) -> NearDuplicates:
+    """Evaluation queries and relevant documents whose word 3-grams overlap a training text's by
+    a Jaccard similarity of at least ``threshold``: the near-copies an exact leak check misses (a
+    changed word, a version number, a sibling's description). Candidates come from MinHash with
+    locality-sensitive hashing (64 hashes in 16 bands: a pair at Jaccard 0.8 is a candidate with
+    probability 0.9998), each confirmed on its exact Jaccard; linear in the texts, no model. Exact
+    copies count too (:func:`find_leaks` refuses those earlier)."""
+    train = list(dict.fromkeys(train_texts))
+    queries = list(eval_set.queries.values())
+    documents = sorted(eval_set.relevant_texts())
+    if not train or not (queries or documents):
+        return NearDuplicates(threshold, 0, 0, [])
+    train_sets = [_shingles(t) for t in train]
+    rows = MINHASHES // BANDS
+    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    for i, signature in enumerate(_signatures(train_sets)):
+        for band in range(BANDS):
+            buckets[band, signature[band * rows:(band + 1) * rows].tobytes()].append(i)
+    found: dict[str, int] = {"queries": 0, "documents": 0}
+    shown: list[dict[str, Any]] = []
+    for side, texts in (("queries", queries), ("documents", documents)):
+        sets = [_shingles(t) for t in texts]
+        for text, shingles, signature in zip(texts, sets, _signatures(sets)):
+            candidates = {j for band in range(BANDS)
+                          for j in buckets.get((band, signature[band * rows:(band + 1) * rows].tobytes()), ())}
+            best, nearest = 0.0, -1
+            for j in candidates:
+                similarity = len(shingles & train_sets[j]) / len(shingles | train_sets[j])
+                if similarity > best:
+                    best, nearest = similarity, j
+            if best >= threshold:
+                found[side] += 1
+                if len(shown) < examples:
+                    shown.append({"side": "query" if side == "queries" else "document", "text": text[:160],
+                                  "training_text": train[nearest][:160], "jaccard": round(best, 3)})
+    return NearDuplicates(threshold, found["queries"], found["documents"], shown)
 
 
 def rows_to_dataset(rows: Sequence[dict[str, Any]], row_format: RowFormat | str) -> datasets.Dataset:

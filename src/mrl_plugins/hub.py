@@ -53,17 +53,20 @@ def _transient(exc: Exception) -> bool:
 
 
 def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-         retry: str = "mrl-run publish OUTPUT_DIR") -> str:
+         retry: str = "mrl-run publish OUTPUT_DIR", shown: Path | None = None) -> str:
     """Create the repo (if needed) and upload the folder; returns the commit URL. Requests time out
-    (MRL_HUB_TIMEOUT, 60 s) and transient failures are tried again with backoff (MRL_HUB_RETRIES, 3)."""
+    (MRL_HUB_TIMEOUT, 60 s) and transient failures are tried again with backoff (MRL_HUB_RETRIES, 3).
+    ``shown`` is the folder messages name (the run's model, when what is uploaded is a staged
+    copy of it: an internal folder is nothing the user should be told about)."""
     import time
 
+    shown = shown or model_dir
     from huggingface_hub import HfApi
 
     token = find_token()
     if not token:
         raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
-                           f"Nothing was changed; the model is saved in {model_dir}.")
+                           f"Nothing was changed; the model is saved in {shown}.")
     timeout = float(os.environ.get("MRL_HUB_TIMEOUT", "60"))
     attempts = max(1, int(os.environ.get("MRL_HUB_RETRIES", "3")))
     backoff = float(os.environ.get("MRL_HUB_BACKOFF", "2"))
@@ -91,9 +94,9 @@ def push(model_dir: Path, repo_id: str, *, private: bool = False, revision: str 
                 continue
             tried = f" after {attempt} attempts" if attempt > 1 else ""
             raise PublishError(
-                f"pushing {model_dir} to '{repo_id}' at {api.endpoint} failed{tried}: {type(exc).__name__}: {detail}. "
+                f"pushing {shown} to '{repo_id}' at {api.endpoint} failed{tried}: {type(exc).__name__}: {detail}. "
                 f"Nothing local was changed; fix the cause and retry with '{retry}'."
             ) from None
     url = str(getattr(info, "commit_url", info))
-    logger.info("pushed %s to %s", model_dir, url)
+    logger.info("pushed %s to %s", shown, url)
     return url

@@ -16,7 +16,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -78,10 +78,62 @@ DEFAULT_PLUGINS = (
 class ComponentParamsError(UserError):
     """Parameters a component's schema refuses, found when it is built."""
 
-    def __init__(self, message: str, *, key: str = "", detail: str = ""):
+    def __init__(self, message: str, *, key: str = "", detail: str = "",
+                 problems: Sequence[tuple[str, str]] = ()):
         super().__init__(message)
         self.key, self.detail = key, detail
         """``detail``: what is wrong, without naming the component (for messages that name it their way)."""
+        self.problems = list(problems)
+        """Every refused key: ``(dotted key, what is wrong with it and what it takes)``."""
+
+
+def _noun_of(cls: type[Component]) -> str:
+    return next((k.noun for k in KINDS.values() if issubclass(cls, k.base)), "component")
+
+
+_SECRET_WORDS = ("dsn", "password", "passwd", "token", "secret", "key", "uri", "url", "credential")
+
+
+def _shows_input(err: Any, key: str) -> bool:
+    """Whether a refused value may be repeated in the message: a plain short value of a key that
+    cannot hold a secret, refused by the schema's types (a component's own validator words its
+    message itself, and may be refusing a secret: a DSN with a password)."""
+    if err["type"] in ("value_error", "assertion_error") or any(w in key.lower() for w in _SECRET_WORDS):
+        return False
+    return isinstance(err.get("input"), (str, int, float, bool, type(None)))
+
+
+def params_problems(exc: Any, cls: type[Component]) -> list[tuple[str, str]]:
+    """A pydantic ``ValidationError`` of ``cls.Params`` in the project's words: per key, what was
+    wrong, the value given, and what the key takes (type, default, allowed values); an unknown
+    key gets a suggestion and the keys there are. Never pydantic's own text with its URL."""
+    from .components import param_infos
+
+    infos = {p.name: p for p in param_infos(cls)}
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        head = loc[0] if loc else ""
+        if err["type"] == "extra_forbidden" and len(loc) == 1:
+            close = difflib.get_close_matches(head, list(infos), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else "."
+            noun = _noun_of(cls)
+            out.append((key, f"unknown key{hint} {noun[:1].upper() + noun[1:]} '{cls.name}' takes: "
+                             f"{', '.join(infos) or 'no parameters'}."))
+            continue
+        if err["type"] == "missing":
+            what = "required key is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            what = msg[:1].lower() + msg[1:]
+            if _shows_input(err, key):
+                what += f" (got {err.get('input')!r:.80})"
+        info = infos.get(head)
+        takes = f"; {head} is {info.type}, default {info.default}" if info else ""
+        takes += f" ({info.description.rstrip('.')})" if info and info.description else ""
+        out.append((key, what + takes + "."))
+    return out
 
 
 @dataclass
@@ -91,6 +143,9 @@ class PluginInfo:
     name: str
     source: str  # "builtin", "entry point" or "recipe"
     version: str | None = None
+    distribution: str | None = None
+    """The installed distribution that holds it (what ``pip install`` takes): ``mrl-plugins`` for
+    the built-ins, the entry point's distribution, ``None`` for a recipe's own module."""
     components: dict[str, list[str]] = field(default_factory=dict)
     """Kind key → names of the components it registered (incomplete ones included)."""
     incomplete: dict[str, list[str]] = field(default_factory=dict)
@@ -112,9 +167,10 @@ class Registry:
         self._incomplete: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
     # -- registration -------------------------------------------------------------------
-    def add_plugin(self, plugin: Any, name: str, source: str, version: str | None = None) -> PluginInfo:
+    def add_plugin(self, plugin: Any, name: str, source: str, version: str | None = None,
+                   distribution: str | None = None) -> PluginInfo:
         """Register one plugin object or module; problems mark it broken instead of raising."""
-        info = PluginInfo(name=name, source=source, version=version)
+        info = PluginInfo(name=name, source=source, version=version, distribution=distribution)
         self.plugins[name] = info
         try:
             self.pm.register(plugin, name=name)
@@ -183,6 +239,12 @@ class Registry:
 
     def owner(self, kind: str, name: str) -> str:
         return self._components[kind][name][1]
+
+    def provenance(self, kind: str, name: str) -> dict[str, Any]:
+        """Which plugin, distribution and version provide a component: what an index's manifest
+        records, so that opening it where that plugin is missing says what to install."""
+        info = self.plugins[self.owner(kind, name)]
+        return {"plugin": info.name, "distribution": info.distribution, "version": info.version}
 
     def available(self, kind: str, name: str) -> type[Component] | None:
         """The component class if a recipe can use it (registered once, complete), else ``None``."""
@@ -262,14 +324,15 @@ class Registry:
 
         cls = self.get(kind, name)
         try:
-            return cls(cls.Params.model_validate(dict(params or {})))
+            component = cls(cls.Params.model_validate(dict(params or {})))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(map(str, first["loc"]))
-            detail = (f"{'parameter ' + repr(key) + ' ' if key else ''}{first['msg'][:1].lower() + first['msg'][1:]} "
-                      "(see 'mrl-run plugins -v' for its parameters).")
+            problems = params_problems(exc, cls)
+            key = problems[0][0] if problems else ""
+            detail = " ".join(f"parameter '{k}': {what}" for k, what in problems) or str(exc.errors()[0]["msg"])
             raise ComponentParamsError(f"{KINDS[kind].noun} '{name}' refused {dict(params or {})}: {detail}",
-                                       key=key, detail=detail) from None
+                                       key=key, detail=detail, problems=problems) from None
+        component.provided_by = self.provenance(kind, name)
+        return component
 
     def unknown_message(self, kind: str, name: str) -> str:
         noun = KINDS[kind].noun
@@ -321,7 +384,7 @@ def _load_builtins(registry: Registry) -> None:
     from . import __version__
 
     for module_name in DEFAULT_PLUGINS:
-        registry.add_plugin(importlib.import_module(module_name), module_name, "builtin", __version__)
+        registry.add_plugin(importlib.import_module(module_name), module_name, "builtin", __version__, "mrl-plugins")
 
 
 def _load_entry_points(registry: Registry) -> None:
@@ -340,7 +403,7 @@ def _load_entry_points(registry: Registry) -> None:
         except Exception as exc:  # reported by `mrl-run plugins`, fatal only when used
             registry.add_broken(name, "entry point", version, f"{type(exc).__name__}: {exc}")
             continue
-        registry.add_plugin(plugin, name, "entry point", version)
+        registry.add_plugin(plugin, name, "entry point", version, dist.name if dist is not None else None)
 
 
 def load_module_plugin(registry: Registry, spec: str, base_dir: Path) -> PluginInfo:
@@ -382,3 +445,22 @@ def load_registry(*, entry_points: bool = True, modules: tuple[str, ...] = (), b
     for spec in modules:
         load_module_plugin(registry, spec, base_dir)
     return registry
+
+
+def guarded_check(component: Component, ctx: Any, name: str | None = None) -> list[str]:
+    """A component's own ``check()``; if the plugin's code raises, that is one problem naming the
+    plugin (from the registry's :attr:`~mrl_plugins.components.Component.provided_by`), never a
+    traceback from validate."""
+    name = name or component.name
+    plugin = (component.provided_by or {}).get("plugin", "?")
+    try:
+        found = component.check(ctx)
+        if not isinstance(found, (list, tuple)) or not all(isinstance(p, str) for p in found):
+            return [f"check() of {name} (plugin '{plugin}') returned {type(found).__name__}, not a list of "
+                    "messages; a bug in that plugin."]
+        return list(found)
+    except UserError as exc:
+        return [str(exc)]
+    except Exception as exc:  # the plugin's own code: name it, keep going with the other checks
+        return [f"check() of {name} (plugin '{plugin}') failed: {type(exc).__name__}: {exc}. A bug in plugin "
+                f"'{plugin}' (run with MRL_DEBUG=1 for the traceback), or a setting it could not handle."]

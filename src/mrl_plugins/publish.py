@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,34 @@ def resolve_truncate_dim(value: int | str | None, results: RunResults, column: s
     return widths[max(widths)]
 
 
+_EMBEDDED_PATH = re.compile(r"(?<![\w.:/~-])(?:~|[A-Za-z]:)?(?:[/\\][\w.@+-]+){2,}")
+
+
+def absolute_paths(value: Any) -> list[str]:
+    """Absolute file paths found in a JSON value's strings (``/home/u/x.jsonl``, ``C:\\data``),
+    whole or inside a sentence; URLs are not paths."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in absolute_paths(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in absolute_paths(v)]
+    if isinstance(value, str):
+        return [m.group(0) for m in _EMBEDDED_PATH.finditer(value)]
+    return []
+
+
+def without_absolute_paths(value: Any) -> Any:
+    """A JSON value with every absolute path replaced by its file name: what a data source
+    summarised (rows skipped in ``/home/me/data/x.jsonl``) is published without the machine's
+    layout (``x.jsonl``)."""
+    if isinstance(value, dict):
+        return {k: without_absolute_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_absolute_paths(v) for v in value]
+    if isinstance(value, str):
+        return _EMBEDDED_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0))[-1], value)
+    return value
+
+
 def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MRL) -> dict[str, Any]:
     """What ``mrl.json`` holds: dimensions, default dimension, recommendations and metrics."""
     found = serving_choice(results) if column == MRL else None
@@ -50,7 +79,7 @@ def mrl_metadata(results: RunResults, truncate_dim: int | None, column: str = MR
         "recommended_dims": {share_label(s): d for s, d in widths.items()},
         "chosen_on": results.chosen_on,  # the recommendations and the serving choice: validation split or not
         "base_model": results.model.name,
-        "data": results.data.model_dump(mode="json"),
+        "data": without_absolute_paths(results.data.model_dump(mode="json")),
         "metrics": {key: {str(d): m for d, m in r.metrics.items()} for key, r in results.models.items()},
         "labels": {key: r.label for key, r in results.models.items()},
         "serving": None if found is None else {"keeps": share_label(found[0]), "label": found[1].label,
@@ -78,6 +107,15 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
         text = text[:start] + text[end + len(END):]
     card.text = f"\n{card_section(results, truncate_dim, repo_id, column)}\n\n{text.lstrip()}"
     rec = recommended_widths(results, column)
+    if results.model.origin != "local path":  # a Hub id (or the packaged copy of one): the Hub links the two
+        card.data["base_model"] = results.model.name
+    contributed = results.data.card
+    for key in ("datasets", "license", "language"):
+        if key in contributed:
+            card.data[key] = contributed[key]
+    if contributed.get("tags"):
+        tags = list(card.data.get("tags") or [])
+        card.data["tags"] = tags + [t for t in contributed["tags"] if t not in tags]
     card.data["matryoshka_dims"] = results.dims
     card.data["mrl_recommended_dim"] = rec[max(rec)]
     if truncate_dim:
@@ -211,7 +249,7 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
             _copy_model(source, staged)
             meta = write_publication(staged, results, truncate_dim, repo_id, column)
             folder = staged
-        url = push(folder, repo_id, private=private, revision=revision, retry=retry)
+        url = push(folder, repo_id, private=private, revision=revision, retry=retry, shown=source)
         if staged is not None:
             for name in PUBLICATION_FILES:
                 os.replace(staged / name, source / name)

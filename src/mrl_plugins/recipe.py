@@ -58,10 +58,14 @@ class ComponentSpec(Generic[C]):
     params: BaseModel
     plugin: str
     where: str
+    origin: dict[str, Any] = field(default_factory=dict)
+    """The registry's :meth:`~mrl_plugins.plugins.Registry.provenance` of the component."""
 
     @cached_property
     def component(self) -> C:
-        return self.cls(self.params)
+        built = self.cls(self.params)
+        built.provided_by = self.origin or {"plugin": self.plugin}
+        return built
 
     def as_table(self) -> dict[str, Any]:
         return {"name": self.name, **self.params.model_dump(mode="json", exclude_none=True)}
@@ -180,7 +184,8 @@ def _component(
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, cls.Params, loc))
         return None
-    return spec_cls(kind, name, cls, validated, registry.owner(kind, name), where)
+    return spec_cls(kind, name, cls, validated, registry.owner(kind, name), where,
+                    origin=registry.provenance(kind, name))
 
 
 def plan_comparisons(
@@ -369,22 +374,14 @@ def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[Com
                 if isinstance(name, str) and name not in ("recipe", "none") and name in registry.names(kind):
                     cls = registry.get(kind, name)
                     where = f"{c.where} (variant '{v.key}', {kind} '{name}')"
-                    out.append(ComponentSpec(kind, name, cls, cls.Params(), registry.owner(kind, name), where))
+                    out.append(ComponentSpec(kind, name, cls, cls.Params(), registry.owner(kind, name), where,
+                                             origin=registry.provenance(kind, name)))
     return out
 
 
 def guarded_check(spec: ComponentSpec[Any], ctx: ValidationContext) -> list[str]:
-    """A component's own ``check()``; if the plugin's code raises, that is one problem naming the
-    plugin, as in a run, never a traceback from validate."""
-    try:
-        found = spec.component.check(ctx)
-        if not isinstance(found, (list, tuple)) or not all(isinstance(p, str) for p in found):
-            return [f"check() of {spec.name} (plugin '{spec.plugin}') returned {type(found).__name__}, not a list of "
-                    "messages; a bug in that plugin."]
-        return list(found)
-    except UserError as exc:
-        return [str(exc)]
-    except Exception as exc:  # the plugin's own code: name it, keep going with the other checks
-        return [f"check() of {spec.name} (plugin '{spec.plugin}') failed: {type(exc).__name__}: {exc}. A bug in plugin "
-                f"'{spec.plugin}' (run with MRL_DEBUG=1 for the traceback), or a setting it could not handle."]
+    """A recipe component's own ``check()``, guarded (:func:`mrl_plugins.plugins.guarded_check`)."""
+    from .plugins import guarded_check as checked
+
+    return checked(spec.component, ctx, spec.name)
 

@@ -227,7 +227,7 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
         if err["type"] == "extra_forbidden":
             allowed = _fields_of(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = f"; did you mean '{close[0]}'?" if close else "."
             problems.append(f"{where}: unknown key{hint} Allowed keys: {', '.join(allowed)}.")
         elif err["type"] == "missing" and len(prefix + loc) == 1 and loc[0] in KINDS:
             problems.append(f"{where}: required table is missing; add it with a 'name' key.")

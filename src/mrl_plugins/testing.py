@@ -11,6 +11,9 @@
   whatever else is installed.
 * ``ArrayComparisonContext`` / ``TextsWarmStartContext``: the contexts a comparison or a warm
   start receives, over plain arrays and texts, to test one without a run.
+* ``assert_index_backend_conforms``, ``assert_data_source_conforms``,
+  ``assert_comparison_conforms``, ``assert_objective_conforms``: each kind's whole contract in one
+  call (defined in :mod:`mrl_plugins.conformance`, re-exported here with the rest of the kit).
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ utilities interface graphical desktop terminal database sql test tests build com
 language programming parser format convert converter manager management simple fast small
 free open source implementation version binding bindings runtime framework query search
 engine index document documents model models train evaluation""".split()
+
+
+def __getattr__(name: str) -> Any:
+    """The conformance checks, imported on first use (they import numpy and, for objectives,
+    torch; the pytest plugin imports this module in every session)."""
+    from . import conformance
+
+    if name in conformance.__all__:
+        return getattr(conformance, name)
+    raise AttributeError(f"module 'mrl_plugins.testing' has no attribute {name!r}")
 
 
 def tiny_model(path: str | Path, *, dim: int = 32, words: Iterable[str] = (), seed: int = 0, layers: int = 1) -> Path:

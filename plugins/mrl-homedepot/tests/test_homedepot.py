@@ -136,3 +136,11 @@ def test_registers_through_its_entry_point():
     registry = load_registry()
     assert registry.get("data", "homedepot") is HomeDepotSource
     assert registry.owner("data", "homedepot") == "mrl-homedepot"
+
+
+def test_keeps_the_data_source_contract(hub_file, tmp_path):
+    """mrl-plugins' conformance checks (pairs and scored pairs, no leak, seeded, a publishable summary)."""
+    from mrl_plugins.conformance import assert_data_source_conforms
+
+    assert_data_source_conforms(HomeDepotSource(HomeDepotSource.Params(data_files=hub_file.name)), recipe_dir=tmp_path)
+    assert HomeDepotSource(HomeDepotSource.Params()).card_metadata() == {"datasets": ["bstds/home_depot"]}

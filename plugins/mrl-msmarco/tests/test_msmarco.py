@@ -105,3 +105,13 @@ def test_registers_through_its_entry_point():
     registry = load_registry()
     assert registry.get("data", "msmarco") is MSMarcoSource
     assert registry.owner("data", "msmarco") == "mrl-msmarco"
+
+
+def test_keeps_the_data_source_contract(parquet_file, tmp_path):
+    """mrl-plugins' conformance checks (every row format, no leak, seeded, a publishable summary)."""
+    from mrl_plugins.conformance import assert_data_source_conforms
+
+    assert_data_source_conforms(source(data_files=parquet_file.name, train_triplets=50, eval_queries=10),
+                                recipe_dir=tmp_path)
+    assert source(data_files=parquet_file.name).card_metadata() == {}  # local files: no Hub dataset to name
+    assert source().card_metadata() == {"datasets": ["sentence-transformers/msmarco-msmarco-distilbert-base-v3"]}

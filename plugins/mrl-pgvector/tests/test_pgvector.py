@@ -375,3 +375,11 @@ def test_the_demo_serves_a_pgvector_index_built_from_the_run(finished_tiny_run, 
     assert list(data.models) == ["mrl"] and len(data.doc_ids) == 30
     view = Searcher(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
     assert view.full[0].text == toy_pairs(30)[3]["positive"]
+
+
+def test_the_engine_keeps_the_index_backend_contract(pg_uri, tmp_path):
+    """The test kit's conformance checks (issue #21): the funnel's shapes, one query, the rerank's
+    cosine scores, save and reopen answering the same."""
+    from mrl_plugins.conformance import assert_index_backend_conforms
+
+    assert_index_backend_conforms(engine(dsn=pg_uri), folder=tmp_path)

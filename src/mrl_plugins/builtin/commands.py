@@ -6,8 +6,9 @@ and its ``run``. ``validate`` and ``plugins`` never import torch.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..components import Command
 from ..errors import UserError
@@ -301,13 +302,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ..checks import memory_warning
 
     dims = recipe.dims.component.dims(recipe.full_dim) if recipe.full_dim else None
-    sizes = check_data(recipe) if args.data else data_size_hints(recipe)
+    loaded = check_data(recipe) if args.data else None
+    sizes = loaded[0] if loaded else data_size_hints(recipe)
     print(f"{args.recipe}: OK" + (" (data loaded and checked)" if args.data else ""))
     warning = memory_warning(recipe, full_dim=recipe.full_dim, **sizes)
     if warning:
         print(f"  warning   {warning}")
     print(f"  model     {recipe.model.requested}  ({recipe.model.origin}, {recipe.full_dim or '?'} dims)")
     print(f"  data      {recipe.data.name}  ({recipe.row_format} rows, plugin {recipe.data.plugin})")
+    if loaded:  # the counts the run prints when it loads the same data
+        from ..run.pipeline import data_lines
+
+        for level, line in data_lines(recipe, *loaded[1:]):
+            print(f"  {'warning   ' if level >= logging.WARNING else '          '}{line.strip()}")
     print(f"  loss      {recipe.objective.name}({recipe.loss.name})")
     if recipe.warm_start:
         print(f"  warm      {recipe.warm_start.name} (and the same training without it, for comparison)")
@@ -327,12 +334,13 @@ def data_size_hints(recipe: Recipe) -> dict[str, int | None]:
     return {"eval_texts": texts, "fit_texts": None}
 
 
-def check_data(recipe: Recipe) -> dict[str, int | None]:
-    """Load the recipe's data and run every component's checks that need it; the data's sizes."""
+def check_data(recipe: Recipe) -> tuple[dict[str, int | None], Any, dict[str, int]]:
+    """Load the recipe's data, split off its validation set as the run does, and run every
+    component's checks that need it: the data's sizes, the bundle and where validation came from."""
     from ..components import ValidationContext
     from ..errors import RecipeError
     from ..recipe import guarded_check, variant_specs
-    from ..run.pipeline import read_data_source
+    from ..run.pipeline import read_data_source, with_validation
 
     bundle = read_data_source(recipe)
     ctx = ValidationContext(recipe.base_dir, recipe.full_dim, recipe.settings.eval.k, recipe.registry, bundle)
@@ -342,8 +350,9 @@ def check_data(recipe: Recipe) -> dict[str, int | None]:
     problems = [f"{spec.where} {p}" for spec in specs for p in guarded_check(spec, ctx)]
     if problems:
         raise RecipeError(f"{recipe.path} (checked against its data)", problems)
-    return {"eval_texts": len(bundle.eval.queries) + len(bundle.eval.corpus),
-            "fit_texts": len(bundle.training_texts("all"))}
+    sizes: dict[str, int | None] = {"eval_texts": len(bundle.eval.queries) + len(bundle.eval.corpus),
+                                    "fit_texts": len(bundle.training_texts("all"))}
+    return (sizes, *with_validation(recipe, bundle))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

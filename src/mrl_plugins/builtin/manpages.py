@@ -13,6 +13,7 @@ import functools
 import json
 import lzma
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -40,7 +41,7 @@ def read_pairs(path: str, mtime: int) -> tuple[dict[str, str], ...]:
             if line.strip():
                 try:
                     item = json.loads(line)
-                    rows.append({"anchor": item["query"], "positive": item["document"]})
+                    rows.append({"anchor": item["query"], "positive": item["document"], "family": family_of(item)})
                 except (ValueError, KeyError, TypeError) as exc:
                     raise UserError(f"{path}, line {number}: not a (query, document) pair ({exc!r}).") from None
     if not rows:
@@ -49,12 +50,26 @@ def read_pairs(path: str, mtime: int) -> tuple[dict[str, str], ...]:
     return tuple(rows)
 
 
+def family_of(item: dict[str, str]) -> str:
+    """The family a pair belongs to: a docstring's module or class (``json.decoder.JSONDecoder``
+    for ``json.decoder.JSONDecoder.decode``), a manual page's name before ``::`` (``App`` for
+    the Perl module page ``App::Cpan(3)``, ``open`` for ``open(2)``)."""
+    if item.get("where"):
+        return item["where"].rsplit(".", 1)[0]
+    page = str(item.get("page") or item["query"]).split("(")[0]
+    return page.split("::")[0]
+
+
 class ManpagesParams(Params):
     path: str = Field(description="Pairs made by scripts/make_manpages_sample.py (.jsonl or .jsonl.xz), relative to "
                                   "the recipe.")
     train_pairs: int | None = Field(None, gt=0, description="Training pairs to sample (default: all left).")
     eval_queries: int = Field(400, gt=0, description="Pages held out as evaluation queries.")
     corpus_size: int = Field(1200, gt=0, description="Evaluation corpus: held-out documents plus distractors.")
+    hold_out: Literal["query", "family"] = Field(
+        "query", description='"family": hold out whole families (a Python module\'s or class\'s docstrings, the pages '
+        'of a Perl module family) so that no sibling of an evaluation pair is trained on; "query" (default): pair by '
+        "pair, as the shipped numbers were measured.")
 
 
 class ManpagesSource(DataSource[ManpagesParams]):
@@ -80,9 +95,12 @@ class ManpagesSource(DataSource[ManpagesParams]):
     def load(self, request: DataRequest) -> DataBundle:
         p = self.params
         rows = list(self._rows(request.recipe_dir))
-        split = split_by_query(rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size)
+        split = split_by_query(rows, eval_queries=p.eval_queries, seed=request.seed, corpus_size=p.corpus_size,
+                               groups=(lambda row: row["family"]) if p.hold_out == "family" else None)
         train, spare = seeded_split(split.train_rows, p.train_pairs, request.seed)
-        summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows)}
+        summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows), "hold_out": p.hold_out}
+        if p.hold_out == "family":
+            summary["dropped_for_family"] = split.dropped_for_family
         return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare)
 
 

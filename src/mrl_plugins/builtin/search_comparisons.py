@@ -34,19 +34,30 @@ from .comparisons import MODEL_HELP
 Searches = dict[Any, Any]  # what is timed, by a key of the comparison's choosing
 
 
-def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any]) -> list[str]:
-    """Problems with an index backend named in a recipe: unknown name, bad parameters."""
+def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any], *, key: str = "index",
+                  params_key: str = "index_params") -> list[str]:
+    """Problems with an index backend named in a recipe, as if it were a table of its own: an
+    unknown name, each refused parameter by its key path (``index_params.m``) with what it takes,
+    and the backend's own ``check()`` (its library missing, a server it cannot reach), each
+    naming the plugin that provides the backend, not the comparison's."""
     if ctx.registry is None:
         return []
-    from ..plugins import ComponentParamsError
+    from ..plugins import ComponentParamsError, guarded_check
 
     try:
-        ctx.registry.build("index", name, params)
+        backend = ctx.registry.build("index", name, params)
     except ComponentParamsError as exc:
-        return [f"index_params: not valid for '{name}': {exc}"]
+        return ([f"{params_key}.{k} (index backend '{name}'): {what}" for k, what in exc.problems]
+                or [f"{params_key}: {exc.detail}"])
+    except ImportError as exc:
+        return [f"{key}: index backend '{name}' cannot be built here: it needs the Python package "
+                f"'{getattr(exc, 'name', None) or exc}', which is not installed. Install it, or choose another "
+                "backend."]
     except Exception as exc:
-        return [f"index: {exc}"]
-    return []
+        return [f"{key}: {exc}"]
+    origin = backend.provided_by or {}
+    return [f"{key} '{name}' (plugin '{origin.get('plugin', '?')}'): {problem}"
+            for problem in guarded_check(backend, ctx, f"index backend '{name}'")]
 
 
 class SearchParams(Params):

@@ -114,6 +114,11 @@ class DataInfo(_Schema):
     validation_corpus: int = 0
     validation_from: dict[str, int] = Field(default_factory=dict)
     """Where the validation queries came from: ``spare`` rows of the source, ``training`` rows."""
+    near_duplicates: dict[str, Any] | None = None
+    """Evaluation queries and relevant documents with a near-copy in training
+    (``mrl_plugins.data.find_near_duplicates``: threshold, counts, examples); ``None`` before 0.7.0."""
+    card: dict[str, Any] = Field(default_factory=dict)
+    """Model-card front matter the data source contributed (``DataSource.card_metadata``)."""
 
 
 class TrainingFacts(_Schema):

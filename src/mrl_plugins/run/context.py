@@ -79,6 +79,7 @@ class RunContext:
     """A sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`) when this run is one: it is scored
     on the validation split only, and hears the MRL model's validation curve."""
     validation_from: dict[str, int] = field(default_factory=dict)
+    near_duplicates: dict[str, Any] | None = None
     """Where the validation queries came from (``spare``, ``training`` rows, or the ``source``)."""
 
     @property
@@ -113,8 +114,38 @@ class PluginFailed(UserError):
     exit_code = 1
 
     def __init__(self, spec: ComponentSpec[Any], method: str, exc: Exception):
+        culprit = other_plugin_raising(exc, spec.cls.__module__)
+        if culprit is None:
+            blame, inside = spec.plugin, ""
+        else:
+            blame, where = culprit
+            inside = f" inside plugin '{blame}' ({where}), which it called"
         super().__init__(
-            f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}(): "
-            f"{type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a bug in "
-            f"plugin '{spec.plugin}' (run with MRL_DEBUG=1 for the traceback)."
+            f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}()"
+            f"{inside}: {type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a "
+            f"bug in plugin '{blame}' (run with MRL_DEBUG=1 for the traceback)."
         )
+
+
+def other_plugin_raising(exc: BaseException, own_module: str) -> tuple[str, str] | None:
+    """The installed plugin distribution (entry point in ``mrl_plugins``) whose code raised
+    ``exc``, when it is not the calling component's own: a funnel comparison (built in) that
+    fails inside a third-party index backend names the backend's distribution, not itself.
+    ``(distribution, "module.function")`` of the innermost such frame, or ``None``."""
+    import importlib.metadata
+    import traceback
+
+    from ..plugins import ENTRY_POINT_GROUP
+
+    own = own_module.split(".")[0]
+    packages = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        top = ep.module.split(".")[0]
+        if top not in (own, "mrl_plugins"):
+            packages[top] = ep.dist.name if ep.dist is not None else ep.name
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] in packages:
+            found = (packages[module.split(".")[0]], f"{module}.{frame.f_code.co_name}")
+    return found

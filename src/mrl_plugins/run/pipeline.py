@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import __version__, checks
 from ..components import ValidationContext
-from ..data import DataBundle, DataRequest, IRSetError, RowFormat, find_leaks
+from ..data import DataBundle, DataRequest, IRSetError, RowFormat, find_leaks, find_near_duplicates
 from ..errors import PluginError, UserError
 from ..evaluation import save_evaluation, save_per_query
 from ..evidence.results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
@@ -196,41 +196,72 @@ def end_process_group() -> None:
 def load_data(ctx: RunContext) -> None:
     recipe = ctx.recipe
     with ctx.stage("load_data", f"loading data from '{recipe.data.name}'"):
-        ctx.data = bundle = with_validation(ctx, read_data_source(recipe))
-    logger.info("          %d training rows (%s), %d evaluation queries, %d documents",
-                len(bundle.train), bundle.row_format, len(bundle.eval.queries), len(bundle.eval.corpus))
+        ctx.data, ctx.validation_from = with_validation(recipe, read_data_source(recipe))
+    say_data(recipe, ctx.data, ctx.validation_from)
+    ctx.near_duplicates = near_copies(ctx.data)
+
+
+def near_copies(bundle: DataBundle) -> dict[str, Any]:
+    """Evaluation texts with a near-copy in training, said on the console with examples: not
+    refused (a near-copy may be a fair neighbour), but a score that flatters the model is one the
+    user should see coming. A source whose items come in families holds out whole families
+    (``split_by_query(..., groups=...)``; the built-in ``manpages`` and ``docstrings`` have
+    ``hold_out = "family"``)."""
+    found = find_near_duplicates(bundle.training_texts(), bundle.eval)
+    if found.queries or found.documents:
+        shown = "; ".join(f"{e['side']} '{e['text'][:60]}' ~ training '{e['training_text'][:60]}' "
+                          f"(Jaccard {e['jaccard']})" for e in found.examples[:3])
+        logger.warning("near-copies of evaluation texts in training: %d of %d queries and %d of %d relevant documents "
+                       "share ≥ %d%% of their word 3-grams with a training text (e.g. %s); scores may flatter the "
+                       "model. Hold out whole families (see docs/plugin-guide.md, split_by_query groups) if these "
+                       "are siblings.", found.queries, len(bundle.eval.queries), found.documents,
+                       len(bundle.eval.relevant_texts()), round(100 * found.threshold), shown)
+    return found.as_dict()
+
+
+def say_data(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, int]) -> None:
+    """What the data holds, on the console (``mrl-run validate --data`` prints the same lines)."""
+    for level, line in data_lines(recipe, bundle, validation_from):
+        logger.log(level, "%s", line)
+
+
+def data_lines(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, int]) -> list[tuple[int, str]]:
+    lines = [(logging.INFO, f"          {len(bundle.train)} training rows ({bundle.row_format}), "
+                            f"{len(bundle.eval.queries)} evaluation queries, {len(bundle.eval.corpus)} documents")]
     if bundle.validation is not None:
-        logger.info("          %d validation queries, %d documents (%s): every choice of the run is made on them",
-                    len(bundle.validation.queries), len(bundle.validation.corpus), ctx.validation_from)
+        lines.append((logging.INFO, f"          {len(bundle.validation.queries)} validation queries, "
+                                    f"{len(bundle.validation.corpus)} documents ({validation_from}): every choice of "
+                                    "the run is made on them"))
     else:
-        logger.warning("no validation split ([validation] queries = 0): the run's choices are made on the "
-                       "evaluation set, and flatter themselves by its luck")
-    k = ctx.settings.eval.k
+        lines.append((logging.WARNING, "no validation split ([validation] queries = 0): the run's choices are made on "
+                                       "the evaluation set, and flatter themselves by its luck"))
+    k = recipe.settings.eval.k
     if len(bundle.eval.queries) < 50 or len(bundle.eval.corpus) <= k:
-        logger.warning("the evaluation set is tiny (%d queries, %d documents, k = %d): its numbers mean little",
-                       len(bundle.eval.queries), len(bundle.eval.corpus), k)
+        lines.append((logging.WARNING, f"the evaluation set is tiny ({len(bundle.eval.queries)} queries, "
+                                       f"{len(bundle.eval.corpus)} documents, k = {k}): its numbers mean little"))
+    return lines
 
 
-def with_validation(ctx: RunContext, bundle: DataBundle) -> DataBundle:
-    """The bundle with its validation split: the source's own, else one carved here."""
+def with_validation(recipe: Recipe, bundle: DataBundle) -> tuple[DataBundle, dict[str, int]]:
+    """The bundle with its validation split (the source's own, else one carved here), and where
+    the validation queries came from."""
     from ..validation import ValidationSize, carve_validation
 
-    v = ctx.settings.validation
+    v = recipe.settings.validation
     if v.queries == 0:
-        return replace(bundle, validation=None, spare=[])
+        return replace(bundle, validation=None, spare=[]), {}
     if bundle.validation is not None:
         leaked = find_leaks(bundle.training_texts(), bundle.validation)
         if any(leaked):
-            raise PluginError(f"data source '{ctx.recipe.data.name}' gave a validation set that leaks: {leaked[0]} "
+            raise PluginError(f"data source '{recipe.data.name}' gave a validation set that leaks: {leaked[0]} "
                               f"queries and {leaked[1]} relevant documents also occur in its training rows.")
-        ctx.validation_from = {"source": len(bundle.validation.queries)}
-        return bundle
+        return bundle, {"source": len(bundle.validation.queries)}
     size = ValidationSize(v.queries, v.corpus, v.from_training, v.positive_threshold)
-    carved = carve_validation(bundle, size, seed=ctx.settings.seed, where=f"{ctx.recipe.path}: [validation]")
-    ctx.validation_from = {"spare": carved.from_spare, "training": carved.from_training}
+    carved = carve_validation(bundle, size, seed=recipe.settings.seed, where=f"{recipe.path}: [validation]")
+    validation_from = {"spare": carved.from_spare, "training": carved.from_training}
     if carved.training_rows_removed:
-        ctx.validation_from["training_rows_removed"] = carved.training_rows_removed
-    return carved.bundle
+        validation_from["training_rows_removed"] = carved.training_rows_removed
+    return carved.bundle, validation_from
 
 
 def mine_negatives(ctx: RunContext) -> None:
@@ -351,7 +382,8 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
                       eval_queries=len(bundle.eval.queries), corpus=len(bundle.eval.corpus), summary=bundle.summary,
                       validation_queries=len(val.queries) if val else 0,
                       validation_corpus=len(val.corpus) if val else 0,
-                      validation_from=ctx.validation_from),
+                      validation_from=ctx.validation_from, card=card_metadata(recipe),
+                      near_duplicates=ctx.near_duplicates),
         train=training,
         models={c.key: c for c in columns},
         validation={c.key: c for c in validation},
@@ -389,4 +421,28 @@ def versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
+    return out
+
+
+CARD_KEYS = {"datasets": "a list of Hub dataset ids", "license": "a licence id (e.g. apache-2.0, cc-by-4.0)",
+             "language": "a language code or a list of them", "tags": "a list of strings"}
+
+
+def card_metadata(recipe: Recipe) -> dict[str, Any]:
+    """The data source's contribution to the model card's front matter, checked: only the keys
+    a card takes from data (:data:`CARD_KEYS`), strings or lists of strings."""
+    found = plugin_call(recipe.data, "card_metadata")
+    who = f"data source '{recipe.data.name}' (plugin '{recipe.data.plugin}')"
+    if not isinstance(found, dict):
+        raise PluginError(f"{who}: card_metadata() returned {type(found).__name__}, not a dict; a bug in that plugin.")
+    out: dict[str, Any] = {}
+    for key, value in found.items():
+        if key not in CARD_KEYS:
+            raise PluginError(f"{who}: card_metadata() gave '{key}', which a card does not take from a data source "
+                              f"(it takes {', '.join(CARD_KEYS)}); a bug in that plugin.")
+        strings = [value] if isinstance(value, str) else value
+        if not isinstance(strings, list) or not all(isinstance(v, str) and v.strip() for v in strings) or (
+                key == "license" and not isinstance(value, str)):
+            raise PluginError(f"{who}: card_metadata() gave {key} = {value!r}; it must be {CARD_KEYS[key]}.")
+        out[key] = value
     return out

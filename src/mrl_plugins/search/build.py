@@ -63,10 +63,29 @@ def build_from_texts(
         if index.count == 0:
             raise UserError(f"{corpus.name}: every document of the corpus is empty; nothing to index.")
         index.save(folder, texts=store.path, shortlist=shortlist)
+        record_provenance(folder, backend)
     except BaseException:
         index.close()  # an engine's unsaved table is dropped: nothing half-built is left behind
         raise
     return index
+
+
+def record_provenance(folder: Path, backend: IndexBackend) -> None:
+    """Add to a saved index's manifest which plugin, distribution and version built it (the
+    registry's :meth:`~mrl_plugins.plugins.Registry.provenance`), for every backend alike, the
+    engines that write their own manifest included: an index opened where that plugin is
+    missing then says what to install. The manifest is replaced atomically."""
+    import json
+    import os
+
+    if backend.provided_by is None:
+        return
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["index"]["provided_by"] = dict(backend.provided_by)
+    tmp = folder / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def build_from_embeddings(
@@ -103,6 +122,7 @@ def build_from_embeddings(
             raise UserError(f"{embeddings.path}: the shards hold {index.count} vectors, the manifest says "
                             f"{manifest['count']}; the folder is damaged; embed the corpus again.")
         index.save(folder, texts=store.path, shortlist=shortlist)
+        record_provenance(folder, backend)
     except BaseException:
         index.close()
         raise
@@ -171,9 +191,45 @@ def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True,
     except ComponentParamsError as exc:
         raise UserError(f"{folder}/manifest.json: parameters of index backend '{name}' are invalid ({exc}).") from None
     except UserError as exc:
-        raise UserError(f"{folder}/manifest.json: {exc} The index was built with a backend that is not installed "
-                        "here; install the plugin that provides it, or rebuild the index with "
-                        "'mrl-run index'.") from None
-    index = backend.open(folder, manifest, mmap=mmap)
+        raise UserError(f"{folder}: {missing_backend(name, manifest, str(exc))}") from None
+    except ImportError as exc:
+        raise UserError(f"{folder}: {missing_library(name, exc, registry)}") from None
+    try:
+        index = backend.open(folder, manifest, mmap=mmap)
+    except ImportError as exc:
+        raise UserError(f"{folder}: {missing_library(name, exc, registry)}") from None
     texts = TextStore(folder) if manifest.get("texts") and (folder / "texts.jsonl").is_file() else None
     return IndexedCorpus(index, texts, manifest, folder)
+
+
+def missing_backend(name: str, manifest: dict[str, Any], registry_says: str) -> str:
+    """Why an index cannot be opened when no installed plugin registers its backend, and what to
+    install: the manifest names the distribution and version that built it."""
+    origin = manifest["index"].get("provided_by") or {}
+    dist, version = origin.get("distribution"), origin.get("version")
+    if dist:
+        pinned = f"{dist}=={version}" if version else dist
+        return (f"the index was built with index backend '{name}' from {dist} {version or ''}".rstrip()
+                + f" (plugin '{origin.get('plugin')}'), which is not installed here (or is switched off by "
+                f"MRL_DISABLE_PLUGINS). Install it: pip install '{pinned}'. The index itself is fine; nothing was "
+                "changed.")
+    if origin.get("plugin"):
+        return (f"the index was built with index backend '{name}' from the recipe-local plugin "
+                f"'{origin['plugin']}', which is not loaded here. Load that module (a recipe's plugins = [...]), or "
+                f"rebuild the index with 'mrl-run index'. ({registry_says})")
+    return (f"{registry_says} The index was built with a backend that is not installed here (its manifest, written "
+            "before mrl-plugins 0.7.0, does not say which package provided it); install the plugin that provides it, "
+            "or rebuild the index with 'mrl-run index'.")
+
+
+def missing_library(name: str, exc: ImportError, registry: Any) -> str:
+    """An installed backend whose own library is missing: say which, not "rebuild"."""
+    library = getattr(exc, "name", None) or str(exc)
+    try:
+        origin = registry.provenance("index", name)
+        plugin = f" (plugin '{origin['plugin']}' from {origin['distribution'] or 'a local module'})"
+    except Exception:
+        plugin = ""
+    return (f"index backend '{name}'{plugin} needs the Python package '{library}', which is not installed here "
+            f"({type(exc).__name__}: {exc}). Install it (e.g. pip install {library.split('.')[0]}, or reinstall the "
+            "plugin with its dependencies). The index itself is fine; nothing was changed.")

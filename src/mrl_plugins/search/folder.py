@@ -42,9 +42,17 @@ class _Stamp(BaseModel):
     probe: list[float]
 
 
+class _Provenance(BaseModel):
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+
 class _Backend(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    provided_by: _Provenance | None = None
+    """The plugin, distribution and version whose backend built the index (absent before 0.7.0)."""
 
 
 class Manifest(BaseModel):

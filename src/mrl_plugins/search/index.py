@@ -292,8 +292,8 @@ class FunnelIndex(SearchIndex):
                 if index.ranges.shape != (2, index.full_dim) or index.ranges.dtype != np.float32:
                     raise ValueError(f"store_ranges.npy holds {index.ranges.dtype} {index.ranges.shape}, "
                                      f"expected float32 (2, {index.full_dim})")
-        except UserError:
-            raise
+        except (UserError, ImportError):
+            raise  # ImportError: the backend's library is missing, not the files (open_index says which)
         except Exception as exc:
             raise UserError(f"{folder}: the index files cannot be read ({type(exc).__name__}: {exc}); rebuild it "
                             "with 'mrl-run index'.") from None

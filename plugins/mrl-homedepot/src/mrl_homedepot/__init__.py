@@ -60,6 +60,11 @@ class HomeDepotSource(DataSource[HomeDepotParams]):
     Params = HomeDepotParams
     produces = ("pairs", "scored-pairs")
 
+    def card_metadata(self):
+        """The Hub dataset the rows came from (none for the Kaggle files or local files)."""
+        p = self.params
+        return {} if p.data_files or p.kaggle_dir else {"datasets": [p.dataset]}
+
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
         problems = []

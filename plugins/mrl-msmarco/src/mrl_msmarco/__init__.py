@@ -42,6 +42,10 @@ class MSMarcoSource(DataSource[MSMarcoParams]):
     Params = MSMarcoParams
     produces = ("triplets", "pairs")
 
+    def card_metadata(self):
+        """The Hub dataset the rows came from (none for local files in its schema)."""
+        return {} if self.params.data_files else {"datasets": [self.params.dataset]}
+
     def stream(self, request: DataRequest):
         p = self.params
         ds = open_dataset(
