@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from mrl_plugins import __version__, hookimpl
-from mrl_plugins.components import IndexBackend, Params, ShortlistIndex
+from mrl_plugins.components import IndexBackend, Params
 from mrl_plugins.conformance import unit_vectors
 from mrl_plugins.errors import PluginError, UserError
 from mrl_plugins.evidence.results import RunResults
 from mrl_plugins.plugins import load_registry
 from mrl_plugins.search.build import open_index, record_provenance
 from mrl_plugins.testing import isolated_registry, run_cli, run_recipe, toy_pairs, write_jsonl
+from tests.test_conformance import NumpyIndex
 
 PLUGIN = '''
 from mrl_plugins import hookimpl
@@ -104,29 +105,6 @@ class Library:
     missing = False
 
 
-class NumpyIndex(ShortlistIndex):
-    def __init__(self, dim, x=None):
-        self.dim, self.x = dim, np.zeros((0, dim), np.float32) if x is None else x
-
-    def add(self, vectors):
-        self.x = np.vstack([self.x, vectors])
-
-    def search(self, queries, k):
-        scores = queries @ self.x.T
-        ids = np.argsort(-scores, axis=1)[:, :k]
-        return np.take_along_axis(scores, ids, axis=1), ids
-
-    def save(self, path):
-        np.save(path.with_suffix(".npy"), self.x)
-        path.write_bytes(b"")
-
-    def bytes_per_vector(self):
-        return 4.0 * self.dim
-
-    def __len__(self):
-        return len(self.x)
-
-
 class UsearchLike(IndexBackend):
     """A backend whose library may be missing when an index is opened."""
 
@@ -138,7 +116,9 @@ class UsearchLike(IndexBackend):
     def load(self, path, dim):
         if Library.missing:
             raise ModuleNotFoundError("No module named 'usearch'", name="usearch")
-        return NumpyIndex(dim, np.load(path.with_suffix(".npy")))
+        index = NumpyIndex(dim)
+        index.x = np.load(path.with_suffix(".npy"))
+        return index
 
 
 class UsearchPlugin:
@@ -205,10 +185,10 @@ def test_a_failure_inside_another_plugins_code_blames_that_plugin(monkeypatch):
     spec = ComponentSpec("compare", "funnel", cls, cls.Params(), "mrl_plugins.builtin.search_comparisons",
                          "[[compare]] #1")
     try:
-        NumpyIndex(4).search(np.zeros((1, 5), np.float32), 3)  # this module is the "installed plugin"
+        NumpyIndex(4).search(np.zeros((1, 5), np.float32), 3)  # the tests package is the "installed plugin"
     except ValueError as exc:
         message = str(PluginFailed(spec, "run", exc))
-    assert "failed in run() inside plugin 'mrl-usearch' (tests.test_plugin_contract.search)" in message
+    assert "failed in run() inside plugin 'mrl-usearch' (tests.test_conformance.search)" in message
     assert "a bug in plugin 'mrl-usearch'" in message
     assert "a bug in plugin 'mrl_plugins.builtin.search_comparisons'" not in message
 
