@@ -292,3 +292,23 @@ def test_on_real_docstrings_a_family_hold_out_leaves_no_near_copy_in_training(tm
     assert (found["query"].queries, found["query"].documents) == (0, 4)
     assert found["family"].queries + found["family"].documents == 0
     assert "tkinter" in json.dumps(found["query"].examples) or "Tcl" in json.dumps(found["query"].examples)
+
+
+def test_output_dir_is_relative_to_the_recipe_wherever_it_is_run_from(tmp_path, tiny_model_dir, monkeypatch):
+    from mrl_plugins.recipe import load_recipe
+    from mrl_plugins.testing import RecipeBuilder
+
+    recipes = tmp_path / "project" / "recipes"
+    recipes.mkdir(parents=True)
+    write_jsonl(recipes / "pairs.jsonl", toy_pairs())
+    path = RecipeBuilder.tiny(tiny_model_dir, {"name": "local", "path": "pairs.jsonl", "eval_queries": 20},
+                              output_dir="../runs/tiny").write(recipes / "r.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    recipe = load_recipe(path)
+    assert recipe.output_dir.resolve() == (tmp_path / "project" / "runs" / "tiny").resolve()
+    assert recipe.resolved()["output_dir"] == str((tmp_path / "project" / "runs" / "tiny").resolve())
+    outcome = run_recipe(path, command="validate")
+    assert outcome.code == 0 and f"output    {recipe.output_dir}" in outcome.out
+    assert outcome.output_dir.resolve() == recipe.output_dir.resolve()  # the test kit reads it the same way

@@ -10,6 +10,7 @@ imports torch or loads a model.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -137,7 +138,7 @@ class Recipe:
         out: dict[str, Any] = {
             "name": s.name,
             "seed": s.seed,
-            "output_dir": str(self.output_dir),
+            "output_dir": str(self.output_dir.absolute()),  # the copy in a run folder: no base to be relative to
             "plugins": list(s.plugins),
             "model": s.model.model_dump(mode="json", exclude_none=True),
             "data": self.data.as_table(),
@@ -338,7 +339,8 @@ def load_recipe(
         found = output_dir_problems(settings.name, settings.output_dir)
         problems.extend(found)
         if not found:
-            output_dir = Path(fill_output_dir(settings.output_dir, settings.name, time.strftime("%Y%m%d-%H%M%S")))
+            output_dir = output_path(base_dir, fill_output_dir(settings.output_dir, settings.name,
+                                                               time.strftime("%Y%m%d-%H%M%S")))
 
     if problems or settings is None:
         raise RecipeError(str(path), problems)
@@ -362,6 +364,13 @@ def load_recipe(
         output_dir=output_dir,
         overrides=tuple(overrides),
     )
+
+
+def output_path(recipe_dir: Path, filled: str) -> Path:
+    """Where a recipe's ``output_dir`` points: relative to the recipe's folder, like every path in
+    a recipe (mrl-plugins 0.6 and older: relative to the working directory); an absolute one as
+    it is. Normalised (``recipes/../runs/x`` is ``runs/x``), so messages name it plainly."""
+    return Path(os.path.normpath(recipe_dir / filled))
 
 
 def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[ComponentSpec[Any]]:

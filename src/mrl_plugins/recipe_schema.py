@@ -119,7 +119,8 @@ class SweepSection(Section):
     pruner: Literal["median", "none"] = Field("median", description="Median pruning on the validation curve.")
     report_every: int = Field(0, ge=0, description="Training steps between the validation scores a trial reports "
                                                    "for pruning; 0: once per epoch.")
-    output_dir: str = Field("runs/{name}-sweep", description="The sweep's folder (study, trials, best recipe).")
+    output_dir: str = Field("runs/{name}-sweep", description="The sweep's folder (study, trials), relative to the "
+                                                             "recipe's folder.")
     seed: int | None = Field(None, description="The sampler's seed (default: the recipe's).")
 
 
@@ -141,7 +142,9 @@ class PublishSection(Section):
 class RecipeModel(Section):
     name: str = Field("run", description="Name of the run, used in output_dir and reports.")
     seed: int = Field(42, description="Seeds Python, NumPy and torch.")
-    output_dir: str = Field("runs/{name}-{timestamp}", description="Relative to the current directory.")
+    output_dir: str = Field("runs/{name}-{timestamp}", description="Where the run writes, relative to the recipe's "
+                                                                   "folder like every path in a recipe (before 0.7: "
+                                                                   "to the current directory).")
     plugins: list[str] = Field(default_factory=list, description="Recipe-local plugin modules (.py paths).")
     model: ModelSection
     data: dict[str, Any]

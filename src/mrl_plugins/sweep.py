@@ -91,7 +91,11 @@ class Sweep:
         if problems:
             raise UserError(" ".join(problems))
         name = recipe.settings.name
-        folder = Path(s.output_dir.replace("{name}", name))
+        from .recipe import output_path
+
+        # relative to the recipe like the run's output_dir, and absolute from here on: each trial's
+        # output_dir is passed as an override, which would otherwise be resolved against the recipe again
+        folder = output_path(recipe.base_dir, s.output_dir.replace("{name}", name)).absolute()
         folder.mkdir(parents=True, exist_ok=True)
         url = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
         return cls(recipe, s, folder, url, trials or s.trials)

@@ -264,7 +264,11 @@ def _output_dir(recipe: Path, args: Sequence[str]) -> Path | None:
     except Exception:  # the run itself reports a broken recipe
         return None
     out = raw.get("output_dir")
-    return Path(out) if isinstance(out, str) and "{" not in out else None
+    if not isinstance(out, str) or "{" in out:
+        return None
+    from .recipe import output_path
+
+    return output_path(recipe.parent, out)
 
 
 # -- contexts ------------------------------------------------------------------------------

@@ -70,9 +70,9 @@ def staging_dir(out: Path) -> Path:
 def find_resumable(recipe: Recipe) -> Path:
     """The output directory of the newest interrupted run of this recipe (for ``--resume``)."""
     from ..checks import fill_output_dir
+    from ..recipe import output_path
 
-    template = fill_output_dir(recipe.settings.output_dir, recipe.settings.name, "*")
-    pattern = Path(template)
+    pattern = output_path(recipe.base_dir, fill_output_dir(recipe.settings.output_dir, recipe.settings.name, "*"))
     candidates = sorted(pattern.parent.glob(f".{pattern.name}.partial"), key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise UserError(
