@@ -79,8 +79,9 @@ class RunContext:
     """A sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`) when this run is one: it is scored
     on the validation split only, and hears the MRL model's validation curve."""
     validation_from: dict[str, int] = field(default_factory=dict)
-    near_duplicates: dict[str, Any] | None = None
     """Where the validation queries came from (``spare``, ``training`` rows, or the ``source``)."""
+    near_duplicates: dict[str, Any] | None = None
+    """Evaluation texts with a near-copy in training (``find_near_duplicates``), for results.json."""
 
     @property
     def settings(self) -> RecipeModel:
