@@ -1,6 +1,6 @@
 """What an executor is handed and hands back: the contract of ``mrl-run embed``'s workers.
 
-``mrl-run embed`` splits a corpus into shards (:mod:`mrl_plugins.search.embed`): it reads the
+``mrl-run embed`` splits a corpus into shards (:mod:`mrl_plugins.search.embedder`): it reads the
 corpus once, streaming, checks every row, and writes each shard's texts as JSON lines
 (``shard-00000.jsonl``). An :class:`~mrl_plugins.components.Executor` then turns shard texts into
 vectors, on this process, on every device of the machine, or on a cluster, and the core writes

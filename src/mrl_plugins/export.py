@@ -176,7 +176,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
 
     from .locks import FolderLock
     from .publish import transformer_config
-    from .search.commands import replace_folder
+    from .search.destination import replace_folder
 
     check_destination(out, overwrite)
     if not any((model_dir / name).is_file() or (model_dir / p / name).is_file()

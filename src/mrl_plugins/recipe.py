@@ -389,8 +389,8 @@ def variant_specs(compare: list[ComparisonSpec], registry: Registry) -> list[Com
 
 
 def guarded_check(spec: ComponentSpec[Any], ctx: ValidationContext) -> list[str]:
-    """A recipe component's own ``check()``, guarded (:func:`mrl_plugins.plugins.guarded_check`)."""
-    from .plugins import guarded_check as checked
+    """A recipe component's own ``check()``, guarded (:func:`mrl_plugins.component_errors.guarded_check`)."""
+    from .component_errors import guarded_check as checked
 
     return checked(spec.component, ctx, spec.name)
 

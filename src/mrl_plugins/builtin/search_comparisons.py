@@ -42,7 +42,7 @@ def check_backend(ctx: ValidationContext, name: str, params: dict[str, Any], *, 
     naming the plugin that provides the backend, not the comparison's."""
     if ctx.registry is None:
         return []
-    from ..plugins import ComponentParamsError, guarded_check
+    from ..component_errors import ComponentParamsError, guarded_check
 
     try:
         backend = ctx.registry.build("index", name, params)

@@ -8,27 +8,24 @@ index built by another model) is one :class:`~mrl_plugins.errors.UserError` befo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shutil
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError, is_disk_full
+from ..errors import UserError
 from ..evidence.rundir import RunDir
 from ..models import ResolvedModel, embedding_dim_from_files, resolve_model
 from .corpus import FORMATS
-from .folder import FORMAT
+from .destination import building, check_destination, check_room, discard_old, replace_folder
 
 if TYPE_CHECKING:
     from ..plugins import Registry
 
 logger = logging.getLogger("mrl_plugins")
-
 
 
 def positive(text: str) -> int:
@@ -182,49 +179,6 @@ def make_backend(registry: Registry, name: str, params: dict[str, Any]) -> Any:
         raise UserError(f"--index {name}: {exc.detail}") from None
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
-    """``-o`` may name a new folder, an empty one, or (with ``--overwrite``) an index; never a
-    file, a finished run or any other folder: nothing the user has is replaced by an index."""
-    from ..checks import output_problems
-
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UserError(f"-o {out}: a file is there, not an index folder; nothing was changed. Name a new folder.")
-    if out.is_dir():
-        entries = sorted(p.name for p in out.iterdir())
-        if entries and not _is_index(out):
-            shown = ", ".join(entries[:6]) + (", …" if len(entries) > 6 else "")
-            what = "a finished run" if RunDir(out).results_file.is_file() else "a folder that is not an index"
-            raise UserError(f"-o {out}: {what} is there ({shown}); nothing was changed. --overwrite replaces only an "
-                            "index built by 'mrl-run index' or an empty folder: name a new folder.")
-        if entries and not overwrite:
-            raise UserError(f"-o {out}: an index is already there; nothing was changed. Choose another folder or pass "
-                            "--overwrite to replace it.")
-    problems = output_problems(out)
-    if problems:
-        message = problems[0].replace("output_dir:", "-o:")
-        raise UserError(message.replace("Choose another output_dir", "Choose another -o"))
-
-
-def _is_index(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: int, store: str) -> None:
-    """Refuse a build the disk cannot hold: the texts, the full vectors and the shortlist index."""
-    from ..checks import existing_ancestor
-
-    if rows is None:
-        return  # a stream: its size is known only once read; a full disk is then caught as it happens
-    need = corpus_bytes + rows * (full * {"float16": 2, "int8": 1}.get(store, 4) + dim * 4 + 8)
-    free = shutil.disk_usage(existing_ancestor(out.parent)).free
-    if free < need * 1.1:
-        raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} "
-                        f"has {free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
-
-
 def embeddings_source(args: argparse.Namespace) -> Path | None:
     """The embeddings folder ``mrl-run index`` builds from, if it names one: ``index EMBEDDINGS``
     or ``index MODEL EMBEDDINGS`` (the model then checked against the shards'); ``None`` for a
@@ -249,8 +203,9 @@ def embeddings_source(args: argparse.Namespace) -> Path | None:
 def cmd_index(args: argparse.Namespace) -> int:
     from ..checks import device_problems
     from ..locks import FolderLock
-    from .corpus import CHARS_PER_TOKEN, open_corpus
+    from .corpus import CHARS_PER_TOKEN
     from .embeddings import EmbeddingsDir
+    from .sources import open_corpus
 
     problems = device_problems(args.device, "--device")
     if problems:
@@ -339,7 +294,7 @@ def _build_from_embeddings(args: argparse.Namespace, model_ref: ResolvedModel, s
         check_room(out, manifest["count"], size, full, args.dim or full, args.store)
     dim = args.dim or (default_dim(model_ref, full, args.run_dir) if model_ref.is_local else full)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
-    with _building(tmp, out):
+    with building(tmp, out):
         index = build_from_embeddings(
             EmbeddingsDir(source), manifest, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
             store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
@@ -349,25 +304,6 @@ def _build_from_embeddings(args: argparse.Namespace, model_ref: ResolvedModel, s
         replace_folder(tmp, out)
     _say_indexed(args, index, f"the embeddings in {source}", out, name, dim, full)
     return 0
-
-
-@contextlib.contextmanager
-def _building(tmp: Path, out: Path) -> Iterator[None]:
-    """A build into ``tmp`` that replaces ``out`` at the end; on failure nothing of it is left,
-    and a full disk or a folder that cannot be written is one message."""
-    try:
-        yield
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(exc):
-            kept = f" and the index already in {out} is untouched" if out.exists() else ""
-            raise UserError(f"the disk filled up while building the index in {tmp.parent}; the partial build was "
-                            f"removed{kept}. "
-                            "Free some space (or choose another -o) and run the command again.") from None
-        if isinstance(exc, PermissionError):
-            raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "
-                            "Choose a folder you can write.") from None
-        raise
 
 
 def _say_indexed(args: argparse.Namespace, index: Any, what: str, out: Path, name: str, dim: int, full: int) -> None:
@@ -394,7 +330,7 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
     corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * chars_per_token
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")  # this build's own; the old index stays until the end
-    with _building(tmp, out):
+    with building(tmp, out):
         index = build_from_texts(
             model, model_ref.requested, corpus, tmp, backend=backend, shortlist_dim=dim, rerank_dim=args.rerank_dim,
             store_dtype=args.store, batch_size=args.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
@@ -404,41 +340,6 @@ def _build(args: argparse.Namespace, model_ref: ResolvedModel, corpus: Any, back
         replace_folder(tmp, out)
     _say_indexed(args, index, corpus.name, out, name, dim, full)
     return 0
-
-
-def discard_old(out: Path) -> None:
-    """Before an index replaces ``out``: what the old one keeps outside its folder (an engine's
-    table) is removed by its backend; an old index whose backend is not installed keeps it (said)."""
-    if not _is_index(out):
-        return
-    from ..plugins import load_registry
-    from .folder import read_manifest
-
-    manifest = read_manifest(out)
-    name = manifest["index"]["name"]
-    try:
-        backend = load_registry().build("index", name, manifest["index"]["params"])
-    except Exception as exc:
-        logger.warning("the index in %s was built with '%s', which cannot be loaded here (%s); anything it keeps "
-                       "outside the folder is left as it is", out, name, exc)
-        return
-    backend.discard(out, manifest)
-
-
-def replace_folder(new: Path, out: Path) -> None:
-    """Put a finished build in place of ``out``; an old index is removed only once the new one is in place."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        out.rename(old)
-    try:
-        new.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
