@@ -41,3 +41,22 @@ if [ ! -f "$oldest/sentence_transformers/__init__.py" ]; then
   .venv/bin/python -m zipfile -e "$oldest.download"/sentence_transformers-*.whl "$oldest"
   rm -rf "$oldest.download"
 fi
+
+# Serving stacks the export and the published models are tested against (tests/test_serving_stacks.py),
+# each in its own venv under .venv/stacks: their pins conflict with ours (fastembed wants
+# huggingface_hub 1.x; infinity-emb numpy 1.x, sentence-transformers 3 and transformers 4).
+# Versions are pinned so a new release cannot change what the tests claim about them.
+stack() {
+  local name=$1; shift
+  local venv=.venv/stacks/$name want
+  want=$(echo "$*" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$venv/.mrl-installed" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -qq "$@"
+    echo "$want" > "$venv/.mrl-installed"
+  fi
+}
+stack fastembed "fastembed==0.9.1"
+stack infinity "$torch_spec" "infinity-emb[server,torch]==0.0.78"
+

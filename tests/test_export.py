@@ -42,15 +42,23 @@ def st(path, **kwargs):
 
 
 def onnx_vectors(folder: Path, texts=TEXTS) -> np.ndarray:
-    """What a user of onnxruntime gets: the exported tokenizer, the graph, nothing of ours."""
-    import onnxruntime as ort
+    """What a user of onnxruntime or OpenVINO gets: the exported tokenizer (truncating where its own
+    tokenizer_config.json says), the graph, nothing of ours."""
     from transformers import AutoTokenizer
 
     record = json.loads((folder / "mrl_export.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokens = tokenizer(texts, padding=True, truncation=True, return_tensors="np")
+    inputs = {name: tokens[name].astype(np.int64) for name in record["inputs"]}
+    if record["format"] == "openvino":
+        import openvino as ov
+
+        hint = {"INFERENCE_PRECISION_HINT": "f32"} if record["quantization"] is None else {}
+        return np.asarray(ov.Core().compile_model(str(folder / record["graph"]), "CPU", hint)(inputs)[0])
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=record["max_seq_length"], return_tensors="np")
-    return session.run(None, {name: tokens[name].astype(np.int64) for name in record["inputs"]})[0]
+    return session.run(None, inputs)[0]
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +73,8 @@ def warm_started(tmp_path_factory, tiny_model_dir) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def adapted(tmp_path_factory, tiny_model_dir) -> Path:
+def make_adapted(tiny_model_dir: Path, folder: Path) -> Path:
+    """The tiny model behind a trained-looking adaptor (a ``Dense`` with a residual GELU), saved."""
     import torch
 
     from mrl_plugins.builtin.adaptor import AdaptorNet, adapted_model
@@ -75,23 +83,30 @@ def adapted(tmp_path_factory, tiny_model_dir) -> Path:
     torch.manual_seed(0)
     torch.nn.init.normal_(net.linear.weight, std=0.3)  # a real map, not the identity it starts as
     model = adapted_model(st(tiny_model_dir), net)
-    folder = tmp_path_factory.mktemp("adapted") / "model"
     model.save(str(folder))
     return folder
 
 
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory, tiny_model_dir) -> Path:
+    return make_adapted(tiny_model_dir, tmp_path_factory.mktemp("adapted") / "model")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 @pytest.mark.parametrize("which", ["plain", "warm_started", "adapted"])
 @pytest.mark.parametrize("dim", [None, 16, 8])
-def test_the_export_equals_sentence_transformers_at_every_width(which, dim, tiny_model_dir, request, tmp_path):
+def test_the_export_equals_sentence_transformers_at_every_width(fmt, which, dim, tiny_model_dir, request, tmp_path):
     model_dir = tiny_model_dir if which == "plain" else request.getfixturevalue(which)
     out = tmp_path / "export"
-    code, _stdout, err = cli("export", model_dir, "-o", out, *(["--dim", dim] if dim else []))
+    code, _stdout, err = cli("export", model_dir, "-o", out, "--format", fmt, *(["--dim", dim] if dim else []))
     assert code == 0, err
     expected = st(model_dir, truncate_dim=dim).encode(TEXTS, normalize_embeddings=True)
     got = onnx_vectors(out)
     assert got.shape == (len(TEXTS), dim or 32)
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert json.loads((out / "mrl_export.json").read_text())["dim"] == (dim or 32)
+    record = json.loads((out / "mrl_export.json").read_text())
+    assert record["dim"] == (dim or 32) and (out / record["graph"]).is_file()
+    assert sorted(p.name for p in out.glob("*.onnx")) == (["model.onnx"] if fmt == "onnx" else [])
 
 
 def test_int8_is_recorded_with_its_agreement_and_stays_normalised(tiny_model_dir, tmp_path):
@@ -106,10 +121,27 @@ def test_int8_is_recorded_with_its_agreement_and_stays_normalised(tiny_model_dir
     assert not np.allclose(vectors, onnx_vectors(tmp_path / "f"), atol=1e-6)  # the weights really are int8
 
 
+def test_openvino_int8_is_calibrated_on_the_texts_given(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("\n".join(f"{a} {b} utilities" for a in TOPICS for b in TOPICS) + "\n")
+    code, stdout, err = cli("export", tiny_model_dir, "-o", tmp_path / "ov", "--format", "openvino", "--quantize",
+                            "int8", "--dim", 16, "--calibration", corpus)
+    assert code == 0, err
+    record = json.loads((tmp_path / "ov" / "mrl_export.json").read_text())
+    assert record["calibration_texts"] == min(300, len(TOPICS) ** 2) and record["openvino_precision_hint"]
+    assert 0.9 < record["mean_cosine_int8_to_fp32"] <= 1.0001 and "int8 keeps a mean cosine" in stdout
+    vectors = onnx_vectors(tmp_path / "ov")
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    expected = st(tiny_model_dir, truncate_dim=16).encode(TEXTS, normalize_embeddings=True)
+    assert np.mean(np.sum(vectors * expected, axis=1)) > 0.9
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--dim", "33"], "--dim 33: must be between 1 and the model's dimension 32"),
-     (["--format", "tflite"], "invalid choice: 'tflite'")],
+     (["--format", "tflite"], "invalid choice: 'tflite'"),
+     (["--format", "openvino", "--quantize", "int8"], "pass --calibration CORPUS"),
+     (["--quantize", "int8", "--calibration", "docs.txt"], "only an OpenVINO int8 export is calibrated")],
 )
 def test_bad_arguments_are_one_message(tiny_model_dir, tmp_path, args, message):
     code, _, err = cli("export", tiny_model_dir, "-o", tmp_path / "e", *args)
@@ -186,9 +218,25 @@ def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny
     tiny_recipe.add_comparison("export", speed_docs=16, rounds=1)
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     fp32, int8 = results.models["export(mrl, precision=fp32)"], results.models["export(mrl, precision=int8)"]
+    openvino = results.models["export(mrl, precision=int8, runtime=openvino)"]
     for d in results.dims:  # float32 ONNX ranks as torch does: the same scores, to rounding
         assert abs(fp32.metrics[d]["mrr@10"] - results.value("mrl", d)) < 0.01
         assert fp32.metrics[d][ENCODE_SPEEDUP] > 0 and int8.metrics[d][ENCODE_SPEEDUP] > 0
+        assert openvino.metrics[d][ENCODE_SPEEDUP] > 0 and 0 < openvino.metrics[d]["mrr@10"] <= 1
     assert fp32.intervals and int8.p_vs_mrl  # per-query scores: intervals and paired tests like any column
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## Encoding speed" in report and "MRL · ONNX int8" in report
+    assert "## Encoding speed" in report and "MRL · exported ONNX int8" in report and "MRL · exported OpenVINO int8" in report
+
+
+def test_publish_refuses_an_export_of_another_model_and_changes_nothing(finished_tiny_run, tiny_model_dir, tmp_path,
+                                                                        monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(finished_tiny_run, run)
+    assert cli("export", tiny_model_dir, "-o", tmp_path / "other")[0] == 0
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = cli("publish", run, "--export", tmp_path / "other")
+    assert code == 2 and f"it was exported from {tiny_model_dir}, not from the model being published" in err
+    code, _, err = cli("publish", run, "--export", tmp_path)
+    assert code == 2 and "not an export folder (no mrl_export.json)" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -53,7 +53,12 @@ def test_model_card_holds_the_runs_numbers(finished_run):
     card = ModelCard.load(finished_run / "model" / "README.md")
     assert card.data["matryoshka_dims"] == [32, 16, 8] and card.data["mrl_truncate_dim"] == 16
     rec = recommended_widths(results)
-    assert card.data["mrl_recommended_dim"] == rec[0.99]
+    assert card.data["mrl_recommended_dim"] == rec[0.99] and card.data["mrl_minimum_dim"] == rec[0.95]
+    assert card.data["mrl_chosen_on"] == results.chosen_on == "validation"
+    assert [(w["dim"], w["target"], w["metric"]) for w in card.data["mrl_widths"]] == \
+        [(rec[0.99], 0.99, "mrr@10"), (rec[0.95], 0.95, "mrr@10")]
+    for width in card.data["mrl_widths"]:  # the held-out share, read off the run's own numbers
+        assert width["kept"] == round(results.value("mrl", width["dim"]) / results.value("mrl", 32), 4)
     assert card.data["library_name"] == "sentence-transformers"  # sentence-transformers' own front matter stays
     for d in (32, 16, 8):
         m = results.models["mrl"].metrics[d]

@@ -1,4 +1,4 @@
-"""``mrl-run export``: one ONNX graph from token ids to the final, truncated, re-normalised embedding.
+"""``mrl-run export``: one graph (ONNX or OpenVINO) from token ids to the final, truncated, re-normalised embedding.
 
 sentence-transformers exports only the transformer: pooling, every ``Dense`` (the warm start's
 rotation, the adaptor), normalisation and truncation stay in Python, so an ONNX model loaded by
@@ -19,8 +19,14 @@ Normalize) is refused by name, never exported silently wrong.
 tool) to the exported graph; its vectors differ from float32 by design, and the export records
 how much (mean cosine to the float32 export on the probe sentences).
 
-The folder holds ``model.onnx``, the tokenizer files, the transformer's ``config.json`` (with the
-Matryoshka metadata) and ``mrl_export.json``, which says what the graph computes.
+``--format openvino`` converts that checked ONNX graph with ``openvino.convert_model`` (float32,
+checked against sentence-transformers like the ONNX graph) and, with ``--quantize int8``,
+quantises it with NNCF's static post-training quantisation, calibrated on ``--calibration``
+texts (:mod:`mrl_plugins.export_runtimes`).
+
+The folder holds ``model.onnx`` (or ``openvino_model.xml`` and ``.bin``), the tokenizer files
+(``model_max_length`` set to the model's ``max_seq_length``), the transformer's ``config.json``
+(with the Matryoshka metadata) and ``mrl_export.json``, which says what the graph computes.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .export_runtimes import (
+    CALIBRATION_TEXTS,
+    OPENVINO_XML,
+    OnnxEmbedder,
+    OpenVinoEmbedder,
+    calibration_batches,
+    quantize_onnx_int8,
+    to_openvino,
+)
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -105,46 +120,9 @@ def export_onnx(model: Any, out: Path, *, dim: int | None, opset: int = 17) -> P
     return path
 
 
-class OnnxEmbedder:
-    """An exported graph run by onnxruntime alone; the model (or any tokenizer) only tokenises."""
-
-    def __init__(self, path: Path, model: Any):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-        self.model = model
-
-    def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Embeddings in the order of ``texts``; batches are formed longest first, as
-        ``SentenceTransformer.encode`` does, so each pads to texts of about its own length."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            tokens = self.model.tokenizer(batch, padding=True, truncation=True, max_length=self.model.max_seq_length,
-                                          return_tensors="np")
-            out.append(self.session.run(None, {n: tokens[n].astype(np.int64) for n in self.names})[0])
-        width = self.session.get_outputs()[0].shape[1] or 0
-        embeddings = np.concatenate(out) if out else np.zeros((0, width), np.float32)
-        restored = np.empty_like(embeddings)
-        restored[order] = embeddings
-        return restored
-
-
 def onnx_embed(path: Path, model: Any, texts: list[str]) -> np.ndarray:
     """Embed ``texts`` with an exported graph and onnxruntime alone."""
     return OnnxEmbedder(path, model)(texts)
-
-
-def quantize_int8(path: Path) -> Path:
-    """onnxruntime's dynamic int8 quantisation of the weights, in place of the float32 graph."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantized = path.with_name("model.int8.onnx")
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
-    os.replace(quantized, path)
-    return path
 
 
 def reference(model: Any, texts: list[str], dim: int | None) -> np.ndarray:
@@ -157,8 +135,14 @@ def reference(model: Any, texts: list[str], dim: int | None) -> np.ndarray:
         model.truncate_dim = truncate_dim
 
 
-def copy_serving_files(model_dir: Path, out: Path) -> None:
-    """The tokenizer files and the transformer's config.json (with its Matryoshka metadata)."""
+def copy_serving_files(model_dir: Path, out: Path, max_seq_length: int | None) -> None:
+    """The tokenizer files and the transformer's config.json (with its Matryoshka metadata).
+
+    ``tokenizer_config.json``'s ``model_max_length`` is set to the model's ``max_seq_length``:
+    sentence-transformers truncates there (``sentence_bert_config.json``), while a tokenizer
+    loaded alone (transformers' ``AutoTokenizer``, fastembed) truncates at ``model_max_length``,
+    which for all-MiniLM-L6-v2 is 512 against 256: texts between the two would embed
+    differently in every stack but sentence-transformers."""
     from .publish import transformer_config
 
     config = transformer_config(model_dir)
@@ -167,11 +151,23 @@ def copy_serving_files(model_dir: Path, out: Path) -> None:
                  "vocab.json", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json", "config.json"):
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)
+    tokenizer_config = out / "tokenizer_config.json"
+    if max_seq_length and tokenizer_config.is_file():
+        data = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+        data["model_max_length"] = max_seq_length
+        tokenizer_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+FORMATS = {"onnx": "model.onnx", "openvino": OPENVINO_XML}
+"""Each format's graph file in an export folder."""
 
 
 def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = None, quantize: str | None = None,
-           overwrite: bool = False, matryoshka_dims: list[int] | None = None) -> dict[str, Any]:
-    """Export the model in ``model_dir`` to ``out``; returns what ``mrl_export.json`` records."""
+           overwrite: bool = False, matryoshka_dims: list[int] | None = None,
+           calibration: list[str] | None = None) -> dict[str, Any]:
+    """Export the model in ``model_dir`` to ``out``; returns what ``mrl_export.json`` records.
+
+    ``calibration``: texts NNCF calibrates an OpenVINO int8 graph on (needed for it, unused otherwise)."""
     from sentence_transformers import SentenceTransformer
 
     from .locks import FolderLock
@@ -185,6 +181,10 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
         raise UserError(f"{model_dir}: no tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt); an "
                         "export needs them to be usable. Save the model with its tokenizer (model.save) and export "
                         "again.")
+    if fmt == "openvino" and quantize == "int8" and not calibration:
+        raise UserError("--format openvino --quantize int8 calibrates activation ranges on real texts (NNCF's static "
+                        "quantisation): pass --calibration CORPUS, a file or folder of documents like the ones you "
+                        "will embed (its first 300 texts are used; never your evaluation set).")
     model = SentenceTransformer(str(model_dir), device="cpu")
     check_exportable(model)
     from .models import full_width
@@ -203,17 +203,27 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
         expected = reference(model, PROBES, dim)
         fp32 = onnx_embed(path, model, PROBES)
         difference = float(np.abs(fp32 - expected).max())
-        if difference > TOLERANCE:
-            raise UserError(f"the exported graph differs from sentence-transformers by {difference:.2e} (more than "
-                            f"{TOLERANCE:g}) on probe sentences; nothing was written. This is a bug: please report it "
-                            "with the model's modules.json.")
-        agreement = None
-        if quantize == "int8":
-            quantize_int8(path)
+        check_difference(difference, "the exported ONNX graph")
+        agreement, precision = None, "f32"
+        if fmt == "onnx" and quantize == "int8":
+            quantize_onnx_int8(path)
             agreement = float(np.mean(np.sum(onnx_embed(path, model, PROBES) * fp32, axis=1)))
-        copy_serving_files(model_dir, tmp)
+        elif fmt == "openvino":
+            inputs = tokenizer_inputs(model)
+            texts = _prompted(model, calibration or [])
+            xml = to_openvino(path, tmp, calibration=(lambda: calibration_batches(model, inputs, texts))
+                              if quantize == "int8" else None)
+            path.unlink()
+            engine = OpenVinoEmbedder(xml, model, float32=quantize is None)
+            vectors, precision = engine(PROBES), engine.precision
+            if quantize is None:
+                difference = float(np.abs(vectors - expected).max())
+                check_difference(difference, "the OpenVINO graph")
+            else:
+                agreement = float(np.mean(np.sum(vectors * fp32, axis=1)))
+        copy_serving_files(model_dir, tmp, model.max_seq_length)
         record = {
-            "format": fmt, "graph": "model.onnx", "inputs": tokenizer_inputs(model), "output": "sentence_embedding",
+            "format": fmt, "graph": FORMATS[fmt], "inputs": tokenizer_inputs(model), "output": "sentence_embedding",
             "full_dim": full, "dim": dim or full, "normalized": True,
             "computes": "the model's modules, then truncation to dim, then L2 normalisation",
             "matryoshka_dimensions": matryoshka_dims, "max_seq_length": model.max_seq_length,
@@ -221,6 +231,9 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             "quantization": quantize, "max_abs_difference_fp32": difference,
             "mean_cosine_int8_to_fp32": agreement, "source": str(model_dir),
         }
+        if fmt == "openvino":
+            record["openvino_precision_hint"] = precision
+            record["calibration_texts"] = min(len(calibration or []), CALIBRATION_TEXTS) if quantize else None
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n")
         config = tmp / "config.json"
         if matryoshka_dims and config.is_file() and transformer_config(model_dir) is not None:
@@ -234,6 +247,35 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
     finally:
         lock.release()
     return record
+
+
+def check_difference(difference: float, what: str) -> None:
+    """Refuse a float32 graph that does not compute what sentence-transformers computes."""
+    if difference > TOLERANCE:
+        raise UserError(f"{what} differs from sentence-transformers by {difference:.2e} (more than {TOLERANCE:g}) on "
+                        "probe sentences; nothing was written. This is a bug: please report it with the model's "
+                        "modules.json.")
+
+
+def _prompted(model: Any, texts: list[str]) -> list[str]:
+    """Calibration texts as the graph will see documents: with the model's document prompt, if any."""
+    prompt = (getattr(model, "prompts", None) or {}).get("document", "")
+    return [prompt + t for t in texts]
+
+
+def read_calibration(spec: str) -> list[str]:
+    """The first texts of a corpus (any file, folder or pattern ``mrl-run index`` reads)."""
+    from .search.sources import open_corpus
+
+    texts: list[str] = []
+    for _id, text in open_corpus(spec):
+        texts.append(text)
+        if len(texts) >= CALIBRATION_TEXTS:
+            break
+    if not texts:
+        raise UserError(f"--calibration {spec}: no texts in it; name a corpus of documents like the ones you will "
+                        "embed.")
+    return texts
 
 
 def cmd_export(args: Any) -> int:
@@ -256,11 +298,22 @@ def cmd_export(args: Any) -> int:
 
     config = transformer_config(model_dir)
     dims = json.loads(config.read_text()).get("matryoshka_dimensions") if config is not None else None
+    if args.format == "openvino":
+        try:
+            import nncf  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError:
+            raise UserError("--format openvino needs openvino and nncf: pip install 'mrl-plugins[export]' (setup.sh "
+                            "installs them).") from None
+    if args.calibration and not (args.format == "openvino" and args.quantize == "int8"):
+        raise UserError("--calibration: only an OpenVINO int8 export is calibrated (--format openvino --quantize "
+                        "int8); onnxruntime's dynamic int8 sets its ranges per batch. Drop --calibration.")
+    calibration = read_calibration(args.calibration) if args.calibration else None
     record = export(model_dir, args.output, fmt=args.format, dim=args.dim, quantize=args.quantize,
-                    overwrite=args.overwrite, matryoshka_dims=dims)
+                    overwrite=args.overwrite, matryoshka_dims=dims, calibration=calibration)
     quality = (f"; int8 keeps a mean cosine of {record['mean_cosine_int8_to_fp32']:.4f} to float32"
                if record["quantization"] else "")
-    print(f"exported {model_dir} to {args.output / 'model.onnx'}: token ids in, {record['dim']}-dim normalised "
+    print(f"exported {model_dir} to {args.output / record['graph']}: token ids in, {record['dim']}-dim normalised "
           "embeddings out (max difference from sentence-transformers "
           f"{record['max_abs_difference_fp32']:.1e}{quality}).")
     return 0

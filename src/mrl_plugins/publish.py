@@ -105,7 +105,10 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     start, end = text.find(START), text.find(END)
     if start != -1 and end > start:
         text = text[:start] + text[end + len(END):]
-    card.text = f"\n{card_section(results, truncate_dim, repo_id, column)}\n\n{text.lstrip()}"
+    from .publish_exports import published_exports
+
+    card.text = f"\n{card_section(results, truncate_dim, repo_id, column, published_exports(model_dir))}\n\n" \
+        f"{text.lstrip()}"
     rec = recommended_widths(results, column)
     if results.model.origin != "local path":  # a Hub id (or the packaged copy of one): the Hub links the two
         card.data["base_model"] = results.model.name
@@ -116,13 +119,26 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     if contributed.get("tags"):
         tags = list(card.data.get("tags") or [])
         card.data["tags"] = tags + [t for t in contributed["tags"] if t not in tags]
-    card.data["matryoshka_dims"] = results.dims
-    card.data["mrl_recommended_dim"] = rec[max(rec)]
+    for key, value in front_matter(results, rec, column).items():
+        card.data[key] = value
     if truncate_dim:
         card.data["mrl_truncate_dim"] = truncate_dim
     else:
         card.data.pop("mrl_truncate_dim")
     card.save(path)
+
+
+def front_matter(results: RunResults, rec: dict[float, int], column: str = MRL) -> dict[str, Any]:
+    """The card's machine-readable Matryoshka facts (one schema, documented in the README under
+    "Model card front matter"): the trained widths, the recommended (strictest share) and
+    minimum (loosest share) widths, and per recommendation the share it was chosen to keep, on
+    which data, and the share it keeps on the held-out evaluation set."""
+    from .evidence.results import PRIMARY
+
+    widths = [{"dim": dim, "target": share, "kept": round(results.retention(column, dim) or 0.0, 4),
+               "metric": PRIMARY.key(results.k)} for share, dim in sorted(rec.items(), reverse=True)]
+    return {"matryoshka_dims": results.dims, "mrl_recommended_dim": rec[max(rec)], "mrl_minimum_dim": rec[min(rec)],
+            "mrl_widths": widths, "mrl_chosen_on": results.chosen_on}
 
 
 def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:
@@ -145,6 +161,7 @@ def write_publication(
         raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {results.full_dim}.")
     set_truncate_dim(model_dir, resolved)
     set_matryoshka_config(model_dir, results.dims)
+    align_max_length(model_dir)
     meta = mrl_metadata(results, resolved, column)
     (model_dir / "mrl.json").write_text(json.dumps(meta, indent=2) + "\n")
     update_card(model_dir, results, resolved, repo_id, column)
@@ -177,6 +194,32 @@ def set_matryoshka_config(model_dir: Path, dims: list[int]) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def align_max_length(model_dir: Path) -> Path | None:
+    """Make the tokenizer truncate where sentence-transformers does, for every other stack.
+
+    sentence-transformers truncates at ``max_seq_length`` (``sentence_bert_config.json``); a
+    tokenizer loaded alone (fastembed, Infinity's ONNX engine, transformers.js, TEI's tokenizer)
+    truncates at ``tokenizer_config.json``'s ``model_max_length``, 512 against 256 for
+    all-MiniLM-L6-v2, so a text between the two embeds differently everywhere else. Writing
+    ``max_seq_length`` there changes nothing for sentence-transformers, which reads its own file
+    first. Returns the file written, or ``None``."""
+    config = transformer_config(model_dir)
+    if config is None:
+        return None
+    folder = config.parent
+    try:
+        limit = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length")
+        path = folder / "tokenizer_config.json"
+        tokenizer = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(limit, int) or tokenizer.get("model_max_length") == limit:
+        return None
+    tokenizer["model_max_length"] = limit
+    path.write_text(json.dumps(tokenizer, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def column_of(results: RunResults, model: str) -> str:
     """The run's column a saved model folder is: ``model`` is MRL; another is the column that saved it."""
     if model.strip("/") == "model":
@@ -190,11 +233,14 @@ def column_of(results: RunResults, model: str) -> str:
 
 
 def retry_command(out: Path, *, repo_id: str | None = None, truncate_dim: int | str | None = None,
-                  revision: str | None = None, private: bool = False, model: str | None = None) -> str:
+                  revision: str | None = None, private: bool = False, model: str | None = None,
+                  exports: list[Path] | None = None) -> str:
     """The exact command that retries this publication."""
     parts = ["mrl-run", "publish", str(out)]
     if model and model.strip("/") != "model":
         parts += ["--model", model]
+    for folder in exports or []:
+        parts += ["--export", str(folder)]
     if repo_id:
         parts += ["--repo-id", repo_id]
     if truncate_dim is not None:
@@ -204,6 +250,15 @@ def retry_command(out: Path, *, repo_id: str | None = None, truncate_dim: int | 
     if private:
         parts.append("--private")
     return " ".join(parts)
+
+
+def _current_truncate_dim(model_dir: Path) -> int | None:
+    """The default width a saved model has now (publishing exports alone keeps it)."""
+    try:
+        value = json.loads((model_dir / "config_sentence_transformers.json").read_text()).get("truncate_dim")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _copy_model(src: Path, dst: Path) -> None:
@@ -226,12 +281,16 @@ PUBLICATION_FILES = ("config_sentence_transformers.json", "README.md", "mrl.json
 
 
 def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None,
-                truncate_dim: int | str | None = None, retry: str | None = None, model: str = "model") -> str:
+                truncate_dim: int | str | None = None, retry: str | None = None, model: str = "model",
+                exports: list[Path] | None = None) -> str:
     """Push a finished run's model (``model/``, or another model the run saved, e.g. an adapted
-    one), optionally with another default dimension, and record where it went. Nothing local
-    changes until the push has succeeded: a new default dimension and card are written into a
-    copy, pushed from there, and only then copied over the run's model."""
+    one), optionally with another default dimension and with ``mrl-run export`` folders beside it
+    (:mod:`mrl_plugins.publish_exports`), and record where it went. Nothing local changes until
+    the push has succeeded: a new default dimension, the exports and the card are written into a
+    copy, pushed from there, and only then copied into the run's model."""
     import shutil
+
+    from .publish_exports import add_exports, read_exports
 
     retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
     column = column_of(results, model)
@@ -240,19 +299,26 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
     if not find_token():
         raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
                            f"Nothing was changed; the model is saved in {source}.")
-    rewrite = truncate_dim is not None or (column != MRL and not (source / "mrl.json").is_file())
+    extra = read_exports(exports or [], source)
+    rewrite = truncate_dim is not None or bool(extra) or (column != MRL and not (source / "mrl.json").is_file())
     folder, staged, meta = source, None, None
     try:
         if rewrite:
             staged = run.scratch("publish-staging")
             shutil.rmtree(staged, ignore_errors=True)
             _copy_model(source, staged)
-            meta = write_publication(staged, results, truncate_dim, repo_id, column)
+            add_exports(staged, extra)
+            meta = write_publication(staged, results, truncate_dim if truncate_dim is not None else
+                                     _current_truncate_dim(source), repo_id, column)
             folder = staged
         url = push(folder, repo_id, private=private, revision=revision, retry=retry, shown=source)
         if staged is not None:
-            for name in PUBLICATION_FILES:
-                os.replace(staged / name, source / name)
+            tokenizer = transformer_config(staged)
+            written = [str(tokenizer.parent.relative_to(staged) / "tokenizer_config.json")] if tokenizer else []
+            for name in (*PUBLICATION_FILES, *written):
+                if (staged / name).is_file():
+                    os.replace(staged / name, source / name)
+            add_exports(source, extra)  # the run's model now holds what its repository holds
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)

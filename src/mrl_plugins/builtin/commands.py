@@ -89,6 +89,9 @@ class Publish(Command):
         parser.add_argument("--model", default="model",
                             help="Which of the run's models: model (MRL, the default) or one a comparison saved, e.g. "
                             "comparisons/adaptor-mrl/model (its card then carries that column's numbers).")
+        parser.add_argument("--export", action="append", type=Path, default=[], metavar="DIR",
+                            help="An 'mrl-run export' folder of this model to push beside it (onnx/ or openvino/, "
+                            "named mrl_embedding_<dim>[_int8]); repeat for several.")
 
     def run(self, args: argparse.Namespace) -> int:
         setup_logging()
@@ -176,18 +179,23 @@ class Demo(Command):
 
 
 class Export(Command):
-    """Export a model to one ONNX graph: token ids in, the truncated, re-normalised embedding out."""
+    """Export a model to one ONNX or OpenVINO graph: token ids in, the truncated, re-normalised embedding out."""
 
     name = "export"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model", help="A run's output directory or a model folder.")
         parser.add_argument("-o", "--output", type=Path, required=True, help="The export folder to create.")
-        parser.add_argument("--format", choices=["onnx"], default="onnx", help="Graph format (onnx).")
+        parser.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                            help="Graph format: onnx (onnxruntime, fastembed) or openvino (OpenVINO IR).")
         parser.add_argument("--dim", type=positive,
                             help="Truncate to this width inside the graph (default: full width).")
         parser.add_argument("--quantize", choices=["int8"],
-                            help="onnxruntime's dynamic int8 quantisation of the weights.")
+                            help="int8: onnxruntime's dynamic quantisation of the weights (onnx), or NNCF's static "
+                            "quantisation calibrated on --calibration texts (openvino).")
+        parser.add_argument("--calibration", metavar="CORPUS",
+                            help="Documents to calibrate an OpenVINO int8 graph on (a file, folder or pattern, as "
+                            "'mrl-run index' reads; the first 300 texts), never the evaluation set.")
         parser.add_argument("--overwrite", action="store_true", help="Replace an earlier export (never anything else).")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -246,9 +254,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     private = args.private if args.private is not None else settings.get("private", False)
     revision = args.revision or settings.get("revision")
     retry = retry_command(out, repo_id=args.repo_id, truncate_dim=args.truncate_dim, revision=args.revision,
-                          private=bool(args.private), model=args.model)
+                          private=bool(args.private), model=args.model, exports=args.export)
     url = publish_run(out, results, repo_id=repo_id, private=private, revision=revision, truncate_dim=truncate_dim,
-                      retry=retry, model=args.model)
+                      retry=retry, model=args.model, exports=args.export)
     print(f"pushed {out / args.model} to {repo_id}: {url}")
     return 0
 

@@ -101,9 +101,11 @@ def engine_snippets(results: RunResults, point: OperatingPoint, rerank_dim: int)
     return out
 
 
-def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL) -> str:
+def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL,
+                 exports: list[dict] | None = None) -> str:
     """The Matryoshka section, between markers so it can be replaced; its numbers are those of
-    ``column``, the run's column this model is (MRL unless published with ``--model``)."""
+    ``column``, the run's column this model is (MRL unless published with ``--model``);
+    ``exports``: the graphs the repository carries (:func:`mrl_plugins.publish_exports.published_exports`)."""
     import jinja2
 
     template = resources.files("mrl_plugins.present").joinpath("card.md.j2").read_text(encoding="utf-8")
@@ -119,6 +121,7 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         eval_queries=data.eval_queries, corpus=data.corpus, source=data.source,
         quality_table="\n".join(markdown_table(quality_section(results, column).table or Table([], []))),
         name=repo_id or "path/to/this/model", example_dim=example, example_share=share_label(share),
-        serving=serving[1] if serving else None, chosen_on=chosen_on(results),
+        serving=serving[1] if serving else None, chosen_on=chosen_on(results), exports=exports or [],
+        onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
     )
     return text.strip()
