@@ -41,7 +41,10 @@ from bench_search import debian_task, quickstart_model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="A finished quickstart run (default: train one into runs/).")
-    parser.add_argument("--model", help="Any saved model folder instead of the quickstart's (e.g. a manpages run's).")
+    parser.add_argument("--model", help="Any saved model folder instead of the quickstart's.")
+    parser.add_argument("--task", choices=["debian", "run"], default="debian",
+                        help="debian: the Debian synopsis task below; run: the --run's own held-out evaluation set "
+                        "(e.g. a manpages run's), its model, and 300 Debian descriptions outside it to calibrate on.")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--distractors", type=int, default=4500)
     parser.add_argument("--speed-docs", type=int, default=2000)
@@ -64,6 +67,16 @@ def main() -> None:
     calibration = [documents[i] for i in sorted(set(others) - set(extra))[:300]]
     corpus = [documents[i] for i in corpus_rows]
     relevant = [{i} for i in range(len(queries))]  # query i's document is corpus row i
+    if args.task == "run":
+        from mrl_plugins.evaluation import index_ir_set, load_evaluation
+
+        if not args.run:
+            parser.error("--task run needs --run RUN_DIR")
+        ir = load_evaluation(Path(args.run)).ir
+        query_ids, corpus_ids, relevant = index_ir_set(ir)
+        queries, corpus = [ir.queries[q] for q in query_ids], [ir.corpus[c] for c in corpus_ids]
+        seen = set(corpus) | set(queries)
+        calibration = [d for d in documents if d not in seen][:300]
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     dims = [384, 192, 96, 48]
@@ -95,7 +108,8 @@ def main() -> None:
 
     import torch
 
-    print(f"model {model_dir}; {len(queries)} queries, corpus {len(corpus)} real Debian descriptions; "
+    what = "real Debian descriptions" if args.task == "debian" else f"documents of {args.run}'s held-out evaluation set"
+    print(f"model {model_dir}; {len(queries)} queries, corpus {len(corpus)} {what}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; int8 mean cosine to fp32 on the export's "
           f"probe sentences: ONNX {record['mean_cosine_int8_to_fp32']:.4f}, OpenVINO "
           f"{ov_record['mean_cosine_int8_to_fp32']:.4f} (precision hint {ov_record['openvino_precision_hint']})")

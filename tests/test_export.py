@@ -210,6 +210,44 @@ def test_a_run_and_a_publish_write_the_matryoshka_config(tiny_recipe, recipe_pat
     assert json.loads((tmp_path / "export" / "mrl_export.json").read_text())["matryoshka_dimensions"] == [32, 16, 8]
 
 
+def test_a_saved_model_carries_what_text_embeddings_inference_parses(finished_tiny_run, tmp_path):
+    """TEI parses sentence_bert_config.json into ``STConfig { max_seq_length: usize }`` and
+    1_Pooling/config.json into ``PoolConfig { pooling_mode_cls_token: bool, pooling_mode_mean_tokens:
+    bool, .. }``, both required (router/src/lib.rs); sentence-transformers 6 writes neither."""
+    model_dir = finished_tiny_run / "model"
+    st_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
+    pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+    assert isinstance(st_config["max_seq_length"], int) and st_config["max_seq_length"] == 64
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"] == 64
+    assert pooling["pooling_mode_mean_tokens"] is True and pooling["pooling_mode_cls_token"] is False
+    assert pooling["pooling_mode_lasttoken"] is False and pooling["word_embedding_dimension"] == 32
+    assert pooling["pooling_mode"] == "mean"  # sentence-transformers 6's own key, kept
+    # sentence-transformers reads the model exactly as without the added keys
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    (bare / "sentence_bert_config.json").write_text(json.dumps({k: v for k, v in st_config.items()
+                                                                 if k != "max_seq_length"}))
+    (bare / "1_Pooling" / "config.json").write_text(json.dumps({k: v for k, v in pooling.items()
+                                                                 if k in ("embedding_dimension", "pooling_mode",
+                                                                          "include_prompt")}))
+    np.testing.assert_array_equal(st(model_dir).encode(TEXTS), st(bare).encode(TEXTS))
+    from mrl_plugins.serving_configs import write_serving_configs
+
+    assert len(write_serving_configs(bare)) == 2 and write_serving_configs(bare) == []  # added once, then kept
+    card = (model_dir / "README.md").read_text()
+    assert "every module of this model is one TEI runs" in card
+
+
+def test_the_card_says_when_tei_would_embed_differently(warm_started, adapted):
+    from mrl_plugins.serving_configs import tei_mismatch
+
+    assert "Normalize" in tei_mismatch(adapted)  # Normalize, then the adaptor's Dense, then Normalize again
+    reason = tei_mismatch(warm_started)
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in json.loads((warm_started / "modules.json").read_text())]
+    assert (reason is None) == (kinds[:3] == ["Transformer", "Pooling", "Dense"] and len(kinds) <= 4
+                                and (warm_started / "2_Dense").is_dir()), (kinds, reason)
+
+
 # -- the export comparison: a serving stack's view, scored like every column ------------------------------
 def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny_recipe, recipe_path, tmp_path):
     from mrl_plugins.results import ENCODE_SPEEDUP

@@ -143,7 +143,7 @@ def copy_serving_files(model_dir: Path, out: Path, max_seq_length: int | None) -
     loaded alone (transformers' ``AutoTokenizer``, fastembed) truncates at ``model_max_length``,
     which for all-MiniLM-L6-v2 is 512 against 256: texts between the two would embed
     differently in every stack but sentence-transformers."""
-    from .publish import transformer_config
+    from .serving_configs import transformer_config
 
     config = transformer_config(model_dir)
     source = config.parent if config is not None else model_dir
@@ -171,7 +171,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
     from sentence_transformers import SentenceTransformer
 
     from .locks import FolderLock
-    from .publish import transformer_config
+    from .serving_configs import transformer_config
     from .search.destination import replace_folder
 
     check_destination(out, overwrite)
@@ -294,7 +294,7 @@ def cmd_export(args: Any) -> int:
         raise UserError(f"{args.model}: export needs a local model (a run's output folder or a model folder); "
                         "download it first.")
     model_dir = Path(resolved.location)
-    from .publish import transformer_config
+    from .serving_configs import transformer_config
 
     config = transformer_config(model_dir)
     dims = json.loads(config.read_text()).get("matryoshka_dimensions") if config is not None else None

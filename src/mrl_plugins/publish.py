@@ -25,6 +25,9 @@ from .evidence.rundir import RunDir
 from .hub import PublishError, find_token, push
 from .present.card import END, START, card_section
 from .run_models import MRL
+from .serving_configs import set_matryoshka_config, transformer_config, write_serving_configs
+
+__all__ = ["publish_run", "set_matryoshka_config", "transformer_config", "write_publication"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +109,11 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     if start != -1 and end > start:
         text = text[:start] + text[end + len(END):]
     from .publish_exports import published_exports
+    from .serving_configs import tei_mismatch
 
-    card.text = f"\n{card_section(results, truncate_dim, repo_id, column, published_exports(model_dir))}\n\n" \
-        f"{text.lstrip()}"
+    section = card_section(results, truncate_dim, repo_id, column, published_exports(model_dir),
+                           tei_mismatch(model_dir))
+    card.text = f"\n{section}\n\n{text.lstrip()}"
     rec = recommended_widths(results, column)
     if results.model.origin != "local path":  # a Hub id (or the packaged copy of one): the Hub links the two
         card.data["base_model"] = results.model.name
@@ -161,63 +166,11 @@ def write_publication(
         raise UserError(f"truncate_dim {resolved} must be between 1 and the model's dimension {results.full_dim}.")
     set_truncate_dim(model_dir, resolved)
     set_matryoshka_config(model_dir, results.dims)
-    align_max_length(model_dir)
+    write_serving_configs(model_dir)
     meta = mrl_metadata(results, resolved, column)
     (model_dir / "mrl.json").write_text(json.dumps(meta, indent=2) + "\n")
     update_card(model_dir, results, resolved, repo_id, column)
     return meta
-
-
-def transformer_config(model_dir: Path) -> Path | None:
-    """The Hugging Face ``config.json`` of a saved model's Transformer module (what serving stacks read)."""
-    try:
-        modules = json.loads((model_dir / "modules.json").read_text())
-    except (OSError, ValueError):
-        return None
-    for module in modules if isinstance(modules, list) else []:
-        if isinstance(module, dict) and str(module.get("type", "")).endswith("Transformer"):
-            path = model_dir / module.get("path", "") / "config.json"
-            return path if path.is_file() else None
-    return None
-
-
-def set_matryoshka_config(model_dir: Path, dims: list[int]) -> None:
-    """Say in ``config.json`` that the model is Matryoshka, and at which widths it was trained and
-    measured: vLLM reads exactly ``is_matryoshka`` and ``matryoshka_dimensions`` from the model's
-    Hugging Face config (``ModelConfig.is_matryoshka`` / ``matryoshka_dimensions``) and refuses a
-    ``dimensions`` request otherwise, or for a width not in the list. Every other key is kept."""
-    path = transformer_config(model_dir)
-    if path is None:
-        return
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config.update(is_matryoshka=True, matryoshka_dimensions=sorted({int(d) for d in dims}, reverse=True))
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def align_max_length(model_dir: Path) -> Path | None:
-    """Make the tokenizer truncate where sentence-transformers does, for every other stack.
-
-    sentence-transformers truncates at ``max_seq_length`` (``sentence_bert_config.json``); a
-    tokenizer loaded alone (fastembed, Infinity's ONNX engine, transformers.js, TEI's tokenizer)
-    truncates at ``tokenizer_config.json``'s ``model_max_length``, 512 against 256 for
-    all-MiniLM-L6-v2, so a text between the two embeds differently everywhere else. Writing
-    ``max_seq_length`` there changes nothing for sentence-transformers, which reads its own file
-    first. Returns the file written, or ``None``."""
-    config = transformer_config(model_dir)
-    if config is None:
-        return None
-    folder = config.parent
-    try:
-        limit = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length")
-        path = folder / "tokenizer_config.json"
-        tokenizer = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(limit, int) or tokenizer.get("model_max_length") == limit:
-        return None
-    tokenizer["model_max_length"] = limit
-    path.write_text(json.dumps(tokenizer, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def column_of(results: RunResults, model: str) -> str:
@@ -277,7 +230,18 @@ def _copy_model(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=copy)
 
 
-PUBLICATION_FILES = ("config_sentence_transformers.json", "README.md", "mrl.json")
+def written_files(staged: Path, source: Path) -> list[str]:
+    """The small files publishing wrote into the staged copy (card, ``mrl.json``, configs): those
+    that differ from, or are missing in, the run's model. Large files were hard-linked, never written."""
+    out = []
+    for path in staged.rglob("*"):
+        rel = path.relative_to(staged)
+        exported = bool(rel.parts) and rel.parts[0] in ("onnx", "openvino")
+        if path.is_file() and path.stat().st_size <= 1 << 20 and not exported:
+            target = source / rel
+            if not target.is_file() or target.read_bytes() != path.read_bytes():
+                out.append(str(rel))
+    return out
 
 
 def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, revision: str | None,
@@ -313,11 +277,8 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
             folder = staged
         url = push(folder, repo_id, private=private, revision=revision, retry=retry, shown=source)
         if staged is not None:
-            tokenizer = transformer_config(staged)
-            written = [str(tokenizer.parent.relative_to(staged) / "tokenizer_config.json")] if tokenizer else []
-            for name in (*PUBLICATION_FILES, *written):
-                if (staged / name).is_file():
-                    os.replace(staged / name, source / name)
+            for name in written_files(staged, source):
+                os.replace(staged / name, source / name)
             add_exports(source, extra)  # the run's model now holds what its repository holds
     finally:
         if staged is not None:

@@ -101,5 +101,5 @@ def published_exports(model_dir: Path) -> list[dict]:
             if graph.is_file() and isinstance(record, dict):
                 out.append({"path": f"{sub}/{graph.name}", "format": record.get("format", sub),
                              "dim": record.get("dim"), "quantization": record.get("quantization"),
-                             "prompts": record.get("prompts") or {}})
+                             "prompts": {k: v for k, v in (record.get("prompts") or {}).items() if v}})
     return sorted(out, key=lambda e: (e["format"], -(e["dim"] or 0), e["quantization"] or ""))

@@ -102,10 +102,12 @@ def engine_snippets(results: RunResults, point: OperatingPoint, rerank_dim: int)
 
 
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL,
-                 exports: list[dict] | None = None) -> str:
+                 exports: list[dict] | None = None, tei_mismatch: str | None = None) -> str:
     """The Matryoshka section, between markers so it can be replaced; its numbers are those of
     ``column``, the run's column this model is (MRL unless published with ``--model``);
-    ``exports``: the graphs the repository carries (:func:`mrl_plugins.publish_exports.published_exports`)."""
+    ``exports``: the graphs the repository carries (:func:`mrl_plugins.publish_exports.published_exports`);
+    ``tei_mismatch``: why text-embeddings-inference would embed differently
+    (:func:`mrl_plugins.serving_configs.tei_mismatch`)."""
     import jinja2
 
     template = resources.files("mrl_plugins.present").joinpath("card.md.j2").read_text(encoding="utf-8")
@@ -122,6 +124,6 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         quality_table="\n".join(markdown_table(quality_section(results, column).table or Table([], []))),
         name=repo_id or "path/to/this/model", example_dim=example, example_share=share_label(share),
         serving=serving[1] if serving else None, chosen_on=chosen_on(results), exports=exports or [],
-        onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
+        tei_mismatch=tei_mismatch, onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
     )
     return text.strip()
