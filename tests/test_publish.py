@@ -108,13 +108,25 @@ def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_ru
     run = tmp_path / "old-run"
     shutil.copytree(OLD_RUN, run)
     shutil.copytree(finished_run / "model", run / "model")  # any saved model will do for the push
+    for name in ("config.json", "sentence_bert_config.json", "1_Pooling/config.json"):  # as saved before 0.8
+        path = run / "model" / name
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in data.items() if k not in (
+            "is_matryoshka", "matryoshka_dimensions", "max_seq_length", "word_embedding_dimension")
+            and not k.startswith("pooling_mode_")}))
     assert main(["report", str(run)]) == 0
     assert "| 48 | 192 MB | 0.6578 (79.7%) | 0.7510 (87.3%) | 0.6589 (79.8%) | 0.7369 (84.9%) |" in (run / "report.md").read_text()
     # the card and default dimension are rebuilt from the old results, then pushed
     assert main(["publish", str(run), "--repo-id", "alice/old-run", "--truncate-dim", "recommended"]) == 0
     card = hub.state.files[("alice/old-run", "main")]["README.md"].decode()
     assert "| 48 | 0.7510 | 0.8800 | 0.7823 | 87.3% | 0.6578 | 0.6589 | 0.7369 |" in card
-    assert "mrl_truncate_dim: 384" in card
+    assert "mrl_truncate_dim: 384" in card and "mrl_minimum_dim:" in card and "mrl_widths:" in card
+    pushed = hub.state.files[("alice/old-run", "main")]
+    for files in (pushed, {name: (run / "model" / name).read_bytes() for name in pushed if (run / "model" / name).is_file()}):
+        config = json.loads(files["config.json"])  # what vLLM reads, pushed and kept in the run's model
+        assert config["is_matryoshka"] is True and config["matryoshka_dimensions"] == sorted(old.dims, reverse=True)
+        assert json.loads(files["sentence_bert_config.json"])["max_seq_length"] == 64  # what TEI parses
+        assert json.loads(files["1_Pooling/config.json"])["pooling_mode_mean_tokens"] is True
     again = RunResults.load(run / "results.json")
     assert again.schema_version == 4 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 

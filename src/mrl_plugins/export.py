@@ -171,8 +171,8 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
     from sentence_transformers import SentenceTransformer
 
     from .locks import FolderLock
-    from .serving_configs import transformer_config
     from .search.destination import replace_folder
+    from .serving_configs import transformer_config
 
     check_destination(out, overwrite)
     if not any((model_dir / name).is_file() or (model_dir / p / name).is_file()
