@@ -264,6 +264,17 @@ def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny
     assert fp32.intervals and int8.p_vs_mrl  # per-query scores: intervals and paired tests like any column
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Encoding speed" in report and "MRL · exported ONNX int8" in report and "MRL · exported OpenVINO int8" in report
+    top = results.value("mrl", 32)
+    kept = openvino.metrics[8]["mrr@10"] / top  # per width, the share of the torch model's full-width score
+    assert f"| MRL · exported OpenVINO int8 | {openvino.metrics[32]['mrr@10'] / top:.1%} |" in report
+    assert f"{kept:.1%}" in report and f"{openvino.metrics[32][ENCODE_SPEEDUP]:.2f}×" in report
+    card = (tmp_path / "out" / "model" / "README.md").read_text()  # the same table on the card
+    assert "### On a CPU: exported graphs per width" in card and "| MRL · exported OpenVINO int8 |" in card
+    enough = [d for d in results.dims if openvino.metrics[d]["mrr@10"] / top >= 0.95]
+    line = (f"MRL · exported OpenVINO int8 at {min(enough)} dimensions: "
+            f"{openvino.metrics[min(enough)]['mrr@10'] / top:.1%} of MRL's full-width MRR@10" if enough
+            else "MRL · exported OpenVINO int8: no width keeps 95% of MRL's full-width MRR@10")
+    assert line in card and line in report
 
 
 def test_publish_refuses_an_export_of_another_model_and_changes_nothing(finished_tiny_run, tiny_model_dir, tmp_path,

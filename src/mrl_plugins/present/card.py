@@ -20,7 +20,7 @@ from ..evidence.decisions import (
 from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
 from ..run_models import MRL
 from .render import markdown_table
-from .sections import Section, Table, chosen_on, describe, front_sentence
+from .sections import Section, Table, chosen_on, describe, front_sentence, speed
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
@@ -115,6 +115,7 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
     share, example = example_width(results, column)
     serving = serving_section(results) if column == MRL else None
     data = results.data
+    encoding = speed(results) if column == MRL else None
     text = env.from_string(template).render(
         column_is_mrl=column == MRL, column_label=results.models[column].label, base_model=results.model.name,
         dims=results.dims, dims_descending=sorted(results.dims, reverse=True), full_dim=results.full_dim,
@@ -124,6 +125,8 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         quality_table="\n".join(markdown_table(quality_section(results, column).table or Table([], []))),
         name=repo_id or "path/to/this/model", example_dim=example, example_share=share_label(share),
         serving=serving[1] if serving else None, chosen_on=chosen_on(results), exports=exports or [],
+        encoding_table="\n".join(markdown_table(encoding.table)) if encoding and encoding.table else None,
+        encoding_lines=encoding.lines if encoding else [],
         tei_mismatch=tei_mismatch, onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
     )
     return text.strip()
