@@ -144,8 +144,9 @@ def test_infinity_slices_dimensions_without_renormalising(tmp_path):
 
 def test_infinity_cannot_load_a_model_saved_by_sentence_transformers_6(finished_tiny_run, tmp_path):
     """A known limitation, pinned so the docs change when it does: infinity-emb 0.0.78 requires
-    sentence-transformers < 4, which cannot read the module paths (``sentence_transformers.base…``)
-    and configs sentence-transformers 6 saves. Serve the ONNX export instead, or pin
+    sentence-transformers < 4 and transformers 4, which read neither the module paths
+    (``sentence_transformers.base…``) sentence-transformers 6 saves nor the tokenizer class
+    (``TokenizersBackend``) transformers 5 writes. Serve the ONNX export instead, or pin
     sentence-transformers 3 when saving. If this test fails, Infinity reads our models now:
     update the card (card.md.j2) and the README."""
     server, url = start_infinity(finished_tiny_run / "model", tmp_path / "infinity.log")
@@ -154,3 +155,7 @@ def test_infinity_cannot_load_a_model_saved_by_sentence_transformers_6(finished_
         server.wait(30)
     assert url is None, "Infinity now loads a model saved by sentence-transformers 6: update the docs"
     assert "No module named 'sentence_transformers.base'" in (tmp_path / "infinity.log").read_text()
+    tokenizer = subprocess.run([stack_python("infinity"), "-c", "import sys; from transformers import AutoTokenizer; "
+                                "AutoTokenizer.from_pretrained(sys.argv[1])", str(finished_tiny_run / "model")],
+                               capture_output=True, text=True, timeout=300)
+    assert tokenizer.returncode != 0 and "TokenizersBackend does not exist" in tokenizer.stderr

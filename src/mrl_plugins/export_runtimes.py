@@ -17,6 +17,7 @@ runs with OpenVINO's defaults, as a user loading it would, and the hint it ran w
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,16 +30,18 @@ CALIBRATION_TEXTS = 300
 """Texts NNCF calibrates activation ranges on (sentence-transformers' default is 300 too)."""
 
 
-class GraphEmbedder:
+class GraphEmbedder(abc.ABC):
     """A compiled graph behind the model's tokenizer: ``embedder(texts)`` → one row per text."""
 
     names: list[str]
+    """The graph's inputs, as the tokenizer names them."""
 
     def __init__(self, model: Any):
         self.model = model
 
+    @abc.abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """One batch of token ids through the graph: the ``sentence_embedding`` rows."""
 
     def tokens(self, batch: Sequence[str]) -> dict[str, np.ndarray]:
         tokens = self.model.tokenizer(list(batch), padding=True, truncation=True, max_length=self.model.max_seq_length,
