@@ -143,12 +143,11 @@ def test_infinity_slices_dimensions_without_renormalising(tmp_path):
 
 
 def test_infinity_cannot_load_a_model_saved_by_sentence_transformers_6(finished_tiny_run, tmp_path):
-    """A known limitation, pinned so the docs change when it does: infinity-emb 0.0.78 requires
+    """Why the sentence-transformers-3 copy exists, pinned so the docs change when Infinity does: infinity-emb 0.0.78 requires
     sentence-transformers < 4 and transformers 4, which read neither the module paths
     (``sentence_transformers.base…``) sentence-transformers 6 saves nor the tokenizer class
-    (``TokenizersBackend``) transformers 5 writes. Serve the ONNX export instead, or pin
-    sentence-transformers 3 when saving. If this test fails, Infinity reads our models now:
-    update the card (card.md.j2) and the README."""
+    (``TokenizersBackend``) transformers 5 writes. If this test fails, Infinity reads our models
+    now: update the card (card.md.j2) and the README."""
     server, url = start_infinity(finished_tiny_run / "model", tmp_path / "infinity.log")
     if url is not None:
         server.terminate()
@@ -159,3 +158,36 @@ def test_infinity_cannot_load_a_model_saved_by_sentence_transformers_6(finished_
                                 "AutoTokenizer.from_pretrained(sys.argv[1])", str(finished_tiny_run / "model")],
                                capture_output=True, text=True, timeout=300)
     assert tokenizer.returncode != 0 and "TokenizersBackend does not exist" in tokenizer.stderr
+
+
+def test_infinity_serves_the_sentence_transformers_3_copy_of_a_saved_model(finished_tiny_run, tmp_path):
+    """``mrl-run export --format sentence-transformers-3`` writes what Infinity's sentence-transformers
+    3 and transformers 4 read; Infinity then serves the model's own vectors and answers ``dimensions``."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(finished_tiny_run / "model", model_dir)
+    config = model_dir / "config_sentence_transformers.json"  # the full width: what `dimensions` cuts
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "truncate_dim"}))
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "st3"), "--format", "sentence-transformers-3"]) == 0
+    server, url = start_infinity(tmp_path / "st3", tmp_path / "infinity.log")
+    try:
+        assert url, (tmp_path / "infinity.log").read_text()[-3000:]
+        full = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS})["data"]])
+        cut = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS,
+                                                                          "dimensions": 8})["data"]])
+    finally:
+        server.terminate()
+        server.wait(30)
+    np.testing.assert_allclose(full, st_vectors(model_dir, None), atol=1e-4)  # the long text too
+    renormalised = cut / np.linalg.norm(cut, axis=1, keepdims=True)
+    np.testing.assert_allclose(renormalised, st_vectors(model_dir, 8), atol=1e-4)
+
+
+def test_the_sentence_transformers_3_copy_refuses_what_it_cannot_say(tiny_model_dir, tmp_path):
+    from tests.test_export import cli, make_adapted
+
+    adapted = make_adapted(tiny_model_dir, tmp_path / "adapted")
+    code, _, err = cli("export", adapted, "-o", tmp_path / "st3", "--format", "sentence-transformers-3")
+    assert code == 2 and "a Dense that adds its input back (use_residual" in err and not (tmp_path / "st3").exists()
+    code, _, err = cli("export", tiny_model_dir, "-o", tmp_path / "st3", "--format", "sentence-transformers-3",
+                       "--dim", "8")
+    assert code == 2 and "--dim: --format sentence-transformers-3 copies the model itself" in err

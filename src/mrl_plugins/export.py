@@ -298,6 +298,21 @@ def cmd_export(args: Any) -> int:
 
     config = transformer_config(model_dir)
     dims = json.loads(config.read_text()).get("matryoshka_dimensions") if config is not None else None
+    if args.format == "sentence-transformers-3":
+        from .export_legacy import export_legacy
+
+        given = [flag for flag, value in (("--dim", args.dim), ("--quantize", args.quantize),
+                                          ("--calibration", args.calibration)) if value]
+        if given:
+            raise UserError(f"{', '.join(given)}: --format sentence-transformers-3 copies the model itself, in the "
+                            "older format; it has no graph to truncate or quantise. Drop them (ask the server for "
+                            "dimensions, then re-normalise).")
+        record = export_legacy(model_dir, args.output, overwrite=args.overwrite, probes=PROBES, tolerance=TOLERANCE,
+                               marker=MARKER)
+        print(f"wrote {args.output}: {model_dir} in the format sentence-transformers 3 and transformers 4 read "
+              f"({', '.join(record['modules'])}; max difference from the model "
+              f"{record['max_abs_difference_fp32']:.1e}).")
+        return 0
     if args.format == "openvino":
         try:
             import nncf  # noqa: F401

@@ -61,6 +61,10 @@ def read_exports(folders: list[Path], model_dir: Path) -> list[PublishedExport]:
             raise UserError(f"--export {folder}: not an export folder (no {MARKER}); make one with 'mrl-run export "
                             f"{model_dir} -o {folder}'. Nothing was pushed.")
         record = json.loads(marker.read_text(encoding="utf-8"))
+        if record.get("format") not in ("onnx", "openvino"):
+            raise UserError(f"--export {folder}: a {record.get('format')} copy is a whole model, not a graph to push "
+                            "beside this one; push it to its own repository (hf upload REPO_ID "
+                            f"{folder}). Nothing was pushed.")
         source = Path(record.get("source", ""))
         if not source.exists() or source.resolve() != model_dir.resolve():
             raise UserError(f"--export {folder}: it was exported from {record.get('source')}, not from the model being "

@@ -186,8 +186,10 @@ class Export(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model", help="A run's output directory or a model folder.")
         parser.add_argument("-o", "--output", type=Path, required=True, help="The export folder to create.")
-        parser.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
-                            help="Graph format: onnx (onnxruntime, fastembed) or openvino (OpenVINO IR).")
+        parser.add_argument("--format", choices=["onnx", "openvino", "sentence-transformers-3"], default="onnx",
+                            help="Graph format: onnx (onnxruntime, fastembed) or openvino (OpenVINO IR); or "
+                            "sentence-transformers-3: a copy of the model that sentence-transformers 3 and "
+                            "transformers 4 read (Infinity).")
         parser.add_argument("--dim", type=positive,
                             help="Truncate to this width inside the graph (default: full width).")
         parser.add_argument("--quantize", choices=["int8"],
