@@ -119,6 +119,20 @@ def start_infinity(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str | 
             time.sleep(1)
 
 
+def infinity_vectors(model_dir: Path, tmp_path: Path, dimensions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Infinity serving ``model_dir``: its vectors for TEXTS at full width, and with ``dimensions``."""
+    server, url = start_infinity(model_dir, tmp_path / "infinity.log")
+    try:
+        assert url, (tmp_path / "infinity.log").read_text()[-3000:]
+        full = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS})["data"]])
+        cut = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS,
+                                                                          "dimensions": dimensions})["data"]])
+    finally:
+        server.terminate()
+        server.wait(30)
+    return full, cut
+
+
 def test_infinity_slices_dimensions_without_renormalising(tmp_path):
     """Infinity's ``dimensions`` returns the first dimensions of the normalised vector as they are
     (the card tells users to re-normalise). Run on the packaged all-MiniLM-L6-v2, a model saved in
@@ -126,15 +140,7 @@ def test_infinity_slices_dimensions_without_renormalising(tmp_path):
     from mrl_plugins.models import resolve_model
 
     model_dir = Path(resolve_model("sentence-transformers/all-MiniLM-L6-v2").location)
-    server, url = start_infinity(model_dir, tmp_path / "infinity.log")
-    try:
-        assert url, (tmp_path / "infinity.log").read_text()[-3000:]
-        full = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS})["data"]])
-        cut = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS,
-                                                                          "dimensions": 48})["data"]])
-    finally:
-        server.terminate()
-        server.wait(30)
+    full, cut = infinity_vectors(model_dir, tmp_path, 48)
     np.testing.assert_allclose(full, st_vectors(model_dir, None), atol=1e-4)
     np.testing.assert_allclose(cut, full[:, :48], atol=1e-6)  # a slice of the normalised vector …
     assert np.all(np.linalg.norm(cut, axis=1) < 0.99)  # … not re-normalised
@@ -168,15 +174,7 @@ def test_infinity_serves_the_sentence_transformers_3_copy_of_a_saved_model(finis
     config = model_dir / "config_sentence_transformers.json"  # the full width: what `dimensions` cuts
     config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "truncate_dim"}))
     assert main(["export", str(model_dir), "-o", str(tmp_path / "st3"), "--format", "sentence-transformers-3"]) == 0
-    server, url = start_infinity(tmp_path / "st3", tmp_path / "infinity.log")
-    try:
-        assert url, (tmp_path / "infinity.log").read_text()[-3000:]
-        full = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS})["data"]])
-        cut = np.array([d["embedding"] for d in post(f"{url}/embeddings", {"model": "mrl", "input": TEXTS,
-                                                                          "dimensions": 8})["data"]])
-    finally:
-        server.terminate()
-        server.wait(30)
+    full, cut = infinity_vectors(tmp_path / "st3", tmp_path, 8)
     np.testing.assert_allclose(full, st_vectors(model_dir, None), atol=1e-4)  # the long text too
     renormalised = cut / np.linalg.norm(cut, axis=1, keepdims=True)
     np.testing.assert_allclose(renormalised, st_vectors(model_dir, 8), atol=1e-4)

@@ -31,11 +31,13 @@ The folder holds ``model.onnx`` (or ``openvino_model.xml`` and ``.bin``), the to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,30 @@ def copy_serving_files(model_dir: Path, out: Path, max_seq_length: int | None) -
         tokenizer_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+@contextlib.contextmanager
+def exporting(model_dir: Path, out: Path, overwrite: bool) -> Iterator[Path]:
+    """The ``-o`` transaction every format shares: under a lock on ``out``, a new temporary folder
+    beside it to write into, which replaces ``out`` when the block succeeds; on any failure it is
+    removed and ``out`` (an earlier export, or nothing) is left as it was."""
+    from .locks import FolderLock
+    from .search.destination import replace_folder
+
+    tmp = out.with_name(f".{out.name}.exporting-{os.getpid()}")
+    lock = FolderLock(out, f"mrl-run export {model_dir} -o {out}")
+    lock.acquire(f"another export is writing {out} ({{holder}}); nothing was changed.")
+    try:
+        check_destination(out, overwrite)  # again, under the lock
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        yield tmp
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
 FORMATS = {"onnx": "model.onnx", "openvino": OPENVINO_XML}
 """Each format's graph file in an export folder."""
 
@@ -170,8 +196,6 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
     ``calibration``: texts NNCF calibrates an OpenVINO int8 graph on (needed for it, unused otherwise)."""
     from sentence_transformers import SentenceTransformer
 
-    from .locks import FolderLock
-    from .search.destination import replace_folder
     from .serving_configs import transformer_config
 
     check_destination(out, overwrite)
@@ -192,13 +216,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
     full = full_width(model)
     if dim is not None and not 0 < dim <= full:
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
-    tmp = out.with_name(f".{out.name}.exporting-{os.getpid()}")
-    lock = FolderLock(out, f"mrl-run export {model_dir} -o {out}")
-    lock.acquire(f"another export is writing {out} ({{holder}}); nothing was changed.")
-    try:
-        check_destination(out, overwrite)  # again, under the lock
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+    with exporting(model_dir, out, overwrite) as tmp:
         path = export_onnx(model, tmp, dim=dim)
         expected = reference(model, PROBES, dim)
         fp32 = onnx_embed(path, model, PROBES)
@@ -240,12 +258,6 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             data = json.loads(config.read_text())
             data.update(is_matryoshka=True, matryoshka_dimensions=sorted(set(matryoshka_dims), reverse=True))
             config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
     return record
 
 

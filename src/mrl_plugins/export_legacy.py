@@ -50,7 +50,7 @@ def _link_tree(src: Path, dst: Path) -> None:
         except OSError:
             shutil.copy2(a, b)
 
-    shutil.copytree(src, dst, copy_function=copy)
+    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=True)
 
 
 def _replace_json(path: Path, data: dict[str, Any]) -> None:
@@ -59,7 +59,7 @@ def _replace_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_legacy_copy(model_dir: Path, out: Path) -> list[str]:
-    """Copy ``model_dir`` to the new folder ``out`` in the older format; returns the modules carried."""
+    """Copy ``model_dir`` into the empty folder ``out`` in the older format; returns the modules carried."""
     from .serving_configs import kind, modules, write_serving_configs
 
     entries = modules(model_dir)
@@ -103,17 +103,10 @@ def export_legacy(model_dir: Path, out: Path, *, overwrite: bool, probes: list[s
     """The whole command: a checked copy in ``out`` (replacing an earlier export only with ``overwrite``)."""
     from sentence_transformers import SentenceTransformer
 
-    from .export import check_destination
-    from .locks import FolderLock
-    from .search.destination import replace_folder
+    from .export import check_destination, exporting
 
     check_destination(out, overwrite)
-    tmp = out.with_name(f".{out.name}.exporting-{os.getpid()}")
-    lock = FolderLock(out, f"mrl-run export {model_dir} -o {out}")
-    lock.acquire(f"another export is writing {out} ({{holder}}); nothing was changed.")
-    try:
-        check_destination(out, overwrite)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with exporting(model_dir, out, overwrite) as tmp:
         carried = write_legacy_copy(model_dir, tmp)
         original = SentenceTransformer(str(model_dir), device="cpu", truncate_dim=None)
         copy = SentenceTransformer(str(tmp), device="cpu", truncate_dim=None)
@@ -130,10 +123,4 @@ def export_legacy(model_dir: Path, out: Path, *, overwrite: bool, probes: list[s
                         "or ask the server for dimensions and re-normalise)",
         }
         (tmp / marker).write_text(json.dumps(record, indent=2) + "\n")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
     return record
