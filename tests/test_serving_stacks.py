@@ -173,7 +173,11 @@ def test_infinity_serves_the_sentence_transformers_3_copy_of_a_saved_model(finis
     shutil.copytree(finished_tiny_run / "model", model_dir)
     config = model_dir / "config_sentence_transformers.json"  # the full width: what `dimensions` cuts
     config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "truncate_dim"}))
+    st_config = model_dir / "sentence_bert_config.json"  # as sentence-transformers 6 alone saves it
+    st_config.write_text(json.dumps({k: v for k, v in json.loads(st_config.read_text()).items() if k != "max_seq_length"}))
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
     assert main(["export", str(model_dir), "-o", str(tmp_path / "st3"), "--format", "sentence-transformers-3"]) == 0
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before  # the model is untouched
     full, cut = infinity_vectors(tmp_path / "st3", tmp_path, 8)
     np.testing.assert_allclose(full, st_vectors(model_dir, None), atol=1e-4)  # the long text too
     renormalised = cut / np.linalg.norm(cut, axis=1, keepdims=True)

@@ -45,10 +45,13 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _link_tree(src: Path, dst: Path) -> None:
     def copy(a: str, b: str) -> None:
-        try:
-            os.link(a, b)  # every file this module rewrites is replaced, never written through the link
-        except OSError:
-            shutil.copy2(a, b)
+        if os.path.getsize(a) > 1 << 20:  # weights: linked, never written; configs are copied, then rewritten
+            try:
+                os.link(a, b)
+                return
+            except OSError:
+                pass
+        shutil.copy2(a, b)
 
     shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=True)
 
