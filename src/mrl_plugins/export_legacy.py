@@ -21,8 +21,6 @@ sentence-transformers 3.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +41,6 @@ def _json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    def copy(a: str, b: str) -> None:
-        if os.path.getsize(a) > 1 << 20:  # weights: linked, never written; configs are copied, then rewritten
-            try:
-                os.link(a, b)
-                return
-            except OSError:
-                pass
-        shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=True)
-
-
 def _replace_json(path: Path, data: dict[str, Any]) -> None:
     path.unlink(missing_ok=True)  # break a hard link before writing
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -63,6 +48,7 @@ def _replace_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_legacy_copy(model_dir: Path, out: Path) -> list[str]:
     """Copy ``model_dir`` into the empty folder ``out`` in the older format; returns the modules carried."""
+    from .search.destination import copy_to_edit
     from .serving_configs import kind, modules, write_serving_configs
 
     entries = modules(model_dir)
@@ -76,7 +62,7 @@ def write_legacy_copy(model_dir: Path, out: Path) -> list[str]:
             raise UserError(f"module {index} of the model is a Dense that adds its input back (use_residual: the "
                             "adaptor's), which sentence-transformers 3's Dense does not do; nothing was written. Serve "
                             "the ONNX export instead (mrl-run export MODEL -o DIR), which carries it.")
-    _link_tree(model_dir, out)
+    copy_to_edit(model_dir, out)
     write_serving_configs(out)  # max_seq_length and the pooling flags, as the older format has them
     for module in entries:
         name, folder = kind(module), out / module.get("path", "")

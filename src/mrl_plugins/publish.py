@@ -214,22 +214,6 @@ def _current_truncate_dim(model_dir: Path) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _copy_model(src: Path, dst: Path) -> None:
-    """A copy to edit: large files hard-linked (never written to), small ones copied."""
-    import shutil
-
-    def copy(a: str, b: str) -> None:
-        if os.path.getsize(a) > 1 << 20:
-            try:
-                os.link(a, b)
-                return
-            except OSError:
-                pass
-        shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=copy)
-
-
 def written_files(staged: Path, source: Path) -> list[str]:
     """The small files publishing wrote into the staged copy (card, ``mrl.json``, configs): those
     that differ from, or are missing in, the run's model. Large files were hard-linked, never written."""
@@ -255,6 +239,7 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
     import shutil
 
     from .publish_exports import add_exports, read_exports
+    from .search.destination import copy_to_edit
 
     retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
     column = column_of(results, model)
@@ -270,7 +255,7 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
         if rewrite:
             staged = run.scratch("publish-staging")
             shutil.rmtree(staged, ignore_errors=True)
-            _copy_model(source, staged)
+            copy_to_edit(source, staged)
             add_exports(staged, extra)
             meta = write_publication(staged, results, truncate_dim if truncate_dim is not None else
                                      _current_truncate_dim(source), repo_id, column)

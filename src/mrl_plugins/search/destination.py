@@ -116,3 +116,20 @@ def replace_folder(new: Path, out: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_to_edit(src: Path, dst: Path) -> None:
+    """A copy of a model folder to edit (``mrl-run publish``'s staging, ``export --format
+    sentence-transformers-3``): files over 1 MiB (weights) hard-linked, never written to; smaller
+    ones (configs, cards) copied, so rewriting them never reaches the original. ``dst`` may exist."""
+
+    def copy(a: str, b: str) -> None:
+        if os.path.getsize(a) > 1 << 20:
+            try:
+                os.link(a, b)
+                return
+            except OSError:
+                pass
+        shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=True)
