@@ -185,7 +185,8 @@ def test_the_front_holds_exactly_the_points_no_other_beats_on_every_axis():
 
 
 def test_when_truncation_loses_the_choice_is_a_full_width_setting_and_the_report_says_so(tmp_path):
-    from mrl_plugins.present.sections import choices, front_sentence
+    from mrl_plugins.present.costs import front_sentence
+    from mrl_plugins.present.sections import choices
 
     def planted(truncation_costs_more: bool) -> RunResults:
         """The 0.2 run with one side made dearer: the truncated settings (as measured they also lose
@@ -239,8 +240,9 @@ def test_opening_something_that_is_not_a_finished_run_is_one_clear_error(tmp_pat
 def test_every_section_is_defined_once_and_rendered_alike_everywhere(tmp_path):
     from mrl_plugins.demo import DemoData
     from mrl_plugins.present.card import card_section
+    from mrl_plugins.present.costs import describe
     from mrl_plugins.present.render import console, markdown
-    from mrl_plugins.present.sections import describe, report_sections
+    from mrl_plugins.present.sections import report_sections
 
     results = RunResults.load(V02 / "results.json")
     sections = report_sections(results)

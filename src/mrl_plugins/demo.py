@@ -135,8 +135,9 @@ class DemoData:
     # -- the evidence shown beside the search -------------------------------------------------------
     def recommendation(self) -> str:
         from .evidence.decisions import recommended_widths
+        from .present.costs import quality_versus_cost
         from .present.render import markdown_lines
-        from .present.sections import chosen_on, quality_versus_cost
+        from .present.sections import chosen_on
 
         rec = sorted(recommended_widths(self.results, MRL).items(), reverse=True) if MRL in self.results.models else []
         metric = f"{PRIMARY.title}@{self.results.k}"

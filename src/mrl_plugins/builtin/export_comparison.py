@@ -116,8 +116,10 @@ class ExportComparison(Comparison[ExportParams]):
                     quantize_onnx_int8(graph)
                 engines[f"ONNX {precision}"] = OnnxEmbedder(graph, model)
                 params[f"ONNX {precision}"] = {"precision": precision}
-            calibrate = partial(calibration_batches, model, tokenizer_inputs(model),
-                                _prompted(model, "document", ctx.train_texts("documents")))
+            calibrate = None
+            if "int8" in p.openvino:  # training documents, read only when an int8 graph is calibrated on them
+                calibrate = partial(calibration_batches, model, tokenizer_inputs(model),
+                                    _prompted(model, "document", ctx.train_texts("documents")))
             for precision in p.openvino:
                 name, folder = f"OpenVINO {precision}", Path(tmp) / f"openvino-{precision}"
                 folder.mkdir()

@@ -19,8 +19,10 @@ from ..evidence.decisions import (
 )
 from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
 from ..run_models import MRL
+from .blocks import Section, Table
+from .costs import describe, front_sentence, speed
 from .render import markdown_table
-from .sections import Section, Table, chosen_on, describe, front_sentence, speed
+from .sections import chosen_on
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .sections import Section, Table
+from .blocks import Section, Table
 
 
 def plain_table(table: Table) -> list[str]:
