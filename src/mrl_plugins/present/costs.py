@@ -1,11 +1,8 @@
 """The report's sections on what serving costs: CPU encoding speed of the exported engines, and
 quality versus memory and query time of every search configuration (with the Pareto front and
 the recommendation). Split from :mod:`.sections` (quality, uncertainty, choices, training), which
-puts them in the report's order.
-
-A section is data: a title, an optional explanation and plot, a table of strings, and sentences.
-Deciding anything (which width keeps what, which configuration is cheapest) is left to
-:mod:`mrl_plugins.evidence.decisions`; this module only words what they return.
+puts them in the report's order. Like it, this module only words what
+:mod:`mrl_plugins.evidence.decisions` returns.
 """
 
 from __future__ import annotations
