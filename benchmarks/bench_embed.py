@@ -122,7 +122,7 @@ def part_a(tmp: Path, n: int) -> None:
 
 def synthetic_embeddings(folder: Path, n: int, dim: int = 384, shard_rows: int = 50_000) -> Path:
     """An embeddings folder in ``mrl-run embed``'s layout holding ``n`` random unit vectors."""
-    from mrl_plugins.search.embeddings import FORMAT, VERSION, EmbeddingsDir, json_bytes, npy_bytes, write_atomic
+    from mrl_plugins.embed.folder import FORMAT, VERSION, EmbeddingsDir, json_bytes, npy_bytes, write_atomic
 
     out = EmbeddingsDir(folder)
     folder.mkdir(parents=True)
@@ -164,7 +164,7 @@ index.save(Path(sys.argv[2]))
 
 
 def part_b(tmp: Path, sizes: tuple[int, ...] = (100_000, 1_000_000), *, embed: bool = True) -> None:
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     model = tiny_model(tmp / "tiny-model")
     texts = debian_texts(60_000) if embed else []

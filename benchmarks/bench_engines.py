@@ -63,10 +63,11 @@ class Config:
 
 def pg(name, corpus, dim, shortlist, folder, store="float32", **params):
     from mrl_plugins.plugins import load_registry
+    from mrl_plugins.search.index import funnel_index
 
     backend = load_registry().build("index", "pgvector", params)
     t0 = time.perf_counter()
-    index = backend.funnel(corpus.shape[1], dim, store_dtype=store)
+    index = funnel_index(backend, corpus.shape[1], dim, store_dtype=store)
     index.add(corpus)
     index.build_index()
     build = time.perf_counter() - t0
@@ -80,10 +81,11 @@ def pg(name, corpus, dim, shortlist, folder, store="float32", **params):
 
 def faiss_funnel(name, corpus, dim, shortlist, backend_name="flat", **params):
     from mrl_plugins.plugins import load_registry
+    from mrl_plugins.search.index import funnel_index
 
     backend = load_registry().build("index", backend_name, params)
     t0 = time.perf_counter()
-    index = backend.funnel(corpus.shape[1], dim)
+    index = funnel_index(backend, corpus.shape[1], dim)
     index.add(corpus)
     build = time.perf_counter() - t0
     return Config(name, "FAISS", index, shortlist, build, index.index_bytes() * len(corpus) / 2**20)
@@ -216,7 +218,7 @@ def large_real_corpus(model_dir: Path, query_texts: list[str]) -> np.ndarray:
     distinct synopsis, the queries' own synopses left out: the largest real text this machine
     embeds in reasonable time. Embedded once by the quickstart model, cached beside it."""
     from mrl_plugins.builtin.debian import read_catalogue
-    from mrl_plugins.evaluation import encode_texts, normalise
+    from mrl_plugins.evaluation.encode import encode_texts, normalise
     from mrl_plugins.models import ResolvedModel, load_model
 
     packages = read_catalogue(bench_search.CATALOGUE)

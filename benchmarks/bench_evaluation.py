@@ -34,8 +34,8 @@ def main() -> None:
         from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     from mrl_plugins.builtin.debian import DebianSource
-    from mrl_plugins.data import DataRequest
-    from mrl_plugins.evaluation import evaluate
+    from mrl_plugins.data.types import DataRequest
+    from mrl_plugins.evaluation.retrieval import evaluate
     from mrl_plugins.models import resolve_model
 
     torch.set_num_threads(torch.get_num_threads())

@@ -55,10 +55,11 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from mrl_plugins.evaluation import normalise, score_dims
-    from mrl_plugins.export import export
-    from mrl_plugins.export_runtimes import OnnxEmbedder, OpenVinoEmbedder
-    from mrl_plugins.stats import bootstrap_interval, paired_p_value
+    from mrl_plugins.evaluation.encode import normalise
+    from mrl_plugins.evaluation.retrieval import score_dims
+    from mrl_plugins.evidence.stats import bootstrap_interval, paired_p_value
+    from mrl_plugins.export.onnx import export
+    from mrl_plugins.export.runtimes import OnnxEmbedder, OpenVinoEmbedder
 
     model_dir = Path(args.model) if args.model else quickstart_model(args.run)
     queries, documents, relevant_rows = debian_task(args.queries, args.seed)
@@ -69,7 +70,8 @@ def main() -> None:
     corpus = [documents[i] for i in corpus_rows]
     relevant = [{i} for i in range(len(queries))]  # query i's document is corpus row i
     if args.task == "run":
-        from mrl_plugins.evaluation import index_ir_set, load_evaluation
+        from mrl_plugins.evaluation.encode import index_ir_set
+        from mrl_plugins.evidence.saved import load_evaluation
 
         if not args.run:
             parser.error("--task run needs --run RUN_DIR")

@@ -63,9 +63,9 @@ def run_dataset(name: str, validation_queries: int | None = None) -> Path:
 
 
 def analyse(name: str, out: Path) -> dict[str, dict[int, float]]:
-    from mrl_plugins.evaluation import load_per_query
+    from mrl_plugins.evidence.saved import load_per_query
+    from mrl_plugins.evidence.stats import ALPHA, bootstrap_interval, paired_p_value
     from mrl_plugins.results import RunResults
-    from mrl_plugins.stats import ALPHA, bootstrap_interval, paired_p_value
 
     results, per_query = RunResults.load(out / "results.json"), load_per_query(out)
     key, dims, small, full = "mrr@10", results.dims, results.dims[-1], results.dims[0]

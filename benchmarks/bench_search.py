@@ -110,7 +110,7 @@ class Config:
 
 def funnel_config(name: str, corpus: np.ndarray, dim: int, index_backend, shortlist: int | None = None,
                   store: str = "float32", share_vectors: bool = False, numpy_rerank: bool = False) -> Config:
-    from mrl_plugins.search import FunnelIndex
+    from mrl_plugins.search.index import FunnelIndex
 
     full = corpus.shape[1]
     t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def refine_config(name: str, corpus: np.ndarray, dim: int, shortlist: int) -> Co
 
 def timed(configs: list[Config], queries: np.ndarray, single: int, rounds: int) -> dict[int, dict[str, tuple]]:
     """Per thread count: per config, (ms one at a time, ms per query batched), interleaved."""
-    from mrl_plugins.search import measure
+    from mrl_plugins.search.timing import measure
 
     out = {}
     for n in (1, 2):
@@ -217,7 +217,7 @@ def exact_kernels(corpus: np.ndarray, queries: np.ndarray) -> None:
 
 
 def part_a(model_dir: Path, n_queries: int, seed: int) -> np.ndarray:
-    from mrl_plugins.evaluation import encode_texts, normalise
+    from mrl_plugins.evaluation.encode import encode_texts, normalise
     from mrl_plugins.models import ResolvedModel, load_model
 
     queries_text, docs, relevant = debian_task(n_queries, seed)
@@ -305,7 +305,7 @@ def rss_mb() -> float:
 def gaussian_like(real: np.ndarray, n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n vectors from a Gaussian with the real embeddings' mean and covariance, re-normalised, and
     queries = corpus vectors + half-scale noise drawn the same way: for speed, not quality."""
-    from mrl_plugins.search import normalise
+    from mrl_plugins.evaluation.encode import normalise
 
     rng = np.random.default_rng(seed)
     full = real.shape[1]

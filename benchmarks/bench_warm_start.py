@@ -22,7 +22,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mrl_plugins.cli import main as mrl_run
-    from mrl_plugins.results import Metric, RunResults
+    from mrl_plugins.evaluation.metrics import Metric
+    from mrl_plugins.results import RunResults
 
     out = ROOT / args.output
     code = mrl_run([str(ROOT / "recipes" / "warm-start.toml"), "--set", f"output_dir='{out}'", "--overwrite", "-q"])

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 import mrl_plugins
-from mrl_plugins.testing import TOPICS, RecipeBuilder, run_recipe, tiny_model, toy_pairs, write_jsonl
+from mrl_plugins.testkit.models import TOPICS, tiny_model
+from mrl_plugins.testkit.recipes import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
 
 dest = Path(sys.argv[1])
 print(f"mrl-plugins {mrl_plugins.__version__} from {mrl_plugins.__file__}")

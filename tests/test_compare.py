@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from mrl_plugins.builtin.comparisons import PCA
-from mrl_plugins.evaluation import score_dims
-from mrl_plugins.results import METRICS, RunResults
+from mrl_plugins.evaluation.metrics import METRICS
+from mrl_plugins.evaluation.retrieval import score_dims
+from mrl_plugins.results import RunResults
 from mrl_plugins.run import training
-from mrl_plugins.testing import ArrayComparisonContext, run_recipe
+from mrl_plugins.testkit.contexts import ArrayComparisonContext
+from mrl_plugins.testkit.recipes import run_recipe
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -58,7 +60,7 @@ def test_pca_fits_on_training_side_only_and_never_on_eval_texts():
 
 
 def test_control_run_trains_without_matryoshka_and_report_matches_results(tiny_recipe, recipe_path, tmp_path, monkeypatch):
-    from mrl_plugins._st import st_losses
+    from mrl_plugins.models.compat import st_losses
 
     wrapped = []
     real = st_losses().MatryoshkaLoss

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mrl_plugins.components import Comparison, DataSource, IndexBackend, Objective, Params, ShortlistIndex
-from mrl_plugins.conformance import (
+from mrl_plugins.data.types import DataBundle, DataRequest, IRSet, rows_to_dataset
+from mrl_plugins.testkit.conformance import (
     ConformanceError,
     assert_comparison_conforms,
     assert_data_source_conforms,
@@ -19,8 +20,8 @@ from mrl_plugins.conformance import (
     assert_objective_conforms,
     unit_vectors,
 )
-from mrl_plugins.data import DataBundle, DataRequest, IRSet, rows_to_dataset
-from mrl_plugins.testing import ArrayComparisonContext, toy_pairs, write_jsonl
+from mrl_plugins.testkit.contexts import ArrayComparisonContext
+from mrl_plugins.testkit.recipes import toy_pairs, write_jsonl
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "debian-sample-Translation-en.xz"
 
@@ -119,7 +120,7 @@ def test_a_distance_that_is_lower_for_closer_breaks_the_contract(tmp_path):
 
 # -- data sources ----------------------------------------------------------------------------------
 def test_the_built_in_data_sources_conform(tmp_path):
-    from mrl_plugins import testing
+    from mrl_plugins import testkit as testing
 
     assert testing.assert_data_source_conforms is assert_data_source_conforms  # the kit re-exports them
     write_jsonl(tmp_path / "pairs.jsonl", toy_pairs(160))

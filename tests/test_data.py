@@ -12,9 +12,10 @@ import pytest
 
 from mrl_plugins.builtin.debian import DebianSource, read_catalogue, usable_packages
 from mrl_plugins.builtin.local import LocalSource
-from mrl_plugins.data import DataRequest, IRSet, IRSetError, RowFormat, find_leaks, split_by_query
+from mrl_plugins.data.split import find_leaks, split_by_query
+from mrl_plugins.data.types import DataRequest, IRSet, IRSetError, RowFormat
 from mrl_plugins.errors import UserError
-from mrl_plugins.testing import toy_pairs, write_jsonl
+from mrl_plugins.testkit.recipes import toy_pairs, write_jsonl
 
 EXCERPT = Path(__file__).parent / "data" / "debian-excerpt-Translation-en"
 
@@ -159,7 +160,7 @@ def test_manpages_source_reads_the_committed_pairs_without_leakage():
 
 def test_docstrings_source_reads_the_confirmation_pairs_and_leaves_spare_rows_to_validate_on():
     from mrl_plugins.builtin.docstrings import DocstringsSource
-    from mrl_plugins.validation import ValidationSize, carve_validation
+    from mrl_plugins.data.split import ValidationSize, carve_validation
 
     root = Path(__file__).resolve().parents[1]
     source = DocstringsSource(DocstringsSource.Params(path="data/python311-docstrings-pairs.jsonl.xz",

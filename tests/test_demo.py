@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.demo import DemoData, Searcher, render_hits, render_summary
-from mrl_plugins.testing import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.present.demo import DemoData, SideBySide, render_hits, render_summary
+from mrl_plugins.testkit.recipes import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -37,13 +37,13 @@ def demo_run(tmp_path_factory, tiny_model_dir) -> Path:
 def test_the_page_offers_the_runs_models_corpus_and_examples(demo_run):
     data = DemoData.from_run(demo_run)
     assert {k: m.label for k, m in data.models.items()} == {"base": "base", "mrl": "MRL", "no-mrl": "no-MRL"}
-    assert len(data.doc_ids) == 200 and len(data.examples) == 40 and data.dims == [32, 16, 8]
+    assert data.documents == 200 and len(data.examples) == 40 and data.dims == [32, 16, 8]
     assert [p.name for p in data.plots()] == ["metrics.png", "costs.png"]
     assert "Cheapest keeping ≥ 99% by memory" in data.recommendation()
 
 
 def test_moving_the_width_changes_the_chosen_column_but_not_the_full_one(demo_run):
-    searcher = Searcher(DemoData.from_run(demo_run))
+    searcher = SideBySide(DemoData.from_run(demo_run))
     query = searcher.random_example(seed=1)
     views = {d: searcher.search("mrl", query, d) for d in (32, 16, 8)}
     full = [h.row for h in views[32].full]
@@ -60,7 +60,7 @@ def test_moving_the_width_changes_the_chosen_column_but_not_the_full_one(demo_ru
 
 
 def test_a_funnel_with_the_whole_corpus_as_shortlist_is_the_full_search(demo_run):
-    searcher = Searcher(DemoData.from_run(demo_run))
+    searcher = SideBySide(DemoData.from_run(demo_run))
     query = searcher.random_example(seed=2)
     for setting in ("flat", "int8", "binary"):
         view = searcher.search("mrl", query, 8, setting, shortlist=200)
@@ -70,7 +70,7 @@ def test_a_funnel_with_the_whole_corpus_as_shortlist_is_the_full_search(demo_run
 def test_a_typed_query_is_encoded_by_the_chosen_model(demo_run, tiny_model_dir):
     from sentence_transformers import SentenceTransformer
 
-    searcher = Searcher(DemoData.from_run(demo_run))
+    searcher = SideBySide(DemoData.from_run(demo_run))
     assert not searcher.search("base", "audio video tools", 8).example
     for key, folder in (("base", tiny_model_dir), ("mrl", demo_run / "model"), ("no-mrl", demo_run / "variants" / "no-mrl")):
         vector, relevant = searcher.query_vector(key, "audio video tools")
@@ -113,7 +113,7 @@ def test_a_port_in_use_is_refused(demo_run):
 
 def test_an_index_built_with_another_model_is_refused(demo_run, tmp_path):
     from mrl_plugins.cli import main
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(30)])
     other = tiny_model(tmp_path / "other", seed=5)
@@ -123,8 +123,8 @@ def test_an_index_built_with_another_model_is_refused(demo_run, tmp_path):
     # built from the run, the same index is served, with the run's MRL model
     assert main(["index", str(demo_run), str(corpus), "-o", str(tmp_path / "ok"), "--dim", "8"]) == 0
     data = DemoData.from_run(demo_run, tmp_path / "ok")
-    assert list(data.models) == ["mrl"] and len(data.doc_ids) == 30
-    view = Searcher(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
+    assert list(data.models) == ["mrl"] and data.documents == 30
+    view = SideBySide(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
     assert view.full[0].text == toy_pairs(30)[3]["positive"]
 
 

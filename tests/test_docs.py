@@ -23,7 +23,7 @@ from mrl_plugins.components import (
     ShortlistIndex,
     WarmStartContext,
 )
-from mrl_plugins.recipe import load_recipe
+from mrl_plugins.recipe.load import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = (ROOT / "docs" / "plugin-guide.md").read_text()

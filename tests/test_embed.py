@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.testing import run_cli, write_jsonl
+from mrl_plugins.testkit.recipes import run_cli, write_jsonl
 
 WORDS = "apt dpkg kernel editor shell python network printer audio video font library daemon compiler".split()
 
@@ -61,9 +61,9 @@ def reference(tiny_model_dir, corpus, tmp_path):
 
 # -- what an embed writes -----------------------------------------------------------------------------------
 def test_shards_and_manifest_hold_every_document_once_with_its_checks(tiny_model_dir, corpus, reference):
-    from mrl_plugins.evaluation import encode_texts
+    from mrl_plugins.embed.folder import EmbeddingsDir, sha256_file
+    from mrl_plugins.evaluation.encode import encode_texts
     from mrl_plugins.models import ResolvedModel, load_model
-    from mrl_plugins.search.embeddings import EmbeddingsDir, sha256_file
 
     folder = EmbeddingsDir(reference)
     manifest = folder.open()
@@ -227,7 +227,7 @@ def test_two_processes_embed_what_one_does(tiny_model_dir, corpus, reference, tm
 # -- indexing from shards ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("store", ["float32", "int8"])
 def test_an_index_from_shards_equals_the_index_from_texts(tiny_model_dir, corpus, reference, tmp_path, store):
-    from mrl_plugins.search import open_index
+    from mrl_plugins.search.build import open_index
 
     code, _, err = run_cli("index", reference, "-o", tmp_path / "from-shards", "--dim", 8, "--store", store)
     assert code == 0, err
@@ -246,7 +246,7 @@ def test_an_index_from_shards_equals_the_index_from_texts(tiny_model_dir, corpus
 
 
 def test_index_and_search_refuse_a_model_other_than_the_shards(tiny_model_dir, reference, tmp_path):
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     other = tiny_model(tmp_path / "other", seed=5)
     code, _, err = run_cli("index", other, reference, "-o", tmp_path / "idx")
@@ -267,8 +267,9 @@ def test_an_unfinished_embed_cannot_be_indexed(reference, tmp_path):
 
 
 def test_the_index_store_is_written_as_vectors_are_added(tmp_path):
-    from mrl_plugins.search import FunnelIndex, normalise
-    from mrl_plugins.testing import isolated_registry
+    from mrl_plugins.evaluation.encode import normalise
+    from mrl_plugins.search.index import FunnelIndex
+    from mrl_plugins.testkit.models import isolated_registry
 
     backend = isolated_registry().build("index", "flat")
     vectors = normalise(np.random.default_rng(0).normal(size=(300, 16)))

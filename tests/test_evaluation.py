@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from mrl_plugins.data import IRSet
-from mrl_plugins.evaluation import evaluate, ranking_metrics, score_dims, top_k
-from mrl_plugins.testing import toy_pairs
+from mrl_plugins.data.types import IRSet
+from mrl_plugins.evaluation.retrieval import evaluate, ranking_metrics, score_dims, top_k
+from mrl_plugins.testkit.recipes import toy_pairs
 
 
 def test_ranking_metrics_by_hand():

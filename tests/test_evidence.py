@@ -13,8 +13,8 @@ from mrl_plugins.cli import main
 from mrl_plugins.evidence import decisions
 from mrl_plugins.evidence.results import RunResults, column_key
 from mrl_plugins.evidence.rundir import RunDir, column_folder
-from mrl_plugins.recipe import load_recipe
-from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.recipe.load import load_recipe
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 HERE = Path(__file__).parent
 V02 = HERE / "data" / "run-v0.2"
@@ -24,7 +24,7 @@ V02 = HERE / "data" / "run-v0.2"
 def plugin_run(tmp_path_factory, tiny_model_dir) -> Path:
     """A tiny run with a third party's index backend in a funnel and two comparisons that score
     themselves (plain means; means with per-query scores, relabelled)."""
-    from mrl_plugins.testing import RecipeBuilder
+    from mrl_plugins.testkit.recipes import RecipeBuilder
 
     tmp = tmp_path_factory.mktemp("plugin-run")
     write_jsonl(tmp / "pairs.jsonl", toy_pairs())
@@ -117,7 +117,7 @@ def installed(monkeypatch):
 
 
 def test_a_third_party_backend_serves_index_quantize_and_the_demo(plugin_run, tmp_path, installed, capsys):
-    from mrl_plugins.demo import DemoData, Searcher
+    from mrl_plugins.present.demo import DemoData, SideBySide
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(40)])
     assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "i"), "--dim", "8", "--index", "brute"]) == 0
@@ -131,7 +131,7 @@ def test_a_third_party_backend_serves_index_quantize_and_the_demo(plugin_run, tm
     assert "--index brute --quantize int8" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "q"), toy_pairs(40)[3]["positive"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["hits"][0]["text"] == toy_pairs(40)[3]["positive"]
-    searcher = Searcher(DemoData.from_run(plugin_run))
+    searcher = SideBySide(DemoData.from_run(plugin_run))
     assert "brute" in searcher.settings
     view = searcher.search("mrl", toy_pairs(30)[3]["positive"], 8, "brute", shortlist=60)
     assert [h.row for h in view.chosen] == [h.row for h in view.full]  # shortlist = corpus: the full search
@@ -238,9 +238,9 @@ def test_opening_something_that_is_not_a_finished_run_is_one_clear_error(tmp_pat
 
 # -- sections ------------------------------------------------------------------------------------
 def test_every_section_is_defined_once_and_rendered_alike_everywhere(tmp_path):
-    from mrl_plugins.demo import DemoData
     from mrl_plugins.present.card import card_section
     from mrl_plugins.present.costs import describe
+    from mrl_plugins.present.demo import DemoData
     from mrl_plugins.present.render import console, markdown
     from mrl_plugins.present.sections import report_sections
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.testing import TOPICS, TextsWarmStartContext
+from mrl_plugins.testkit.contexts import TextsWarmStartContext
+from mrl_plugins.testkit.models import TOPICS
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -186,9 +187,9 @@ def test_a_module_the_export_cannot_represent_is_refused_by_name(tiny_model_dir,
 
 # -- metadata serving stacks read ------------------------------------------------------------------------------
 def test_a_run_and_a_publish_write_the_matryoshka_config(tiny_recipe, recipe_path, tmp_path):
-    from mrl_plugins.publish import write_publication
+    from mrl_plugins.publish.model import write_publication
     from mrl_plugins.results import RunResults
-    from mrl_plugins.testing import run_recipe
+    from mrl_plugins.testkit.recipes import run_recipe
 
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
@@ -231,7 +232,7 @@ def test_a_saved_model_carries_what_text_embeddings_inference_parses(finished_ti
                                                                  if k in ("embedding_dimension", "pooling_mode",
                                                                           "include_prompt")}))
     np.testing.assert_array_equal(st(model_dir).encode(TEXTS), st(bare).encode(TEXTS))
-    from mrl_plugins.serving_configs import write_serving_configs
+    from mrl_plugins.export.serving_configs import write_serving_configs
 
     assert len(write_serving_configs(bare)) == 2 and write_serving_configs(bare) == []  # added once, then kept
     card = (model_dir / "README.md").read_text()
@@ -239,7 +240,7 @@ def test_a_saved_model_carries_what_text_embeddings_inference_parses(finished_ti
 
 
 def test_the_card_says_when_tei_would_embed_differently(warm_started, adapted):
-    from mrl_plugins.serving_configs import tei_mismatch
+    from mrl_plugins.export.serving_configs import tei_mismatch
 
     assert "Normalize" in tei_mismatch(adapted)  # Normalize, then the adaptor's Dense, then Normalize again
     reason = tei_mismatch(warm_started)
@@ -250,8 +251,8 @@ def test_the_card_says_when_tei_would_embed_differently(warm_started, adapted):
 
 # -- the export comparison: a serving stack's view, scored like every column ------------------------------
 def test_the_export_comparison_scores_onnx_columns_with_intervals_and_speed(tiny_recipe, recipe_path, tmp_path):
-    from mrl_plugins.results import ENCODE_SPEEDUP
-    from mrl_plugins.testing import run_recipe
+    from mrl_plugins.evaluation.metrics import ENCODE_SPEEDUP
+    from mrl_plugins.testkit.recipes import run_recipe
 
     tiny_recipe.add_comparison("export", speed_docs=16, rounds=1)
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results

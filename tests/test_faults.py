@@ -21,7 +21,8 @@ import pytest
 from mrl_plugins.run import staging as staging_module
 from mrl_plugins.run import training
 from mrl_plugins.run.staging import Staging, staging_dir
-from mrl_plugins.testing import run_recipe, tiny_model, toy_pairs, write_jsonl
+from mrl_plugins.testkit.models import tiny_model
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 from tests.hub_server import FakeHub
 from tests.test_compare import StopAt
 
@@ -363,7 +364,8 @@ def test_a_tiny_evaluation_set_is_warned_about(tiny_recipe, recipe_path, caplog)
 
 
 def test_leak_detection_compares_normalised_text():
-    from mrl_plugins.data import IRSet, find_leaks, split_by_query
+    from mrl_plugins.data.split import find_leaks, split_by_query
+    from mrl_plugins.data.types import IRSet
 
     ir = IRSet({"q": "Audio Tools"}, {"d": "the audio package"}, {"q": {"d"}})
     assert find_leaks(["audio  tools ", "THE AUDIO PACKAGE"], ir) == (1, 1)
@@ -432,7 +434,7 @@ def test_debian_counts_are_checked_at_validate():
 
 
 def test_a_device_torch_cannot_use_is_refused_when_the_run_starts(tiny_recipe, recipe_path, tmp_path, monkeypatch):
-    from mrl_plugins import checks
+    from mrl_plugins.recipe import checks
 
     monkeypatch.setattr(checks, "device_problems", lambda device: [])  # as if validate could not tell
     failed = run_recipe(tiny_recipe.set("model.device", "cuda:3").write(recipe_path), "-q")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mrl_plugins.data import normalise_text
-from mrl_plugins.testing import run_recipe
+from mrl_plugins.data.types import normalise_text
+from mrl_plugins.testkit.recipes import run_recipe
 
 pytestmark = pytest.mark.slow  # trains tiny runs: outside the fast lane (-m 'not slow')
 
@@ -18,7 +18,7 @@ def test_the_stronger_losses_train_under_matryoshka(loss, tiny_recipe, recipe_pa
 
 
 def test_mined_negatives_come_from_training_positives_only(tiny_recipe, recipe_path, monkeypatch):
-    from mrl_plugins import _st
+    from mrl_plugins.models import compat as _st
     from mrl_plugins.run import pipeline
 
     seen, held = {}, {}

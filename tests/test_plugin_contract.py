@@ -17,12 +17,14 @@ import pytest
 
 from mrl_plugins import __version__, hookimpl
 from mrl_plugins.components import IndexBackend, Params
-from mrl_plugins.conformance import unit_vectors
 from mrl_plugins.errors import PluginError, UserError
 from mrl_plugins.evidence.results import RunResults
 from mrl_plugins.plugins import load_registry
 from mrl_plugins.search.build import open_index, record_provenance
-from mrl_plugins.testing import isolated_registry, run_cli, run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.search.index import funnel_index
+from mrl_plugins.testkit.conformance import unit_vectors
+from mrl_plugins.testkit.models import isolated_registry
+from mrl_plugins.testkit.recipes import run_cli, run_recipe, toy_pairs, write_jsonl
 from tests.test_conformance import NumpyIndex
 
 PLUGIN = '''
@@ -47,7 +49,7 @@ def register_index_backends(register):
 
 @pytest.fixture
 def recipe(tmp_path, tiny_model_dir):
-    from mrl_plugins.testing import RecipeBuilder
+    from mrl_plugins.testkit.recipes import RecipeBuilder
 
     write_jsonl(tmp_path / "pairs.jsonl", toy_pairs())
     (tmp_path / "needs_lib.py").write_text(PLUGIN)
@@ -129,7 +131,7 @@ class UsearchPlugin:
 
 def saved_index(folder: Path, registry, name: str) -> Path:
     backend = registry.build("index", name)
-    index = backend.funnel(32, 8)
+    index = funnel_index(backend, 32, 8)
     index.add(unit_vectors(40, 32))
     index.save(folder)
     record_provenance(folder, backend)
@@ -176,8 +178,8 @@ def test_an_index_whose_backends_library_is_missing_says_so_not_rebuild(tmp_path
 def test_a_failure_inside_another_plugins_code_blames_that_plugin(monkeypatch):
     import importlib.metadata
 
-    from mrl_plugins.recipe import ComponentSpec
-    from mrl_plugins.run.context import PluginFailed
+    from mrl_plugins.component_errors import PluginFailed
+    from mrl_plugins.recipe.load import ComponentSpec
 
     cls = load_registry().get("compare", "funnel")
     fake = SimpleNamespace(module=__name__, name="usearch", dist=SimpleNamespace(name="mrl-usearch"))
@@ -197,7 +199,7 @@ def test_a_failure_inside_another_plugins_code_blames_that_plugin(monkeypatch):
 def test_published_files_carry_card_metadata_and_no_absolute_paths(finished_tiny_run, tmp_path):
     from huggingface_hub import ModelCard
 
-    from mrl_plugins.publish import write_publication
+    from mrl_plugins.publish.model import write_publication
 
     model = tmp_path / "model"
     shutil.copytree(finished_tiny_run / "model", model)
@@ -220,7 +222,7 @@ def test_published_files_carry_card_metadata_and_no_absolute_paths(finished_tiny
 
 def test_a_data_sources_card_metadata_is_checked():
     from mrl_plugins.components import DataSource
-    from mrl_plugins.recipe import ComponentSpec
+    from mrl_plugins.recipe.load import ComponentSpec
     from mrl_plugins.run.pipeline import card_metadata
 
     class Source(DataSource):
@@ -247,7 +249,9 @@ def test_a_data_sources_card_metadata_is_checked():
 
 # -- near-copies and families ----------------------------------------------------------------------
 def test_near_copies_are_found_that_the_exact_leak_check_misses():
-    from mrl_plugins.data import IRSet, find_leaks, find_near_duplicates
+    from mrl_plugins.data.near_duplicates import find_near_duplicates
+    from mrl_plugins.data.split import find_leaks
+    from mrl_plugins.data.types import IRSet
 
     train = ["This package provides the command line tools for editing audio files on the desktop.",
              "A library for parsing JSON documents in C.", "Fonts for the Tamil script."]
@@ -265,7 +269,7 @@ def test_near_copies_are_found_that_the_exact_leak_check_misses():
 
 
 def test_a_grouped_split_holds_out_whole_families():
-    from mrl_plugins.data import split_by_query
+    from mrl_plugins.data.split import split_by_query
 
     rows = [{"anchor": f"q{f}-{i}", "positive": f"doc {f}-{i}", "family": f"f{f}"} for f in range(12) for i in range(5)]
     split = split_by_query(rows, eval_queries=8, seed=3, groups=lambda r: r["family"])
@@ -280,7 +284,8 @@ def test_a_grouped_split_holds_out_whole_families():
 def test_on_real_docstrings_a_family_hold_out_leaves_no_near_copy_in_training(tmp_path):
     """Python's tkinter has docstrings that differ by a default value; held out by query, one
     sibling trains while the other is evaluated."""
-    from mrl_plugins.data import DataRequest, RowFormat, find_near_duplicates
+    from mrl_plugins.data.near_duplicates import find_near_duplicates
+    from mrl_plugins.data.types import DataRequest, RowFormat
 
     data = Path(__file__).resolve().parents[1] / "data" / "python311-docstrings-pairs.jsonl.xz"
     found = {}
@@ -295,8 +300,8 @@ def test_on_real_docstrings_a_family_hold_out_leaves_no_near_copy_in_training(tm
 
 
 def test_output_dir_is_relative_to_the_recipe_wherever_it_is_run_from(tmp_path, tiny_model_dir, monkeypatch):
-    from mrl_plugins.recipe import load_recipe
-    from mrl_plugins.testing import RecipeBuilder
+    from mrl_plugins.recipe.load import load_recipe
+    from mrl_plugins.testkit.recipes import RecipeBuilder
 
     recipes = tmp_path / "project" / "recipes"
     recipes.mkdir(parents=True)

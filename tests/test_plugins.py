@@ -15,7 +15,8 @@ from mrl_plugins.cli import main
 from mrl_plugins.components import KINDS, Command, DataSource, Loss, param_infos
 from mrl_plugins.errors import PluginError, UserError
 from mrl_plugins.plugins import load_registry
-from mrl_plugins.testing import isolated_registry, run_recipe
+from mrl_plugins.testkit.models import isolated_registry
+from mrl_plugins.testkit.recipes import run_recipe
 
 
 class EchoSource(DataSource):

@@ -66,9 +66,10 @@ def json_mutation(draw, value):
 # -- index folders --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def index_folder(tmp_path_factory) -> Path:
-    from mrl_plugins.search import FunnelIndex, normalise
+    from mrl_plugins.evaluation.encode import normalise
     from mrl_plugins.search.folder import TextStore
-    from mrl_plugins.testing import isolated_registry
+    from mrl_plugins.search.index import FunnelIndex
+    from mrl_plugins.testkit.models import isolated_registry
 
     folder = tmp_path_factory.mktemp("index") / "idx"
     folder.mkdir()
@@ -84,12 +85,13 @@ def index_folder(tmp_path_factory) -> Path:
 
 
 def open_and_search(folder: Path) -> None:
-    from mrl_plugins.search import open_index
-    from mrl_plugins.testing import isolated_registry
+    from mrl_plugins.search.build import open_index
+    from mrl_plugins.search.searcher import Searcher
+    from mrl_plugins.testkit.models import isolated_registry
 
     corpus = open_index(folder, registry=isolated_registry())
     hits = corpus.index.search(np.ones((2, corpus.index.full_dim), dtype=np.float32), 5, shortlist=10)
-    corpus.documents(hits, 0)
+    Searcher(corpus.index, corpus.texts).hits(hits, 0)
 
 
 def restored(folder: Path, name: str, change) -> None:
@@ -144,7 +146,7 @@ RESULTS = json.loads((Path(__file__).parent / "data" / "run-v0.1" / "results.jso
 @SETTINGS
 @given(data=st.data())
 def test_any_results_json_loads_and_renders_or_is_one_message(data):
-    from mrl_plugins.report import format_table, report_markdown
+    from mrl_plugins.present.report import format_table, report_markdown
     from mrl_plugins.results import RunResults
 
     raw = data.draw(json_mutation(RESULTS))
@@ -159,8 +161,9 @@ def test_any_results_json_loads_and_renders_or_is_one_message(data):
 # -- a run's saved evaluation arrays ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def evaluation_folder(tmp_path_factory) -> Path:
-    from mrl_plugins.data import IRSet
-    from mrl_plugins.evaluation import EncodedIRSet, save_evaluation
+    from mrl_plugins.data.types import IRSet
+    from mrl_plugins.evaluation.encode import EncodedIRSet
+    from mrl_plugins.evidence.saved import save_evaluation
 
     run = tmp_path_factory.mktemp("run")
     ir = IRSet({f"q{i}": f"query {i}" for i in range(5)}, {f"d{i}": f"doc {i}" for i in range(8)},
@@ -176,7 +179,7 @@ def evaluation_folder(tmp_path_factory) -> Path:
 @given(name=st.sampled_from(["mrl.queries.npy", "mrl.corpus.npy", "eval_set.json.gz"]), cut=st.floats(0.0, 0.999),
        shape=st.none() | st.tuples(st.integers(0, 9), st.integers(0, 7)))
 def test_saved_evaluation_arrays_load_or_are_one_message(evaluation_folder, name, cut, shape):
-    from mrl_plugins.evaluation import load_evaluation
+    from mrl_plugins.evidence.saved import load_evaluation
 
     path = evaluation_folder / "evaluation" / name
     original = path.read_bytes()
@@ -197,7 +200,7 @@ def test_saved_evaluation_arrays_load_or_are_one_message(evaluation_folder, name
 # -- recipes ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recipe_table(tmp_path_factory, tiny_model_dir):
-    from mrl_plugins.testing import RecipeBuilder, toy_pairs, write_jsonl
+    from mrl_plugins.testkit.recipes import RecipeBuilder, toy_pairs, write_jsonl
 
     folder = tmp_path_factory.mktemp("recipe")
     write_jsonl(folder / "pairs.jsonl", toy_pairs())
@@ -219,7 +222,7 @@ toml_values = st.recursive(
 def test_any_recipe_table_validates_or_is_one_message(recipe_table, data):
     import tomli_w
 
-    from mrl_plugins.recipe import load_recipe
+    from mrl_plugins.recipe.load import load_recipe
 
     folder, table = recipe_table
     path = data.draw(st.sampled_from(list(paths_of(table))[1:]))
@@ -240,7 +243,7 @@ def test_any_recipe_table_validates_or_is_one_message(recipe_table, data):
 def test_any_set_assignment_or_recipe_bytes_validate_or_are_one_message(recipe_table, assignment, raw):
     import tomli_w
 
-    from mrl_plugins.recipe import load_recipe
+    from mrl_plugins.recipe.load import load_recipe
 
     folder, table = recipe_table
     (folder / "recipe.toml").write_text(tomli_w.dumps(table))

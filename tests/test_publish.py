@@ -11,9 +11,9 @@ import pytest
 from mrl_plugins.cli import main
 from mrl_plugins.errors import RecipeError
 from mrl_plugins.evidence.decisions import recommended_widths
-from mrl_plugins.recipe import load_recipe
+from mrl_plugins.recipe.load import load_recipe
 from mrl_plugins.results import RunResults
-from mrl_plugins.testing import run_recipe, toy_pairs
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs
 from tests.hub_server import FakeHub
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from mrl_plugins.builtin.adaptor import Adaptor, AdaptorParams, adapted_model, fit_adaptor
-from mrl_plugins.stats import bootstrap_interval, paired_p_value
-from mrl_plugins.testing import ArrayComparisonContext, run_recipe, tiny_model, toy_pairs, write_jsonl
+from mrl_plugins.evidence.stats import bootstrap_interval, paired_p_value
+from mrl_plugins.testkit.contexts import ArrayComparisonContext
+from mrl_plugins.testkit.models import tiny_model
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside t
 # -- objectives ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_layer_model(tmp_path_factory):
-    from mrl_plugins.testing import TOPICS
+    from mrl_plugins.testkit.models import TOPICS
 
     return tiny_model(tmp_path_factory.mktemp("models") / "two-layers", words=TOPICS, layers=2)
 
@@ -63,7 +65,7 @@ def _loss_value(model_dir, objective: dict) -> float:
 
     from mrl_plugins.builtin.losses import MNRLoss
     from mrl_plugins.components import ObjectiveContext
-    from mrl_plugins.testing import isolated_registry
+    from mrl_plugins.testkit.models import isolated_registry
 
     torch.manual_seed(0)
     model = SentenceTransformer(str(model_dir), device="cpu")
@@ -242,7 +244,7 @@ def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_
     assert "## Which differences are real (MRR@10, reference: MRL)" in report and "## Across training seeds" in report
     assert "mean ± sd over 2 seeds" in report
     assert "No intervals" not in report  # every built-in column is scored through the run's scorer
-    from mrl_plugins.report import format_table, report_markdown
+    from mrl_plugins.present.report import format_table, report_markdown
 
     bare = results.model_copy(deep=True)
     bare.models["pca(base)"].intervals = None  # as from a plugin that returns only its means

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from mrl_plugins.errors import RecipeError, UserError
-from mrl_plugins.recipe import apply_override, load_recipe
-from mrl_plugins.testing import run_recipe
+from mrl_plugins.recipe.load import load_recipe
+from mrl_plugins.recipe.schema import apply_override
+from mrl_plugins.testkit.recipes import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from mrl_plugins.results import Metric
+from mrl_plugins.evaluation.metrics import Metric
 from mrl_plugins.run import pipeline
-from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -39,7 +39,8 @@ def test_end_to_end_tiny_run(tiny_recipe, recipe_path, tmp_path):
 
     assert SentenceTransformer(str(out / "model"), device="cpu").encode(["audio"]).shape == (1, 32)
     # the evaluation set and embeddings are saved: re-scoring them gives the run's numbers again
-    from mrl_plugins.evaluation import load_evaluation, score_dims
+    from mrl_plugins.evaluation.retrieval import score_dims
+    from mrl_plugins.evidence.saved import load_evaluation
 
     saved = load_evaluation(out)
     assert sorted(saved.embeddings) == ["base", "mrl"] and len(saved.query_ids) == 20

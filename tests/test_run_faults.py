@@ -16,7 +16,7 @@ import time
 import pytest
 
 from mrl_plugins.run import training
-from mrl_plugins.testing import run_recipe
+from mrl_plugins.testkit.recipes import run_recipe
 from tests.test_compare import StopAt
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
@@ -68,7 +68,7 @@ def test_finished_comparisons_are_not_computed_again_on_resume(tiny_recipe, reci
 
 
 def test_validate_warns_when_the_run_would_not_fit_in_memory(tiny_recipe, recipe_path, monkeypatch):
-    from mrl_plugins import checks
+    from mrl_plugins.recipe import checks
 
     monkeypatch.setattr(checks, "machine_memory", lambda: 2**20)
     outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
@@ -204,7 +204,7 @@ def test_output_dir_placeholders_are_filled_literally(tiny_recipe, recipe_path, 
 
 
 def test_literal_braces_are_written_doubled(tiny_recipe, recipe_path, tmp_path):
-    from mrl_plugins.recipe import load_recipe
+    from mrl_plugins.recipe.load import load_recipe
 
     tiny_recipe.set("output_dir", str(tmp_path / "{{x}}-{name}"))
     assert load_recipe(tiny_recipe.write(recipe_path)).output_dir == tmp_path / "{x}-tiny"

@@ -11,9 +11,13 @@ import pytest
 
 from mrl_plugins import hookimpl
 from mrl_plugins.components import IndexBackend, ShortlistIndex
+from mrl_plugins.embed.stamp import ModelStamp
 from mrl_plugins.errors import UserError
-from mrl_plugins.search import FunnelIndex, ModelStamp, normalise, open_index
-from mrl_plugins.testing import isolated_registry, run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.evaluation.encode import normalise
+from mrl_plugins.search.build import open_index
+from mrl_plugins.search.index import FunnelIndex
+from mrl_plugins.testkit.models import isolated_registry
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 BACKENDS = ["flat", "hnsw", "int8", "binary"]
 
@@ -175,7 +179,7 @@ def test_a_corrupt_or_foreign_folder_is_a_clear_error(vectors, tmp_path):
 def test_the_manifest_rejects_another_model(vectors, tmp_path, tiny_model_dir):
     from sentence_transformers import SentenceTransformer
 
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     _queries, corpus, _ = vectors
     mine = SentenceTransformer(str(tiny_model_dir), device="cpu")
@@ -323,7 +327,7 @@ def test_an_empty_corpus_and_an_occupied_folder_are_refused(tiny_model_dir, corp
 
 
 def test_bad_search_input_is_one_message_and_exit_2(tiny_model_dir, corpus_file, tmp_path):
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     assert cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--text-column", "body")[0] == 0
     code, _, err = cli("search", tmp_path / "idx", "audio", "-k", 10, "--shortlist", 5)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from mrl_plugins.errors import UserError
-from mrl_plugins.locks import FolderLock
-from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.outputs.locks import FolderLock
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -120,7 +120,7 @@ def test_two_concurrent_builds_leave_one_whole_index(tiny_model_dir, corpus_file
         assert "Traceback" not in err
         if code == 2:
             assert "another 'mrl-run index' is building" in err
-    from mrl_plugins.search import open_index
+    from mrl_plugins.search.build import open_index
 
     assert open_index(out).index.count == 60
 
@@ -178,7 +178,7 @@ def test_a_damaged_index_is_one_message_before_the_model_loads(built, damage, mo
 # -- 7. demo and report read their files with the same care -------------------------------------------------
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir):
-    from mrl_plugins.testing import RecipeBuilder
+    from mrl_plugins.testkit.recipes import RecipeBuilder
 
     folder = tmp_path_factory.mktemp("finished")
     pairs = write_jsonl(folder / "pairs.jsonl", toy_pairs())
@@ -198,7 +198,7 @@ def run_copy(finished, tmp_path):
 
 @pytest.mark.parametrize("damage", ["missing", "cut short", "wrong rows"])
 def test_the_demo_refuses_damaged_saved_embeddings(run_copy, damage):
-    from mrl_plugins.demo import DemoData
+    from mrl_plugins.present.demo import DemoData
 
     target = run_copy / "evaluation" / "mrl.corpus.npy"
     if damage == "missing":
@@ -239,7 +239,7 @@ def test_a_latin1_csv_names_its_line_and_the_encoding_flag(tiny_model_dir, tmp_p
     one_message(code, err, "docs.csv, line 3: not valid utf-8 text", "--encoding latin-1")
     code, _, err = index(tiny_model_dir, corpus, tmp_path / "idx", "--encoding", "latin-1")
     assert code == 0, err
-    from mrl_plugins.search import open_index
+    from mrl_plugins.search.build import open_index
 
     assert open_index(tmp_path / "idx").texts.get([1])[0]["text"] == "café crème"
 
@@ -287,7 +287,7 @@ def test_a_folder_or_missing_corpus_says_what_it_is(tiny_model_dir, tmp_path):
 def test_a_huge_document_is_cut_before_tokenising_and_counted(tiny_model_dir, tmp_path, caplog):
     from sentence_transformers import SentenceTransformer
 
-    from mrl_plugins.search.corpus import CHARS_PER_TOKEN
+    from mrl_plugins.data.corpus import CHARS_PER_TOKEN
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     huge = "audio mixer " * 2_000_000  # 24 MB on one line
@@ -296,7 +296,7 @@ def test_a_huge_document_is_cut_before_tokenising_and_counted(tiny_model_dir, tm
     assert code == 0, err
     limit = model.max_seq_length * CHARS_PER_TOKEN
     assert f"cut 1 documents longer than {limit} characters" in caplog.text and "line 2" in caplog.text
-    from mrl_plugins.search import open_index
+    from mrl_plugins.search.build import open_index
 
     stored = np.asarray(open_index(tmp_path / "idx").index.vectors[1])
     np.testing.assert_allclose(stored, model.encode([huge[:100_000]], normalize_embeddings=True)[0], atol=1e-5)
@@ -347,7 +347,7 @@ def test_an_unwritable_destination_is_one_message(tiny_model_dir, corpus_file, t
     monkeypatch.setattr(build, "build_from_texts", refuse)
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")
     one_message(code, err, "cannot write there (Permission denied")
-    import mrl_plugins.checks
+    import mrl_plugins.recipe.checks
 
     monkeypatch.setattr(mrl_plugins.checks.os, "access", lambda *a: False)  # root may write anywhere: pretend
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins import _st
+from mrl_plugins.models import compat as _st
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "mrl_plugins"

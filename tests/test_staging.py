@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mrl_plugins.errors import UserError
-from mrl_plugins.recipe import load_recipe
+from mrl_plugins.recipe.load import load_recipe
 from mrl_plugins.run.staging import Interrupted, Staging, find_resumable, staging_dir
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')

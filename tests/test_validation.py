@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.data import DataBundle, IRSet, RowFormat, normalise_text, rows_to_dataset
+from mrl_plugins.data.split import ValidationSize, carve_validation
+from mrl_plugins.data.types import DataBundle, IRSet, RowFormat, normalise_text, rows_to_dataset
 from mrl_plugins.errors import UserError
 from mrl_plugins.evidence import decisions
 from mrl_plugins.evidence.results import RunResults
 from mrl_plugins.present.render import console
 from mrl_plugins.present.sections import choices, report_sections
-from mrl_plugins.testing import run_recipe
-from mrl_plugins.validation import ValidationSize, carve_validation
+from mrl_plugins.testkit.recipes import run_recipe
 
 V02 = Path(__file__).parent / "data" / "run-v0.2"
 

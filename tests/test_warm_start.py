@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mrl_plugins.builtin.warm_starts import PCARotation
-from mrl_plugins.testing import TextsWarmStartContext, run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.testkit.contexts import TextsWarmStartContext
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 import numpy as np
 
 from mrl_plugins.components import Column, Comparison, IndexBackend, Params, ShortlistIndex
-from mrl_plugins.evaluation import index_ir_set, per_query_metrics
+from mrl_plugins.evaluation.encode import index_ir_set
+from mrl_plugins.evaluation.retrieval import per_query_metrics
 from mrl_plugins.hookspecs import hookimpl
 
 

@@ -1,16 +1,21 @@
 """What a plugin's component got wrong, in the project's words: parameters its schema refuses
-(:class:`ComponentParamsError`, :func:`params_problems`) and a ``check()`` that raises
-(:func:`guarded_check`). Kept apart from :mod:`mrl_plugins.plugins`, which finds and registers
-components; this module only words what went wrong with one."""
+(:class:`ComponentParamsError`, :func:`params_problems`), a ``check()`` that raises
+(:func:`guarded_check`), and any other method that raises while a recipe uses it
+(:func:`plugin_call`, :class:`PluginFailed`, naming the plugin to blame). Kept apart from
+:mod:`mrl_plugins.plugins`, which finds and registers components; this module only words what
+went wrong with one."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .components import KINDS, Component
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .recipe.load import ComponentSpec
 
 
 class ComponentParamsError(UserError):
@@ -91,3 +96,56 @@ def guarded_check(component: Component, ctx: Any, name: str | None = None) -> li
     except Exception as exc:  # the plugin's own code: name it, keep going with the other checks
         return [f"check() of {name} (plugin '{plugin}') failed: {type(exc).__name__}: {exc}. A bug in plugin "
                 f"'{plugin}' (run with MRL_DEBUG=1 for the traceback), or a setting it could not handle."]
+
+
+def plugin_call(spec: ComponentSpec[Any], method: str, *args: Any) -> Any:
+    """Call a component's method; an exception from the plugin's own code names the plugin."""
+    try:
+        return getattr(spec.component, method)(*args)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise PluginFailed(spec, method, exc) from exc
+
+
+class PluginFailed(UserError):
+    """A component's own code raised: the message names the component, its plugin and the error."""
+
+    exit_code = 1
+
+    def __init__(self, spec: ComponentSpec[Any], method: str, exc: Exception):
+        culprit = other_plugin_raising(exc, spec.cls.__module__)
+        if culprit is None:
+            blame, inside = spec.plugin, ""
+        else:
+            blame, where = culprit
+            inside = f" inside plugin '{blame}' ({where}), which it called"
+        super().__init__(
+            f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}()"
+            f"{inside}: {type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a "
+            f"bug in plugin '{blame}' (run with MRL_DEBUG=1 for the traceback)."
+        )
+
+
+def other_plugin_raising(exc: BaseException, own_module: str) -> tuple[str, str] | None:
+    """The installed plugin distribution (entry point in ``mrl_plugins``) whose code raised
+    ``exc``, when it is not the calling component's own: a funnel comparison (built in) that
+    fails inside a third-party index backend names the backend's distribution, not itself.
+    ``(distribution, "module.function")`` of the innermost such frame, or ``None``."""
+    import importlib.metadata
+    import traceback
+
+    from .hookspecs import ENTRY_POINT_GROUP
+
+    own = own_module.split(".")[0]
+    packages = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        top = ep.module.split(".")[0]
+        if top not in (own, "mrl_plugins"):
+            packages[top] = ep.dist.name if ep.dist is not None else ep.name
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] in packages:
+            found = (packages[module.split(".")[0]], f"{module}.{frame.f_code.co_name}")
+    return found

@@ -19,21 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from .contexts import (  # re-exported (__all__): plugins import every contract name from this module
-    Column,
-    ComparisonContext,
-    Metrics,
-    ObjectiveContext,
-    Role,
-    SearchCost,
-    TextSide,
-    ValidationContext,
-    WarmStartContext,
-)
-from .data import DataBundle, DataRequest, RowFormat
-from .indexes import (  # re-exported (__all__), as the contexts are
+# re-exported (__all__): plugins import every contract name from this module
+from .contexts import Column, ComparisonContext, ObjectiveContext, Role, TextSide, ValidationContext, WarmStartContext
+from .data.types import DataBundle, DataRequest, RowFormat
+from .evaluation.metrics import Metrics, SearchCost
+from .indexes import (
+    Manifest,
     SearchHits,
     SearchIndex,
+    SearchSetting,
     ServingChoice,
     ServingSnippet,
     ShortlistIndex,
@@ -44,7 +38,7 @@ if TYPE_CHECKING:
 
     import torch
 
-    from .executors import EmbedJob, ShardTask, ShardVectors
+    from .embed.job import EmbedJob, ShardTask, ShardVectors
 
 
 class Params(BaseModel):
@@ -258,9 +252,12 @@ class IndexBackend(Component[P]):
     NAME --quantize PRECISION`` builds instead).
 
     A backend of this class builds a *shortlist* index (:meth:`create`, :meth:`load`); the core's
-    :class:`~mrl_plugins.search.FunnelIndex` holds the full vectors beside it and reranks. An
-    engine that stores the vectors and reranks inside one query derives from :class:`Engine`
-    instead and returns the whole funnel from :meth:`funnel` and :meth:`open`.
+    :class:`~mrl_plugins.search.FunnelIndex` holds the full vectors beside it and reranks
+    (:func:`mrl_plugins.search.funnel_index` builds one over any backend, and
+    :func:`mrl_plugins.search.open_funnel` reopens it). An engine that stores the vectors and
+    reranks inside one query derives from :class:`Engine` instead and returns the whole funnel from
+    its own :meth:`Engine.funnel` and :meth:`Engine.open`. The contract names no implementation:
+    which of the two builds a funnel is the core's decision, not a default method here.
     """
 
     exact: ClassVar[bool] = False
@@ -279,22 +276,6 @@ class IndexBackend(Component[P]):
     def load(self, path: Path, dim: int) -> ShortlistIndex:
         """The index :meth:`ShortlistIndex.save` wrote to ``path``."""
 
-    def funnel(self, full_dim: int, shortlist_dim: int, *, rerank_dim: int | None = None,
-               store_dtype: str = "float32", model: Any = None, replace: bool = False) -> SearchIndex:
-        """An empty funnel index: by default the core's :class:`~mrl_plugins.search.FunnelIndex`
-        over this backend's shortlist index. ``replace`` allows an engine to replace what it
-        already holds under the same name (``mrl-run index --overwrite``)."""
-        from .search.index import FunnelIndex
-
-        return FunnelIndex(full_dim, shortlist_dim, self, rerank_dim=rerank_dim,
-                           store_dtype=store_dtype, model=model)  # type: ignore[arg-type]
-
-    def open(self, folder: Path, manifest: Mapping[str, Any], *, mmap: bool = True) -> SearchIndex:
-        """The index saved in ``folder`` (its ``manifest.json`` already read and checked)."""
-        from .search.index import FunnelIndex
-
-        return FunnelIndex.load(folder, self, mmap=mmap)
-
     @classmethod
     def serving_snippet(cls, choice: ServingChoice, measured: Mapping[str, Any]) -> ServingSnippet | None:
         """The model card's snippet for serving ``choice`` in this engine (e.g. the SQL of a
@@ -303,7 +284,7 @@ class IndexBackend(Component[P]):
         ``{"dim", "shortlist", "kept", "recall", "params"}``) so the snippet can cite them."""
         return None
 
-    def discard(self, folder: Path, manifest: Mapping[str, Any]) -> None:
+    def discard(self, folder: Path, manifest: Manifest) -> None:
         """Remove what a saved index keeps outside its folder (an engine's table) before the folder
         is replaced; default: nothing, everything is in the folder."""
 
@@ -347,11 +328,15 @@ class Engine(IndexBackend[P]):
     @abc.abstractmethod
     def funnel(self, full_dim: int, shortlist_dim: int, *, rerank_dim: int | None = None,
                store_dtype: str = "float32", model: Any = None, replace: bool = False) -> SearchIndex:
-        """An empty funnel index held by the engine (see :meth:`IndexBackend.funnel`)."""
+        """An empty funnel index held by the engine: shortlist at ``shortlist_dim``, rerank at
+        ``rerank_dim`` (default: full) with vectors stored as ``store_dtype``; ``model`` is the
+        :class:`~mrl_plugins.embed.ModelStamp` of the vectors; ``replace`` allows the engine to
+        replace what it already holds under the same name (``mrl-run index --overwrite``)."""
 
     @abc.abstractmethod
-    def open(self, folder: Path, manifest: Mapping[str, Any], *, mmap: bool = True) -> SearchIndex:
-        """The saved index ``folder`` names (its manifest says where the engine holds it)."""
+    def open(self, folder: Path, manifest: Manifest, *, mmap: bool = True) -> SearchIndex:
+        """The saved index ``folder`` names (its manifest, read and checked, says where the
+        engine holds it)."""
 
 
 class Command(Component[P]):
@@ -438,8 +423,8 @@ KINDS: dict[str, Kind] = {
 
 __all__ = [
     "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
-    "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Metrics", "Objective", "ObjectiveContext",
-    "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "ServingChoice", "ServingSnippet",
-    "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart", "WarmStartContext", "missing_methods",
-    "param_infos",
+    "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Manifest", "Metrics", "Objective",
+    "ObjectiveContext", "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "SearchSetting",
+    "ServingChoice", "ServingSnippet", "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart",
+    "WarmStartContext", "missing_methods", "param_infos",
 ]

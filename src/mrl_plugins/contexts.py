@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
-
-from .data import DataBundle, IRSet
+from .data.types import DataBundle, IRSet
+from .evaluation.metrics import Metrics, SearchCost
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from .components import IndexBackend
     from .plugins import Registry
 
-Metrics = dict[str, float]
-"""One dimension's scores, e.g. ``{"mrr@10": 0.81, "recall@10": 0.93, "ndcg@10": 0.84}``."""
 
 TextSide = Literal["all", "documents", "queries"]
 """Which training-side texts: queries (anchors), documents (positives, negatives) or both."""
@@ -50,8 +47,6 @@ class ValidationContext:
     """The base model's local folder (its config files), when it is local."""
 
 
-
-
 @dataclass
 class ObjectiveContext:
     """What an objective needs to wrap the base loss: the run's dimensions and their weights."""
@@ -59,28 +54,6 @@ class ObjectiveContext:
     dims: list[int]
     weights: list[float] | None
     full_dim: int
-
-
-class SearchCost(BaseModel):
-    """What searching one configuration costs, per vector and per query.
-
-    Memory is what the shortlist index holds in RAM; the full-dimension vectors a funnel reranks
-    with are read for the shortlist only and may stay on disk (memory-mapped), so they are
-    counted apart. Times are medians measured in the same run, interleaved with exact
-    full-dimension float32 search, whose time is the denominator of the ratios.
-    """
-
-    index_bytes: float
-    """Bytes per vector held in memory by the shortlist index."""
-    rerank_bytes: float = 0.0
-    """Bytes per vector of the vectors read to rerank (0 without reranking)."""
-    ms_single: float
-    """Median milliseconds per query, one query at a time."""
-    ms_batch: float
-    """Milliseconds per query when all queries are searched in one batch."""
-    ratio_single: float
-    """``ms_single`` / the same for exact full-dimension float32 search (lower is faster)."""
-    ratio_batch: float
 
 
 @dataclass

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("mrl_plugins")
 hookimpl = pluggy.HookimplMarker("mrl_plugins")
+ENTRY_POINT_GROUP = "mrl_plugins"
+"""The entry-point group an installed plugin registers its hook module under."""
 
 C = TypeVar("C")
 Register = Callable[[type[C]], None]

@@ -2,8 +2,10 @@
 
 :class:`ShortlistIndex` (a backend's index of truncated vectors that returns candidates),
 :class:`SearchIndex` (a corpus held and searched as a whole funnel, by the core's
-``FunnelIndex`` or by an engine), :class:`SearchHits`, and :class:`ServingChoice` /
-:class:`ServingSnippet` (the run's serving choice handed to an engine for the model card). Kept
+``FunnelIndex`` or by an engine), :class:`SearchHits`, :class:`SearchSetting` (one way to search:
+what a funnel measures, the run chooses, ``mrl-run index`` builds) and :class:`ServingChoice` /
+:class:`ServingSnippet` (the run's serving choice handed to an engine for the model card), and
+:class:`Manifest` (an index folder's manifest, typed, as an engine opens it). Kept
 apart from :mod:`mrl_plugins.components`, which holds the component kinds and re-exports these,
 so plugins still import every contract name from there.
 """
@@ -12,12 +14,72 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+StoreDtype = Literal["float32", "float16", "int8"]
+"""How the rerank vectors are stored (``int8``: codes with ``store_ranges.npy``)."""
+FORMAT = "mrl-plugins-index"
+VERSION = 3
+"""The newest format this code reads and writes; an index is written as version 1 unless it needs 2
+(an ``int8`` store) or 3 (held by an engine), so that every index an older mrl-plugins can read is
+still written for it."""
+
+
+class StampRecord(BaseModel):
+    """Which model embedded an index (:class:`~mrl_plugins.embed.ModelStamp`, as the manifest keeps it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    probe: list[float]
+
+
+class ProvenanceRecord(BaseModel):
+    """Which plugin, distribution and version provided a backend."""
+
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+class BackendRecord(BaseModel):
+    """The backend that built an index, with the parameters it was built with."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    provided_by: ProvenanceRecord | None = None
+    """The plugin, distribution and version whose backend built the index (absent before 0.7.0)."""
+
+
+class Manifest(BaseModel):
+    """An index folder's ``manifest.json``: every key with its type; a folder whose manifest does not
+    parse as this is not an index (checked before any model or torch loads). Read once and kept
+    typed: an engine's :meth:`~mrl_plugins.components.Engine.open` receives it so (keys an engine
+    adds of its own, such as pgvector's ``build_id``, are in ``model_extra``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    format: Literal["mrl-plugins-index"]
+    version: int = Field(ge=1)
+    created_by: str | None = None
+    model: StampRecord | None = None
+    full_dim: int = Field(ge=1)
+    shortlist_dim: int = Field(ge=1)
+    rerank_dim: int = Field(ge=1)
+    index: BackendRecord
+    count: int = Field(ge=0)
+    store_dtype: StoreDtype
+    texts: bool = False
+    normalised: bool = False
+    shortlist: int | None = Field(None, ge=1)
+    engine: bool = False
+    """The vectors and the shortlist index live in the backend's engine, not in the folder."""
 
 
 class ShortlistIndex(abc.ABC):
@@ -60,22 +122,70 @@ class SearchHits:
 
 
 @dataclass(frozen=True)
-class ServingChoice:
-    """The run's serving choice, as an engine needs it to write its own serving snippet."""
+class SearchSetting:
+    """One way to search a model's vectors: the one type for a search configuration, whether a
+    ``funnel`` column measured it, the run's evidence chose it, ``mrl-run index`` builds it or an
+    engine's card snippet serves it.
+
+    The ``shortlist`` best candidates by the first ``dim`` dimensions (re-normalised) in the
+    ``index`` backend (with ``index_params``), reranked by cosine at ``rerank_dim`` (the full width
+    when ``None``) with the vectors stored as ``store``. Without a ``shortlist``, the shortlist
+    index's own top k; with no ``index``, exact search (the registry's exact backend): plain
+    truncation. Its parameters are its identity; a label is only for people."""
 
     dim: int
+    index: str | None = None
+    index_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    shortlist: int | None = None
+    rerank_dim: int | None = None
+    store: str = "float32"
+
+    def at(self, dim: int) -> SearchSetting:
+        """The same setting at another width."""
+        return replace(self, dim=dim)
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    """The run's serving choice, as an engine needs it to write its own serving snippet: the
+    setting, the model's full width, and what it kept held out. The setting's parameters read
+    through (``choice.dim``, ``choice.shortlist`` …), resolved: the full width for a rerank left
+    at it, the exact backend for an index left out."""
+
+    setting: SearchSetting
     full_dim: int
-    shortlist: int
-    rerank_dim: int
-    store: str
-    index: str
-    """The index backend the run measured it with (a built-in FAISS one, or an engine's)."""
-    index_params: Mapping[str, Any]
+    exact_index: str
+    """The registered exact backend, what a setting without an index means."""
     kept: float
     """Share of exact full-width quality kept (held out)."""
     recall: float | None
     """overlap@k with exact full-width search (held out), when measured."""
     k: int
+
+    @property
+    def dim(self) -> int:
+        return self.setting.dim
+
+    @property
+    def shortlist(self) -> int:
+        return int(self.setting.shortlist or 0)
+
+    @property
+    def rerank_dim(self) -> int:
+        return int(self.setting.rerank_dim or self.full_dim)
+
+    @property
+    def store(self) -> str:
+        return self.setting.store
+
+    @property
+    def index(self) -> str:
+        """The index backend the run measured it with (a built-in FAISS one, or an engine's)."""
+        return self.setting.index or self.exact_index
+
+    @property
+    def index_params(self) -> Mapping[str, Any]:
+        return dict(self.setting.index_params)
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,12 @@ from .components import (
     WarmStart,
     missing_methods,
 )
-from .data import RowFormat
+from .data.types import RowFormat
 from .errors import PluginError
+from .hookspecs import ENTRY_POINT_GROUP
 
 logger = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "mrl_plugins"
 ParamsArg = Mapping[str, Any] | None
 """Parameters for :meth:`Registry.build`: a recipe table's keys, or none for the defaults."""
 DISABLE_ENV = "MRL_DISABLE_PLUGINS"
@@ -63,7 +63,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.comparisons",
     "mrl_plugins.builtin.search_comparisons",
     "mrl_plugins.builtin.adaptor",
-    "mrl_plugins.builtin.export_comparison",
+    "mrl_plugins.export.comparison",
     "mrl_plugins.builtin.local",
     "mrl_plugins.builtin.debian",
     "mrl_plugins.builtin.manpages",
@@ -71,8 +71,8 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.warm_starts",
     "mrl_plugins.builtin.index_backends",
     "mrl_plugins.builtin.objectives",
-    "mrl_plugins.builtin.commands",
-    "mrl_plugins.builtin.executors",
+    "mrl_plugins.commands",
+    "mrl_plugins.embed.local",
 )
 
 

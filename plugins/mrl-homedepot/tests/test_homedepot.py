@@ -10,7 +10,8 @@ import datasets
 import pytest
 
 from mrl_homedepot import HomeDepotSource
-from mrl_plugins.data import DataRequest, find_leaks
+from mrl_plugins.data.split import find_leaks
+from mrl_plugins.data.types import DataRequest
 from mrl_plugins.errors import UserError
 from mrl_plugins.plugins import load_registry
 
@@ -140,7 +141,7 @@ def test_registers_through_its_entry_point():
 
 def test_keeps_the_data_source_contract(hub_file, tmp_path):
     """mrl-plugins' conformance checks (pairs and scored pairs, no leak, seeded, a publishable summary)."""
-    from mrl_plugins.conformance import assert_data_source_conforms
+    from mrl_plugins.testkit.conformance import assert_data_source_conforms
 
     assert_data_source_conforms(HomeDepotSource(HomeDepotSource.Params(data_files=hub_file.name)), recipe_dir=tmp_path)
     assert HomeDepotSource(HomeDepotSource.Params()).card_metadata() == {"datasets": ["bstds/home_depot"]}

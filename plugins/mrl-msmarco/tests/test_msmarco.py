@@ -8,7 +8,8 @@ import datasets
 import pytest
 
 from mrl_msmarco import MSMarcoSource
-from mrl_plugins.data import DataRequest, find_leaks
+from mrl_plugins.data.split import find_leaks
+from mrl_plugins.data.types import DataRequest
 from mrl_plugins.errors import UserError
 from mrl_plugins.plugins import load_registry
 
@@ -109,7 +110,7 @@ def test_registers_through_its_entry_point():
 
 def test_keeps_the_data_source_contract(parquet_file, tmp_path):
     """mrl-plugins' conformance checks (every row format, no leak, seeded, a publishable summary)."""
-    from mrl_plugins.conformance import assert_data_source_conforms
+    from mrl_plugins.testkit.conformance import assert_data_source_conforms
 
     assert_data_source_conforms(source(data_files=parquet_file.name, train_triplets=50, eval_queries=10),
                                 recipe_dir=tmp_path)

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from mrl_plugins.errors import UserError
+from mrl_plugins.evaluation.encode import normalise
 from mrl_plugins.plugins import load_registry
-from mrl_plugins.search import normalise, open_index
-from mrl_plugins.testing import run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.search import funnel_index
+from mrl_plugins.search.build import open_index
+from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "debian-sample-Translation-en.xz"
 
@@ -43,7 +45,7 @@ def real(pg_uri):
     """A small real set: 600 Debian package descriptions and 60 of their one-line synopses (other
     packages' descriptions are the distractors), embedded by the packaged all-MiniLM-L6-v2."""
     from mrl_plugins.builtin.debian import read_catalogue, usable_packages
-    from mrl_plugins.evaluation import encode_texts
+    from mrl_plugins.evaluation.encode import encode_texts
     from mrl_plugins.models import load_model, resolve_model
 
     packages = usable_packages(read_catalogue(SAMPLE), 80)[:600]
@@ -71,7 +73,7 @@ def test_a_shortlist_covering_the_corpus_is_exact_full_width_search(real):
 
 def test_the_funnel_returns_the_faiss_flat_funnels_top_10_when_both_shortlists_hold_the_neighbours(real):
     queries, corpus = real
-    pg, ref = engine(ef_search=400).funnel(384, 48), flat().funnel(384, 48)
+    pg, ref = engine(ef_search=400).funnel(384, 48), funnel_index(flat(), 384, 48)
     pg.add(corpus)
     ref.add(corpus)
     a, b = pg.search(queries, 10, shortlist=200), ref.search(queries, 10, shortlist=200)
@@ -158,7 +160,7 @@ def test_index_search_and_reopen_give_the_same_answers(tiny_model_dir, corpus_fi
     assert hits.ids[:, 0].tolist() == [0, 1, 2, 3, 4]
     corpus.index.close()
     # another model is refused
-    from mrl_plugins.testing import tiny_model
+    from mrl_plugins.testkit.models import tiny_model
 
     other = tiny_model(tmp_path / "other", seed=3)
     code, _, err = cli("search", tmp_path / "idx", "audio", "--model", other)
@@ -308,11 +310,12 @@ def test_the_cards_sql_runs_and_answers_as_the_engine_does(real, pg_uri, index):
     from pgvector.psycopg import register_vector
 
     from mrl_pgvector import Pgvector
-    from mrl_plugins.components import ServingChoice
+    from mrl_plugins.components import SearchSetting, ServingChoice
 
     queries, corpus = real
     # a shortlist of the whole corpus: the same answers whatever each HNSW graph's random levels
-    snippet = Pgvector.serving_snippet(ServingChoice(48, 384, 600, 384, "float32", index, {}, 0.99, 0.9, 10), {})
+    setting = SearchSetting(48, index, {}, shortlist=600, rerank_dim=384, store="float32")
+    snippet = Pgvector.serving_snippet(ServingChoice(setting, 384, "flat", 0.99, 0.9, 10), {})
     assert "CREATE INDEX ON documents USING hnsw" in snippet.code and "SET hnsw.ef_search = 600" in snippet.code
     code = "\n".join(line.split("--")[0] for line in snippet.code.splitlines())  # comments out
     statements = [s.strip() for s in code.split(";") if s.strip()]
@@ -366,20 +369,20 @@ def test_a_recipe_with_a_pgvector_funnel_puts_its_columns_in_results_report_and_
 
 
 def test_the_demo_serves_a_pgvector_index_built_from_the_run(finished_tiny_run, tmp_path, pg_uri):
-    from mrl_plugins.demo import DemoData, Searcher
+    from mrl_plugins.present.demo import DemoData, SideBySide
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(30)])
     code, _, err = cli("index", finished_tiny_run, corpus, "-o", tmp_path / "pg", "--dim", 8, "--index", "pgvector")
     assert code == 0, err
     data = DemoData.from_run(finished_tiny_run, tmp_path / "pg")  # the vectors read back from the table
-    assert list(data.models) == ["mrl"] and len(data.doc_ids) == 30
-    view = Searcher(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
+    assert list(data.models) == ["mrl"] and data.documents == 30
+    view = SideBySide(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "flat", 20)
     assert view.full[0].text == toy_pairs(30)[3]["positive"]
 
 
 def test_the_engine_keeps_the_index_backend_contract(pg_uri, tmp_path):
     """The test kit's conformance checks (issue #21): the funnel's shapes, one query, the rerank's
     cosine scores, save and reopen answering the same."""
-    from mrl_plugins.conformance import assert_index_backend_conforms
+    from mrl_plugins.testkit.conformance import assert_index_backend_conforms
 
     assert_index_backend_conforms(engine(dsn=pg_uri), folder=tmp_path)

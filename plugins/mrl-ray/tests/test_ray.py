@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrl_plugins.testing import run_cli, toy_pairs, write_jsonl
+from mrl_plugins.testkit.recipes import run_cli, toy_pairs, write_jsonl
 
 pytestmark = pytest.mark.slow  # starts Ray (seconds) and its worker processes
 

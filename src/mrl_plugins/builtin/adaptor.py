@@ -32,8 +32,8 @@ import numpy as np
 from pydantic import Field
 
 from ..components import Column, Comparison, ComparisonContext, Params, ValidationContext
-from ..data import seeded_sample
-from ..evaluation import normalise
+from ..data.split import seeded_sample
+from ..evaluation.encode import normalise
 from ..hookspecs import hookimpl
 from .comparisons import MODEL_HELP
 
@@ -89,7 +89,7 @@ class AdaptorNet:
         """The adaptor as a sentence-transformers ``Dense``."""
         import torch
 
-        from .._st import st_models
+        from ..models.compat import st_models
 
         d = self.linear.in_features
         weight, bias = self.linear.weight.detach().clone(), self.linear.bias.detach().clone()
@@ -165,7 +165,7 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
 
 def adapted_model(model: Any, net: AdaptorNet) -> Any:
     """A copy of ``model`` that normalises, adapts and normalises again."""
-    from .._st import st_models
+    from ..models.compat import st_models
     from .warm_starts import append_modules
 
     adapted = copy.deepcopy(model)

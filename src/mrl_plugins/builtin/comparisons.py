@@ -8,9 +8,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..components import Comparison, ComparisonContext, Control, Metrics, Params, ValidationContext, Variant
-from ..data import seeded_sample
+from ..components import Comparison, ComparisonContext, Control, Params, ValidationContext, Variant
+from ..data.split import seeded_sample
 from ..errors import UserError
+from ..evaluation.metrics import Metrics
 from ..hookspecs import hookimpl
 
 MODEL_HELP = (

@@ -278,7 +278,7 @@ def _checked(index: Any, dim: int) -> Any:
 
 def ubinary(vectors: np.ndarray) -> np.ndarray:
     """Sign bits packed 8 to a byte, by sentence-transformers' own quantiser."""
-    from .._st import quantize_embeddings
+    from ..models.compat import quantize_embeddings
 
     return quantize_embeddings(vectors, precision="ubinary")
 

@@ -13,20 +13,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import (
-    ROW_COLUMNS,
-    DataBundle,
-    DataRequest,
-    RowFormat,
-    builder_for,
-    normalise_text,
-    read_table,
-    require_columns,
-    rows_to_dataset,
-    seeded_split,
-    split_by_query,
-)
-from ..data_files import RowCheck, ScorePolicy, file_problem, peek, prescan
+from ..data.files import RowCheck, ScorePolicy, file_problem, peek, prescan
+from ..data.split import seeded_split, split_by_query
+from ..data.tables import builder_for, read_table, require_columns
+from ..data.types import ROW_COLUMNS, DataBundle, DataRequest, RowFormat, normalise_text, rows_to_dataset
 from ..errors import UserError
 from ..hookspecs import hookimpl
 

@@ -32,7 +32,7 @@ class MNRLoss(Loss[ScaleParams]):
     batch_sampler = "no_duplicates"
 
     def build(self, model):
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         return st_losses().MultipleNegativesRankingLoss(model, scale=self.params.scale)
 
@@ -51,7 +51,7 @@ class CachedMNRLoss(Loss[CachedParams]):
     batch_sampler = "no_duplicates"
 
     def build(self, model):
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         return st_losses().CachedMultipleNegativesRankingLoss(model, scale=self.params.scale,
                                                               mini_batch_size=self.params.mini_batch_size)
@@ -75,7 +75,7 @@ class GISTLoss(Loss[GISTParams]):
     batch_sampler = "no_duplicates"
 
     def build(self, model):
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         p = self.params
         if p.guide == "self":
@@ -98,7 +98,7 @@ class CoSENTLossComponent(Loss[ScaleParams]):
     accepts = ("scored-pairs",)
 
     def build(self, model):
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         return st_losses().CoSENTLoss(model, scale=self.params.scale)
 

@@ -18,16 +18,9 @@ from typing import Literal
 from pydantic import Field
 
 from ..components import DataSource, Params, ValidationContext
-from ..data import (
-    DataBundle,
-    DataRequest,
-    RowFormat,
-    held_out_problems,
-    rows_to_dataset,
-    seeded_split,
-    split_by_query,
-)
-from ..data_files import file_problem
+from ..data.files import file_problem
+from ..data.split import held_out_problems, seeded_split, split_by_query
+from ..data.types import DataBundle, DataRequest, RowFormat, rows_to_dataset
 from ..errors import UserError
 from ..hookspecs import hookimpl
 

@@ -29,7 +29,7 @@ class Matryoshka(Objective):
         return "MRL"
 
     def build(self, model: Any, loss: Any, ctx: ObjectiveContext) -> Any:
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         return st_losses().MatryoshkaLoss(model, loss, matryoshka_dims=ctx.dims, matryoshka_weights=ctx.weights)
 
@@ -80,7 +80,7 @@ class Matryoshka2d(Objective[Matryoshka2dParams]):
         return []
 
     def build(self, model: Any, loss: Any, ctx: ObjectiveContext) -> Any:
-        from .._st import st_losses
+        from ..models.compat import st_losses
 
         p = self.params
         return st_losses().Matryoshka2dLoss(
@@ -113,7 +113,7 @@ def prefix_distill_loss(model: Any, loss: Any, ctx: ObjectiveContext, weight: fl
     import torch
     import torch.nn.functional as F
 
-    from .._st import st_losses, uses_gradient_cache
+    from ..models.compat import st_losses, uses_gradient_cache
 
     if uses_gradient_cache(loss):
         raise UserError("[objective] prefix-distill: the base loss caches gradients (a Cached… loss), so the "

@@ -16,19 +16,21 @@ in the same run (see :mod:`mrl_plugins.search.timing`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
+from mrl_plugins.indexes import SearchSetting
+
 from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, SearchIndex, ValidationContext
-from ..evaluation import overlap_at_k
-from ..evidence.results import overlap_key
+from ..evaluation.metrics import overlap_key
+from ..evaluation.retrieval import overlap_at_k
 from ..hookspecs import hookimpl
-from ..search import FunnelIndex, measure, search_cost
 from ..search.folder import StoreDtype
-from ..search.timing import blas_summary
+from ..search.index import FunnelIndex, funnel_index
+from ..search.timing import blas_summary, measure, search_cost
 from .comparisons import MODEL_HELP
 
 Searches = dict[Any, Any]  # what is timed, by a key of the comparison's choosing
@@ -98,22 +100,21 @@ class FunnelParams(SearchParams):
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One funnel configuration: its shortlist index, rerank store and shortlist size."""
+class FunnelColumn:
+    """One column of a funnel: its search setting (written at the full width, measured at every
+    width of the run) and whether it is a baseline, which names what it differs in."""
 
-    index: str
-    index_params: dict[str, Any] = field(compare=False)
-    store: StoreDtype = "float32"
-    shortlist: int = 100
+    setting: SearchSetting
     baseline: bool = False
 
-    def params(self, inherited: dict[str, Any]) -> dict[str, Any]:
+    def params(self, inherited: Mapping[str, Any]) -> dict[str, Any]:
         """The column's identity beside the comparison's: a baseline names what it differs in (its
         backend parameters too, when the comparison's would otherwise be taken for its own)."""
+        s = self.setting
         if not self.baseline:
-            return {"shortlist": self.shortlist}
-        own = {"shortlist": self.shortlist, "index": self.index, "store": self.store}
-        return {**own, "index_params": self.index_params} if inherited != self.index_params else own
+            return {"shortlist": s.shortlist}
+        own = {"shortlist": s.shortlist, "index": s.index, "store": s.store}
+        return {**own, "index_params": dict(s.index_params)} if dict(inherited) != dict(s.index_params) else own
 
 
 BASELINES: tuple[tuple[str, StoreDtype], ...] = (("binary", "int8"), ("hnsw", "float32"))
@@ -131,21 +132,23 @@ class Funnel(Comparison[FunnelParams]):
         index = self.params.index
         return f"{models[self.params.model]} · funnel" + (f" ({index})" if index != FunnelParams().index else "")
 
-    def settings(self) -> list[Setting]:
+    def columns(self, full_dim: int) -> list[FunnelColumn]:
+        """One column per shortlist size, then the baselines (at the largest size, full-width rerank)."""
         p = self.params
-        own = [Setting(p.index, p.index_params, p.store, n) for n in p.shortlist]
+        own = [FunnelColumn(SearchSetting(full_dim, p.index, p.index_params, n, p.rerank_dim, p.store))
+               for n in p.shortlist]
         if not p.baselines:
             return own
-        return own + [Setting(index, {}, store, p.shortlist[-1], baseline=True) for index, store in BASELINES
-                      if (index, store) != (p.index, p.store)]
+        return own + [FunnelColumn(SearchSetting(full_dim, index, {}, p.shortlist[-1], None, store), baseline=True)
+                      for index, store in BASELINES if (index, store) != (p.index, p.store)]
 
-    def column_name(self, setting: Setting) -> str:
+    def column_name(self, column: FunnelColumn) -> str:
         """``100``, or ``100 hnsw → 192``, ``200 binary, int8 rescore`` with another index, rerank
         dimension or store."""
-        p = self.params
-        parts = [str(setting.shortlist), *([setting.index] if setting.baseline and setting.index != "flat" else [])]
-        name = " ".join([*parts, *([f"→ {p.rerank_dim}"] if p.rerank_dim and not setting.baseline else [])])
-        return name + (", int8 rescore" if setting.store == "int8" else "")
+        s = column.setting
+        parts = [str(s.shortlist), *([s.index] if column.baseline and s.index != "flat" else [])]
+        name = " ".join([*parts, *([f"→ {s.rerank_dim}"] if s.rerank_dim and not column.baseline else [])])
+        return name + (", int8 rescore" if s.store == "int8" else "")
 
     def check(self, ctx: ValidationContext) -> list[str]:
         p = self.params
@@ -166,28 +169,28 @@ class Funnel(Comparison[FunnelParams]):
         p = self.params
         queries, corpus = ctx.embeddings(p.model)
         reference, exact_ids = exact(ctx, queries, corpus)
-        settings = self.settings()
-        ranked: dict[Setting, dict[int, np.ndarray]] = {s: {} for s in settings}
+        columns = self.columns(queries.shape[1])
+        ranked: dict[FunnelColumn, dict[int, np.ndarray]] = {c: {} for c in columns}
         searches: Searches = {"exact": lambda q: reference.search(q, ctx.k)}
-        indexes: dict[tuple[Setting, int], SearchIndex] = {}
+        indexes: dict[tuple[FunnelColumn, int], SearchIndex] = {}
         built = Built(corpus)
         try:
-            for s in settings:
+            for c in columns:
                 for d in ctx.dims:
-                    index = indexes[s, d] = built.get(ctx, s.index, s.index_params, d,
-                                                      None if s.baseline else p.rerank_dim, s.store)
-                    ranked[s][d] = index.search(queries, ctx.k, shortlist=s.shortlist).ids
-                    searches[s, d] = lambda q, index=index, n=s.shortlist: index.search(q, ctx.k, shortlist=n)
+                    setting = c.setting.at(d)
+                    index = indexes[c, d] = built.get(ctx, setting)
+                    ranked[c][d] = index.search(queries, ctx.k, shortlist=setting.shortlist).ids
+                    searches[c, d] = lambda q, index=index, n=setting.shortlist: index.search(q, ctx.k, shortlist=n)
             timings = measure(searches, queries, single=p.timing_queries)
             return [
                 Column(
-                    self.column_name(s),
-                    with_overlap(ctx.score_ranked(ranked[s]), ranked[s], exact_ids, ctx.k),
-                    {d: search_cost(timings[s, d], timings["exact"], index_bytes=indexes[s, d].index_bytes(),
-                                    rerank_bytes=indexes[s, d].rerank_bytes()) for d in ctx.dims},
-                    params=s.params(p.index_params), facts=column_facts(indexes[s, ctx.dims[-1]]),
+                    self.column_name(c),
+                    with_overlap(ctx.score_ranked(ranked[c]), ranked[c], exact_ids, ctx.k),
+                    {d: search_cost(timings[c, d], timings["exact"], index_bytes=indexes[c, d].index_bytes(),
+                                    rerank_bytes=indexes[c, d].rerank_bytes()) for d in ctx.dims},
+                    params=c.params(p.index_params), facts=column_facts(indexes[c, ctx.dims[-1]]),
                 )
-                for s in settings
+                for c in columns
             ]
         finally:
             built.close()
@@ -208,11 +211,13 @@ class Built:
         self.corpus = corpus
         self.indexes: dict[tuple[Any, ...], SearchIndex] = {}
 
-    def get(self, ctx: ComparisonContext, name: str, params: dict[str, Any], dim: int, rerank_dim: int | None,
-            store: StoreDtype = "float32") -> SearchIndex:
-        key = (name, repr(sorted(params.items())), dim, rerank_dim, store)
+    def get(self, ctx: ComparisonContext, setting: SearchSetting) -> SearchIndex:
+        """The index ``setting`` searches (its shortlist size aside: every size searches one index)."""
+        s = setting
+        key = (s.index, repr(sorted(s.index_params.items())), s.dim, s.rerank_dim, s.store)
         if key not in self.indexes:
-            self.indexes[key] = build(ctx.index_backend(name, params), self.corpus, dim, rerank_dim, store)
+            backend = ctx.index_backend(s.index or ctx.exact_index, dict(s.index_params))
+            self.indexes[key] = build(backend, self.corpus, s.dim, s.rerank_dim, s.store)
         return self.indexes[key]
 
     def close(self) -> None:
@@ -221,8 +226,8 @@ class Built:
 
 
 def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int | None,
-          store: StoreDtype = "float32") -> SearchIndex:
-    index = backend.funnel(corpus.shape[1], dim, rerank_dim=rerank_dim, store_dtype=store)
+          store: str = "float32") -> SearchIndex:
+    index = funnel_index(backend, corpus.shape[1], dim, rerank_dim=rerank_dim, store_dtype=store)
     try:
         index.add(corpus)
     except BaseException:
@@ -307,7 +312,7 @@ class Quantize(Comparison[QuantizeParams]):
                 target, target_params = self.backend_of(ctx, precision)
                 for d in ctx.dims:
                     # rescoring uses the float vectors of the same dimension: said in the label ("at same width")
-                    index = built.get(ctx, target, target_params, d, d)
+                    index = built.get(ctx, SearchSetting(d, target, target_params, rerank_dim=d))
                     for name, n in ((precision, None), (f"{precision} + rescore at same width", shortlist)):
                         params[name] = {"precision": precision, "rescore": n is not None,
                                         **({"index": p.index} if own else {})}

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..components import Params, ValidationContext, WarmStart, WarmStartContext
-from ..data import seeded_sample
+from ..data.split import seeded_sample
 from ..errors import UserError
-from ..evaluation import normalise
+from ..evaluation.encode import normalise
 from ..hookspecs import hookimpl
 
 
@@ -70,7 +70,7 @@ class PCARotation(WarmStart[PCARotationParams]):
     def apply(self, model: Any, ctx: WarmStartContext) -> dict[str, Any]:
         import torch
 
-        from .._st import st_models
+        from ..models.compat import st_models
         from .comparisons import fit_pca
 
         texts = self.fit_texts(ctx)

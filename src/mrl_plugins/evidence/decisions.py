@@ -14,11 +14,13 @@ queries = 0``, or written before schema 4) chooses on the evaluation set, and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..run_models import MRL
-from .results import KEEP_SHARES, PRIMARY, Metric, RunResults, overlap_key
+from ..evaluation.metrics import Metric, overlap_key
+from ..indexes import SearchSetting, ServingChoice
+from .results import KEEP_SHARES, MRL, PRIMARY, RunResults
 
 By = Literal["memory", "time"]
 
@@ -61,7 +63,8 @@ class OperatingPoint:
     component: str | None
     """The comparison that measured it (``funnel``, ``quantize``, a plugin's), or ``None`` for a
     model's plain truncation (exact search of the first ``dim`` dimensions)."""
-    dim: int
+    setting: SearchSetting
+    """How it searches (:func:`column_setting` of the column's recorded parameters, at this width)."""
     value: float
     """The primary metric (MRR@k)."""
     kept: float
@@ -73,26 +76,44 @@ class OperatingPoint:
     ratio_single: float
     ratio_batch: float
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    """The column's recorded parameters: ``shortlist``, ``index``, ``rerank_dim``, ``precision`` …"""
+    """The column's recorded parameters as it wrote them (what an engine's snippet is shown)."""
+
+    @property
+    def dim(self) -> int:
+        return self.setting.dim
 
     @property
     def shortlist(self) -> int | None:
-        value = self.params.get("shortlist")
-        return int(value) if isinstance(value, int) else None
+        return self.setting.shortlist
 
     @property
     def index(self) -> str | None:
         """The index backend that holds the shortlist vectors, when the column records one."""
-        return self.params.get("index") or self.params.get("precision")
+        return self.setting.index
 
     @property
     def store(self) -> str:
         """The dtype of the vectors a funnel reranks with (``float32`` unless the column says)."""
-        return str(self.params.get("store") or "float32")
+        return self.setting.store
+
+    def serving_choice(self, full_dim: int, k: int, exact_index: str) -> ServingChoice:
+        """This point as the serving choice an engine's snippet serves."""
+        return ServingChoice(self.setting, full_dim, exact_index, self.kept, self.overlap, k)
 
     def truncates(self, full_dim: int) -> bool:
         """Whether this configuration searches fewer dimensions than the model has."""
         return self.dim < full_dim
+
+
+def column_setting(dim: int, params: Mapping[str, Any]) -> SearchSetting:
+    """The search setting a column's recorded parameters describe, at one width: the one place
+    that reads them (a funnel's ``shortlist``, ``index``, ``index_params``, ``rerank_dim`` and
+    ``store``; a quantisation's ``precision``, the backend its codes are held in)."""
+    shortlist = params.get("shortlist")
+    return SearchSetting(dim, index=params.get("index") or params.get("precision"),
+                         index_params=dict(params.get("index_params") or {}),
+                         shortlist=int(shortlist) if isinstance(shortlist, int) else None,
+                         rerank_dim=params.get("rerank_dim") or None, store=str(params.get("store") or "float32"))
 
 
 def operating_points(results: RunResults) -> list[OperatingPoint]:
@@ -111,7 +132,8 @@ def operating_points(results: RunResults) -> list[OperatingPoint]:
             value = m[PRIMARY.key(k)]
             points.append(OperatingPoint(
                 key, c.label + (" (truncated, exact)" if c.kind == "model" else ""), model,
-                c.component if c.kind == "comparison" else None, d, value, value / exact if exact else 0.0,
+                c.component if c.kind == "comparison" else None, column_setting(d, c.params), value,
+                value / exact if exact else 0.0,
                 m[Metric.NDCG.key(k)], m.get(overlap_key(k)), cost.index_bytes, cost.rerank_bytes,
                 cost.ratio_single, cost.ratio_batch, dict(c.params),
             ))

@@ -16,15 +16,17 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..components import SearchCost
 from ..errors import UserError
-from ..run_models import BASE, MRL
+from ..evaluation.metrics import ENCODE_SPEEDUP, METRICS, OVERLAP, Metric, SearchCost, overlap_key
+
+BASE, MRL, MRL_PLAIN = "base", "mrl", "mrl-plain"
+"""The keys of the run's own models in every results file: the base model, the MRL model and, with
+a warm start, the same training without it (:mod:`mrl_plugins.recipe.run_models` plans the rest)."""
 
 SCHEMA_VERSION = 4
 """1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
@@ -33,37 +35,6 @@ the version; 3: comparison keys from parameters (:func:`column_key`), ``params``
 identifiers); their ``params`` are recovered once, in :func:`_upgrade`."""
 
 
-class Metric(str, Enum):
-    """A retrieval metric at cut-off k, computed per dimension after re-normalising."""
-
-    MRR = "mrr"
-    RECALL = "recall"
-    NDCG = "ndcg"
-
-    @property
-    def title(self) -> str:  # type: ignore[override]  # shadows str.title on purpose: the metric's printed name
-        return {"mrr": "MRR", "recall": "Recall", "ndcg": "nDCG"}[self.value]
-
-    def key(self, k: int) -> str:
-        """The name in ``results.json`` and in comparisons' metric dicts, e.g. ``mrr@10``."""
-        return f"{self.value}@{k}"
-
-
-OVERLAP = "overlap"
-"""Search configurations also report ``overlap@k``: the share of the exact full-dimension top k
-they return (not a relevance metric, so not in :data:`METRICS`)."""
-
-
-ENCODE_SPEEDUP = "encode_speedup"
-"""A column may also report how fast it encodes on the CPU: documents per second as a ratio to the
-torch float32 model in the same run (the ``export`` comparison does); the report prints it."""
-
-
-def overlap_key(k: int) -> str:
-    return f"{OVERLAP}@{k}"
-
-
-METRICS: tuple[Metric, ...] = tuple(Metric)
 PRIMARY = Metric.MRR
 """The metric that recommendations (smallest dimension keeping a share) are based on."""
 KEEP_SHARES: tuple[float, ...] = (0.99, 0.95)

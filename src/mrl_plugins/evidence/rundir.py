@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..run_models import MRL
-from .results import RESULTS_FILE, RunResults
+from ..models.loading import ResolvedModel, embedding_dim_from_files, resolve_model
+from .results import MRL, RESULTS_FILE, RunResults
 
 EVALUATION = "evaluation"
 METRICS_PLOT, COSTS_PLOT = "metrics.png", "costs.png"
@@ -149,3 +149,19 @@ class RunDir:
             raise UserError(f"{self.path}: not a finished run ({exc}); pass the output_dir of a completed "
                             "'mrl-run'.") from None
         return table if isinstance(table, dict) else {}
+
+
+def resolve_model_arg(name: str) -> tuple[ResolvedModel, Path | None]:
+    """A model as commands name it: a run's output directory (its ``model/``, and the run, whose
+    evidence then sets defaults), a model folder, or a Hub id (with its packaged offline copy)."""
+    path = Path(name).expanduser()
+    if RunDir.is_run(path):
+        model = str(RunDir(path.resolve()).model)
+        return ResolvedModel(model, model, "local path"), path
+    resolved = resolve_model(name)
+    if resolved.origin == "local path":
+        resolved = ResolvedModel(str(Path(resolved.location)), resolved.location, resolved.origin)
+        if embedding_dim_from_files(resolved.location) is None:
+            raise UserError(f"{name}: a folder, but neither a run's output directory nor a sentence-transformers "
+                            "model.")
+    return resolved, None

@@ -5,20 +5,20 @@ being the report's section objects, so the card cannot word a number differently
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from ..evaluation.metrics import METRICS
 from ..evidence.decisions import (
     OperatingPoint,
     basis,
     example_width,
-    operating_points,
     recommended_widths,
     serving_choice,
     truncation_on_front,
 )
-from ..evidence.results import METRICS, PRIMARY, RunResults, share_label
-from ..run_models import MRL
+from ..evidence.results import MRL, PRIMARY, RunResults, share_label
 from .blocks import Section, Table
 from .costs import describe, front_sentence, speed
 from .render import markdown_table
@@ -42,7 +42,13 @@ def quality_section(results: RunResults, column: str) -> Section:
     return Section("card-quality", "Retrieval quality per dimension", table=Table(header, rows))
 
 
-def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | None:
+Snippets = Callable[[RunResults, OperatingPoint], list[dict[str, str]]]
+"""The installed engines' own ways to serve a funnel choice (title, language, code, note), for the
+run's results and the chosen point: the publisher asks the plugins
+(:func:`mrl_plugins.publish.model.engine_snippets`); the card only lays them out."""
+
+
+def serving_section(results: RunResults, snippets: Snippets | None = None) -> tuple[Section, dict[str, Any]] | None:
     """What to serve (the decision), worded, and what the card's funnel snippet needs."""
     found = serving_choice(results)
     if found is None:
@@ -55,11 +61,11 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
         line += " " + front
     section = Section("serving", "Serving", lines=[line], bullets=False)
     full = results.full_dim
-    rerank_dim = int(point.params.get("rerank_dim") or full)
+    rerank_dim = int(point.setting.rerank_dim or full)
     rerank = "docs[shortlist] @ q" if rerank_dim == full else (
         f"(docs[shortlist, :{rerank_dim}] / np.linalg.norm(docs[shortlist, :{rerank_dim}], axis=1, keepdims=True)) "
         f"@ (q[:{rerank_dim}] / np.linalg.norm(q[:{rerank_dim}]))")
-    index = point.params.get("index")
+    index = point.setting.index
     flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {rerank_dim}" if rerank_dim != full else "",
                      f" --store {point.store}" if point.store != "float32" else ""])
     measured = (f"The run measured it with the `{index}` shortlist index"
@@ -69,53 +75,24 @@ def serving_section(results: RunResults) -> tuple[Section, dict[str, Any]] | Non
     return section, {"lines": section.lines, "funnel": funnel,
                      "dim": point.dim, "shortlist": point.shortlist, "rerank": rerank, "rerank_dim": rerank_dim,
                      "flags": flags, "approximate": approximate,
-                     "snippets": engine_snippets(results, point, rerank_dim) if funnel else []}
-
-
-def engine_snippets(results: RunResults, point: OperatingPoint, rerank_dim: int) -> list[dict[str, str]]:
-    """Each installed index backend's own way to serve the choice (a database's SQL), with the
-    run's columns it measured: asked of every registered backend, none named here."""
-    from ..components import ServingChoice
-    from ..plugins import load_registry
-
-    try:
-        registry = load_registry()
-    except Exception:  # a card is still written when the plugins cannot be loaded
-        return []
-    choice = ServingChoice(
-        dim=point.dim, full_dim=results.full_dim, shortlist=int(point.shortlist or 0), rerank_dim=rerank_dim,
-        store=point.store, index=str(point.params.get("index") or registry.exact_index()),
-        index_params=dict(point.params.get("index_params") or {}), kept=point.kept, recall=point.overlap,
-        k=results.k,
-    )
-    points = operating_points(results)
-    out = []
-    for name in registry.names("index"):
-        measured = {p.column: {"dim": p.dim, "shortlist": p.shortlist, "kept": p.kept, "recall": p.overlap,
-                               "params": p.params} for p in points if p.params.get("index") == name}
-        try:
-            snippet = registry.get("index", name).serving_snippet(choice, measured)
-        except Exception:
-            continue
-        if snippet is not None:
-            out.append({"title": snippet.title, "language": snippet.language, "code": snippet.code,
-                        "note": snippet.note})
-    return out
+                     "snippets": snippets(results, point) if funnel and snippets else []}
 
 
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL,
-                 exports: list[dict] | None = None, tei_mismatch: str | None = None) -> str:
+                 exports: list[dict] | None = None, tei_mismatch: str | None = None,
+                 snippets: Snippets | None = None) -> str:
     """The Matryoshka section, between markers so it can be replaced; its numbers are those of
     ``column``, the run's column this model is (MRL unless published with ``--model``);
-    ``exports``: the graphs the repository carries (:func:`mrl_plugins.publish_exports.published_exports`);
+    ``exports``: the graphs the repository carries (:func:`mrl_plugins.export.published.published_exports`);
     ``tei_mismatch``: why text-embeddings-inference would embed differently
-    (:func:`mrl_plugins.serving_configs.tei_mismatch`)."""
+    (:func:`mrl_plugins.export.serving_configs.tei_mismatch`); ``snippets``: the engines' serving
+    snippets (:data:`Snippets`)."""
     import jinja2
 
     template = resources.files("mrl_plugins.present").joinpath("card.md.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(keep_trailing_newline=False, autoescape=False, undefined=jinja2.StrictUndefined)
     share, example = example_width(results, column)
-    serving = serving_section(results) if column == MRL else None
+    serving = serving_section(results, snippets) if column == MRL else None
     data = results.data
     encoding = speed(results) if column == MRL else None
     text = env.from_string(template).render(

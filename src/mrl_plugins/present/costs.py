@@ -7,16 +7,10 @@ puts them in the report's order. Like it, this module only words what
 
 from __future__ import annotations
 
-from ..evidence.decisions import (
-    OperatingPoint,
-    basis,
-    cheapest,
-    operating_points,
-    pareto_front,
-)
-from ..evidence.results import ENCODE_SPEEDUP, KEEP_SHARES, PRIMARY, RunResults, share_label
+from ..evaluation.metrics import ENCODE_SPEEDUP
+from ..evidence.decisions import OperatingPoint, basis, cheapest, operating_points, pareto_front
+from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_label
 from ..evidence.rundir import COSTS_PLOT
-from ..run_models import MRL
 from .blocks import Section, Table
 
 

@@ -8,16 +8,9 @@ Deciding anything (which width keeps what, which configuration is cheapest) is l
 
 from __future__ import annotations
 
-from ..evidence.decisions import (
-    adaptor_gates,
-    basis,
-    best_column,
-    chosen_point,
-    recommended_widths,
-    serving_choice,
-)
-from ..evidence.results import KEEP_SHARES, METRICS, PRIMARY, Metric, RunResults, share_label
-from ..run_models import MRL
+from ..evaluation.metrics import METRICS, Metric
+from ..evidence.decisions import adaptor_gates, basis, best_column, chosen_point, recommended_widths, serving_choice
+from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_label
 from .blocks import Section, Table
 from .costs import describe, front_sentence, quality_versus_cost, speed
 
@@ -84,7 +77,7 @@ UNCERTAINTY_NOTE = (
 def uncertainty_table(results: RunResults, metric: Metric = PRIMARY) -> Table | None:
     """Per column and dimension: the value, its 95% interval, and its difference from MRL, marked
     ``*`` when the paired test finds it significant (p < 0.05) and ``≈`` when it does not."""
-    from ..stats import ALPHA
+    from ..evidence.stats import ALPHA
 
     columns = {k: m for k, m in results.models.items() if m.intervals}
     if not columns:
@@ -134,7 +127,7 @@ def uncertainty(results: RunResults) -> Section | None:
 
 
 def seeds(results: RunResults, metric: Metric = PRIMARY) -> Section | None:
-    from ..stats import mean_sd
+    from ..evidence.stats import mean_sd
 
     runs = results.seed_columns()
     if not runs:
@@ -233,7 +226,7 @@ TESTS_NOTE = (
 
 def tests_section(results: RunResults) -> Section | None:
     """The paired tests a reader needs to believe the per-width recommendation."""
-    from ..stats import ALPHA
+    from ..evidence.stats import ALPHA
 
     if not results.tests:
         return None

@@ -10,10 +10,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..components import KINDS
-from ..data import DataBundle
-from ..errors import UserError
-from ..recipe import ComponentSpec, Recipe, RecipeModel
+from ..data.types import DataBundle
+from ..recipe.load import Recipe
+from ..recipe.schema import RecipeModel
 from .staging import Staging
 
 logger = logging.getLogger("mrl_plugins")
@@ -99,54 +98,3 @@ class RunContext:
         return self.stages.stage(key, message)
 
 
-def plugin_call(spec: ComponentSpec[Any], method: str, *args: Any) -> Any:
-    """Call a component's method; an exception from the plugin's own code names the plugin."""
-    try:
-        return getattr(spec.component, method)(*args)
-    except (UserError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise PluginFailed(spec, method, exc) from exc
-
-
-class PluginFailed(UserError):
-    """A component's own code raised: the message names the component, its plugin and the error."""
-
-    exit_code = 1
-
-    def __init__(self, spec: ComponentSpec[Any], method: str, exc: Exception):
-        culprit = other_plugin_raising(exc, spec.cls.__module__)
-        if culprit is None:
-            blame, inside = spec.plugin, ""
-        else:
-            blame, where = culprit
-            inside = f" inside plugin '{blame}' ({where}), which it called"
-        super().__init__(
-            f"{spec.where}: {KINDS[spec.kind].noun} '{spec.name}' (plugin '{spec.plugin}') failed in {method}()"
-            f"{inside}: {type(exc).__name__}: {exc}. If this names your data or settings, fix them; otherwise it is a "
-            f"bug in plugin '{blame}' (run with MRL_DEBUG=1 for the traceback)."
-        )
-
-
-def other_plugin_raising(exc: BaseException, own_module: str) -> tuple[str, str] | None:
-    """The installed plugin distribution (entry point in ``mrl_plugins``) whose code raised
-    ``exc``, when it is not the calling component's own: a funnel comparison (built in) that
-    fails inside a third-party index backend names the backend's distribution, not itself.
-    ``(distribution, "module.function")`` of the innermost such frame, or ``None``."""
-    import importlib.metadata
-    import traceback
-
-    from ..plugins import ENTRY_POINT_GROUP
-
-    own = own_module.split(".")[0]
-    packages = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        top = ep.module.split(".")[0]
-        if top not in (own, "mrl_plugins"):
-            packages[top] = ep.dist.name if ep.dist is not None else ep.name
-    found = None
-    for frame, _ in traceback.walk_tb(exc.__traceback__):
-        module = str(frame.f_globals.get("__name__", ""))
-        if module.split(".")[0] in packages:
-            found = (packages[module.split(".")[0]], f"{module}.{frame.f_code.co_name}")
-    return found

@@ -15,23 +15,26 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, checks
+from .. import __version__
+from ..component_errors import plugin_call
 from ..components import ValidationContext
-from ..data import DataBundle, DataRequest, IRSetError, RowFormat, find_leaks, find_near_duplicates
+from ..data.near_duplicates import find_near_duplicates
+from ..data.types import DataBundle, RowFormat
 from ..errors import PluginError, UserError
-from ..evaluation import save_evaluation, save_per_query
-from ..evidence.results import DataInfo, ModelInfo, ModelResult, PublishInfo, RunResults, TrainingFacts
+from ..evidence.results import BASE, DataInfo, ModelInfo, ModelResult, RunResults, TrainingFacts
+from ..evidence.rundir import RunDir
+from ..evidence.saved import save_evaluation, save_per_query
 from ..models import full_width, load_model, pick_device
-from ..publish import publish_run, write_publication
-from ..recipe import Recipe, variant_specs
-from ..report import write_report
-from ..run_models import BASE
-from .context import Distributed, PluginFailed, RunContext, plugin_call
+from ..recipe import checks
+from ..recipe.data import data_lines, read_data_source, with_validation
+from ..recipe.load import Recipe, variant_specs
+from .context import Distributed, RunContext
 from .scoring import (
     Embeddings,
     attach_statistics,
@@ -46,12 +49,22 @@ from .training import train_models
 logger = logging.getLogger("mrl_plugins")
 
 
+Documents = Callable[[RunDir, RunResults, Recipe], None]
+"""What a caller writes for people into the run folder, from its results, before the folder is put
+in place: the model's card and default width, the report
+(:func:`mrl_plugins.publish.documents.write_run_documents`, which ``mrl-run`` and the sweep pass).
+It may fill ``results.publish``; results.json is written after it. The engine itself writes the
+evidence alone (results.json, the resolved recipe, the evaluation set) and imports no presenter or
+publisher."""
+
+
 def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: Path | None = None,
-        trial: Any = None) -> RunResults | None:
+        trial: Any = None, documents: Documents | None = None) -> RunResults | None:
     """Run a validated recipe end to end; rank 0 returns what it wrote to results.json.
     ``out`` (with ``resume``): the output folder of the interrupted run to continue. ``trial``: a
-    sweep's trial (:class:`mrl_plugins.sweep.TrialHooks`): the run is then scored on its
-    validation split only, never on the evaluation set, and publishes nothing."""
+    sweep's trial (:class:`mrl_plugins.sweep.study.TrialHooks`): the run is then scored on its
+    validation split only, never on the evaluation set. ``documents``: what the caller writes
+    beside the evidence (:data:`Documents`); pushing to the Hub is the caller's too."""
     dist = Distributed.from_env()
     staging = Staging.for_run(recipe, resume=resume, out=out)
     recipe.output_dir = staging.out
@@ -70,14 +83,11 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, out: P
                 return None
             if changes:
                 results.resumed_with_changes = changes
-            save(ctx, results)
+            save(ctx, results, documents)
             staging.finalize()
     finally:
         staging.release()
     logger.info("results in %s", staging.out)
-    pub = recipe.settings.publish
-    if pub.push and pub.repo_id and trial is None:  # validation refuses push without a repo_id
-        publish_run(staging.out, results, repo_id=pub.repo_id, private=pub.private, revision=pub.revision)
     return results
 
 
@@ -168,8 +178,9 @@ def add_costs(ctx: RunContext, emb: Embeddings, columns: list[ModelResult]) -> N
     """A model's own column is plain truncation, searched exactly: what that costs, timed on this
     split, and its recall of the model's exact full-width top k (``overlap@k``), as every search
     configuration reports it."""
-    from ..evaluation import normalise, overlap_at_k, top_k
-    from ..evidence.results import overlap_key
+    from ..evaluation.encode import normalise
+    from ..evaluation.metrics import overlap_key
+    from ..evaluation.retrieval import overlap_at_k, top_k
 
     costs, k = truncation_costs(ctx, emb), ctx.settings.eval.k
     for column in columns:
@@ -225,45 +236,6 @@ def say_data(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, int]
         logger.log(level, "%s", line)
 
 
-def data_lines(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, int]) -> list[tuple[int, str]]:
-    lines = [(logging.INFO, f"          {len(bundle.train)} training rows ({bundle.row_format}), "
-                            f"{len(bundle.eval.queries)} evaluation queries, {len(bundle.eval.corpus)} documents")]
-    if bundle.validation is not None:
-        lines.append((logging.INFO, f"          {len(bundle.validation.queries)} validation queries, "
-                                    f"{len(bundle.validation.corpus)} documents ({validation_from}): every choice of "
-                                    "the run is made on them"))
-    else:
-        lines.append((logging.WARNING, "no validation split ([validation] queries = 0): the run's choices are made on "
-                                       "the evaluation set, and flatter themselves by its luck"))
-    k = recipe.settings.eval.k
-    if len(bundle.eval.queries) < 50 or len(bundle.eval.corpus) <= k:
-        lines.append((logging.WARNING, f"the evaluation set is tiny ({len(bundle.eval.queries)} queries, "
-                                       f"{len(bundle.eval.corpus)} documents, k = {k}): its numbers mean little"))
-    return lines
-
-
-def with_validation(recipe: Recipe, bundle: DataBundle) -> tuple[DataBundle, dict[str, int]]:
-    """The bundle with its validation split (the source's own, else one carved here), and where
-    the validation queries came from."""
-    from ..validation import ValidationSize, carve_validation
-
-    v = recipe.settings.validation
-    if v.queries == 0:
-        return replace(bundle, validation=None, spare=[]), {}
-    if bundle.validation is not None:
-        leaked = find_leaks(bundle.training_texts(), bundle.validation)
-        if any(leaked):
-            raise PluginError(f"data source '{recipe.data.name}' gave a validation set that leaks: {leaked[0]} "
-                              f"queries and {leaked[1]} relevant documents also occur in its training rows.")
-        return bundle, {"source": len(bundle.validation.queries)}
-    size = ValidationSize(v.queries, v.corpus, v.from_training, v.positive_threshold)
-    carved = carve_validation(bundle, size, seed=recipe.settings.seed, where=f"{recipe.path}: [validation]")
-    validation_from = {"spare": carved.from_spare, "training": carved.from_training}
-    if carved.training_rows_removed:
-        validation_from["training_rows_removed"] = carved.training_rows_removed
-    return carved.bundle, validation_from
-
-
 def mine_negatives(ctx: RunContext) -> None:
     """``[mining]``: hard negatives for the training pairs, from the training rows' own positives
     (never validation or evaluation texts); pairs without a negative inside the margin are left
@@ -271,8 +243,8 @@ def mine_negatives(ctx: RunContext) -> None:
     m = ctx.settings.mining
     if m is None:
         return
-    from .._st import mine_hard_negatives
     from ..models import resolve_model
+    from ..models.compat import mine_hard_negatives
 
     bundle = ctx.bundle
     if m.model == "base":
@@ -321,37 +293,6 @@ def check_with_data(ctx: RunContext) -> None:
         logger.warning("warning: %s", warning)
 
 
-def read_data_source(recipe: Recipe) -> DataBundle:
-    """The data source's bundle, checked against the contract: columns, no leaks, a usable eval set."""
-    spec = recipe.data
-    who = f"data source '{spec.name}' (plugin '{spec.plugin}')"
-    request = DataRequest(row_format=recipe.row_format, seed=recipe.settings.seed, recipe_dir=recipe.base_dir)
-    try:
-        bundle = plugin_call(spec, "load", request)
-    except PluginFailed as exc:
-        if isinstance(exc.__cause__, IRSetError):
-            raise PluginError(f"{who} built an inconsistent evaluation set: {exc.__cause__}. The plugin must "
-                              "fix it.") from None
-        raise
-    if not isinstance(bundle, DataBundle):
-        raise PluginError(f"{who}: load() returned {type(bundle).__name__}, not a DataBundle; the plugin does not "
-                          "follow the contract (see docs/plugin-guide.md, 'Data types').")
-    expected = list(recipe.row_format.columns)
-    if list(bundle.train.column_names) != expected:
-        raise PluginError(f"{who} returned columns {bundle.train.column_names}, expected {expected}; "
-                          "the plugin does not follow the contract.")
-    leaked = find_leaks(bundle.training_texts(), bundle.eval)
-    if any(leaked):
-        raise UserError(f"{who} leaks: {leaked[0]} evaluation queries and {leaked[1]} relevant documents also occur "
-                        "in the training rows. Fix the data or the source's split.")
-    if not bundle.eval.queries:
-        raise UserError(f"{who} produced an empty evaluation set; nothing to measure.")
-    if bundle.eval.dropped_queries:
-        logger.warning("%s: %d evaluation queries had no relevant document and were left out (%d remain)",
-                       who, bundle.eval.dropped_queries, len(bundle.eval.queries))
-    return bundle
-
-
 def load_base_model(ctx: RunContext) -> None:
     recipe, s = ctx.recipe, ctx.settings
     with ctx.stage("load_model", f"loading {recipe.model.requested} ({recipe.model.origin}) on {ctx.device}"):
@@ -394,23 +335,21 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
     )
 
 
-def save(ctx: RunContext, results: RunResults) -> None:
-    """The evaluation set and embeddings, the model's default dimension and card, results.json,
-    the resolved recipe and the report."""
+def save(ctx: RunContext, results: RunResults, documents: Documents | None) -> None:
+    """The evaluation set and embeddings, what the caller writes for people (the model's default
+    dimension and card, the report), results.json and the resolved recipe."""
     import tomli_w
 
-    pub, run = ctx.settings.publish, ctx.staging.run
+    run = ctx.staging.run
     folder = run.path
     if ctx.trial is None:  # a sweep's trial never encoded the evaluation set
         encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
         save_evaluation(folder, ctx.bundle.eval, encoded)
         save_per_query(folder, ctx.per_query)
-    if ctx.trial is None:  # a trial's model is not one to publish: the sweep's final run is
-        meta = write_publication(run.model, results, pub.truncate_dim, pub.repo_id)
-        results.publish = PublishInfo(truncate_dim=meta["truncate_dim"], recommended_dims=meta["recommended_dims"])
+    if documents is not None:
+        documents(run, results, ctx.recipe)
     results.save(folder)
     run.recipe_file.write_text(tomli_w.dumps(ctx.recipe.resolved()))
-    write_report(folder, results)
 
 
 def versions() -> dict[str, str]:

@@ -18,14 +18,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..components import Column, ComparisonContext, IndexBackend, Metrics, SearchCost, TextSide
+from ..component_errors import plugin_call
+from ..components import Column, ComparisonContext, IndexBackend, TextSide
 from ..errors import PluginError, UserError
-from ..evaluation import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set, score_dims, scores_of
-from ..evidence.results import METRICS, PRIMARY, ModelResult, PairedTest, RunResults, column_key, round_metrics
+from ..evaluation.encode import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set
+from ..evaluation.metrics import METRICS, Metrics, SearchCost
+from ..evaluation.retrieval import score_dims, scores_of
+from ..evidence.results import BASE, MRL, PRIMARY, ModelResult, PairedTest, RunResults, column_key, round_metrics
 from ..models import load_model
-from ..recipe import ComparisonSpec
-from ..run_models import BASE, MRL
-from .context import RunContext, plugin_call
+from ..recipe.load import ComparisonSpec
+from .context import RunContext
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -150,7 +152,8 @@ class RunComparisonContext(ComparisonContext):
 def truncation_costs(ctx: RunContext, emb: Embeddings) -> dict[int, SearchCost]:
     """What searching truncated vectors costs at each dimension: exact float32 search (flat),
     timed side by side. It depends on shapes only, so one measurement serves every model."""
-    from ..search import FunnelIndex, measure, search_cost
+    from ..search.index import FunnelIndex
+    from ..search.timing import measure, search_cost
 
     enc = emb.encoded(BASE)
     registry = ctx.recipe.registry
@@ -203,7 +206,7 @@ def keep_per_query(emb: Embeddings, key: str, column: Column) -> str | None:
 
 def attach_statistics(ctx: RunContext, columns: list[ModelResult]) -> None:
     """95% bootstrap intervals for every column, and paired p-values against the MRL column."""
-    from ..stats import bootstrap_interval, paired_p_value
+    from ..evidence.stats import bootstrap_interval, paired_p_value
 
     with ctx.stage("statistics", "bootstrap intervals and paired tests over the evaluation queries"):
         reference, keys = ctx.per_query.get(MRL), [m.key(ctx.settings.eval.k) for m in METRICS]
@@ -222,7 +225,7 @@ def recommendation_tests(ctx: RunContext, results: RunResults) -> list[PairedTes
     """At each width: the column recommended on validation (:func:`~mrl_plugins.evidence.decisions.best_column`)
     against plain MRL and against the strongest other post-hoc column, paired over the evaluation queries."""
     from ..evidence.decisions import best_column, plain_mrl, strongest_alternative
-    from ..stats import paired_p_value
+    from ..evidence.stats import paired_p_value
 
     key, found = PRIMARY.key(ctx.settings.eval.k), []
     for d in results.dims:
@@ -297,8 +300,7 @@ def load_compared(emb: Embeddings, path: Path, spec: ComparisonSpec) -> list[Mod
 def check_returned(spec: ComparisonSpec, out: Any, dims: Sequence[int], k: int, *, control: bool = False) -> None:
     """Refuse, where the plugin hands it over, a return value that breaks the contract: metrics
     per dimension of the run (every metric, finite, in [0, 1]), or a list of such columns."""
-    from ..components import SearchCost
-    from ..evidence.results import METRICS, overlap_key
+    from ..evaluation.metrics import METRICS, SearchCost, overlap_key
 
     bounded = {m.key(k) for m in METRICS} | {overlap_key(k)}
     who = f"{spec.where}: comparison '{spec.name}' (plugin '{spec.plugin}')"

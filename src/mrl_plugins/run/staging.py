@@ -23,8 +23,8 @@ from typing import Any
 
 from ..errors import RunAbandoned, UserError
 from ..evidence.rundir import RunDir
-from ..locks import FolderLock, lock_path
-from ..recipe import Recipe
+from ..outputs.locks import FolderLock, lock_path
+from ..recipe.load import Recipe
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -69,8 +69,8 @@ def staging_dir(out: Path) -> Path:
 
 def find_resumable(recipe: Recipe) -> Path:
     """The output directory of the newest interrupted run of this recipe (for ``--resume``)."""
-    from ..checks import fill_output_dir
-    from ..recipe import output_path
+    from ..recipe.checks import fill_output_dir
+    from ..recipe.load import output_path
 
     pattern = output_path(recipe.base_dir, fill_output_dir(recipe.settings.output_dir, recipe.settings.name, "*"))
     candidates = sorted(pattern.parent.glob(f".{pattern.name}.partial"), key=lambda p: p.stat().st_mtime)

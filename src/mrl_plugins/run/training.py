@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .._st import strip_card_examples
+from ..component_errors import plugin_call
 from ..components import ObjectiveContext, Role, TextSide, WarmStartContext
 from ..errors import UserError, is_disk_full
-from ..evaluation import encode_texts
-from ..evidence.results import TrainingFacts
+from ..evaluation.encode import encode_texts
+from ..evidence.results import MRL, TrainingFacts
 from ..models import ResolvedModel, load_model, mixed_precision
-from ..recipe import ComponentSpec
-from ..run_models import MRL, RunModel, Training
-from .context import RunContext, plugin_call
+from ..models.compat import strip_card_examples
+from ..recipe.load import ComponentSpec
+from ..recipe.run_models import RunModel, Training
+from .context import RunContext
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -89,7 +90,8 @@ def validation_curve(ctx: RunContext, run_model: RunModel, curve: list[dict[str,
     hears each score of the MRL model (:attr:`RunContext.trial`) and may stop it there (pruning)."""
     from transformers import TrainerCallback
 
-    from ..evaluation import encode_ir_set, index_ir_set, score_dims
+    from ..evaluation.encode import encode_ir_set, index_ir_set
+    from ..evaluation.retrieval import score_dims
 
     every, validation = ctx.settings.validation.eval_steps, ctx.bundle.validation
     if validation is None:
@@ -290,7 +292,7 @@ def save_model(model: Any, folder: Path, key: str) -> None:
     """Save a trained model. A full disk does not lose it: the weights stay in memory, the console
     says where to free how much space, and the save is retried as soon as there is room (for up to
     ``MRL_SAVE_RETRY_SECONDS``, 15 minutes by default); only then does the run stop."""
-    from ..run.staging import DiskFull
+    from .staging import DiskFull
 
     need = sum(p.numel() * p.element_size() for p in model.parameters()) + (16 << 20)
     deadline = time.monotonic() + SAVE_RETRY_SECONDS

@@ -1,29 +1,39 @@
-"""The search side: funnel indexes (shortlist at a low dimension, rerank at full) over
-index-backend plugins, built from embeddings or from a model and texts, saved and loaded.
+"""The search side: a corpus's vectors in an engine, searched as a funnel (shortlist with the
+first dimensions, rerank at full width), built, saved, opened, timed and searched by text.
 
-``FunnelIndex`` is the index; :func:`build_from_texts` builds one from a model and a corpus
-(what ``mrl-run index`` does); :func:`open_index` loads a saved one with its backend from the
-plugin registry; :func:`measure` times searches side by side.
+``index``        :class:`FunnelIndex`, the core's funnel over any shortlist index backend
+``folder``       an index folder: its typed manifest, the checks of its files, its text store
+``build``        building an index from a model and texts, or from ``mrl-run embed``'s shards; opening one
+``destination``  the ``-o`` of ``mrl-run index``: what may be replaced, room on the disk
+``searcher``     :class:`Searcher`: a model (or its query encoder), an index and its texts; search by text
+``timing``       searches timed side by side, and what a configuration costs
+
+Index backends and engines are plugins (:class:`~mrl_plugins.components.IndexBackend`); nothing
+here names a built-in one. The public names below are imported on first use.
 """
 
-from ..evaluation import normalise
-from .build import IndexedCorpus, build_from_texts, open_index
-from .corpus import CorpusReader
-from .folder import TextStore
-from .index import FunnelIndex, ModelStamp, SearchHits
-from .timing import Timing, measure, search_cost
+from __future__ import annotations
 
-__all__ = [
-    "CorpusReader",
-    "FunnelIndex",
-    "IndexedCorpus",
-    "ModelStamp",
-    "SearchHits",
-    "TextStore",
-    "Timing",
-    "build_from_texts",
-    "measure",
-    "normalise",
-    "open_index",
-    "search_cost",
-]
+from typing import Any
+
+_PUBLIC = {
+    "index": ("FunnelIndex", "funnel_index", "open_funnel"),
+    "build": ("IndexedCorpus", "build_from_texts", "open_index"),
+    "timing": ("Timing", "measure", "search_cost"),
+    "folder": ("TextStore",),
+}
+__all__ = sorted(name for names in _PUBLIC.values() for name in names)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC["index"]:
+        from . import index as module
+    elif name in _PUBLIC["build"]:
+        from . import build as module  # type: ignore[no-redef]
+    elif name in _PUBLIC["timing"]:
+        from . import timing as module  # type: ignore[no-redef]
+    elif name in _PUBLIC["folder"]:
+        from . import folder as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module 'mrl_plugins.search' has no attribute {name!r}")
+    return getattr(module, name)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..components import IndexBackend, SearchIndex
+from ..data.corpus import CorpusReader
+from ..embed.folder import EmbeddingsDir
+from ..embed.stamp import ModelStamp
 from ..errors import UserError
 from ..models import full_width
-from .corpus import CorpusReader
-from .embeddings import EmbeddingsDir
-from .folder import StoreDtype, TextStore, check_index_folder
-from .index import FunnelIndex, ModelStamp, SearchHits
+from .folder import Manifest, StoreDtype, TextStore, check_index_folder
+from .index import FunnelIndex, funnel_index, open_funnel
 
 logger = logging.getLogger("mrl_plugins")
 
@@ -38,10 +39,10 @@ def build_from_texts(
     what it had loaded."""
     from tqdm.auto import tqdm
 
-    from ..evaluation import encode_texts
+    from ..evaluation.encode import encode_texts
 
     full_dim = full_width(model)
-    index = backend.funnel(full_dim, shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
+    index = funnel_index(backend, full_dim, shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
                            model=ModelStamp.of(model, model_name), replace=replace)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def build_from_embeddings(
     from tqdm.auto import tqdm
 
     stamp = ModelStamp(manifest["model"]["name"], tuple(manifest["model"]["probe"]))
-    index = backend.funnel(manifest["full_dim"], shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
+    index = funnel_index(backend, manifest["full_dim"], shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype,
                            model=stamp, replace=replace)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -152,11 +153,12 @@ def _blocks(embeddings: EmbeddingsDir, manifest: dict[str, Any], size: int) -> A
 
 @dataclass
 class IndexedCorpus:
-    """A saved index with its texts: search by query text, get documents back."""
+    """A saved index opened: the index, its text store and its manifest (typed). Searching it by
+    text is a :class:`~mrl_plugins.search.searcher.Searcher`'s job."""
 
     index: SearchIndex
     texts: TextStore | None
-    manifest: dict[str, Any]
+    manifest: Manifest
     folder: Path
 
     def check_model(self, stamp: ModelStamp) -> None:
@@ -168,11 +170,6 @@ class IndexedCorpus:
                 f"search it with that model, or rebuild the index with 'mrl-run index {stamp.name} CORPUS -o ...'."
             )
 
-    def documents(self, hits: SearchHits, row: int = 0) -> list[dict[str, Any]]:
-        """The ranked documents of one query: id, text and score."""
-        ids = [int(i) for i in hits.ids[row] if i >= 0]
-        found = self.texts.get(ids) if self.texts else [{"id": str(i), "text": ""} for i in ids]
-        return [{**doc, "score": float(s)} for doc, s in zip(found, hits.scores[row][: len(ids)])]
 
 
 def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True,
@@ -184,8 +181,8 @@ def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True,
     folder = Path(folder)
     manifest = check_index_folder(folder)
     registry = registry or load_registry()
-    name = manifest["index"]["name"]
-    params = {**manifest["index"]["params"], **(params or {})}
+    name = manifest.index.name
+    params = {**manifest.index.params, **(params or {})}
     try:
         backend = registry.build("index", name, params)
     except ComponentParamsError as exc:
@@ -195,27 +192,27 @@ def open_index(folder: str | Path, *, registry: Any = None, mmap: bool = True,
     except ImportError as exc:
         raise UserError(f"{folder}: {missing_library(name, exc, registry)}") from None
     try:
-        index = backend.open(folder, manifest, mmap=mmap)
+        index = open_funnel(backend, folder, manifest, mmap=mmap)
     except ImportError as exc:
         raise UserError(f"{folder}: {missing_library(name, exc, registry)}") from None
-    texts = TextStore(folder) if manifest.get("texts") and (folder / "texts.jsonl").is_file() else None
+    texts = TextStore(folder) if manifest.texts and (folder / "texts.jsonl").is_file() else None
     return IndexedCorpus(index, texts, manifest, folder)
 
 
-def missing_backend(name: str, manifest: dict[str, Any], registry_says: str) -> str:
+def missing_backend(name: str, manifest: Manifest, registry_says: str) -> str:
     """Why an index cannot be opened when no installed plugin registers its backend, and what to
     install: the manifest names the distribution and version that built it."""
-    origin = manifest["index"].get("provided_by") or {}
-    dist, version = origin.get("distribution"), origin.get("version")
+    origin = manifest.index.provided_by
+    dist, version = (origin.distribution, origin.version) if origin else (None, None)
     if dist:
         pinned = f"{dist}=={version}" if version else dist
         return (f"the index was built with index backend '{name}' from {dist} {version or ''}".rstrip()
-                + f" (plugin '{origin.get('plugin')}'), which is not installed here (or is switched off by "
-                f"MRL_DISABLE_PLUGINS). Install it: pip install '{pinned}'. The index itself is fine; nothing was "
+                + f" (plugin '{origin.plugin if origin else None}'), which is not installed here (or is switched off "
+                f"by MRL_DISABLE_PLUGINS). Install it: pip install '{pinned}'. The index itself is fine; nothing was "
                 "changed.")
-    if origin.get("plugin"):
+    if origin is not None and origin.plugin:
         return (f"the index was built with index backend '{name}' from the recipe-local plugin "
-                f"'{origin['plugin']}', which is not loaded here. Load that module (a recipe's plugins = [...]), or "
+                f"'{origin.plugin}', which is not loaded here. Load that module (a recipe's plugins = [...]), or "
                 f"rebuild the index with 'mrl-run index'. ({registry_says})")
     return (f"{registry_says} The index was built with a backend that is not installed here (its manifest, written "
             "before mrl-plugins 0.7.0, does not say which package provided it); install the plugin that provides it, "

@@ -6,15 +6,12 @@ commands."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import UserError, is_disk_full
+from ..errors import UserError
 from ..evidence.rundir import RunDir
 from .folder import FORMAT
 
@@ -24,7 +21,7 @@ logger = logging.getLogger("mrl_plugins")
 def check_destination(out: Path, overwrite: bool) -> None:
     """``-o`` may name a new folder, an empty one, or (with ``--overwrite``) an index; never a
     file, a finished run or any other folder: nothing the user has is replaced by an index."""
-    from ..checks import output_problems
+    from ..outputs.destination import output_problems
 
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"-o {out}: a file is there, not an index folder; nothing was changed. Name a new folder.")
@@ -53,7 +50,7 @@ def is_index(folder: Path) -> bool:
 
 def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: int, store: str) -> None:
     """Refuse a build the disk cannot hold: the texts, the full vectors and the shortlist index."""
-    from ..checks import existing_ancestor
+    from ..outputs.destination import existing_ancestor
 
     if rows is None:
         return  # a stream: its size is known only once read; a full disk is then caught as it happens
@@ -62,25 +59,6 @@ def check_room(out: Path, rows: int | None, corpus_bytes: int, full: int, dim: i
     if free < need * 1.1:
         raise UserError(f"-o {out}: the index needs about {need / 2**20:,.0f} MiB and {existing_ancestor(out.parent)} "
                         f"has {free / 2**20:,.0f} MiB free; nothing was changed. Free some space or choose another -o.")
-
-
-@contextlib.contextmanager
-def building(tmp: Path, out: Path) -> Iterator[None]:
-    """A build into ``tmp`` that replaces ``out`` at the end; on failure nothing of it is left,
-    and a full disk or a folder that cannot be written is one message."""
-    try:
-        yield
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(exc):
-            kept = f" and the index already in {out} is untouched" if out.exists() else ""
-            raise UserError(f"the disk filled up while building the index in {tmp.parent}; the partial build was "
-                            f"removed{kept}. "
-                            "Free some space (or choose another -o) and run the command again.") from None
-        if isinstance(exc, PermissionError):
-            raise UserError(f"-o {out}: cannot write there ({exc.strerror}: {exc.filename}); nothing was changed. "
-                            "Choose a folder you can write.") from None
-        raise
 
 
 def discard_old(out: Path) -> None:
@@ -92,9 +70,9 @@ def discard_old(out: Path) -> None:
     from .folder import read_manifest
 
     manifest = read_manifest(out)
-    name = manifest["index"]["name"]
+    name = manifest.index.name
     try:
-        backend = load_registry().build("index", name, manifest["index"]["params"])
+        backend = load_registry().build("index", name, manifest.index.params)
     except Exception as exc:
         logger.warning("the index in %s was built with '%s', which cannot be loaded here (%s); anything it keeps "
                        "outside the folder is left as it is", out, name, exc)
@@ -102,34 +80,3 @@ def discard_old(out: Path) -> None:
     backend.discard(out, manifest)
 
 
-def replace_folder(new: Path, out: Path) -> None:
-    """Put a finished build in place of ``out``; an old index is removed only once the new one is in place."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        out.rename(old)
-    try:
-        new.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def copy_to_edit(src: Path, dst: Path) -> None:
-    """A copy of a model folder to edit (``mrl-run publish``'s staging, ``export --format
-    sentence-transformers-3``): files over 1 MiB (weights) hard-linked, never written to; smaller
-    ones (configs, cards) copied, so rewriting them never reaches the original. ``dst`` may exist."""
-
-    def copy(a: str, b: str) -> None:
-        if os.path.getsize(a) > 1 << 20:
-            try:
-                os.link(a, b)
-                return
-            except OSError:
-                pass
-        shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=True)

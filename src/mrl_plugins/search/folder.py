@@ -20,64 +20,17 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from ..embed.folder import npy_header
 from ..errors import UserError
-
-StoreDtype = Literal["float32", "float16", "int8"]
-"""How the rerank vectors are stored (``int8``: codes with ``store_ranges.npy``)."""
-FORMAT = "mrl-plugins-index"
-VERSION = 3
-"""The newest format this code reads and writes; an index is written as version 1 unless it needs 2
-(an ``int8`` store) or 3 (held by an engine), so that every index an older mrl-plugins can read is
-still written for it."""
+from ..indexes import FORMAT, VERSION, Manifest, StoreDtype  # noqa: F401 (re-exported: the folder's format)
 
 
-class _Stamp(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    probe: list[float]
-
-
-class _Provenance(BaseModel):
-    plugin: str
-    distribution: str | None = None
-    version: str | None = None
-
-
-class _Backend(BaseModel):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    provided_by: _Provenance | None = None
-    """The plugin, distribution and version whose backend built the index (absent before 0.7.0)."""
-
-
-class Manifest(BaseModel):
-    """``manifest.json``: every key with its type; a folder whose manifest does not parse as this
-    is not an index (checked before any model or torch loads)."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    format: Literal["mrl-plugins-index"]
-    version: int = Field(ge=1)
-    created_by: str | None = None
-    model: _Stamp | None = None
-    full_dim: int = Field(ge=1)
-    shortlist_dim: int = Field(ge=1)
-    rerank_dim: int = Field(ge=1)
-    index: _Backend
-    count: int = Field(ge=0)
-    store_dtype: StoreDtype
-    texts: bool = False
-    normalised: bool = False
-    shortlist: int | None = Field(None, ge=1)
-    engine: bool = False
-    """The vectors and the shortlist index live in the backend's engine, not in the folder."""
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> Manifest:
     path = folder / "manifest.json"
     rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
     if not folder.is_dir():
@@ -103,49 +56,33 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if manifest.shortlist_dim > manifest.full_dim or manifest.rerank_dim > manifest.full_dim:
         raise UserError(f"{path}: shortlist_dim {manifest.shortlist_dim} and rerank_dim {manifest.rerank_dim} must not "
                         f"exceed full_dim {manifest.full_dim}; the manifest is damaged; {rebuild}.")
-    return manifest.model_dump(mode="json")
+    return manifest
 
 
-def check_index_folder(folder: Path) -> dict[str, Any]:
+def check_index_folder(folder: Path) -> Manifest:
     """The whole index folder, checked without loading a model: the manifest (keys and types),
     the files it needs, the shape and dtype of ``vectors.npy`` and the text store's offsets.
     Returns the manifest; anything wrong is one message that says to rebuild."""
     m = read_manifest(folder)
     rebuild = f"rebuild the index with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
-    arrays = [] if m["engine"] else ["shortlist.index", "vectors.npy",
-                                     *(["store_ranges.npy"] if m["store_dtype"] == "int8" else [])]
-    needed = [*arrays, *(["texts.jsonl", "offsets.npy"] if m["texts"] else [])]
+    arrays = [] if m.engine else ["shortlist.index", "vectors.npy",
+                                     *(["store_ranges.npy"] if m.store_dtype == "int8" else [])]
+    needed = [*arrays, *(["texts.jsonl", "offsets.npy"] if m.texts else [])]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{folder}: {', '.join(missing)} missing (the manifest needs them); the folder is incomplete; "
                         f"{rebuild}.")
-    if m["engine"]:  # the engine checks its own side when the index opens
-        if m["texts"]:
-            TextStore(folder).check(m["count"], rebuild)
+    if m.engine:  # the engine checks its own side when the index opens
+        if m.texts:
+            TextStore(folder).check(m.count, rebuild)
         return m
     shape, dtype = npy_header(folder / "vectors.npy", rebuild)
-    if shape != (m["count"], m["full_dim"]) or dtype != np.dtype(m["store_dtype"]):
-        raise UserError(f"{folder}/vectors.npy holds {dtype} {shape}, the manifest says {m['store_dtype']} "
-                        f"({m['count']}, {m['full_dim']}); the folder is damaged; {rebuild}.")
-    if m["texts"]:
-        TextStore(folder).check(m["count"], rebuild)
+    if shape != (m.count, m.full_dim) or dtype != np.dtype(m.store_dtype):
+        raise UserError(f"{folder}/vectors.npy holds {dtype} {shape}, the manifest says {m.store_dtype} "
+                        f"({m.count}, {m.full_dim}); the folder is damaged; {rebuild}.")
+    if m.texts:
+        TextStore(folder).check(m.count, rebuild)
     return m
-
-
-def npy_header(path: Path, rebuild: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a ``.npy`` file from its header, and whether its data is all there."""
-    try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh)
-            data_start = fh.tell()
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable .npy file ({exc}); {rebuild}.") from None
-    need = int(np.prod(shape)) * dtype.itemsize
-    if path.stat().st_size - data_start < need:
-        raise UserError(f"{path}: cut short ({path.stat().st_size - data_start:,} of {need:,} data bytes); {rebuild}.")
-    return tuple(shape), dtype
 
 
 class NpyAppender:

@@ -32,30 +32,10 @@ from typing import Any
 import numpy as np
 
 from ..components import IndexBackend, SearchHits, SearchIndex, ShortlistIndex
+from ..embed.stamp import ModelStamp
 from ..errors import UserError
-from ..evaluation import normalise
-from .folder import FORMAT, NpyAppender, StoreDtype, read_manifest
-
-PROBE = "mrl-plugins index probe: which model embedded this corpus?"
-
-
-@dataclass(frozen=True)
-class ModelStamp:
-    """Which model embedded an index: its name and its embedding of a fixed probe sentence, so
-    a query embedded by another model is refused whatever the model is called."""
-
-    name: str
-    probe: tuple[float, ...]
-
-    @classmethod
-    def of(cls, model: Any, name: str) -> ModelStamp:
-        from ..evaluation import encode_texts
-
-        vector = encode_texts(model, [PROBE], role="document")[0]
-        return cls(name, tuple(round(float(v), 6) for v in vector[:16]))
-
-    def matches(self, other: ModelStamp) -> bool:
-        return len(self.probe) == len(other.probe) and np.allclose(self.probe, other.probe, atol=1e-3)
+from ..evaluation.encode import normalise
+from .folder import FORMAT, Manifest, NpyAppender, StoreDtype, read_manifest
 
 
 @dataclass
@@ -279,13 +259,13 @@ class FunnelIndex(SearchIndex):
         folder = Path(folder)
         m = read_manifest(folder)
         index = cls.__new__(cls)
-        index.full_dim, index.shortlist_dim, index.rerank_dim = m["full_dim"], m["shortlist_dim"], m["rerank_dim"]
-        index.backend, index.store_dtype = backend, m["store_dtype"]
-        index.model = ModelStamp(m["model"]["name"], tuple(m["model"]["probe"])) if m.get("model") else None
-        index._chunks, index.normalised, index.ranges = [], bool(m.get("normalised", False)), None
+        index.full_dim, index.shortlist_dim, index.rerank_dim = m.full_dim, m.shortlist_dim, m.rerank_dim
+        index.backend, index.store_dtype = backend, m.store_dtype
+        index.model = ModelStamp(m.model.name, tuple(m.model.probe)) if m.model else None
+        index._chunks, index.normalised, index.ranges = [], m.normalised, None
         index._spool = None
         try:
-            index.shortlist = backend.load(folder / "shortlist.index", m["shortlist_dim"])
+            index.shortlist = backend.load(folder / "shortlist.index", m.shortlist_dim)
             index._vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
             if index.store_dtype == "int8":
                 index.ranges = np.load(folder / "store_ranges.npy")
@@ -297,13 +277,39 @@ class FunnelIndex(SearchIndex):
         except Exception as exc:
             raise UserError(f"{folder}: the index files cannot be read ({type(exc).__name__}: {exc}); rebuild it "
                             "with 'mrl-run index'.") from None
-        if len(index.shortlist) != m["count"] or index._vectors.shape != (m["count"], m["full_dim"]):
+        if len(index.shortlist) != m.count or index._vectors.shape != (m.count, m.full_dim):
             raise UserError(
-                f"{folder}: the files disagree with manifest.json (it says {m['count']} vectors of {m['full_dim']} "
+                f"{folder}: the files disagree with manifest.json (it says {m.count} vectors of {m.full_dim} "
                 f"dimensions; the shortlist holds {len(index.shortlist)}, vectors.npy {index._vectors.shape}). The "
                 "folder is corrupt or incomplete; rebuild it with 'mrl-run index'."
             )
         return index
+
+
+def funnel_index(backend: IndexBackend, full_dim: int, shortlist_dim: int, *, rerank_dim: int | None = None,
+                 store_dtype: str = "float32", model: ModelStamp | None = None, replace: bool = False) -> SearchIndex:
+    """An empty funnel over ``backend``: the engine's own when the backend is an
+    :class:`~mrl_plugins.components.Engine` (it holds the whole funnel), else the core's
+    :class:`FunnelIndex` over the backend's shortlist index. The one place that decides, so that
+    ``mrl-run index``, the ``funnel`` comparison, the demo and the conformance kit build alike;
+    ``replace`` lets an engine replace what it holds under the same name (``--overwrite``)."""
+    from ..components import Engine
+
+    if isinstance(backend, Engine):
+        return backend.funnel(full_dim, shortlist_dim, rerank_dim=rerank_dim, store_dtype=store_dtype, model=model,
+                              replace=replace)
+    return FunnelIndex(full_dim, shortlist_dim, backend, rerank_dim=rerank_dim,
+                       store_dtype=store_dtype, model=model)  # type: ignore[arg-type]
+
+
+def open_funnel(backend: IndexBackend, folder: Path, manifest: Manifest, *, mmap: bool = True) -> SearchIndex:
+    """The index saved in ``folder`` (its manifest read and checked): reopened by the engine that
+    holds it, or as the core's :class:`FunnelIndex` over ``backend``."""
+    from ..components import Engine
+
+    if isinstance(backend, Engine):
+        return backend.open(folder, manifest, mmap=mmap)
+    return FunnelIndex.load(folder, backend, mmap=mmap)
 
 
 def quantize_int8(vectors: np.ndarray, ranges: np.ndarray) -> np.ndarray:

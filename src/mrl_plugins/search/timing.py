@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..components import SearchCost
+from ..evaluation.metrics import SearchCost
 
 Search = Callable[[np.ndarray], object]
 K = TypeVar("K", bound=Hashable)

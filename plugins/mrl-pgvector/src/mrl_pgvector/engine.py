@@ -44,7 +44,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from mrl_plugins import hookimpl
-from mrl_plugins.components import Engine, Params, SearchHits, SearchIndex, ServingChoice, ServingSnippet
+from mrl_plugins.components import Engine, Manifest, Params, SearchHits, SearchIndex, ServingChoice, ServingSnippet
 from mrl_plugins.errors import UserError, is_disk_full
 
 from .server import Server, redacted, server_memory
@@ -53,6 +53,11 @@ logger = logging.getLogger("mrl_plugins")
 
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 FORMAT_VERSION = 3  # an index folder whose vectors an engine holds (mrl_plugins.search.folder)
+
+
+def build_id(manifest: Manifest) -> str | None:
+    """The build id this engine writes into its index folders' manifests (its own key)."""
+    return (manifest.model_extra or {}).get("build_id")
 
 
 class PgvectorParams(Params):
@@ -114,9 +119,9 @@ class Pgvector(Engine[PgvectorParams]):
         return PgFunnel.create(self.params, full_dim, shortlist_dim, rerank_dim or full_dim, store_dtype, model,
                                replace=replace)
 
-    def open(self, folder: Path, manifest: Mapping[str, Any], *, mmap: bool = True) -> SearchIndex:
+    def open(self, folder: Path, manifest: Manifest, *, mmap: bool = True) -> SearchIndex:
         # the manifest says where the table is; parameters given here (--dsn: the server moved) win
-        params = PgvectorParams(**{**manifest["index"]["params"], **self.params.model_dump(exclude_unset=True)})
+        params = PgvectorParams(**{**manifest.index.params, **self.params.model_dump(exclude_unset=True)})
         return PgFunnel.reopen(params, folder, manifest)
 
     @classmethod
@@ -164,10 +169,10 @@ class Pgvector(Engine[PgvectorParams]):
                      "neighbours the exact shortlist keeps.")
         return ServingSnippet("PostgreSQL + pgvector", "sql", code, note)
 
-    def discard(self, folder: Path, manifest: Mapping[str, Any]) -> None:
+    def discard(self, folder: Path, manifest: Manifest) -> None:
         """Drop the table the old index folder describes, only if it is still that index's (its
         comment carries the build id): a table a newer build replaced is never dropped."""
-        table, build = manifest["index"]["params"].get("table"), manifest.get("build_id")
+        table, build = manifest.index.params.get("table"), build_id(manifest)
         if not table or not build:
             return
         try:
@@ -275,22 +280,21 @@ class PgFunnel(SearchIndex):
         return index
 
     @classmethod
-    def reopen(cls, params: PgvectorParams, folder: Path, manifest: Mapping[str, Any]) -> PgFunnel:
+    def reopen(cls, params: PgvectorParams, folder: Path, manifest: Manifest) -> PgFunnel:
         server = Server.of(params.dsn, params.data_dir)
         table = params.table
         rebuild = f"rebuild it with 'mrl-run index MODEL CORPUS -o {folder} --overwrite'"
         if not table:
             raise UserError(f"{folder}/manifest.json names no table; the manifest is damaged; {rebuild}.")
         conn = server.connect(autocommit=True)
-        sql = Sql(table, manifest["full_dim"], manifest["shortlist_dim"], manifest["rerank_dim"],
-                  manifest["store_dtype"], params.quantize)
-        from mrl_plugins.search import ModelStamp
+        sql = Sql(table, manifest.full_dim, manifest.shortlist_dim, manifest.rerank_dim, manifest.store_dtype,
+                  params.quantize)
+        from mrl_plugins.embed import ModelStamp
 
-        m = manifest.get("model")
-        index = cls(params, server, conn, sql, manifest["full_dim"], manifest["shortlist_dim"],
-                    manifest["rerank_dim"], manifest["store_dtype"],
-                    ModelStamp(m["name"], tuple(m["probe"])) if m else None)
-        index.indexed, index.saved, index.build_id = True, True, str(manifest.get("build_id", ""))
+        m = manifest.model
+        index = cls(params, server, conn, sql, manifest.full_dim, manifest.shortlist_dim, manifest.rerank_dim,
+                    manifest.store_dtype, ModelStamp(m.name, tuple(m.probe)) if m else None)
+        index.indexed, index.saved, index.build_id = True, True, str(build_id(manifest) or "")
         index.version = index._pgvector_version()
         row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (f'"{table}"',)).fetchone()
         if row is None or row[0] is None:
@@ -302,10 +306,10 @@ class PgFunnel(SearchIndex):
             raise UserError(f"{folder}: table {table} in {server.where} now holds another index ({row[0]}); the "
                             f"folder is stale; {rebuild}.")
         index._count = int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
-        if index._count != manifest["count"]:
+        if index._count != manifest.count:
             conn.close()
             raise UserError(f"{folder}: table {table} holds {index._count} rows, the manifest says "
-                            f"{manifest['count']}; {rebuild}.")
+                            f"{manifest.count}; {rebuild}.")
         return index
 
     def _pgvector_version(self) -> str:

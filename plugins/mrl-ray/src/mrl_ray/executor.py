@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from mrl_plugins.components import Executor, Params
+from mrl_plugins.embed import EmbedJob, ShardTask, ShardVectors
 from mrl_plugins.errors import UserError
-from mrl_plugins.executors import EmbedJob, ShardTask, ShardVectors
 from mrl_plugins.hookspecs import hookimpl
 
 logger = logging.getLogger("mrl_plugins")

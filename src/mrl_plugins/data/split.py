@@ -1,0 +1,309 @@
+"""The one split that keeps what a run measures out of what it fits: held-out queries, their
+documents and distractors, and the training rows that touch none of them.
+
+The evaluation split (:func:`split_by_query`, run by data sources) and the validation split
+(:func:`carve_validation`, run by the runner on what a source returns) hold out queries the same
+way (:class:`HeldOut`): rows grouped by query, candidates drawn by a seeded shuffle, one
+document id per text, distractors topped up to the corpus size, and every training row that
+touches a held-out text (compared as :func:`~mrl_plugins.data.types.normalise_text`) left out.
+
+The validation split is the set every choice of a run is made on, never the evaluation set: a
+run *chooses* (the recommended width, what to serve, which column to publish, the adaptor's
+stopping epoch and where it is used) and *reports* those choices held out. Its queries come
+first from the source's **spare** rows (read, but beyond what it trains on), then from training
+rows, at most ``from_training`` of them, which leave training; its corpus is their documents,
+then distractors: spare documents first, then documents of the remaining training rows (those
+stay in training); nothing in it occurs in the evaluation set. ``[validation] queries = 0`` turns
+it off, and every choice is then made on the evaluation set, which the report says.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+from .types import ROW_COLUMNS, DataBundle, IRSet, RowFormat, T, normalise_text, rows_to_dataset
+
+logger = logging.getLogger("mrl_plugins")
+
+
+@dataclass
+class Split:
+    """Training rows and evaluation set produced by :func:`split_by_query`."""
+
+    train_rows: list[dict[str, Any]]
+    eval: IRSet
+    dropped_for_leakage: int
+    dropped_for_family: int = 0
+    """Rows left out of training because their family (``groups``) is held out."""
+
+
+def split_by_query(
+    rows: Sequence[dict[str, Any]],
+    *,
+    eval_queries: int,
+    seed: int,
+    corpus_size: int = 0,
+    query_col: str = "anchor",
+    doc_cols: Sequence[str] = ("positive", "negative"),
+    is_relevant: Callable[[dict[str, Any]], bool] | None = None,
+    groups: Callable[[dict[str, Any]], str] | None = None,
+) -> Split:
+    """Hold out ``eval_queries`` distinct queries, then drop every training row that touches them.
+
+    A row is dropped from training when its query is an evaluation query or any of its texts is
+    in the evaluation corpus, so neither evaluation queries nor their documents are trained on.
+    The corpus is every document of the held-out queries plus distractor
+    documents taken from other rows until it holds ``corpus_size`` texts (those rows leave
+    training too). ``is_relevant(row)`` says
+    whether a held-out row's first document is relevant (default: always, as for pairs).
+
+    ``groups(row)`` names a row's family (the module of a function, the brand of a product):
+    then whole families are held out, drawn at random until ``eval_queries`` queries are held,
+    and every row of a held family leaves training (counted in ``dropped_for_family``), so no
+    sibling of an evaluation item is trained on. Without it the split is by query, as before.
+    """
+    by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_query[row[query_col]].append(row)
+    is_relevant = is_relevant or (lambda row: True)
+    first_doc = doc_cols[0]
+    candidates = [q for q, qrows in by_query.items() if any(is_relevant(r) for r in qrows)]
+    candidates.sort()
+    rng = random.Random(seed)
+    held_families: set[str] = set()
+    if groups is None:
+        rng.shuffle(candidates)
+        held = candidates[:eval_queries]
+    else:
+        family = {q: groups(by_query[q][0]) for q in candidates}  # a query's family: its first row's
+        members: dict[str, list[str]] = defaultdict(list)
+        for q in candidates:
+            members[family[q]].append(q)
+        order = sorted(members)
+        rng.shuffle(order)
+        held = []
+        for name in order:
+            if len(held) >= eval_queries:
+                break
+            held_families.add(name)
+            held.extend(members[name])
+        held = held[:eval_queries]
+    if not held:
+        raise UserError("the evaluation set is empty: no query has a relevant document to hold out.")
+
+    doc_ids: dict[str, str] = {}
+
+    def doc_id(text: str) -> str:
+        return doc_ids.setdefault(text, f"d{len(doc_ids)}")
+
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    for i, q in enumerate(held):
+        qid = f"q{i}"
+        queries[qid] = q
+        for r in by_query[q]:
+            for col in doc_cols:
+                if r.get(col) is not None:
+                    doc_id(r[col])
+            if is_relevant(r):
+                relevant.setdefault(qid, set()).add(doc_id(r[first_doc]))
+
+    held_set = set(held)
+    remaining = [r for r in rows if r[query_col] not in held_set]
+    family_rows = 0
+    if groups is not None:
+        before = len(remaining)
+        remaining = [r for r in remaining if groups(r) not in held_families]
+        family_rows = before - len(remaining)
+    if corpus_size > len(doc_ids):
+        distractors = sorted({r[c] for r in remaining for c in doc_cols if r.get(c) is not None} - doc_ids.keys())
+        rng.shuffle(distractors)
+        for text in distractors[: corpus_size - len(doc_ids)]:
+            doc_id(text)
+    eval_texts = {normalise_text(t) for t in (*held_set, *doc_ids)}
+    train_rows = [r for r in remaining if not _touches(r, eval_texts, (query_col, *doc_cols))]
+    corpus = {i: t for t, i in doc_ids.items()}
+    return Split(train_rows, IRSet(queries, corpus, relevant), len(remaining) - len(train_rows), family_rows)
+
+
+def _touches(row: dict[str, Any], texts: set[str], cols: Iterable[str]) -> bool:
+    return any(isinstance(row.get(c), str) and normalise_text(row[c]) in texts for c in cols)
+
+
+def find_leaks(train_texts: Iterable[str], eval_set: IRSet) -> tuple[int, int]:
+    """Count evaluation queries and relevant documents that also occur among training texts,
+    compared after :func:`normalise_text` (a trailing space or another case is still a leak)."""
+    seen = {normalise_text(t) for t in train_texts}
+    leaked_queries = sum(1 for q in eval_set.queries.values() if normalise_text(q) in seen)
+    leaked_docs = sum(1 for d in eval_set.relevant_texts() if normalise_text(d) in seen)
+    return leaked_queries, leaked_docs
+
+
+def seeded_sample(items: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most ``limit`` items, a seeded random sample kept in the input's order."""
+    return seeded_split(items, limit, seed)[0]
+
+
+def seeded_split(items: list[T], limit: int | None, seed: int) -> tuple[list[T], list[T]]:
+    """:func:`seeded_sample`'s sample, and the items it left out (both in the input's order):
+    what a source passes as :attr:`DataBundle.spare`."""
+    if limit is None or len(items) <= limit:
+        return items, []
+    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    return [x for i, x in enumerate(items) if i in keep], [x for i, x in enumerate(items) if i not in keep]
+
+
+def held_out_problems(path_key: str, count_rows: Callable[[], int], *, eval_queries: int, corpus_size: int,
+                      train_pairs: int | None, unit: str = "pairs") -> list[str]:
+    """What a pairs file must hold for a split: more rows than the evaluation corpus takes, and
+    ``train_pairs`` left after it. ``count_rows`` reads the file (its errors become a problem)."""
+    if corpus_size < eval_queries:
+        return [f"corpus_size: {corpus_size} is smaller than eval_queries {eval_queries}."]
+    try:
+        n = count_rows()
+    except (UserError, OSError, EOFError, ValueError) as exc:
+        return [f"{path_key}: cannot be read: {exc}"]
+    if corpus_size >= n:
+        return [f"corpus_size: {corpus_size} documents asked for, but the file has {n} {unit} (and training needs "
+                "some too); lower corpus_size and eval_queries."]
+    left = n - corpus_size  # the corpus holds the held-out documents and the distractors
+    if train_pairs and train_pairs > left:
+        return [f"train_pairs: at most {left} pairs are left for training after holding out {corpus_size} documents "
+                f"of the {n} {unit}; lower train_pairs or corpus_size."]
+    return []
+
+
+#: Fewer validation queries than this cannot tell widths apart: the run refuses.
+MIN_QUERIES = 10
+
+
+@dataclass(frozen=True)
+class ValidationSize:
+    """What ``[validation]`` asks for."""
+
+    queries: int = 200
+    corpus: int = 1000
+    from_training: float = 0.2
+    positive_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Carved:
+    """The bundle with its validation set (and fewer training rows when some were taken), and
+    where the validation queries came from."""
+
+    bundle: DataBundle
+    from_spare: int
+    from_training: int
+    training_rows_removed: int
+
+
+def _columns(fmt: RowFormat) -> tuple[str, tuple[str, ...]]:
+    cols = ROW_COLUMNS[fmt]
+    return cols[0], tuple(c for c in cols[1:] if c != "score")
+
+
+def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, where: str = "[validation]") -> Carved:
+    """Carve the validation set of :attr:`DataBundle.validation` (see the module's docstring)."""
+    fmt = bundle.row_format
+    query_col, doc_cols = _columns(fmt)
+
+    def relevant(row: dict[str, Any]) -> bool:
+        return fmt != RowFormat.SCORED_PAIRS or float(row["score"]) > size.positive_threshold
+
+    train_rows: list[dict[str, Any]] = bundle.train.to_list()
+    eval_texts = {normalise_text(t) for t in (*bundle.eval.queries.values(), *bundle.eval.corpus.values())}
+    train_texts = {normalise_text(r[c]) for r in train_rows for c in (query_col, *doc_cols) if r.get(c)}
+    rng = random.Random(seed)
+
+    def candidates(rows: list[dict[str, Any]], forbidden: set[str]) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            grouped[row[query_col]].append(row)
+        found = {}
+        for query in sorted(grouped):
+            rows_q = grouped[query]
+            texts = {normalise_text(query)} | {normalise_text(r[doc_cols[0]]) for r in rows_q if relevant(r)}
+            if any(relevant(r) for r in rows_q) and not texts & (eval_texts | forbidden):
+                found[query] = rows_q
+        return found
+
+    spare = candidates(bundle.spare, train_texts)
+    spare_order = list(spare)
+    rng.shuffle(spare_order)
+    chosen = {q: spare[q] for q in spare_order[: size.queries]}
+    from_spare = len(chosen)
+    removed = 0
+    if len(chosen) < size.queries:
+        budget = int(size.from_training * len(train_rows))
+        taken_texts = {normalise_text(t) for q, rows in chosen.items() for t in (q, *(r[doc_cols[0]] for r in rows))}
+        own = candidates(train_rows, taken_texts)
+        order = list(own)
+        rng.shuffle(order)
+        for query in order:
+            if len(chosen) >= size.queries or removed + len(own[query]) > budget:
+                break
+            chosen[query] = own[query]
+            removed += len(own[query])
+    from_training = len(chosen) - from_spare
+    if len(chosen) < MIN_QUERIES:
+        raise UserError(
+            f"{where} queries = {size.queries}: the data leaves only {len(chosen)} queries to validate on "
+            f"({len(bundle.spare)} spare rows, and at most from_training = {size.from_training} of the "
+            f"{len(train_rows)} training rows); a run needs at least {MIN_QUERIES} to choose anything. Give the "
+            "data source more rows (or a larger from_training), or set [validation] queries = 0 to make every "
+            "choice on the evaluation set (the report then says so)."
+        )
+    if len(chosen) < size.queries:
+        logger.warning("the validation set has %d queries (%s asks for %d): the data has no more to spare; its "
+                       "choices are noisier", len(chosen), where, size.queries)
+
+    doc_ids: dict[str, str] = {}
+    seen_docs: set[str] = set()
+
+    def doc_id(text: str) -> str | None:
+        norm = normalise_text(text)
+        if text not in doc_ids and norm in seen_docs:
+            return None  # the same document written another way: one copy in the corpus
+        seen_docs.add(norm)
+        return doc_ids.setdefault(text, f"v{len(doc_ids)}")
+
+    queries: dict[str, str] = {}
+    relevance: dict[str, set[str]] = {}
+    for i, (query, rows) in enumerate(chosen.items()):
+        queries[f"vq{i}"] = query
+        for row in rows:
+            # a hard negative that is an evaluation text stays out too (the relevant ones were checked above)
+            ids = {col: doc_id(row[col]) for col in doc_cols
+                   if row.get(col) and (col == doc_cols[0] or normalise_text(row[col]) not in eval_texts)}
+            first = ids.get(doc_cols[0])
+            if relevant(row) and first is not None:
+                relevance.setdefault(f"vq{i}", set()).add(first)
+    held = {normalise_text(t) for t in (*queries.values(), *doc_ids)}
+    remaining = [r for r in train_rows if not any(isinstance(r.get(c), str) and normalise_text(r[c]) in held
+                                                  for c in (query_col, *doc_cols))]
+    pool = [r[c] for r in (*bundle.spare, *remaining) for c in doc_cols if r.get(c)]
+    spare_docs = sorted({r[c] for r in bundle.spare if r[query_col] not in chosen for c in doc_cols if r.get(c)})
+    train_docs = sorted(set(pool) - set(spare_docs))
+    rng.shuffle(spare_docs)
+    rng.shuffle(train_docs)
+    for text in (*spare_docs, *train_docs):
+        if len(doc_ids) >= size.corpus:
+            break
+        if normalise_text(text) not in eval_texts:
+            doc_id(text)
+    validation = IRSet(queries, {i: t for t, i in doc_ids.items()}, relevance)
+    if not remaining:
+        raise UserError(f"{where}: no training rows are left after taking {from_training} validation queries from "
+                        "them; lower [validation] from_training or queries, or give the data source more rows.")
+    new = DataBundle(
+        rows_to_dataset(remaining, fmt) if len(remaining) != len(train_rows) else bundle.train,
+        bundle.eval, fmt, bundle.summary, spare=[], validation=validation,
+    )
+    return Carved(new, from_spare, from_training, len(train_rows) - len(remaining))

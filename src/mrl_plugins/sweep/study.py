@@ -1,0 +1,273 @@
+"""``mrl-run sweep RECIPE``: hyperparameter search with Optuna, chosen on the validation split.
+
+A recipe's ``[sweep]`` table names the search space (any recipe key, as ``--set`` spells it:
+``train.learning_rate``, ``train.batch_size``, ``dims.weights``, ``compare.1.epochs``…), the
+objective (a validation metric of one column, averaged over named widths with weights) and the
+number of trials. Each trial is an ordinary run of the recipe with the trial's values set, in
+its own run folder (locked, atomic, resumable like any run) under ``<sweep>/trials/``, scored
+on the **validation split only**: no trial ever scores the evaluation set. The study lives in
+Optuna's storage: an SQLite file in the sweep folder by default, or ``--storage
+postgresql://…`` so that several machines run trials of one study (Optuna's own distributed
+mode; nothing here coordinates workers). Run the command again and the study continues.
+
+Optuna's own machinery does the rest: TPE (the default) or a grid (``GridSampler``) or random
+sampling, median pruning on the MRL model's validation curve (a trial reports its score every
+``report_every`` steps, or once per epoch), heartbeats that mark a killed worker's trial as
+failed and retry it (:class:`optuna.storages.RetryFailedTrialCallback`), and a failed trial
+recorded with its message while the study goes on.
+
+When the study has its trials, the sweep writes its trials table (``trials.csv``,
+``sweep.md``), Optuna's parameter-importance and parallel-coordinate plots, the best trial's
+recipe beside the original (``<recipe>.sweep-best.toml``), and runs that recipe once, in full:
+the one time the evaluation set is scored (``<sweep>/final``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunAbandoned, UserError
+from ..evaluation.metrics import Metric
+from ..evidence.results import RunResults
+from ..evidence.rundir import RunDir
+from ..recipe.load import Recipe, load_recipe
+from ..recipe.schema import SweepParam, SweepSection
+
+logger = logging.getLogger("mrl_plugins")
+
+HEARTBEAT_SECONDS = 30
+
+
+def toml_value(value: Any) -> str:
+    """A value as ``--set`` reads it (TOML syntax)."""
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def assignments(params: dict[str, Any]) -> list[str]:
+    return [f"{key}={toml_value(value)}" for key, value in params.items()]
+
+
+@dataclass
+class Sweep:
+    """A recipe's sweep: where it lives, its settings and the study's storage."""
+
+    recipe: Recipe
+    settings: SweepSection
+    folder: Path
+    storage_url: str
+    trials: int
+
+    @classmethod
+    def open(cls, path: Path, overrides: list[str], *, storage: str | None, trials: int | None) -> Sweep:
+        recipe = load_recipe(path, overrides)
+        s = recipe.settings.sweep
+        if s is None:
+            raise UserError(f"{path}: no [sweep] table; add one naming the search space, e.g. [sweep.space] "
+                            '"train.learning_rate" = { low = 1e-5, high = 1e-4, log = true } (see README, "Sweeps").')
+        if recipe.settings.validation.queries == 0:
+            raise UserError(f"{path}: [validation] queries = 0, but a sweep chooses on the validation split; remove "
+                            "that line (the default is 200 queries).")
+        problems = []
+        for key, param in s.space.items():
+            try:  # every key must exist in the recipe's schema: a typo fails here, not in trial 7
+                load_recipe(path, [*overrides, f"{key}={toml_value(sample_value(param))}"], registry=recipe.registry)
+            except UserError as exc:
+                problems.append(f"[sweep.space] \"{key}\": {exc}")
+        if s.sampler == "grid" and any(p.choices is None and p.step is None for p in s.space.values()):
+            problems.append("[sweep] sampler = \"grid\" needs choices (or low, high and step) for every key.")
+        if s.dims and s.weights and len(s.weights) != len(s.dims):
+            problems.append(f"[sweep] weights: {len(s.weights)} weights for {len(s.dims)} dims.")
+        if problems:
+            raise UserError(" ".join(problems))
+        name = recipe.settings.name
+        from ..recipe.load import output_path
+
+        # relative to the recipe like the run's output_dir, and absolute from here on: each trial's
+        # output_dir is passed as an override, which would otherwise be resolved against the recipe again
+        folder = output_path(recipe.base_dir, s.output_dir.replace("{name}", name)).absolute()
+        folder.mkdir(parents=True, exist_ok=True)
+        url = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
+        return cls(recipe, s, folder, url, trials or s.trials)
+
+    # -- the study ---------------------------------------------------------------------------
+    def study(self) -> Any:
+        import optuna
+
+        url = self.storage_url
+        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # psycopg 3, SQLAlchemy's other driver
+        for attempt in range(3):  # workers starting together may race to create Optuna's tables
+            try:
+                storage = optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS, **retry(optuna),
+                )
+                break
+            except Exception as exc:
+                if attempt == 2 or "sqlalchemy" not in type(exc).__module__:
+                    raise UserError(f"--storage {self.storage_url}: Optuna cannot use it: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                time.sleep(1 + attempt)
+        s, seed = self.settings, self.settings.seed if self.settings.seed is not None else self.recipe.settings.seed
+        sampler: Any
+        if s.sampler == "grid":
+            sampler = optuna.samplers.GridSampler({k: grid(p) for k, p in s.space.items()}, seed=seed)
+        elif s.sampler == "random":
+            sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed)
+        pruner = optuna.pruners.MedianPruner(n_warmup_steps=0) if s.pruner == "median" else optuna.pruners.NopPruner()
+        return optuna.create_study(study_name=self.recipe.settings.name, storage=storage, sampler=sampler,
+                                   pruner=pruner, direction="maximize", load_if_exists=True)
+
+    def objective_value(self, metrics: dict[int, dict[str, float]]) -> float:
+        """The weighted mean of the metric at the sweep's widths."""
+        s = self.settings
+        dims = s.dims or sorted(metrics, reverse=True)
+        weights = s.weights or [1.0] * len(dims)
+        key = Metric(s.metric).key(self.recipe.settings.eval.k)
+        return sum(w * metrics[d][key] for w, d in zip(weights, dims)) / sum(weights)
+
+    def run_trial(self, trial: Any) -> float:
+        from ..publish.documents import write_run_documents
+        from ..run import run
+
+        params = {key: suggest(trial, key, p) for key, p in self.settings.space.items()}
+        out = self.folder / "trials" / f"trial-{trial.number:04d}"
+        overrides = [*self.recipe.overrides, *assignments(params), f"output_dir={toml_value(str(out))}"]
+        if self.settings.report_every:  # the validation curve the pruner reads (else once per epoch)
+            overrides.append(f"validation.eval_steps={self.settings.report_every}")
+        trial.set_user_attr("folder", str(out))
+        try:
+            recipe = load_recipe(self.recipe.path, overrides, registry=self.recipe.registry)
+            results = run(recipe, overwrite=True, trial=TrialHooks(self, trial), documents=write_run_documents)
+        except Pruned as exc:
+            import optuna
+
+            logger.info("trial %d %s", trial.number, exc)
+            raise optuna.TrialPruned(str(exc)) from None
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
+            trial.set_user_attr("error", message)
+            logger.warning("trial %d failed (the study goes on): %s", trial.number, message)
+            raise
+        assert results is not None
+        column = self.settings.column
+        if column not in results.models:
+            raise UserError(f"[sweep] column = \"{column}\": the trial has no such column (it has "
+                            f"{', '.join(results.models)}).")
+        return self.objective_value(results.models[column].metrics)
+
+    def optimize(self) -> Any:
+        import optuna
+        from optuna.trial import TrialState
+
+        study = self.study()
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        left = self.trials - len(study.get_trials(deepcopy=False, states=done))
+        if left > 0:
+            logger.info("sweep '%s': %d trials to run (%s)", study.study_name, left, self.storage_url)
+            # trials under way in other workers count too, so that workers together stop at the total
+            started = (*done, TrialState.RUNNING)
+            study.optimize(self.run_trial, n_trials=left, catch=(Exception,),
+                           callbacks=[optuna.study.MaxTrialsCallback(self.trials, states=started)])
+        return study
+
+
+def retry(optuna: Any) -> dict[str, Any]:
+    """Retry once a trial whose worker stopped beating (killed): Optuna ≥ 4.9 names it otherwise."""
+    storages = optuna.storages
+    if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
+        return {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+    return {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=1)}
+
+
+def sample_value(param: SweepParam) -> Any:
+    if param.choices is not None:
+        return param.choices[0]
+    return int(param.low) if param.integer and param.low is not None else param.low
+
+
+def grid(param: SweepParam) -> list[Any]:
+    if param.choices is not None:
+        return list(param.choices)
+    assert param.low is not None and param.high is not None and param.step is not None
+    count = math.floor((param.high - param.low) / param.step + 1e-9) + 1
+    values = [param.low + i * param.step for i in range(count)]
+    return [int(v) for v in values] if param.integer else values
+
+
+def suggest(trial: Any, key: str, param: SweepParam) -> Any:
+    if param.choices is not None:
+        return trial.suggest_categorical(key, param.choices)
+    assert param.low is not None and param.high is not None
+    if param.integer:
+        return trial.suggest_int(key, int(param.low), int(param.high), log=param.log,
+                                 step=int(param.step) if param.step else 1)
+    return trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
+
+
+class Pruned(RunAbandoned):
+    """Optuna's pruner stopped a trial: its run keeps nothing."""
+
+
+class TrialHooks:
+    """What a run hears from being a sweep's trial (:attr:`RunContext.trial`)."""
+
+    def __init__(self, sweep: Sweep, trial: Any):
+        self.sweep, self.trial = sweep, trial
+
+    def describe(self) -> dict[str, Any]:
+        return {"study": self.sweep.recipe.settings.name, "number": self.trial.number, "params": self.trial.params}
+
+    def report(self, step: int, metrics: dict[int, dict[str, float]]) -> None:
+        value = self.sweep.objective_value(metrics)
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned at step {step} (validation {value:.4f}, below the median of earlier trials there)")
+
+
+def final_run(sweep: Sweep, params: dict[str, Any]) -> RunResults | None:
+    """The best recipe, run once in full: the only time the evaluation set is scored."""
+    from ..publish.documents import push_if_asked, write_run_documents
+    from ..run import run
+
+    out = sweep.folder / "final"
+    if RunDir(out).results_file.is_file():
+        final = RunResults.load(RunDir(out).results_file)
+        if final.trial is None and _same_params(out, params):
+            logger.info("the final run of these values exists: %s", out)
+            return final
+        shutil.rmtree(out)  # the sweep's own output, of other values: made again
+    overrides = [*sweep.recipe.overrides, *assignments(params), f"output_dir={toml_value(str(out))}"]
+    recipe = load_recipe(sweep.recipe.path, overrides, registry=sweep.recipe.registry)
+    results = run(recipe, overwrite=True, documents=write_run_documents)
+    if results is not None:
+        push_if_asked(recipe.output_dir, results, recipe)
+    return results
+
+
+def _same_params(out: Path, params: dict[str, Any]) -> bool:
+    import tomllib
+
+    try:
+        resolved = tomllib.loads(RunDir(out).recipe_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    probe: dict[str, Any] = {}
+    for assignment in assignments(params):
+        key = assignment.split("=", 1)[0]
+        node: Any = resolved
+        for part in key.split("."):
+            node = node[int(part)] if isinstance(node, list) and part.isdigit() else (node or {}).get(part) \
+                if isinstance(node, dict) else None
+        probe[key] = node
+    return probe == params
