@@ -7,7 +7,7 @@ the same run, MRL with the prefix-distill objective, with the 2D Matryoshka obje
 the pca-rotation warm start, and scores post-hoc PCA and the post-hoc adaptor of the base model,
 of MRL and of the warm-started MRL (each adaptor is also tested against PCA of the model it
 adapts). Everything is scored on the same held-out queries, so every difference gets a paired
-sign-flip test (mrl_plugins.stats) and a 95% bootstrap interval.
+sign-flip test (mrl_plugins.evidence.stats) and a 95% bootstrap interval.
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets debian manpages] [--validation-queries 0]
 

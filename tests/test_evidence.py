@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mrl_plugins.cli import main
+from mrl_plugins.errors import UserError
 from mrl_plugins.evidence import decisions
-from mrl_plugins.evidence.results import RunResults, column_key
+from mrl_plugins.evidence.results import SCHEMA_VERSION, RunResults, column_key
 from mrl_plugins.evidence.rundir import RunDir, column_folder
 from mrl_plugins.recipe.load import load_recipe
 from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
@@ -148,7 +149,7 @@ def test_indexing_a_run_takes_its_width_from_the_decision_and_the_exact_backend(
 # -- older results -------------------------------------------------------------------------------
 def test_a_run_of_0_2_loads_rereports_and_its_decisions_read_parameters(tmp_path):
     results = RunResults.load(V02 / "results.json")
-    assert results.schema_version == 4 and "compare:MRL · funnel 10 hnsw → 16" in results.models
+    assert results.schema_version == SCHEMA_VERSION and "compare:MRL · funnel 10 hnsw → 16" in results.models
     funnel = results.models["compare:MRL · funnel 10 hnsw → 16"]
     assert funnel.params == {"shortlist": 10, "index": "hnsw", "rerank_dim": 16}
     assert results.models["compare:MRL · quantize binary + rescore"].params == {"precision": "binary", "rescore": True}
@@ -265,3 +266,18 @@ def test_every_section_is_defined_once_and_rendered_alike_everywhere(tmp_path):
     demo = DemoData.from_run(run).recommendation()
     costs = next(s for s in sections if s.key == "costs")
     assert all(f"- {line}" in demo for line in costs.lines[:2])
+
+
+def test_a_trial_written_before_schema_5_keeps_its_scores_in_validation_alone(tmp_path):
+    """Schema 4 wrote a sweep trial's validation scores twice (in ``models`` too); they are read back
+    as validation scores, and ``models`` (the evaluation set's) is empty, as a trial never scored it."""
+    raw = json.loads((V02 / "results.json").read_text())
+    upgraded = RunResults.from_json_dict(raw)
+    columns = {k: v.model_dump(mode="json") for k, v in upgraded.models.items()}
+    trial = {**raw, "schema_version": 4, "models": columns, "validation": columns,
+             "trial": {"study": "s", "number": 0, "params": {}}}
+    results = RunResults.from_json_dict(trial)
+    assert results.models == {} and set(results.validation) == set(columns)
+    assert results.scored("validation").value("mrl", 32) == upgraded.value("mrl", 32)
+    with pytest.raises(UserError, match="models is empty"):  # a run that is no trial must have measured something
+        RunResults.from_json_dict({**trial, "trial": None, "models": {}, "schema_version": SCHEMA_VERSION})

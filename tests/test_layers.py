@@ -159,6 +159,14 @@ def test_the_package_root_keeps_at_most_twelve_modules():
         assert ast.get_docstring(ast.parse((SRC / folder / "__init__.py").read_text(encoding="utf-8"))), folder
 
 
+def test_the_architecture_page_names_every_folder_and_every_root_module():
+    page = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    folders = sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").is_file())
+    assert [f for f in folders if f"`{f}/`" not in page] == []
+    root = sorted(p.name for p in SRC.glob("*.py") if p.name != "__init__.py")
+    assert [m for m in root if f"`{m}`" not in page] == []
+
+
 CONTRACT = ("hookspecs", "components", "contexts", "indexes")
 
 

@@ -12,7 +12,7 @@ from mrl_plugins.cli import main
 from mrl_plugins.errors import RecipeError
 from mrl_plugins.evidence.decisions import recommended_widths
 from mrl_plugins.recipe.load import load_recipe
-from mrl_plugins.results import RunResults
+from mrl_plugins.results import SCHEMA_VERSION, RunResults
 from mrl_plugins.testkit.recipes import run_recipe, toy_pairs
 from tests.hub_server import FakeHub
 
@@ -102,7 +102,7 @@ def _run_with_card(builder, recipe_path, tmp_path, examples: bool) -> Path:
 
 def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_run, hub, tmp_path):
     old = RunResults.load(OLD_RUN / "results.json")
-    assert old.schema_version == 4 and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
+    assert old.schema_version == SCHEMA_VERSION and list(old.models) == ["base", "mrl", "compare:base · PCA", "no-mrl"]
     assert old.models["no-mrl"].label == "no-MRL" and old.models["no-mrl"].kind == "model"
     assert old.value("mrl", 48) == 0.750953 and old.train["no-mrl"].matryoshka is False
     run = tmp_path / "old-run"
@@ -128,7 +128,7 @@ def test_a_run_of_the_previous_version_loads_rereports_and_publishes(finished_ru
         assert json.loads(files["sentence_bert_config.json"])["max_seq_length"] == 64  # what TEI parses
         assert json.loads(files["1_Pooling/config.json"])["pooling_mode_mean_tokens"] is True
     again = RunResults.load(run / "results.json")
-    assert again.schema_version == 4 and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
+    assert again.schema_version == SCHEMA_VERSION and again.publish.repo_id == "alice/old-run" and again.publish.truncate_dim == 384
 
 
 def test_a_run_of_0_2_publishes_with_its_decisions_read_from_parameters(finished_run, hub, tmp_path):
@@ -143,7 +143,7 @@ def test_a_run_of_0_2_publishes_with_its_decisions_read_from_parameters(finished
     assert meta["serving"]["params"] == {"precision": "binary", "rescore": True}
     assert "### Serving" in card and "MRL · quantize binary + rescore at" in card
     again = RunResults.load(run / "results.json")
-    assert again.schema_version == 4 and "compare:MRL · funnel 10 hnsw → 16" in again.models  # keys kept
+    assert again.schema_version == SCHEMA_VERSION and "compare:MRL · funnel 10 hnsw → 16" in again.models  # keys kept
     assert again.models["compare:MRL · funnel 10 hnsw → 16"].params["index"] == "hnsw"
 
 

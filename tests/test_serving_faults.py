@@ -347,9 +347,9 @@ def test_an_unwritable_destination_is_one_message(tiny_model_dir, corpus_file, t
     monkeypatch.setattr(build, "build_from_texts", refuse)
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")
     one_message(code, err, "cannot write there (Permission denied")
-    import mrl_plugins.recipe.checks
+    from mrl_plugins.outputs import destination
 
-    monkeypatch.setattr(mrl_plugins.checks.os, "access", lambda *a: False)  # root may write anywhere: pretend
+    monkeypatch.setattr(destination.os, "access", lambda *a: False)  # root may write anywhere: pretend
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")
     one_message(code, err, "-o: ", "is not writable")
 

@@ -54,6 +54,7 @@ def test_a_sweep_never_scores_the_evaluation_set_and_runs_its_best_recipe_once(
         results = RunResults.load(Path(row["folder"]) / "results.json")
         assert results.trial is not None and results.trial["number"] == int(row["number"])
         assert not (Path(row["folder"]) / "evaluation").exists()
+        assert results.models == {} and "mrl" in results.validation  # validation scores, in their own field
     best = max(rows, key=lambda r: float(r["value"]))
     written = (recipe_path.with_name("recipe.sweep-best.toml")).read_text()
     assert written.startswith("# written by mrl-run sweep") and "[sweep]" not in written

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 from .hookspecs import hookimpl  # plugin authors: `from mrl_plugins import hookimpl`
 

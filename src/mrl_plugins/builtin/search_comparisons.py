@@ -146,7 +146,7 @@ class Funnel(Comparison[FunnelParams]):
         """``100``, or ``100 hnsw → 192``, ``200 binary, int8 rescore`` with another index, rerank
         dimension or store."""
         s = column.setting
-        parts = [str(s.shortlist), *([s.index] if column.baseline and s.index != "flat" else [])]
+        parts = [str(s.shortlist), *([str(s.index)] if column.baseline and s.index != "flat" else [])]
         name = " ".join([*parts, *([f"→ {s.rerank_dim}"] if s.rerank_dim and not column.baseline else [])])
         return name + (", int8 rescore" if s.store == "int8" else "")
 

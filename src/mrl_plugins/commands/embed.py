@@ -1,7 +1,7 @@
 """``mrl-run embed``: its arguments, turned once into an
 :class:`~mrl_plugins.embed.embedder.EmbedRequest` (the model, the executor built with its
 parameters, the part of the work, how the corpus is read), which
-:func:`mrl_plugins.embed.embedding.embed` carries out."""
+:func:`mrl_plugins.embed.start.embed` carries out."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class Embed(Command):
         embed_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from ..embed.embedding import embed
+        from ..embed.start import embed
 
         setup_logging()
         return embed(embed_request(args))

@@ -23,13 +23,122 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
 from .types import ROW_COLUMNS, DataBundle, IRSet, RowFormat, T, normalise_text, rows_to_dataset
 
 logger = logging.getLogger("mrl_plugins")
+
+
+@dataclass
+class HeldOut:
+    """Queries held out of rows, with their documents: the one algorithm behind the evaluation
+    split (:func:`split_by_query`) and the validation split (:func:`carve_validation`).
+
+    Rows are grouped by query (:meth:`group`); the candidates are the queries with a relevant row
+    whose query and relevant documents are neither ``exclude``-d nor forbidden (:meth:`candidates`),
+    drawn by a seeded shuffle (:func:`draw`); each held query brings its documents, one id per text
+    (:meth:`hold`); distractors top the corpus up to its size (:meth:`top_up`); and a training row
+    that touches a held text, compared as :func:`~.types.normalise_text`, leaves training
+    (:meth:`left_out`). Two choices differ between the splits and are parameters here, not copies:
+    ``dedupe`` (one document per normalised text) and ``exclude`` (texts that never join: the
+    evaluation set's, for the validation split); and whether distractors leave training is the
+    order in which a split calls :meth:`top_up` and :meth:`left_out`."""
+
+    query_col: str
+    doc_cols: tuple[str, ...]
+    is_relevant: Callable[[dict[str, Any]], bool]
+    prefix: tuple[str, str] = ("q", "d")
+    """Id prefixes of queries and documents (``q0``, ``d0``; the validation split's ``vq0``, ``v0``)."""
+    dedupe: bool = False
+    exclude: frozenset[str] = frozenset()
+    queries: dict[str, str] = field(default_factory=dict)
+    relevant: dict[str, set[str]] = field(default_factory=dict)
+    documents: dict[str, str] = field(default_factory=dict)
+    """Document text → id, in the order they joined."""
+    _seen: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def group(rows: Iterable[dict[str, Any]], query_col: str) -> dict[str, list[dict[str, Any]]]:
+        """Rows by their query, in first-seen order."""
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            grouped[row[query_col]].append(row)
+        return grouped
+
+    def candidates(self, grouped: dict[str, list[dict[str, Any]]], forbidden: Iterable[str] = ()) -> list[str]:
+        """The queries that can be held out, sorted: with a relevant row, and neither the query nor
+        a relevant document among the excluded or ``forbidden`` (normalised) texts."""
+        blocked = self.exclude | set(forbidden)
+        found = []
+        for query in sorted(grouped):
+            rows = grouped[query]
+            texts = {normalise_text(query)} | {normalise_text(r[self.doc_cols[0]]) for r in rows if self.is_relevant(r)}
+            if any(self.is_relevant(r) for r in rows) and not texts & blocked:
+                found.append(query)
+        return found
+
+    def document(self, text: str) -> str | None:
+        """The id of a document (new ones join); ``None`` for the same text written another way
+        when ``dedupe`` keeps one copy."""
+        if self.dedupe:
+            norm = normalise_text(text)
+            if text not in self.documents and norm in self._seen:
+                return None
+            self._seen.add(norm)
+        return self.documents.setdefault(text, f"{self.prefix[1]}{len(self.documents)}")
+
+    def hold(self, query: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Hold out ``query``: its documents join the corpus (an excluded one only as the row's
+        first, which :meth:`candidates` checked), its relevant ones are its answers."""
+        qid = f"{self.prefix[0]}{len(self.queries)}"
+        self.queries[qid] = query
+        first = self.doc_cols[0]
+        for row in rows:
+            ids = {col: self.document(row[col]) for col in self.doc_cols
+                   if row.get(col) and (col == first or normalise_text(row[col]) not in self.exclude)}
+            if self.is_relevant(row) and ids.get(first) is not None:
+                self.relevant.setdefault(qid, set()).add(ids[first])  # type: ignore[arg-type]
+
+    def top_up(self, distractors: Iterable[str], size: int) -> None:
+        """Distractors, in order, until the corpus holds ``size`` documents (excluded ones skipped)."""
+        for text in distractors:
+            if len(self.documents) >= size:
+                break
+            if normalise_text(text) not in self.exclude:
+                self.document(text)
+
+    def texts(self) -> set[str]:
+        """Every held query and document, normalised."""
+        return {normalise_text(t) for t in (*self.queries.values(), *self.documents)}
+
+    def left_out(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows that touch no held text (what stays in training)."""
+        held = self.texts()
+        return [r for r in rows if not _touches(r, held, (self.query_col, *self.doc_cols))]
+
+    def ir_set(self) -> IRSet:
+        return IRSet(dict(self.queries), {i: t for t, i in self.documents.items()}, self.relevant)
+
+
+def draw(candidates: Sequence[str], rng: random.Random, n: int, *, cost: Callable[[str], int] | None = None,
+         budget: int | None = None) -> list[str]:
+    """A seeded draw of at most ``n`` candidates; with a ``budget``, stopping before the candidates'
+    ``cost`` (training rows they take) would pass it."""
+    order = list(candidates)
+    rng.shuffle(order)
+    if budget is None or cost is None:
+        return order[:n]
+    taken: list[str] = []
+    spent = 0
+    for query in order:
+        if len(taken) >= n or spent + cost(query) > budget:
+            break
+        taken.append(query)
+        spent += cost(query)
+    return taken
 
 
 @dataclass
@@ -58,37 +167,30 @@ def split_by_query(
 
     A row is dropped from training when its query is an evaluation query or any of its texts is
     in the evaluation corpus, so neither evaluation queries nor their documents are trained on.
-    The corpus is every document of the held-out queries plus distractor
-    documents taken from other rows until it holds ``corpus_size`` texts (those rows leave
-    training too). ``is_relevant(row)`` says
-    whether a held-out row's first document is relevant (default: always, as for pairs).
+    The corpus is every document of the held-out queries plus distractor documents taken from
+    other rows until it holds ``corpus_size`` texts (those rows leave training too).
+    ``is_relevant(row)`` says whether a held-out row's first document is relevant (default:
+    always, as for pairs); a missing or empty text is no document.
 
     ``groups(row)`` names a row's family (the module of a function, the brand of a product):
     then whole families are held out, drawn at random until ``eval_queries`` queries are held,
     and every row of a held family leaves training (counted in ``dropped_for_family``), so no
-    sibling of an evaluation item is trained on. Without it the split is by query, as before.
+    sibling of an evaluation item is trained on. Without it the split is by query (:class:`HeldOut`).
     """
-    by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_query[row[query_col]].append(row)
-    is_relevant = is_relevant or (lambda row: True)
-    first_doc = doc_cols[0]
-    candidates = [q for q, qrows in by_query.items() if any(is_relevant(r) for r in qrows)]
-    candidates.sort()
+    held_out = HeldOut(query_col, tuple(doc_cols), is_relevant or (lambda row: True))
+    by_query = HeldOut.group(rows, query_col)
+    candidates = held_out.candidates(by_query)
     rng = random.Random(seed)
     held_families: set[str] = set()
     if groups is None:
-        rng.shuffle(candidates)
-        held = candidates[:eval_queries]
+        held = draw(candidates, rng, eval_queries)
     else:
         family = {q: groups(by_query[q][0]) for q in candidates}  # a query's family: its first row's
         members: dict[str, list[str]] = defaultdict(list)
         for q in candidates:
             members[family[q]].append(q)
-        order = sorted(members)
-        rng.shuffle(order)
         held = []
-        for name in order:
+        for name in draw(sorted(members), rng, len(members)):
             if len(held) >= eval_queries:
                 break
             held_families.add(name)
@@ -96,23 +198,8 @@ def split_by_query(
         held = held[:eval_queries]
     if not held:
         raise UserError("the evaluation set is empty: no query has a relevant document to hold out.")
-
-    doc_ids: dict[str, str] = {}
-
-    def doc_id(text: str) -> str:
-        return doc_ids.setdefault(text, f"d{len(doc_ids)}")
-
-    queries: dict[str, str] = {}
-    relevant: dict[str, set[str]] = {}
-    for i, q in enumerate(held):
-        qid = f"q{i}"
-        queries[qid] = q
-        for r in by_query[q]:
-            for col in doc_cols:
-                if r.get(col) is not None:
-                    doc_id(r[col])
-            if is_relevant(r):
-                relevant.setdefault(qid, set()).add(doc_id(r[first_doc]))
+    for query in held:
+        held_out.hold(query, by_query[query])
 
     held_set = set(held)
     remaining = [r for r in rows if r[query_col] not in held_set]
@@ -121,15 +208,12 @@ def split_by_query(
         before = len(remaining)
         remaining = [r for r in remaining if groups(r) not in held_families]
         family_rows = before - len(remaining)
-    if corpus_size > len(doc_ids):
-        distractors = sorted({r[c] for r in remaining for c in doc_cols if r.get(c) is not None} - doc_ids.keys())
+    if corpus_size > len(held_out.documents):
+        distractors = sorted({r[c] for r in remaining for c in doc_cols if r.get(c)} - held_out.documents.keys())
         rng.shuffle(distractors)
-        for text in distractors[: corpus_size - len(doc_ids)]:
-            doc_id(text)
-    eval_texts = {normalise_text(t) for t in (*held_set, *doc_ids)}
-    train_rows = [r for r in remaining if not _touches(r, eval_texts, (query_col, *doc_cols))]
-    corpus = {i: t for t, i in doc_ids.items()}
-    return Split(train_rows, IRSet(queries, corpus, relevant), len(remaining) - len(train_rows), family_rows)
+        held_out.top_up(distractors, corpus_size)
+    train_rows = held_out.left_out(remaining)  # after the top-up: a distractor's row leaves training too
+    return Split(train_rows, held_out.ir_set(), len(remaining) - len(train_rows), family_rows)
 
 
 def _touches(row: dict[str, Any], texts: set[str], cols: Iterable[str]) -> bool:
@@ -210,7 +294,11 @@ def _columns(fmt: RowFormat) -> tuple[str, tuple[str, ...]]:
 
 
 def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, where: str = "[validation]") -> Carved:
-    """Carve the validation set of :attr:`DataBundle.validation` (see the module's docstring)."""
+    """Carve the validation set of :attr:`DataBundle.validation` (see the module's docstring), by
+    :class:`HeldOut` like the evaluation split: queries from the spare rows first, then from
+    training rows within ``from_training``; one document per normalised text; nothing of the
+    evaluation set; distractors taken after the rows that leave training are settled, so a
+    training document may be a distractor here."""
     fmt = bundle.row_format
     query_col, doc_cols = _columns(fmt)
 
@@ -218,39 +306,20 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
         return fmt != RowFormat.SCORED_PAIRS or float(row["score"]) > size.positive_threshold
 
     train_rows: list[dict[str, Any]] = bundle.train.to_list()
-    eval_texts = {normalise_text(t) for t in (*bundle.eval.queries.values(), *bundle.eval.corpus.values())}
+    eval_texts = frozenset(normalise_text(t) for t in (*bundle.eval.queries.values(), *bundle.eval.corpus.values()))
+    held_out = HeldOut(query_col, doc_cols, relevant, prefix=("vq", "v"), dedupe=True, exclude=eval_texts)
     train_texts = {normalise_text(r[c]) for r in train_rows for c in (query_col, *doc_cols) if r.get(c)}
     rng = random.Random(seed)
 
-    def candidates(rows: list[dict[str, Any]], forbidden: set[str]) -> dict[str, list[dict[str, Any]]]:
-        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            grouped[row[query_col]].append(row)
-        found = {}
-        for query in sorted(grouped):
-            rows_q = grouped[query]
-            texts = {normalise_text(query)} | {normalise_text(r[doc_cols[0]]) for r in rows_q if relevant(r)}
-            if any(relevant(r) for r in rows_q) and not texts & (eval_texts | forbidden):
-                found[query] = rows_q
-        return found
-
-    spare = candidates(bundle.spare, train_texts)
-    spare_order = list(spare)
-    rng.shuffle(spare_order)
-    chosen = {q: spare[q] for q in spare_order[: size.queries]}
+    spare = HeldOut.group(bundle.spare, query_col)
+    chosen = {q: spare[q] for q in draw(held_out.candidates(spare, forbidden=train_texts), rng, size.queries)}
     from_spare = len(chosen)
-    removed = 0
     if len(chosen) < size.queries:
-        budget = int(size.from_training * len(train_rows))
-        taken_texts = {normalise_text(t) for q, rows in chosen.items() for t in (q, *(r[doc_cols[0]] for r in rows))}
-        own = candidates(train_rows, taken_texts)
-        order = list(own)
-        rng.shuffle(order)
-        for query in order:
-            if len(chosen) >= size.queries or removed + len(own[query]) > budget:
-                break
-            chosen[query] = own[query]
-            removed += len(own[query])
+        taken = {normalise_text(t) for q, rows in chosen.items() for t in (q, *(r[doc_cols[0]] for r in rows))}
+        own = HeldOut.group(train_rows, query_col)
+        extra = draw(held_out.candidates(own, forbidden=taken), rng, size.queries - len(chosen),
+                     cost=lambda q: len(own[q]), budget=int(size.from_training * len(train_rows)))
+        chosen |= {q: own[q] for q in extra}
     from_training = len(chosen) - from_spare
     if len(chosen) < MIN_QUERIES:
         raise UserError(
@@ -264,46 +333,20 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
         logger.warning("the validation set has %d queries (%s asks for %d): the data has no more to spare; its "
                        "choices are noisier", len(chosen), where, size.queries)
 
-    doc_ids: dict[str, str] = {}
-    seen_docs: set[str] = set()
-
-    def doc_id(text: str) -> str | None:
-        norm = normalise_text(text)
-        if text not in doc_ids and norm in seen_docs:
-            return None  # the same document written another way: one copy in the corpus
-        seen_docs.add(norm)
-        return doc_ids.setdefault(text, f"v{len(doc_ids)}")
-
-    queries: dict[str, str] = {}
-    relevance: dict[str, set[str]] = {}
-    for i, (query, rows) in enumerate(chosen.items()):
-        queries[f"vq{i}"] = query
-        for row in rows:
-            # a hard negative that is an evaluation text stays out too (the relevant ones were checked above)
-            ids = {col: doc_id(row[col]) for col in doc_cols
-                   if row.get(col) and (col == doc_cols[0] or normalise_text(row[col]) not in eval_texts)}
-            first = ids.get(doc_cols[0])
-            if relevant(row) and first is not None:
-                relevance.setdefault(f"vq{i}", set()).add(first)
-    held = {normalise_text(t) for t in (*queries.values(), *doc_ids)}
-    remaining = [r for r in train_rows if not any(isinstance(r.get(c), str) and normalise_text(r[c]) in held
-                                                  for c in (query_col, *doc_cols))]
+    for query, rows in chosen.items():
+        held_out.hold(query, rows)
+    remaining = held_out.left_out(train_rows)  # before the top-up: a distractor may stay in training
     pool = [r[c] for r in (*bundle.spare, *remaining) for c in doc_cols if r.get(c)]
     spare_docs = sorted({r[c] for r in bundle.spare if r[query_col] not in chosen for c in doc_cols if r.get(c)})
     train_docs = sorted(set(pool) - set(spare_docs))
     rng.shuffle(spare_docs)
     rng.shuffle(train_docs)
-    for text in (*spare_docs, *train_docs):
-        if len(doc_ids) >= size.corpus:
-            break
-        if normalise_text(text) not in eval_texts:
-            doc_id(text)
-    validation = IRSet(queries, {i: t for t, i in doc_ids.items()}, relevance)
+    held_out.top_up((*spare_docs, *train_docs), size.corpus)
     if not remaining:
         raise UserError(f"{where}: no training rows are left after taking {from_training} validation queries from "
                         "them; lower [validation] from_training or queries, or give the data source more rows.")
     new = DataBundle(
         rows_to_dataset(remaining, fmt) if len(remaining) != len(train_rows) else bundle.train,
-        bundle.eval, fmt, bundle.summary, spare=[], validation=validation,
+        bundle.eval, fmt, bundle.summary, spare=[], validation=held_out.ir_set(),
     )
     return Carved(new, from_spare, from_training, len(train_rows) - len(remaining))

@@ -5,7 +5,8 @@ and print what they return; none of them decides anything itself. Shares are num
 configurations are :class:`OperatingPoint` s whose parameters come from the column's recorded
 ``params`` (never from its label).
 
-Every choice is made on the run's **validation split** (:meth:`RunResults.on_validation`) and
+Every choice is made on the run's **validation split** (its ``validation`` columns, read as
+:meth:`RunResults.scored` gives them: :func:`basis`) and
 reported on the held-out evaluation set: a width or a setting picked on the queries it is then
 scored on flatters itself by their luck. A run without a validation split (``[validation]
 queries = 0``, or written before schema 4) chooses on the evaluation set, and
@@ -20,21 +21,21 @@ from typing import Any, Literal
 
 from ..evaluation.metrics import Metric, overlap_key
 from ..indexes import SearchSetting, ServingChoice
-from .results import KEEP_SHARES, MRL, PRIMARY, RunResults
+from .results import KEEP_SHARES, MRL, PRIMARY, ColumnReading, RunResults
 
 By = Literal["memory", "time"]
 
 
-def smallest_width(results: RunResults, column: str, share: float, metric: Metric = PRIMARY) -> int | None:
+def smallest_width(results: ColumnReading, column: str, share: float, metric: Metric = PRIMARY) -> int | None:
     """The smallest dimension whose score is at least ``share`` of the column's full-width score."""
     return results.smallest_dim_keeping(column, share, metric)
 
 
-def basis(results: RunResults, column: str | None = None) -> RunResults:
-    """The results choices are made on: the validation split's columns when the run has them
-    (and ``column`` among them), else the results themselves."""
-    chosen = results.on_validation()
-    return chosen if column is None or column in chosen.models else results
+def basis(results: RunResults, column: str | None = None) -> ColumnReading:
+    """The columns choices are made on: the validation split's when the run has them (and
+    ``column`` among them), else the evaluation set's (a run without a validation split)."""
+    chosen = results.scored("validation")
+    return chosen if chosen.models and (column is None or column in chosen.models) else results
 
 
 def recommended_widths(results: RunResults, column: str = MRL) -> dict[float, int]:
@@ -116,7 +117,7 @@ def column_setting(dim: int, params: Mapping[str, Any]) -> SearchSetting:
                          rerank_dim=params.get("rerank_dim") or None, store=str(params.get("store") or "float32"))
 
 
-def operating_points(results: RunResults) -> list[OperatingPoint]:
+def operating_points(results: ColumnReading) -> list[OperatingPoint]:
     """Every measured search configuration of MRL and of the models search comparisons read."""
     columns = results.search_columns()
     focus = {MRL} | {c.reads[0] for c in columns.values() if c.kind == "comparison" and c.reads}
@@ -150,7 +151,7 @@ def dominates(a: OperatingPoint, b: OperatingPoint) -> bool:
     return at_least and better and a.model == b.model
 
 
-def pareto_front(results: RunResults) -> list[OperatingPoint]:
+def pareto_front(results: ColumnReading) -> list[OperatingPoint]:
     """The configurations no other of the same model beats on every axis at once (quality kept,
     recall@k of the exact full-width top k, memory, time one query at a time): every point a user
     could rationally serve. Full-width settings (binary + int8 rescore, HNSW at full width, exact
@@ -159,13 +160,13 @@ def pareto_front(results: RunResults) -> list[OperatingPoint]:
     return [p for p in points if not any(dominates(q, p) for q in points)]
 
 
-def truncation_on_front(results: RunResults) -> bool:
+def truncation_on_front(results: ColumnReading) -> bool:
     """Whether any configuration on the Pareto front searches truncated vectors: ``False`` is the
     result that truncation does not pay for this model on this data."""
     return any(p.truncates(results.full_dim) for p in pareto_front(results))
 
 
-def cheapest(results: RunResults, share: float, by: By) -> OperatingPoint | None:
+def cheapest(results: ColumnReading, share: float, by: By) -> OperatingPoint | None:
     """The cheapest configuration on the Pareto front keeping ``share`` of exact quality, by
     ``"memory"`` (RAM bytes per vector, then time) or by ``"time"`` (one query at a time, then
     memory)."""
@@ -201,7 +202,7 @@ def chosen_point(results: RunResults, point: OperatingPoint) -> OperatingPoint |
     return _same(basis(results), point)
 
 
-def _same(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
+def _same(results: ColumnReading, point: OperatingPoint) -> OperatingPoint | None:
     return next((p for p in operating_points(results) if p.column == point.column and p.dim == point.dim), None)
 
 

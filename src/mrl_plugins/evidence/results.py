@@ -16,8 +16,9 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,11 +29,13 @@ BASE, MRL, MRL_PLAIN = "base", "mrl", "mrl-plain"
 """The keys of the run's own models in every results file: the base model, the MRL model and, with
 a warm start, the same training without it (:mod:`mrl_plugins.recipe.run_models` plans the rest)."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
 the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
-``no_intervals`` per column. Keys of older files stay as they were written (they are opaque
-identifiers); their ``params`` are recovered once, in :func:`_upgrade`."""
+``no_intervals`` per column; 4: ``validation`` columns; 5: a sweep's trial keeps its scores in
+``validation`` alone (``models``, the evaluation set's, is empty: a trial never scores it). Keys
+of older files stay as they were written (they are opaque identifiers); their ``params`` are
+recovered once, in :func:`_upgrade`."""
 
 
 PRIMARY = Metric.MRR
@@ -155,79 +158,20 @@ class PublishInfo(_Schema):
     commit_url: str | None = None
 
 
-class RunResults(_Schema):
-    """Everything one run measured. ``models`` keeps the table order: the run's models first."""
+class ColumnReading:
+    """The questions every reader asks of a set of scored columns (``models``, ``dims``, ``k``):
+    a value, what a width keeps, the smallest width keeping a share, which columns go in which
+    table. :class:`RunResults` answers them of its evaluation columns; :class:`ScoredColumns` of
+    one set, as :meth:`RunResults.scored` gives it."""
 
-    schema_version: int = SCHEMA_VERSION
-    name: str
-    model: ModelInfo
-    dims: list[int]
-    weights: list[float] | None = None
-    k: int = 10
-    device: str
-    data: DataInfo
-    train: dict[str, TrainingFacts] = Field(default_factory=dict)
-    models: dict[str, ModelResult]
-    timings: dict[str, float] = Field(default_factory=dict)
-    versions: dict[str, str] = Field(default_factory=dict)
-    plugins: list[dict[str, Any]] = Field(default_factory=list)
-    publish: PublishInfo | None = None
-    resumed_with_changes: list[str] = Field(default_factory=list)
-    """Recipe changes a --resume accepted because they do not touch the trained models."""
-    tests: list[PairedTest] = Field(default_factory=list)
-    """The paired tests a reader needs to believe a recommendation: at each width, the column
-    recommended on validation against plain MRL and against the strongest other post-hoc column."""
-    trial: dict[str, Any] | None = None
-    """Set when the run is a sweep's trial (``{"study": …, "number": …}``): its ``models`` are then
-    scores on the validation split, the evaluation set was never scored, and nothing is held out."""
-    validation: dict[str, ModelResult] = Field(default_factory=dict)
-    """The same columns scored on the validation split (metrics and costs, no intervals): what
-    every decision is made on (:mod:`.decisions`). Empty when the run had no validation split."""
+    if TYPE_CHECKING:  # declared by each reader (pydantic must not take them for fields of its own)
+        models: Mapping[str, ModelResult]
+        dims: list[int]
+        k: int
 
-    @model_validator(mode="after")
-    def _consistent(self) -> RunResults:
-        """Everything a report reads is there: a file that passes renders whole, or it is refused."""
-        if not self.dims or any(d < 1 for d in self.dims):
-            raise ValueError(f"dims must list the measured dimensions (positive, full width first), got {self.dims}")
-        if self.dims[0] != max(self.dims):
-            raise ValueError(f"dims must start with the full width, got {self.dims}")
-        if not self.models:
-            raise ValueError("models is empty: no column was measured")
-        wanted = [m.key(self.k) for m in METRICS]
-        named = [(f"models.{k}", c) for k, c in self.models.items()]
-        for key, column in named + [(f"validation.{k}", c) for k, c in self.validation.items()]:
-            for d in self.dims:
-                if d not in column.metrics:
-                    raise ValueError(f"{key}.metrics has no dimension {d} (dims lists it)")
-                missing = [w for w in wanted if w not in column.metrics[d]]
-                if missing:
-                    raise ValueError(f"{key}.metrics.{d} has no {', '.join(missing)}")
-                bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
-                if bad:
-                    raise ValueError(f"{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
-            for part in ("costs", "intervals", "p_vs_mrl"):
-                extra = set(getattr(column, part) or {}) - set(self.dims)
-                if extra:
-                    raise ValueError(f"{key}.{part} has dimensions {sorted(extra)} that dims does not list")
-        return self
-
-    # -- reading ----------------------------------------------------------------------------
     @property
     def full_dim(self) -> int:
         return self.dims[0]
-
-    @property
-    def chosen_on(self) -> Literal["validation", "evaluation"]:
-        """The data the run's choices rest on: its validation split, or (a run without one, or one
-        written before schema 4) the evaluation set itself."""
-        return "validation" if self.validation else "evaluation"
-
-    def on_validation(self) -> RunResults:
-        """These results as measured on the validation split (the columns it scored there); the
-        results themselves when there is none. What :mod:`.decisions` choose on."""
-        if not self.validation:
-            return self
-        return self.model_copy(update={"models": dict(self.validation), "validation": {}})
 
     def metric_key(self, metric: Metric) -> str:
         return metric.key(self.k)
@@ -251,11 +195,6 @@ class RunResults(_Schema):
         return {key: m for key,
                 m in self.models.items() if m.kind == "model" or (m.kind == "comparison" and m.costs is None)}
 
-    def seed_columns(self) -> list[ModelResult]:
-        """MRL and its repetitions with other training seeds (``[train] seeds``), when there are any."""
-        seeds = [m for m in self.models.values() if m.kind == "seed"]
-        return [self.models[MRL], *seeds] if seeds and MRL in self.models else []
-
     def interval(self, model: str, dim: int, metric: Metric = PRIMARY) -> tuple[float, float] | None:
         iv = self.models[model].intervals
         if not iv:
@@ -271,6 +210,96 @@ class RunResults(_Schema):
         """The columns with search costs: each model's plain truncation and every search
         configuration (funnels, quantisation), for the quality-versus-cost section."""
         return {key: m for key, m in self.models.items() if m.costs}
+
+
+
+Split = Literal["evaluation", "validation"]
+
+
+@dataclass(frozen=True)
+class ScoredColumns(ColumnReading):
+    """The columns a run scored on one set: its held-out evaluation set, or the validation split
+    every choice is made on (:func:`mrl_plugins.evidence.decisions.basis`)."""
+
+    split: Split
+    models: Mapping[str, ModelResult]
+    dims: list[int]
+    k: int
+
+
+class RunResults(ColumnReading, _Schema):
+    """Everything one run measured. ``models`` keeps the table order: the run's models first."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    model: ModelInfo
+    dims: list[int]
+    weights: list[float] | None = None
+    k: int = 10
+    device: str
+    data: DataInfo
+    train: dict[str, TrainingFacts] = Field(default_factory=dict)
+    models: dict[str, ModelResult]
+    """The columns scored on the held-out evaluation set: what the run reports."""
+    timings: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
+    publish: PublishInfo | None = None
+    resumed_with_changes: list[str] = Field(default_factory=list)
+    """Recipe changes a --resume accepted because they do not touch the trained models."""
+    tests: list[PairedTest] = Field(default_factory=list)
+    """The paired tests a reader needs to believe a recommendation: at each width, the column
+    recommended on validation against plain MRL and against the strongest other post-hoc column."""
+    trial: dict[str, Any] | None = None
+    """Set when the run is a sweep's trial (``{"study": …, "number": …}``): it scored its
+    validation split alone (``validation``); ``models`` is empty, nothing is held out."""
+    validation: dict[str, ModelResult] = Field(default_factory=dict)
+    """The columns scored on the validation split (metrics and costs, no intervals): what every
+    decision is made on (:mod:`.decisions`). Empty when the run had no validation split."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunResults:
+        """Everything a report reads is there: a file that passes renders whole, or it is refused."""
+        if not self.dims or any(d < 1 for d in self.dims):
+            raise ValueError(f"dims must list the measured dimensions (positive, full width first), got {self.dims}")
+        if self.dims[0] != max(self.dims):
+            raise ValueError(f"dims must start with the full width, got {self.dims}")
+        if not self.models and not (self.trial is not None and self.validation):
+            raise ValueError("models is empty: no column was measured")
+        wanted = [m.key(self.k) for m in METRICS]
+        named = [(f"models.{k}", c) for k, c in self.models.items()]
+        for key, column in named + [(f"validation.{k}", c) for k, c in self.validation.items()]:
+            for d in self.dims:
+                if d not in column.metrics:
+                    raise ValueError(f"{key}.metrics has no dimension {d} (dims lists it)")
+                missing = [w for w in wanted if w not in column.metrics[d]]
+                if missing:
+                    raise ValueError(f"{key}.metrics.{d} has no {', '.join(missing)}")
+                bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
+                if bad:
+                    raise ValueError(f"{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
+            for part in ("costs", "intervals", "p_vs_mrl"):
+                extra = set(getattr(column, part) or {}) - set(self.dims)
+                if extra:
+                    raise ValueError(f"{key}.{part} has dimensions {sorted(extra)} that dims does not list")
+        return self
+
+    # -- reading (and :class:`ColumnReading`'s questions, of the evaluation columns) ----------
+    def seed_columns(self) -> list[ModelResult]:
+        """MRL and its repetitions with other training seeds (``[train] seeds``), when there are any."""
+        seeds = [m for m in self.models.values() if m.kind == "seed"]
+        return [self.models[MRL], *seeds] if seeds and MRL in self.models else []
+
+    @property
+    def chosen_on(self) -> Literal["validation", "evaluation"]:
+        """The data the run's choices rest on: its validation split, or (a run without one, or one
+        written before schema 4) the evaluation set itself."""
+        return "validation" if self.validation else "evaluation"
+
+    def scored(self, split: Split) -> ScoredColumns:
+        """The columns scored on one set: ``"evaluation"`` (``models``: what the run reports; empty
+        in a sweep's trial) or ``"validation"`` (``validation``: what it chooses on)."""
+        return ScoredColumns(split, self.models if split == "evaluation" else self.validation, self.dims, self.k)
 
     # -- files ------------------------------------------------------------------------------
     @classmethod
@@ -313,7 +342,7 @@ class RunResults(_Schema):
 
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring a schema 1 or 2 file to the current layout (in memory; the file is not rewritten)."""
+    """Bring an older file to the current layout (in memory; the file is not rewritten)."""
     version = raw.get("schema_version", 1)
     models = raw.get("models", {})
     if not isinstance(models, dict):
@@ -332,6 +361,8 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
             entry["key"] = key
         entry.setdefault("params", _params_from_label(entry))  # 2 → 3
         out["models"][key] = entry
+    if version < 5 and out.get("trial") is not None and out.get("validation"):  # 4 → 5: a trial's models were
+        out["models"] = {}  # its validation scores, which ``validation`` holds too
     return out
 
 

@@ -22,9 +22,17 @@ from .render import console, markdown
 from .sections import report_sections, title
 
 
+def shown(results: RunResults) -> RunResults:
+    """What a report shows in its tables: the evaluation columns; for a sweep's trial, which
+    scored only its validation split, those (its first section says so)."""
+    if results.trial is None or results.models:
+        return results
+    return results.model_copy(update={"models": dict(results.validation)})
+
+
 def format_table(results: RunResults) -> str:
     """The console version of the report: every section, as the console renders it."""
-    return console(report_sections(results))
+    return console(report_sections(shown(results)))
 
 
 def report_markdown(results: RunResults) -> str:
@@ -103,7 +111,7 @@ def write_report(folder: Path, results: RunResults) -> None:
 
     from ..evidence.rundir import RunDir
 
-    run = RunDir(folder)
+    run, results = RunDir(folder), shown(results)
     temporary = lambda final: final.with_name(f".{final.stem}.tmp{final.suffix}")  # noqa: E731
     staged = {run.report_file: temporary(run.report_file)}
     try:

@@ -1,4 +1,4 @@
-"""One run, top-down: set up → evaluate base → train → evaluate → compare → save → publish.
+"""One run, top-down: set up → evaluate base → train → evaluate → compare → save.
 
 Two choices worth knowing, and why:
 
@@ -160,7 +160,7 @@ def execute(ctx: RunContext) -> RunResults | None:
         add_costs(ctx, e, scored[e.split])
     validation = scored.get("validation", [])
     if ctx.trial is not None:
-        return assemble(ctx, validation, training, validation)
+        return assemble(ctx, [], training, validation)  # a trial scored the validation split alone
     columns = scored["eval"]
     attach_statistics(ctx, columns)
     results = assemble(ctx, columns, training, validation)

@@ -161,10 +161,10 @@ class Sweep:
             raise
         assert results is not None
         column = self.settings.column
-        if column not in results.models:
+        if column not in results.validation:
             raise UserError(f"[sweep] column = \"{column}\": the trial has no such column (it has "
-                            f"{', '.join(results.models)}).")
-        return self.objective_value(results.models[column].metrics)
+                            f"{', '.join(results.validation)}).")
+        return self.objective_value(results.validation[column].metrics)
 
     def optimize(self) -> Any:
         import optuna
