@@ -119,7 +119,8 @@ def test_the_adaptor_is_used_only_where_validation_says_it_helps():
 
 def test_a_run_without_validation_says_its_choices_rest_on_the_evaluation_set():
     results = RunResults.load(V02 / "results.json")
-    assert results.chosen_on == "evaluation" and results.on_validation() is results
+    assert results.chosen_on == "evaluation" and decisions.basis(results) is results
+    assert results.scored("validation").models == {}
     text = console(report_sections(results))
     assert "chosen on the evaluation set itself" in text
 
