@@ -93,7 +93,7 @@ def test_a_third_party_backend_measures_its_funnel_and_reaches_the_report(plugin
     # served through it when it is the cheapest that keeps the quality: the card names it, from its parameters
     from mrl_plugins.present.card import card_section
 
-    for column in results.models.values():
+    for column in [*results.models.values(), *results.validation.values()]:  # held out and where it is chosen
         if column.kind == "model" or column.params.get("index") != "brute":
             column.costs = None  # leave its funnels as the only measured configurations
     choice = decisions.serving_choice(results)
@@ -142,8 +142,11 @@ def test_indexing_a_run_takes_its_width_from_the_decision_and_the_exact_backend(
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(40)])
     assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "i")]) == 0
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
-    assert manifest["shortlist_dim"] == decisions.index_width(RunDir.open(plugin_run).results())
-    assert manifest["index"]["name"] == "flat"  # no --index: the registered exact backend
+    results = RunDir.open(plugin_run).results()
+    assert manifest["shortlist_dim"] == decisions.index_width(results)
+    setting = decisions.index_setting(results)  # no --index: the serving choice's backend, else the exact one
+    assert manifest["index"]["name"] == (setting.index if setting is not None and setting.component == "funnel"
+                                         else "flat")
 
 
 # -- older results -------------------------------------------------------------------------------

@@ -279,13 +279,17 @@ class ValidationSize:
 
 @dataclass(frozen=True)
 class Carved:
-    """The bundle with its validation set (and fewer training rows when some were taken), and
-    where the validation queries came from."""
+    """The bundle with its validation set (and fewer training rows when some were taken), where
+    its queries and distractors came from, and how many documents it asked for."""
 
     bundle: DataBundle
     from_spare: int
     from_training: int
     training_rows_removed: int
+    distractors_from_spare: int = 0
+    distractors_from_training: int = 0
+    """Training rows held out for their documents (they leave training, as the evaluation split's do)."""
+    corpus_asked: int = 0
 
 
 def _columns(fmt: RowFormat) -> tuple[str, tuple[str, ...]]:
@@ -297,8 +301,11 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
     """Carve the validation set of :attr:`DataBundle.validation` (see the module's docstring), by
     :class:`HeldOut` like the evaluation split: queries from the spare rows first, then from
     training rows within ``from_training``; one document per normalised text; nothing of the
-    evaluation set; distractors taken after the rows that leave training are settled, so a
-    training document may be a distractor here."""
+    evaluation set, and nothing any fitted part of the run sees: every training row that touches
+    a validation text leaves training, and distractors are spare documents, then (only when the
+    queries themselves had to come from training) documents of training rows held out for them
+    within the same budget, which leave training too. With too little unseen text the corpus is
+    smaller than asked, never topped up with a training document (the run says so)."""
     fmt = bundle.row_format
     query_col, doc_cols = _columns(fmt)
 
@@ -335,13 +342,30 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
 
     for query, rows in chosen.items():
         held_out.hold(query, rows)
-    remaining = held_out.left_out(train_rows)  # before the top-up: a distractor may stay in training
-    pool = [r[c] for r in (*bundle.spare, *remaining) for c in doc_cols if r.get(c)]
-    spare_docs = sorted({r[c] for r in bundle.spare if r[query_col] not in chosen for c in doc_cols if r.get(c)})
-    train_docs = sorted(set(pool) - set(spare_docs))
+    remaining = held_out.left_out(train_rows)
+    staying = {normalise_text(r[c]) for r in remaining for c in (query_col, *doc_cols) if r.get(c)}
+    spare_docs = sorted({t for r in bundle.spare if r[query_col] not in chosen for c in doc_cols
+                         if (t := r.get(c)) and normalise_text(t) not in staying})
     rng.shuffle(spare_docs)
-    rng.shuffle(train_docs)
-    held_out.top_up((*spare_docs, *train_docs), size.corpus)
+    before = len(held_out.documents)
+    held_out.top_up(spare_docs, size.corpus)
+    from_spare_docs = len(held_out.documents) - before
+    slice_rows = 0
+    budget = int(size.from_training * len(train_rows)) - (len(train_rows) - len(remaining))
+    if from_training and len(held_out.documents) < size.corpus and budget > 0:
+        # the queries came from training: so may a slice of distractors, as the evaluation split's do
+        order = list(range(len(remaining)))
+        rng.shuffle(order)
+        for i in order[:budget]:
+            if len(held_out.documents) >= size.corpus:
+                break
+            held_out.top_up([remaining[i][c] for c in doc_cols if remaining[i].get(c)], size.corpus)
+            slice_rows += 1
+        remaining = held_out.left_out(train_rows)  # the slice leaves training with every row touching it
+    if len(held_out.documents) < size.corpus:
+        logger.warning("the validation corpus has %d documents (%s asks for %d): the data has no more text that no "
+                       "part of the run is fitted on, and it is never topped up with training documents; its choices "
+                       "are easier than the evaluation set's", len(held_out.documents), where, size.corpus)
     if not remaining:
         raise UserError(f"{where}: no training rows are left after taking {from_training} validation queries from "
                         "them; lower [validation] from_training or queries, or give the data source more rows.")
@@ -349,4 +373,5 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
         rows_to_dataset(remaining, fmt) if len(remaining) != len(train_rows) else bundle.train,
         bundle.eval, fmt, bundle.summary, spare=[], validation=held_out.ir_set(),
     )
-    return Carved(new, from_spare, from_training, len(train_rows) - len(remaining))
+    return Carved(new, from_spare, from_training, len(train_rows) - len(remaining), from_spare_docs, slice_rows,
+                  size.corpus)

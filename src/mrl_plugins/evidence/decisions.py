@@ -6,10 +6,15 @@ configurations are :class:`OperatingPoint` s whose parameters come from the colu
 ``params`` (never from its label).
 
 Every choice is made on the run's **validation split** (its ``validation`` columns, read as
-:meth:`RunResults.scored` gives them: :func:`basis`) and
+:meth:`RunResults.scored` gives them: :func:`basis`), **with a margin**: it leaves the simpler
+option (the run's own model rather than a post-hoc column, no adaptor, the wider width, exact
+full-width search) only when the gain is beyond the noise of the validation queries (a paired
+sign-flip test on their scores, :func:`margin`); within noise the simpler option wins. It is then
 reported on the held-out evaluation set: a width or a setting picked on the queries it is then
-scored on flatters itself by their luck. A run without a validation split (``[validation]
-queries = 0``, or written before schema 4) chooses on the evaluation set, and
+scored on flatters itself by their luck. A run written before schema 5 kept no per-query
+validation scores: its choices take any positive difference, as they were made. A run without a
+validation split (``[validation] queries = 0``, or written before schema 4) chooses on the
+evaluation set, and
 :attr:`RunResults.chosen_on` says so for the sentence that reports the choice.
 """
 
@@ -17,11 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
+
+import numpy as np
 
 from ..evaluation.metrics import Metric, overlap_key
 from ..indexes import SearchSetting, ServingChoice
 from .results import KEEP_SHARES, MRL, PRIMARY, ColumnReading, RunResults
+from .stats import ALPHA, paired_p_value
 
 By = Literal["memory", "time"]
 
@@ -38,11 +47,74 @@ def basis(results: RunResults, column: str | None = None) -> ColumnReading:
     return chosen if chosen.models and (column is None or column in chosen.models) else results
 
 
+@dataclass(frozen=True)
+class Margin:
+    """A difference on the validation queries, weighed against their noise."""
+
+    delta: float
+    """The mean per-query difference (:data:`PRIMARY` metric)."""
+    p: float
+    """The paired sign-flip test's p-value (:func:`mrl_plugins.evidence.stats.paired_p_value`)."""
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.delta > 0 and self.p < ALPHA
+
+
+@lru_cache(maxsize=4096)
+def _paired(a: tuple[float, ...], b: tuple[float, ...]) -> Margin:
+    x, y = np.asarray(a), np.asarray(b)
+    return Margin(float(x.mean() - y.mean()), paired_p_value(x, y))
+
+
+def margin(results: RunResults, column: str, dim: int, *, against: str, against_dim: int | None = None,
+           share: float = 1.0) -> Margin | None:
+    """``column`` at ``dim`` against ``share`` × ``against`` at ``against_dim`` (default: the same
+    width), on the validation queries; ``None`` when the run kept no per-query validation scores
+    for both (before schema 5, or a plugin's column without per-query scores)."""
+    scores = results.validation_scores
+    a, b = scores.get(column, {}).get(dim), scores.get(against, {}).get(against_dim or dim)
+    if not a or not b or len(a) != len(b):
+        return None
+    return _paired(tuple(a), tuple(share * v for v in b))
+
+
+@dataclass(frozen=True)
+class WidthChoice:
+    """The smallest width keeping a share of a column's full-width quality, chosen with a margin."""
+
+    share: float
+    width: int
+    by_mean: int
+    """The smallest width whose mean keeps the share on validation (what 0.8 chose)."""
+    noise: Margin | None = None
+    """When ``by_mean`` is smaller than ``width``: its margin over the share, within noise."""
+
+
+def width_choice(results: RunResults, share: float, column: str = MRL) -> WidthChoice:
+    """The smallest width whose validation score keeps ``share`` of the column's full-width score
+    beyond noise; the full width when none does. Widths that keep it on average but within noise
+    are passed over (the wider one is the simpler choice)."""
+    on, full = basis(results, column), results.full_dim
+    by_mean = smallest_width(on, column, share) or full
+    noise = None
+    for d in sorted(results.dims):
+        if d == full:
+            return WidthChoice(share, full, by_mean, noise)
+        if on.value(column, d) < share * on.value(column, full):
+            continue
+        found = margin(results, column, d, against=column, against_dim=full, share=share)
+        if found is None or found.beyond_noise:
+            return WidthChoice(share, d, by_mean, noise)
+        noise = noise or found
+    return WidthChoice(share, full, by_mean, noise)
+
+
 def recommended_widths(results: RunResults, column: str = MRL) -> dict[float, int]:
     """Per share in :data:`KEEP_SHARES` (0.99, 0.95): the smallest width keeping that share of the
-    column's full-width :data:`PRIMARY` score on validation; the full width when no smaller one does."""
-    on = basis(results, column)
-    return {share: smallest_width(on, column, share) or results.full_dim for share in KEEP_SHARES}
+    column's full-width :data:`PRIMARY` score on validation beyond noise (:func:`width_choice`);
+    the full width when no smaller one does."""
+    return {share: width_choice(results, share, column).width for share in KEEP_SHARES}
 
 
 def example_width(results: RunResults, column: str = MRL) -> tuple[float, int]:
@@ -178,18 +250,47 @@ def cheapest(results: ColumnReading, share: float, by: By) -> OperatingPoint | N
     return min(points, key=lambda p: (p.ratio_single, p.index_bytes))
 
 
-def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:
+@dataclass(frozen=True)
+class ServingDecision:
+    """What to serve, with the share it keeps and the cheaper settings passed over for noise."""
+
+    share: float
+    point: OperatingPoint
+    """Measured on the held-out evaluation set (:func:`chosen_point` gives its validation twin)."""
+    margin: Margin | None
+    """Its margin over the share on validation (``None``: no per-query scores to weigh it)."""
+    within_noise: list[tuple[OperatingPoint, Margin]] = field(default_factory=list)
+    """Cheaper settings that kept the share on average, within noise: passed over."""
+
+
+def serving_decision(results: RunResults) -> ServingDecision | None:
     """What to serve: the configuration on the Pareto front using least memory that keeps ≥ 99%
-    of exact quality (else ≥ 95%) on validation, among those the run measured; with the share.
-    It is a full-width setting whenever no truncated one is on the front (or none keeps the
-    share). The point returned is measured on the held-out evaluation set (:func:`chosen_point`
-    gives its validation twin)."""
-    on = basis(results)
+    of exact quality (else ≥ 95%) on validation beyond noise, among those the run measured. It is
+    a full-width setting whenever no truncated one is on the front (or none keeps the share beyond
+    noise); exact full-width search when no setting on the front does."""
+    on, full = basis(results), results.full_dim
+    front = pareto_front(on)
+    passed: list[tuple[OperatingPoint, Margin]] = []
     for share in sorted(KEEP_SHARES, reverse=True):
-        point = cheapest(on, share, "memory")
-        if point is not None:
-            return share, held_out(results, point) or point
-    return None
+        keeping = sorted((p for p in front if p.kept >= share - 1e-9), key=lambda p: (p.index_bytes, p.ratio_single))
+        for point in keeping:
+            found = margin(results, point.column, point.dim, against=point.model, against_dim=full, share=share)
+            if found is None or found.beyond_noise:
+                return ServingDecision(share, held_out(results, point) or point, found, passed)
+            passed.append((point, found))
+    if not passed:
+        return None
+    exact = next((p for p in operating_points(on) if p.component is None and p.model == passed[0][0].model
+                  and p.dim == full), None)
+    if exact is None:
+        return None
+    return ServingDecision(max(KEEP_SHARES), held_out(results, exact) or exact, None, passed)
+
+
+def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:
+    """What to serve and the share it keeps (:func:`serving_decision`)."""
+    found = serving_decision(results)
+    return (found.share, found.point) if found is not None else None
 
 
 def held_out(results: RunResults, point: OperatingPoint) -> OperatingPoint | None:
@@ -214,15 +315,17 @@ class Gate:
     column: str
     model: str
     helps: list[int]
-    """The widths at which validation says: use the adapted embedding."""
+    """The widths at which validation says, beyond noise: use the adapted embedding."""
     hurts: list[int]
     validation_delta: dict[int, float]
     held_out_delta: dict[int, float]
+    noise: list[int] = field(default_factory=list)
+    """Widths (among ``hurts``) where it is ahead on validation, within noise: not used there."""
 
 
 def adaptor_gates(results: RunResults) -> list[Gate]:
     """For each adaptor column: the widths where it beats its model on validation (its
-    :data:`PRIMARY` score), and the same differences held out."""
+    :data:`PRIMARY` score) beyond noise, and the same differences held out."""
     on, gates = basis(results), []
     for key, column in results.models.items():
         model = column.reads[0] if column.reads else None
@@ -230,18 +333,42 @@ def adaptor_gates(results: RunResults) -> list[Gate]:
             continue
         val = {d: on.value(key, d) - on.value(model, d) for d in results.dims}
         held = {d: results.value(key, d) - results.value(model, d) for d in results.dims}
-        gates.append(Gate(key, model, [d for d in results.dims if val[d] > 0], [d for d in results.dims if val[d] <= 0],
-                          val, held))
+        margins = {d: margin(results, key, d, against=model) for d in results.dims}
+        helps = [d for d in results.dims if val[d] > 0 and (margins[d] is None or margins[d].beyond_noise)]  # type: ignore[union-attr]
+        noise = [d for d in results.dims if val[d] > 0 and d not in helps]
+        gates.append(Gate(key, model, helps, [d for d in results.dims if d not in helps], val, held, noise))
     return gates
 
 
-def best_column(results: RunResults, dim: int) -> str:
+@dataclass(frozen=True)
+class ColumnChoice:
+    """The model to publish at one width, chosen with a margin."""
+
+    column: str
+    by_mean: str
+    """The best column on validation by its mean (what 0.8 chose)."""
+    noise: Margin | None = None
+    """When ``by_mean`` is not ``column``: its margin over the run's model, within noise."""
+
+
+def column_choice(results: RunResults, dim: int) -> ColumnChoice:
     """The quality column with the best :data:`PRIMARY` score at ``dim`` on validation, among
-    those that are a model one can publish (the run's models, and comparisons that saved one)."""
+    those that are a model one can publish (the run's models, and comparisons that saved one);
+    the run's own model (MRL) unless the best one beats it beyond noise."""
     on = basis(results)
     candidates = [k for k, c in results.quality_columns().items() if k in on.models
                   and (c.kind == "model" or c.saved_model)]
-    return max(candidates, key=lambda k: on.value(k, dim))
+    best = max(candidates, key=lambda k: on.value(k, dim))
+    if best != MRL and MRL in candidates:
+        found = margin(results, best, dim, against=MRL)
+        if found is not None and not found.beyond_noise:
+            return ColumnChoice(MRL, best, found)
+    return ColumnChoice(best, best)
+
+
+def best_column(results: RunResults, dim: int) -> str:
+    """The model to publish at ``dim`` (:func:`column_choice`)."""
+    return column_choice(results, dim).column
 
 
 def index_width(results: RunResults, column: str = MRL) -> int:

@@ -33,7 +33,8 @@ SCHEMA_VERSION = 5
 """1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
 the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
 ``no_intervals`` per column; 4: ``validation`` columns; 5: a sweep's trial keeps its scores in
-``validation`` alone (``models``, the evaluation set's, is empty: a trial never scores it). Keys
+``validation`` alone (``models``, the evaluation set's, is empty: a trial never scores it), each
+validation query's score (``validation_scores``) for choices with a margin, and ``checks``. Keys
 of older files stay as they were written (they are opaque identifiers); their ``params`` are
 recovered once, in :func:`_upgrade`."""
 
@@ -87,6 +88,11 @@ class DataInfo(_Schema):
     evaluation set)."""
     validation_corpus: int = 0
     validation_from: dict[str, int] = Field(default_factory=dict)
+    """Where the validation queries came from (``spare`` rows of the source, ``training`` rows) and,
+    since schema 5, its distractors (``distractors_from_spare``, ``distractors_from_training``: rows
+    held out for them) and the corpus size asked for (``corpus_asked``)."""
+    validation_near_duplicates: dict[str, Any] | None = None
+    """The same near-copy check as ``near_duplicates``, of the validation split against training."""
     """Where the validation queries came from: ``spare`` rows of the source, ``training`` rows."""
     near_duplicates: dict[str, Any] | None = None
     """Evaluation queries and relevant documents with a near-copy in training
@@ -148,6 +154,30 @@ class PairedTest(_Schema):
     delta: float
     """``column`` minus ``against``, :data:`PRIMARY` metric."""
     p: float
+
+
+class ChoiceCheck(_Schema):
+    """One choice the run made on validation, measured held out: did it hold?"""
+
+    choice: str
+    """What was chosen: ``width ≥ 99%``, ``to serve``, ``publish at 96``, ``adaptor at 48`` …"""
+    chosen: str
+    """The option chosen, as the report names it."""
+    held_out: float
+    """Its held-out :data:`PRIMARY` score (for a width or a serving setting: the share of exact
+    full-width quality it keeps)."""
+    alternative: str | None = None
+    """The best option the run had, held out (for a width or a setting: the one that keeps the
+    share held out at least cost), when it is another."""
+    alternative_held_out: float | None = None
+    delta: float | None = None
+    """Chosen minus alternative (for a width or a setting: its per-query score minus the share of
+    exact), on the held-out queries."""
+    p: float | None = None
+    """The paired sign-flip test of ``delta``."""
+    holds: bool = True
+    """``False`` when the choice is significantly worse held out than the alternative (or keeps
+    significantly less than the share it was chosen for)."""
 
 
 class PublishInfo(_Schema):
@@ -250,12 +280,19 @@ class RunResults(ColumnReading, _Schema):
     tests: list[PairedTest] = Field(default_factory=list)
     """The paired tests a reader needs to believe a recommendation: at each width, the column
     recommended on validation against plain MRL and against the strongest other post-hoc column."""
+    checks: list[ChoiceCheck] = Field(default_factory=list)
+    """Did the choices hold? Every choice made on validation, measured on the held-out set."""
     trial: dict[str, Any] | None = None
     """Set when the run is a sweep's trial (``{"study": …, "number": …}``): it scored its
     validation split alone (``validation``); ``models`` is empty, nothing is held out."""
     validation: dict[str, ModelResult] = Field(default_factory=dict)
     """The columns scored on the validation split (metrics and costs, no intervals): what every
     decision is made on (:mod:`.decisions`). Empty when the run had no validation split."""
+    validation_scores: dict[str, dict[int, list[float]]] = Field(default_factory=dict)
+    """Per validation column and width, each validation query's :data:`PRIMARY` score (four
+    decimals, queries in one order): the noise a choice is weighed against
+    (:func:`mrl_plugins.evidence.decisions.margin`). Empty before schema 5: choices then take
+    any positive difference."""
 
     @model_validator(mode="after")
     def _consistent(self) -> RunResults:
@@ -278,6 +315,11 @@ class RunResults(ColumnReading, _Schema):
                 bad = [f"{m} = {v}" for m, v in column.metrics[d].items() if not math.isfinite(v)]
                 if bad:
                     raise ValueError(f"{key}.metrics.{d}: {', '.join(bad)} is not a finite number")
+            scores = self.validation_scores.get(key.removeprefix("validation."), {}) if key.startswith("validation.") \
+                else {}
+            if set(scores) - set(self.dims):
+                raise ValueError(f"validation_scores.{key.removeprefix('validation.')} has dimensions "
+                                 f"{sorted(set(scores) - set(self.dims))} that dims does not list")
             for part in ("costs", "intervals", "p_vs_mrl"):
                 extra = set(getattr(column, part) or {}) - set(self.dims)
                 if extra:
@@ -391,7 +433,7 @@ def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, f
 
 __all__ = [
     "BASE", "ENCODE_SPEEDUP", "KEEP_SHARES", "METRICS", "MRL", "OVERLAP", "PRIMARY", "RESULTS_FILE", "SCHEMA_VERSION",
-    "DataInfo", "Metric", "ModelInfo", "ModelResult", "PairedTest", "PublishInfo", "RunResults", "SearchCost",
-    "TrainingFacts",
+    "ChoiceCheck", "DataInfo", "Metric", "ModelInfo", "ModelResult", "PairedTest", "PublishInfo", "RunResults",
+    "SearchCost", "TrainingFacts",
     "column_key", "overlap_key", "round_metrics", "share_label",
 ]

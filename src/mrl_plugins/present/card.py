@@ -78,6 +78,15 @@ def serving_section(results: RunResults, snippets: Snippets | None = None) -> tu
                      "snippets": snippets(results, point) if funnel and snippets else []}
 
 
+def checks_summary(results: RunResults) -> dict[str, Any] | None:
+    """The card's one paragraph of "Did the choices hold?" (``results.checks``), or ``None``."""
+    if not results.checks:
+        return None
+    failed = [f"{c.choice}: {c.chosen} ({c.delta:+.3f} against {c.alternative or 'the share'}, p = {c.p:.3f})"
+              for c in results.checks if not c.holds and c.delta is not None and c.p is not None]
+    return {"held": sum(c.holds for c in results.checks), "total": len(results.checks), "failed": failed}
+
+
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL,
                  exports: list[dict] | None = None, tei_mismatch: str | None = None,
                  snippets: Snippets | None = None) -> str:
@@ -107,5 +116,6 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         encoding_table="\n".join(markdown_table(encoding.table)) if encoding and encoding.table else None,
         encoding_lines=encoding.lines if encoding else [],
         tei_mismatch=tei_mismatch, onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
+        checks=checks_summary(results),
     )
     return text.strip()

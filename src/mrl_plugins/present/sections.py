@@ -9,7 +9,15 @@ Deciding anything (which width keeps what, which configuration is cheapest) is l
 from __future__ import annotations
 
 from ..evaluation.metrics import METRICS, Metric
-from ..evidence.decisions import adaptor_gates, basis, best_column, chosen_point, recommended_widths, serving_choice
+from ..evidence.decisions import (
+    adaptor_gates,
+    basis,
+    chosen_point,
+    column_choice,
+    recommended_widths,
+    serving_decision,
+    width_choice,
+)
 from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_label
 from .blocks import Section, Table
 from .costs import describe, front_sentence, quality_versus_cost, speed
@@ -179,15 +187,26 @@ def choices(results: RunResults) -> Section | None:
     for share, d in sorted(recommended_widths(results).items(), reverse=True):
         kept, held = on.retention(MRL, d) or 0.0, results.retention(MRL, d) or 0.0
         where = f"{kept:.1%} on validation; {held:.1%} held out" if results.chosen_on == "validation" else f"{held:.1%}"
+        width = width_choice(results, share)
+        noise = (f"; {width.by_mean} keeps {on.retention(MRL, width.by_mean) or 0.0:.1%} on validation, within noise "
+                 f"of {share_label(share)} (p = {width.noise.p:.2f})" if width.noise and width.by_mean != d else "")
         lines.append(f"Smallest width keeping ≥ {share_label(share)} of {mrl_label}'s full-width {metric}: **{d}** "
-                     f"({where}).")
-    found = serving_choice(results)
-    if found is not None:
-        share, point = found
+                     f"({where}{noise}).")
+    decision = serving_decision(results)
+    if decision is not None:
+        share, point = decision.share, decision.point
         twin = chosen_point(results, point)
         there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
-        lines.append(f"To serve (on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality; "
-                     f"{there}held out {point.kept:.1%}): {describe(point, results)}.")
+        how = (f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality beyond noise, so exact "
+               "search" if decision.margin is None and decision.within_noise else
+               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality")
+        lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
+        if decision.within_noise:
+            passed = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, p = {m.p:.2f})"
+                               for p, m in decision.within_noise[:3])
+            more = f" and {len(decision.within_noise) - 3} more" if len(decision.within_noise) > 3 else ""
+            lines.append(f"Cheaper settings keep the share on validation, but within noise, so they were passed over: "
+                         f"{passed}{more}.")
         front = front_sentence(results)
         if front:
             lines.append(front)
@@ -200,21 +219,57 @@ def choices(results: RunResults) -> Section | None:
         how = f" ({epoch}{cost})" if epoch or cost else ""
         use = (f"use the adapted embedding at {', '.join(map(str, gate.helps))} dims only" if gate.helps and gate.hurts
                else "use it at every width" if gate.helps else f"do not use it: {model} alone is as good or better")
+        if gate.noise:
+            use += f" (ahead within noise at {', '.join(map(str, gate.noise))}: not used there)"
         lines.append(
             f"{column.label}{how}: on {results.chosen_on} it beats {model} at "
             f"{_dims_text(gate.helps, gate.validation_delta) or 'no width'} and not at "
             f"{_dims_text(gate.hurts, gate.validation_delta) or 'any other'}; {use}. Held out: "
             f"{_dims_text(results.dims, gate.held_out_delta)}."
         )
-    best = {d: best_column(results, d) for d in results.dims}
     parts = []
     for d in results.dims:
-        there = f"{on.value(best[d], d):.4f} on validation, " if results.chosen_on == "validation" else ""
-        parts.append(f"{d}: {results.models[best[d]].label} ({there}{results.value(best[d], d):.4f} held out)")
+        publish = column_choice(results, d)
+        there = f"{on.value(publish.column, d):.4f} on validation, " if results.chosen_on == "validation" else ""
+        noise = (f"; {results.models[publish.by_mean].label} ahead within noise" if publish.noise else "")
+        parts.append(f"{d}: {results.models[publish.column].label} ({there}{results.value(publish.column, d):.4f} "
+                     f"held out{noise})")
     lines.append(f"The model to publish for each width (best {metric} among the models the run can publish): "
                  + "; ".join(parts) + ".")
     return Section("choices", "What the run chooses", console_title=f"What the run chooses ({chosen_on(results)})",
                    note=f"Every choice below is {chosen_on(results)}.", lines=lines)
+
+
+CHECKS_NOTE = (
+    "Each choice made on validation, measured on the held-out queries beside the best option the run had there: "
+    "the difference (for a width or a setting: its per-query score minus the share of exact it was chosen for), * "
+    "when a paired sign-flip test finds it significant (p < 0.05), ≈ when it does not. A choice does not hold when "
+    "it is significantly worse held out."
+)
+
+
+def checks_section(results: RunResults) -> Section | None:
+    """Did the choices hold? (``results.checks``, computed by the run: :mod:`mrl_plugins.evidence.agreement`)."""
+    from ..evidence.stats import ALPHA
+
+    if not results.checks:
+        return None
+    rows, warnings = [], []
+    for c in results.checks:
+        share = c.choice.startswith(("width", "to serve"))
+        value = (lambda v: f"{v:.1%}") if share else (lambda v: f"{v:.4f}")
+        alternative = (f"{c.alternative}: {value(c.alternative_held_out)}"
+                       if c.alternative is not None and c.alternative_held_out is not None else "-")
+        test = f"{c.delta:+.3f} {'*' if (c.p or 1.0) < ALPHA else '≈'}" if c.delta is not None else "-"
+        rows.append([c.choice, c.chosen, value(c.held_out), alternative, test, "yes" if c.holds else "**no**"])
+        if not c.holds:
+            warnings.append(f"Did not hold: {c.choice}: {c.chosen} is significantly worse held out "
+                            f"({c.delta:+.3f}, p = {c.p:.3f})" + (f" than {c.alternative}." if c.alternative else "."))
+    held = sum(c.holds for c in results.checks)
+    lines = [f"{held} of {len(results.checks)} choices held out.", *warnings]
+    return Section("checks", "Did the choices hold?", note=CHECKS_NOTE, lines=lines, bullets=False,
+                   table=Table(["choice", "chosen", "held out", "best alternative held out", "difference", "holds"],
+                               rows))
 
 
 TESTS_NOTE = (
@@ -288,8 +343,8 @@ def report_sections(results: RunResults) -> list[Section]:
     found = [s for s in (trial_note(results),) if s is not None]
     found += [metric_section(results, m) for m in METRICS]
     found += [smallest_keeping(results)]
-    found += [s for s in (choices(results) if results.trial is None else None, tests_section(results),
-                          training_curves(results)) if s]
+    found += [s for s in (choices(results) if results.trial is None else None, checks_section(results),
+                          tests_section(results), training_curves(results)) if s]
     found += [s for s in (speed(results), quality_versus_cost(results), uncertainty(results), seeds(results),
                           saved_models(results)) if s is not None]
     return found

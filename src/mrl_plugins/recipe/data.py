@@ -23,8 +23,8 @@ def data_lines(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, in
                             f"{len(bundle.eval.queries)} evaluation queries, {len(bundle.eval.corpus)} documents")]
     if bundle.validation is not None:
         lines.append((logging.INFO, f"          {len(bundle.validation.queries)} validation queries, "
-                                    f"{len(bundle.validation.corpus)} documents ({validation_from}): every choice of "
-                                    "the run is made on them"))
+                                    f"{len(bundle.validation.corpus)} documents ({validation_words(validation_from)}): "
+                                    "every choice of the run is made on them, and no part of it is fitted on them"))
     else:
         lines.append((logging.WARNING, "no validation split ([validation] queries = 0): the run's choices are made on "
                                        "the evaluation set, and flatter themselves by its luck"))
@@ -33,6 +33,19 @@ def data_lines(recipe: Recipe, bundle: DataBundle, validation_from: dict[str, in
         lines.append((logging.WARNING, f"the evaluation set is tiny ({len(bundle.eval.queries)} queries, "
                                        f"{len(bundle.eval.corpus)} documents, k = {k}): its numbers mean little"))
     return lines
+
+
+def validation_words(where: dict[str, int]) -> str:
+    """Where the validation split came from, in words (``DataInfo.validation_from``)."""
+    if "source" in where:
+        return "the data source's own split"
+    words = f"queries: {where.get('spare', 0)} spare, {where.get('training', 0)} from training"
+    if "distractors_from_spare" in where:
+        words += (f"; distractors: {where['distractors_from_spare']} spare, "
+                  f"{where.get('distractors_from_training', 0)} rows held out of training")
+    if where.get("training_rows_removed"):
+        words += f"; {where['training_rows_removed']} training rows left training"
+    return words
 
 
 def with_validation(recipe: Recipe, bundle: DataBundle) -> tuple[DataBundle, dict[str, int]]:
@@ -54,6 +67,9 @@ def with_validation(recipe: Recipe, bundle: DataBundle) -> tuple[DataBundle, dic
     validation_from = {"spare": carved.from_spare, "training": carved.from_training}
     if carved.training_rows_removed:
         validation_from["training_rows_removed"] = carved.training_rows_removed
+    validation_from |= {"distractors_from_spare": carved.distractors_from_spare,
+                        "distractors_from_training": carved.distractors_from_training,
+                        "corpus_asked": carved.corpus_asked}
     return carved.bundle, validation_from
 
 

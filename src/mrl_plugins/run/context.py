@@ -72,6 +72,8 @@ class RunContext:
     """The encode-once cache of evaluation embeddings (:class:`~.scoring.Embeddings`), rank 0."""
     per_query: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     """Column key → each query's scores, for intervals and paired tests."""
+    validation_per_query: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    """The same on the validation split: the noise each choice is weighed against."""
     encoded_texts: dict[tuple[str, str], Any] = field(default_factory=dict)
     """(model, digest of the texts) → their document embeddings: what comparisons fit on, encoded once."""
     trial: Any = None
@@ -81,6 +83,8 @@ class RunContext:
     """Where the validation queries came from (``spare``, ``training`` rows, or the ``source``)."""
     near_duplicates: dict[str, Any] | None = None
     """Evaluation texts with a near-copy in training (``find_near_duplicates``), for results.json."""
+    validation_near_duplicates: dict[str, Any] | None = None
+    """The same, of the validation split."""
 
     @property
     def settings(self) -> RecipeModel:

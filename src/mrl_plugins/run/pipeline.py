@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mrl_plugins.evidence.results import PRIMARY
+
 from .. import __version__
 from ..component_errors import plugin_call
 from ..components import ValidationContext
@@ -38,6 +40,7 @@ from .context import Distributed, RunContext
 from .scoring import (
     Embeddings,
     attach_statistics,
+    choice_checks,
     evaluate_model,
     recommendation_tests,
     run_comparison,
@@ -165,6 +168,7 @@ def execute(ctx: RunContext) -> RunResults | None:
     attach_statistics(ctx, columns)
     results = assemble(ctx, columns, training, validation)
     results.tests = recommendation_tests(ctx, results)
+    results.checks = choice_checks(ctx, results)
     return results
 
 
@@ -210,23 +214,28 @@ def load_data(ctx: RunContext) -> None:
         ctx.data, ctx.validation_from = with_validation(recipe, read_data_source(recipe))
     say_data(recipe, ctx.data, ctx.validation_from)
     ctx.near_duplicates = near_copies(ctx.data)
+    if ctx.data.validation is not None:  # the same check, of the set every choice is made on
+        ctx.validation_near_duplicates = near_copies(ctx.data, "validation")
 
 
-def near_copies(bundle: DataBundle) -> dict[str, Any]:
-    """Evaluation texts with a near-copy in training, said on the console with examples: not
-    refused (a near-copy may be a fair neighbour), but a score that flatters the model is one the
-    user should see coming. A source whose items come in families holds out whole families
-    (``split_by_query(..., groups=...)``; the built-in ``manpages`` and ``docstrings`` have
-    ``hold_out = "family"``)."""
-    found = find_near_duplicates(bundle.training_texts(), bundle.eval)
+def near_copies(bundle: DataBundle, split: str = "eval") -> dict[str, Any]:
+    """Evaluation (or validation) texts with a near-copy in training, said on the console with
+    examples: not refused (a near-copy may be a fair neighbour), but a score that flatters the model
+    is one the user should see coming. A source whose items come in families holds out whole
+    families (``split_by_query(..., groups=...)``; the built-in ``manpages`` and ``docstrings``
+    have ``hold_out = "family"``)."""
+    ir = bundle.eval if split == "eval" else bundle.validation
+    assert ir is not None
+    found = find_near_duplicates(bundle.training_texts(), ir)
+    what = {"eval": "held-out", "validation": "validation"}[split]
     if found.queries or found.documents:
         shown = "; ".join(f"{e['side']} '{e['text'][:60]}' ~ training '{e['training_text'][:60]}' "
                           f"(Jaccard {e['jaccard']})" for e in found.examples[:3])
-        logger.warning("near-copies of evaluation texts in training: %d of %d queries and %d of %d relevant documents "
+        logger.warning("near-copies of %s texts in training: %d of %d queries and %d of %d relevant documents "
                        "share ≥ %d%% of their word 3-grams with a training text (e.g. %s); scores may flatter the "
                        "model. Hold out whole families (see docs/plugin-guide.md, split_by_query groups) if these "
-                       "are siblings.", found.queries, len(bundle.eval.queries), found.documents,
-                       len(bundle.eval.relevant_texts()), round(100 * found.threshold), shown)
+                       "are siblings.", what, found.queries, len(ir.queries), found.documents,
+                       len(ir.relevant_texts()), round(100 * found.threshold), shown)
     return found.as_dict()
 
 
@@ -324,15 +333,24 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
                       validation_queries=len(val.queries) if val else 0,
                       validation_corpus=len(val.corpus) if val else 0,
                       validation_from=ctx.validation_from, card=card_metadata(recipe),
-                      near_duplicates=ctx.near_duplicates),
+                      near_duplicates=ctx.near_duplicates, validation_near_duplicates=ctx.validation_near_duplicates),
         train=training,
         models={c.key: c for c in columns},
         validation={c.key: c for c in validation},
+        validation_scores=primary_scores(ctx.validation_per_query, s.eval.k),
         trial=ctx.trial.describe() if ctx.trial is not None else None,
         timings=ctx.stages.timings,
         versions=versions(),
         plugins=[asdict(p) for p in recipe.registry.plugins.values()],
     )
+
+
+def primary_scores(per_query: dict[str, dict[int, dict[str, Any]]], k: int) -> dict[str, dict[int, list[float]]]:
+    """Each column's per-query :data:`~mrl_plugins.evidence.results.PRIMARY` score at each width,
+    rounded as results.json keeps it."""
+    key = PRIMARY.key(k)
+    return {column: {int(d): [round(float(v), 4) for v in by[key]] for d, by in dims.items()}
+            for column, dims in per_query.items()}
 
 
 def save(ctx: RunContext, results: RunResults, documents: Documents | None) -> None:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mrl_plugins.evidence.results import ChoiceCheck
+
 from ..component_errors import plugin_call
 from ..components import Column, ComparisonContext, IndexBackend, TextSide
 from ..errors import PluginError, UserError
@@ -47,8 +49,10 @@ class Embeddings:
         self.cache: dict[str, EncodedIRSet] = {}
         self.progress = logger.getEffectiveLevel() <= logging.INFO
         self.relevant = index_ir_set(ir_set)[2]
-        self.per_query: dict[str, dict[int, dict[str, Any]]] = ctx.per_query if split == "eval" else {}
-        """Column key → each query's scores; the evaluation split's feed intervals and paired tests."""
+        self.per_query: dict[str, dict[int, dict[str, Any]]] = (ctx.per_query if split == "eval"
+                                                                 else ctx.validation_per_query)
+        """Column key → each query's scores: the evaluation split's feed intervals and paired tests,
+        the validation split's the margins choices are made with."""
 
     def stage(self, key: str) -> str:
         """A stage's key in the run's timings: ``compare:pca(base)``, or on the validation split
@@ -240,6 +244,17 @@ def recommendation_tests(ctx: RunContext, results: RunResults) -> list[PairedTes
                                     delta=round(float(np.mean(mine) - np.mean(theirs)), 6),
                                     p=round(paired_p_value(mine, theirs, seed=ctx.settings.seed), 6)))
     return found
+
+
+def choice_checks(ctx: RunContext, results: RunResults) -> list[ChoiceCheck]:
+    """Did the choices hold? (:func:`mrl_plugins.evidence.agreement.choice_checks` over the
+    held-out queries' scores)."""
+    from ..evidence.agreement import choice_checks as checks
+
+    key = PRIMARY.key(ctx.settings.eval.k)
+    scores = {column: {d: np.asarray(by[key], dtype=np.float64) for d, by in dims.items()}
+              for column, dims in ctx.per_query.items()}
+    return checks(results, scores, seed=ctx.settings.seed)
 
 
 def _rounded(interval: tuple[float, float]) -> tuple[float, float]:
