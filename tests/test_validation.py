@@ -396,3 +396,19 @@ def test_no_validation_text_is_in_any_fit_set(tiny_recipe, recipe_path, monkeypa
     assert val is not None and len(val.queries) == run.data.validation_queries
     validation_texts = {normalise_text(t) for t in (*val.queries.values(), *val.corpus.values())}
     assert not validation_texts & seen
+
+
+def test_the_validation_split_holds_out_whole_families_as_the_evaluation_split_does():
+    """A source that holds out families (``groups``) gets a validation split by family too: no
+    training row shares a family with a validation query."""
+    family = {f"query number {i}": f"f{i // 5}" for i in range(300)}
+    original = bundle(rows(300))
+    original.groups = lambda row: family[row["anchor"]]
+    carved = carve_validation(original, ValidationSize(queries=20, corpus=40, from_training=0.2), seed=0)
+    val, train = carved.bundle.validation, carved.bundle.train.to_list()
+    assert val is not None and len(val.queries) == 20
+    held = {family[q] for q in val.queries.values()}
+    assert len(held) == 4 and not held & {family[r["anchor"]] for r in train}  # four whole families of five
+    assert carved.bundle.groups is original.groups
+    by_query = carve_validation(bundle(rows(300)), ValidationSize(queries=20, corpus=40), seed=0).bundle.validation
+    assert by_query is not None and len({family[q] for q in by_query.queries.values()}) > 4  # without it: by query

@@ -92,9 +92,13 @@ class ManpagesSource(DataSource[ManpagesParams]):
                                groups=(lambda row: row["family"]) if p.hold_out == "family" else None)
         train, spare = seeded_split(split.train_rows, p.train_pairs, request.seed)
         summary = {"pairs": len(rows), "held_out_rows": len(rows) - len(split.train_rows), "hold_out": p.hold_out}
+        groups = None
         if p.hold_out == "family":
             summary["dropped_for_family"] = split.dropped_for_family
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare)
+            family = {r["anchor"]: r["family"] for r in rows}
+            groups = lambda row: family.get(row["anchor"], row["anchor"])  # noqa: E731 (the validation split's too)
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare,
+                          groups=groups)
 
 
 @hookimpl

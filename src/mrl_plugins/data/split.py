@@ -141,6 +141,26 @@ def draw(candidates: Sequence[str], rng: random.Random, n: int, *, cost: Callabl
     return taken
 
 
+def draw_families(candidates: Sequence[str], family_of: Callable[[str], str], rng: random.Random, n: int, *,
+                  cost: Callable[[str], int] | None = None, budget: int | None = None) -> tuple[list[str], set[str]]:
+    """Whole families drawn at random (seeded) until ``n`` queries are held (the last family cut
+    to fit), or their ``cost`` would pass ``budget``: the queries and the families held."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for q in candidates:
+        members[family_of(q)].append(q)  # a query's family: its first row's
+    held: list[str] = []
+    families: set[str] = set()
+    spent = 0
+    for name in draw(sorted(members), rng, len(members)):
+        price = sum(cost(q) for q in members[name]) if cost is not None else 0
+        if len(held) >= n or (budget is not None and spent + price > budget):
+            break
+        families.add(name)
+        held.extend(members[name])
+        spent += price
+    return held[:n], families
+
+
 @dataclass
 class Split:
     """Training rows and evaluation set produced by :func:`split_by_query`."""
@@ -185,17 +205,7 @@ def split_by_query(
     if groups is None:
         held = draw(candidates, rng, eval_queries)
     else:
-        family = {q: groups(by_query[q][0]) for q in candidates}  # a query's family: its first row's
-        members: dict[str, list[str]] = defaultdict(list)
-        for q in candidates:
-            members[family[q]].append(q)
-        held = []
-        for name in draw(sorted(members), rng, len(members)):
-            if len(held) >= eval_queries:
-                break
-            held_families.add(name)
-            held.extend(members[name])
-        held = held[:eval_queries]
+        held, held_families = draw_families(candidates, lambda q: groups(by_query[q][0]), rng, eval_queries)
     if not held:
         raise UserError("the evaluation set is empty: no query has a relevant document to hold out.")
     for query in held:
@@ -318,14 +328,25 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
     train_texts = {normalise_text(r[c]) for r in train_rows for c in (query_col, *doc_cols) if r.get(c)}
     rng = random.Random(seed)
 
+    groups, families = bundle.groups, set()
+
+    def pick(grouped: dict[str, list[dict[str, Any]]], forbidden: set[str], n: int, budget: int | None) -> list[str]:
+        candidates = held_out.candidates(grouped, forbidden=forbidden)
+        cost = (lambda q: len(grouped[q])) if budget is not None else None
+        if groups is None:  # the same grouping as the evaluation split: by query, or whole families
+            return draw(candidates, rng, n, cost=cost, budget=budget)
+        found, held_families = draw_families(candidates, lambda q: groups(grouped[q][0]), rng, n, cost=cost,
+                                             budget=budget)
+        families.update(held_families)
+        return found
+
     spare = HeldOut.group(bundle.spare, query_col)
-    chosen = {q: spare[q] for q in draw(held_out.candidates(spare, forbidden=train_texts), rng, size.queries)}
+    chosen = {q: spare[q] for q in pick(spare, train_texts, size.queries, None)}
     from_spare = len(chosen)
     if len(chosen) < size.queries:
         taken = {normalise_text(t) for q, rows in chosen.items() for t in (q, *(r[doc_cols[0]] for r in rows))}
         own = HeldOut.group(train_rows, query_col)
-        extra = draw(held_out.candidates(own, forbidden=taken), rng, size.queries - len(chosen),
-                     cost=lambda q: len(own[q]), budget=int(size.from_training * len(train_rows)))
+        extra = pick(own, taken, size.queries - len(chosen), int(size.from_training * len(train_rows)))
         chosen |= {q: own[q] for q in extra}
     from_training = len(chosen) - from_spare
     if len(chosen) < MIN_QUERIES:
@@ -342,7 +363,11 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
 
     for query, rows in chosen.items():
         held_out.hold(query, rows)
-    remaining = held_out.left_out(train_rows)
+
+    def left_in(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:  # a held family's rows leave training too
+        return [r for r in held_out.left_out(rows) if groups is None or groups(r) not in families]
+
+    remaining = left_in(train_rows)
     staying = {normalise_text(r[c]) for r in remaining for c in (query_col, *doc_cols) if r.get(c)}
     spare_docs = sorted({t for r in bundle.spare if r[query_col] not in chosen for c in doc_cols
                          if (t := r.get(c)) and normalise_text(t) not in staying})
@@ -361,7 +386,7 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
                 break
             held_out.top_up([remaining[i][c] for c in doc_cols if remaining[i].get(c)], size.corpus)
             slice_rows += 1
-        remaining = held_out.left_out(train_rows)  # the slice leaves training with every row touching it
+        remaining = left_in(train_rows)  # the slice leaves training with every row touching it
     if len(held_out.documents) < size.corpus:
         logger.warning("the validation corpus has %d documents (%s asks for %d): the data has no more text that no "
                        "part of the run is fitted on, and it is never topped up with training documents; its choices "
@@ -371,7 +396,7 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
                         "them; lower [validation] from_training or queries, or give the data source more rows.")
     new = DataBundle(
         rows_to_dataset(remaining, fmt) if len(remaining) != len(train_rows) else bundle.train,
-        bundle.eval, fmt, bundle.summary, spare=[], validation=held_out.ir_set(),
+        bundle.eval, fmt, bundle.summary, spare=[], validation=held_out.ir_set(), groups=groups,
     )
     return Carved(new, from_spare, from_training, len(train_rows) - len(remaining), from_spare_docs, slice_rows,
                   size.corpus)

@@ -6,7 +6,7 @@ Nothing here imports ``datasets`` or torch at module level: recipe validation im
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -106,6 +106,9 @@ class DataBundle:
     validation: IRSet | None = None
     """The set the run makes its choices on. A source may give its own (a dev split); otherwise
     the runner carves one with :func:`carve_validation`, from ``spare`` and then training rows."""
+    groups: Callable[[dict[str, Any]], str] | None = field(default=None, repr=False)
+    """A row's family, when the source held out whole families (``split_by_query(groups=...)``):
+    the runner's validation split then holds out whole families too. Optional."""
 
     def __post_init__(self) -> None:
         self.row_format = RowFormat(self.row_format)  # plugins may pass the plain string

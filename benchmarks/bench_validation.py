@@ -1,0 +1,104 @@
+"""Does validation predict held out? The run's own agreement table on each shipped real dataset.
+
+For each dataset (the Debian descriptions: recipes/quickstart.toml; the manual pages:
+recipes/manpages.toml with the adaptor added; the Python docstrings: recipes/confirm-docstrings.toml,
+on which no default was chosen) ONE run is made as its recipe says, and this prints from its
+results.json:
+
+- what the validation split is made of (queries, documents, where they came from);
+- "Did the choices hold?": every choice the run made on validation (the widths, what to serve, the
+  model to publish per width, where each adaptor is used), its held-out score, the best held-out
+  alternative and the paired test; a choice does not hold when it is significantly worse held out;
+- the validation − held-out gap of every column (mean over widths of MRR@10 on validation minus
+  MRR@10 held out): a column fitted to the training side (the adaptor, PCA) that validation
+  flatters shows a larger gap than the fine-tuned models.
+
+    .venv/bin/python benchmarks/bench_validation.py [--datasets debian manpages docstrings] [--runs RUN ...]
+
+``--runs`` reads finished run folders instead of running the recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = {"debian": "quickstart.toml", "manpages": "manpages.toml", "docstrings": "confirm-docstrings.toml"}
+EXTRA = {"manpages": [{"name": "adaptor", "model": "mrl"}]}  # so every dataset has a fitted post-hoc column
+
+
+def run_dataset(name: str) -> Path:
+    import tomli_w
+
+    from mrl_plugins.cli import main as mrl_run
+
+    raw = tomllib.loads((ROOT / "recipes" / RECIPES[name]).read_text())
+    raw["compare"] = [*raw.get("compare", []), *EXTRA.get(name, [])]
+    out = ROOT / "runs" / f"bench-validation-{name}"
+    raw["output_dir"] = str(out)
+    recipe = ROOT / "runs" / f"bench-validation-{name}.toml"  # runs/ sits beside data/ as recipes/ does
+    recipe.parent.mkdir(exist_ok=True)
+    recipe.write_text(tomli_w.dumps(raw))
+    print(f"\n=== {name}: {RECIPES[name]} -> {out}", flush=True)
+    if mrl_run([str(recipe), "--overwrite", "-q"]):
+        sys.exit(f"the {name} run failed")
+    return out
+
+
+def report(run: Path) -> None:
+    from mrl_plugins.evidence.results import PRIMARY, RunResults
+    from mrl_plugins.recipe.data import validation_words
+
+    results = RunResults.load(run / "results.json")
+    data, key = results.data, PRIMARY.key(results.k)
+    print(f"\n## {results.name} ({data.source})\n")
+    print(f"Validation: {data.validation_queries} queries, {data.validation_corpus} documents "
+          f"({validation_words(data.validation_from)}); held out: {data.eval_queries} queries, {data.corpus} "
+          "documents.")
+    print("\n| choice | chosen | held out | best alternative held out | difference | holds |")
+    print("|---|---|---|---|---|---|")
+    for c in results.checks:
+        share = c.choice.startswith(("width", "to serve"))
+        value = (lambda v: f"{v:.1%}") if share else (lambda v: f"{v:.4f}")
+        alt = f"{c.alternative}: {value(c.alternative_held_out)}" if c.alternative and c.alternative_held_out else "-"
+        test = f"{c.delta:+.3f} (p = {c.p:.3f})" if c.delta is not None else "-"
+        print(f"| {c.choice} | {c.chosen} | {value(c.held_out)} | {alt} | {test} | {'yes' if c.holds else '**no**'} |")
+    held = sum(c.holds for c in results.checks)
+    print(f"\n{held} of {len(results.checks)} choices held.")
+    print("\n| column | kind | validation − held out, MRR@10 (mean over widths) |\n|---|---|---|")
+    gaps = {}
+    for column, entry in results.quality_columns().items():
+        if column not in results.validation:
+            continue
+        on = results.validation[column].metrics
+        gap = float(np.mean([on[d][key] - entry.metrics[d][key] for d in results.dims]))
+        gaps[column] = gap
+        print(f"| {entry.label} | {entry.component or entry.kind} | {gap:+.4f} |")
+    fine_tuned = [g for c, g in gaps.items() if results.models[c].kind == "model" and c != "base"]
+    fitted = {c: g for c, g in gaps.items() if results.models[c].component == "adaptor"}
+    if fine_tuned and fitted:
+        reference = float(np.mean(fine_tuned))
+        for column, gap in fitted.items():
+            print(f"\n{results.models[column].label}: gap {gap:+.4f}, fine-tuned models' {reference:+.4f}: "
+                  f"{gap - reference:+.4f} apart ({'within' if abs(gap - reference) <= 0.01 else 'beyond'} 0.01).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(RECIPES), default=["debian", "manpages", "docstrings"])
+    parser.add_argument("--runs", nargs="+", type=Path, help="Finished run folders to read instead.")
+    args = parser.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    runs = args.runs or [run_dataset(name) for name in args.datasets]
+    for run in runs:
+        report(run)
+
+
+if __name__ == "__main__":
+    main()
