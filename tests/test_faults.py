@@ -256,7 +256,7 @@ def test_a_base_model_with_a_default_truncate_dim_trains_and_saves_at_full_width
     [
         ({"model.name": "nobody/no-such-model"}, "[model] name: 'nobody/no-such-model' is not a local folder"),
         ({"model.device": "cuda"}, "[model] device: 'cuda' needs an NVIDIA GPU"),
-        ({"output_dir": "/etc/hostname/out"}, "output_dir: '/etc/hostname/out' cannot be created: /etc/hostname is a file"),
+        ({"output_dir": "/etc/hostname/out"}, "output_dir: '/etc/hostname/out' cannot be written: /etc/hostname is a file"),
         ({"data.columns": {"anchor": "question"}}, "[data] path: 'pairs.jsonl' has no column 'question'"),
     ],
 )

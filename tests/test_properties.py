@@ -1,7 +1,9 @@
 """Property-based tests (Hypothesis) for every reader of user or disk input: the recipe (TOML and
-``--set``), an index folder (manifest, text store, arrays), ``results.json`` and a run's saved
-evaluation arrays. Whatever the mutation or truncation, the reader gives a correct result or one
-:class:`~mrl_plugins.errors.UserError` (exit 2 at the CLI), never another exception."""
+``--set``) and its ``[sweep]`` table, an index folder (manifest, text store, arrays; an engine's
+manifest too), an embeddings folder, ``results.json`` and a run's saved evaluation arrays.
+Whatever the mutation or truncation, the reader gives a correct result or one
+:class:`~mrl_plugins.errors.UserError` (exit 2 at the CLI), never another exception; a change to
+what an embeddings folder records is never built into an index."""
 
 from __future__ import annotations
 
@@ -64,24 +66,26 @@ def json_mutation(draw, value):
 
 
 # -- index folders --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def index_folder(tmp_path_factory) -> Path:
+def built_index(folder: Path, backend: str, params: dict, rows: int, shortlist_dim: int, seed: int) -> Path:
+    """A small saved funnel index (16 dims) of random unit vectors, with its text store."""
     from mrl_plugins.evaluation.encode import normalise
     from mrl_plugins.search.folder import TextStore
     from mrl_plugins.search.index import FunnelIndex
     from mrl_plugins.testkit.models import isolated_registry
 
-    folder = tmp_path_factory.mktemp("index") / "idx"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    corpus = normalise(rng.normal(size=(40, 16)).astype(np.float32))
-    flat = isolated_registry().get("index", "flat")()
-    index = FunnelIndex(16, 4, flat)
+    corpus = normalise(np.random.default_rng(seed).normal(size=(rows, 16)).astype(np.float32))
+    index = FunnelIndex(16, shortlist_dim, isolated_registry().build("index", backend, params))
     index.add(corpus)
     store = TextStore(folder)
-    list(store.write((str(i), f"document {i}") for i in range(40)))
+    list(store.write((str(i), f"document {i}") for i in range(rows)))
     index.save(folder, texts=store.path)
     return folder
+
+
+@pytest.fixture(scope="module")
+def index_folder(tmp_path_factory) -> Path:
+    return built_index(tmp_path_factory.mktemp("index") / "idx", "flat", {}, rows=40, shortlist_dim=4, seed=0)
 
 
 def open_and_search(folder: Path) -> None:
@@ -256,6 +260,117 @@ def test_any_set_assignment_or_recipe_bytes_validate_or_are_one_message(recipe_t
         load_recipe(folder / "broken.toml")
     except UserError:
         pass
+
+
+# -- an engine's index manifest (every nested key, the engine's parameters included) ---------------------------
+@pytest.fixture(scope="module")
+def engine_index_folder(tmp_path_factory) -> Path:
+    return built_index(tmp_path_factory.mktemp("engine") / "idx", "hnsw", {"m": 8, "ef_search": 16}, rows=60,
+                       shortlist_dim=8, seed=2)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_change_to_an_engines_manifest_opens_or_is_one_message(engine_index_folder, data):
+    original = json.loads((engine_index_folder / "manifest.json").read_text())
+    assert original["index"]["name"] == "hnsw" and original["index"]["params"]
+    changed = data.draw(json_mutation(original))
+    restored(engine_index_folder, "manifest.json", lambda path, _: path.write_text(json.dumps(changed)))
+
+
+# -- an embeddings folder --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def embeddings_folder(tmp_path_factory, tiny_model_dir) -> Path:
+    from mrl_plugins.testkit.recipes import run_cli, toy_pairs, write_jsonl
+
+    root = tmp_path_factory.mktemp("embeddings")
+    corpus = write_jsonl(root / "corpus.jsonl", [{"text": r["positive"]} for r in toy_pairs(50)])
+    code, _, err = run_cli("embed", tiny_model_dir, corpus, "-o", root / "emb", "--shard-rows", 20)
+    assert code == 0, err
+    return root / "emb"
+
+
+EMBEDDINGS_FILES = ["plan.json", "manifest.json", *(f"shard-0000{n}.{ext}" for n in range(3)
+                                                     for ext in ("jsonl", "npy", "json"))]
+
+
+@settings(SETTINGS, max_examples=min(EXAMPLES, 30))
+@given(name=st.sampled_from(EMBEDDINGS_FILES), at=st.floats(0.0, 0.999), cut=st.booleans(),
+       byte=st.integers(0, 255))
+def test_any_damage_to_an_embeddings_folder_is_refused_or_changes_nothing_it_records(embeddings_folder, tmp_path_factory,
+                                                                                    name, at, cut, byte):
+    """A cut or a changed byte anywhere: ``mrl-run index`` refuses it in one message, or builds the
+    index; and a change to a shard's texts or vectors is always refused (the manifest's SHA-256)."""
+    from mrl_plugins.search.build import open_index
+    from mrl_plugins.testkit.recipes import run_cli
+
+    path = embeddings_folder / name
+    original = path.read_bytes()
+    where = int(len(original) * at)
+    damaged = original[:where] if cut else original[:where] + bytes([byte]) + original[where + 1:]
+    out = tmp_path_factory.mktemp("index") / "idx"
+    try:
+        path.write_bytes(damaged)
+        code, _, err = run_cli("index", embeddings_folder, "-o", out)
+    finally:
+        path.write_bytes(original)
+    assert "Traceback" not in err and code in (0, 2), err
+    if damaged != original and name.endswith((".jsonl", ".npy")):
+        assert code == 2 and not out.exists(), f"{name} was changed and an index was built from it"
+    if code == 0:
+        assert open_index(out).index.count == 50
+
+
+# -- a [sweep] table -------------------------------------------------------------------------------------------
+SWEEP = {"trials": 3, "sampler": "random", "dims": [16, 8], "weights": [2.0, 1.0], "column": "mrl",
+         "space": {"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+                   "train.batch_size": {"choices": [8, 16]}}}
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_sweep_table_that_validates_gives_every_trial_an_objective(recipe_table, data):
+    """Any change to a valid ``[sweep]`` table is refused at load in one message, or the sweep's
+    objective reads columns and widths the run will have, and each trial's recipe (every key of
+    the space at its ends) loads or is one message."""
+    import math
+
+    import tomli_w
+
+    from mrl_plugins.evaluation.metrics import Metric
+    from mrl_plugins.recipe.load import load_recipe
+    from mrl_plugins.recipe.schema import toml_value
+    from mrl_plugins.sweep.study import Sweep, grid
+
+    folder, table = recipe_table
+    sweep = data.draw(json_mutation(SWEEP)) if data.draw(st.booleans()) else mutated(
+        SWEEP, data.draw(st.sampled_from(list(paths_of(SWEEP))[1:])), data.draw(toml_values),
+        delete=data.draw(st.booleans()))
+    try:
+        text = tomli_w.dumps({**table, "sweep": sweep})
+    except (TypeError, ValueError):
+        return
+    (folder / "recipe.toml").write_text(text)
+    try:
+        recipe = load_recipe(folder / "recipe.toml")
+    except UserError:
+        return
+    s = recipe.settings.sweep
+    assert s is not None and recipe.full_dim is not None
+    widths = recipe.dims.component.dims(recipe.full_dim)
+    columns = [*recipe.models.keys(), *(c.key for c in recipe.compare)]
+    assert s.column in columns and set(s.dims or []) <= set(widths)
+    metrics = {d: {Metric(s.metric).key(recipe.settings.eval.k): 0.5} for d in widths}
+    runnable = Sweep(recipe, s, folder / "sweep", "sqlite://", s.trials)
+    assert math.isfinite(runnable.objective_value(metrics))
+    for key, param in s.space.items():
+        values = grid(param) if s.sampler == "grid" else (param.choices or [param.low, param.high])
+        assert values
+        for value in values[:1] + values[-1:]:
+            try:
+                load_recipe(folder / "recipe.toml", [f"{key}={toml_value(value)}"], check_sweep=False)
+            except UserError:
+                pass
 
 
 def test_the_tiny_index_fixture_is_whole(index_folder, tmp_path):

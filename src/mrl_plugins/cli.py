@@ -1,8 +1,9 @@
 """``mrl-run``: every subcommand comes from the registry, the built-in ones
 (:mod:`mrl_plugins.builtin.commands`) exactly as a plugin's (``register_commands``).
 
-User mistakes (``UserError``) print one paragraph and exit 2, without a traceback; anything
-else is a bug and keeps its traceback. A bare recipe path means ``run``.
+User mistakes (``UserError``) print one paragraph and exit 2, without a traceback; a full disk
+that no command met with its own message is one paragraph and exit 1; anything else is a bug and
+keeps its traceback. A bare recipe path means ``run``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from .errors import UserError, is_disk_full
 
 if TYPE_CHECKING:
     from .components import Command
@@ -63,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrl-run: interrupted; no output was written.", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # a full disk that no command caught with its own message: every command writes through a
+        # temporary name or folder that it removes on failure, so nothing finished was replaced
+        if not is_disk_full(exc) or os.environ.get("MRL_DEBUG") == "1":
+            raise
+        where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        print(f"mrl-run: error: the disk filled up{where}; what was being written was removed and nothing finished "
+              "was replaced. Free some space and run the same command again.", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader left early (mrl-run plugins -v | head): stop quietly, as cat does;
         # what is still buffered goes to /dev/null, or Python's flush at exit raises again (Python's docs, "signal")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

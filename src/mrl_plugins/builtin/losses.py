@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..components import Loss, Params
+from ..components import Loss, Params, model_field
 from ..hookspecs import hookimpl
 
 
@@ -58,8 +58,8 @@ class CachedMNRLoss(Loss[CachedParams]):
 
 
 class GISTParams(Params):
-    guide: str = Field("self", description='The guide model: "self" (a frozen copy of the model as it starts '
-                                           "training), or a model's folder or Hub id.")
+    guide: str = model_field("self", besides=("self",), description='The guide model: "self" (a frozen copy of the '
+                             "model as it starts training), or a model's folder (relative to the recipe) or Hub id.")
     temperature: float = Field(0.01, gt=0, description="Temperature of the cosine similarities.")
     margin_strategy: Literal["absolute", "relative"] = Field("absolute", description="How false negatives are "
                                                                                      "told from true ones.")

@@ -22,12 +22,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from mrl_plugins.indexes import SearchSetting
-
 from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, SearchIndex, ValidationContext
 from ..evaluation.metrics import overlap_key
 from ..evaluation.retrieval import overlap_at_k
 from ..hookspecs import hookimpl
+from ..indexes import SearchSetting
 from ..search.folder import StoreDtype
 from ..search.index import FunnelIndex, funnel_index
 from ..search.timing import blas_summary, measure, search_cost

@@ -9,10 +9,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mrl_plugins.embed.embedder import EmbedRequest
-
 from ..components import Command
 from ..data.corpus import FORMATS
+from ..embed.embedder import EmbedRequest
 from ..errors import UserError
 from .logs import setup_logging
 
@@ -90,9 +89,9 @@ def make_executor(args: argparse.Namespace, registry: Any) -> Executor:
 
 def embed_request(args: argparse.Namespace) -> EmbedRequest:
     """The request, with every combination of flags that cannot work refused first."""
-    from ..evidence.rundir import resolve_model_arg
     from ..models.checks import device_problems
     from ..plugins import load_registry
+    from .args import resolve_model_arg
 
     problems = device_problems(args.device, "--device")
     if problems:

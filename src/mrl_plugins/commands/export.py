@@ -31,7 +31,7 @@ class ExportRequest:
     def from_args(cls, args: argparse.Namespace) -> ExportRequest:
         """Refuses what cannot be exported before anything is read: a missing runtime, a Hub model,
         flags the format has no use for."""
-        from ..evidence.rundir import resolve_model_arg
+        from .args import resolve_model_arg
 
         try:
             import onnx  # noqa: F401

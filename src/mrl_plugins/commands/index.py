@@ -10,12 +10,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mrl_plugins.search.indexing import IndexRequest
-
 from ..components import Command
 from ..data.corpus import FORMATS
 from ..errors import UserError
 from ..models import ResolvedModel, embedding_dim_from_files
+from ..search.indexing import IndexRequest
 from .args import backend_for, make_backend, positive, resolve_model_arg
 from .logs import setup_logging
 

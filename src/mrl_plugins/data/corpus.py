@@ -8,11 +8,12 @@ means JSON lines, anything else plain text; ``--format`` says it outright.
 
 What a user can get wrong is one :class:`~mrl_plugins.errors.UserError` naming the file and the
 line: text not in the declared encoding, a JSON line that is not an object, a missing column, two
-rows with the same id. Documents far longer than the model can read are cut before tokenising
+rows with the same id, a line longer than :data:`LINE_LIMIT` (``/dev/zero``, a binary file named
+as text: it would be read into memory whole). Documents far longer than the model can read are cut before tokenising
 (a 100 MB line would otherwise stall the tokenizer for minutes) and counted.
 
-Several files read as one corpus (a folder, a pattern) are :mod:`.sources`' job, built on this
-reader. This reader does the same checks as :mod:`mrl_plugins.data_files` does for training data, but
+Several files read as one corpus (a folder, a pattern) are :mod:`.corpora`' job, built on this
+reader. This reader does the same checks as :mod:`.files` does for training data, but
 streams: training data is read several times (split, counted, sampled), a corpus exactly once.
 """
 
@@ -43,6 +44,10 @@ CHARS_PER_TOKEN = 32
 """Documents are cut at ``max_seq_length × CHARS_PER_TOKEN`` characters before tokenising. A
 word-piece token covers far fewer characters than this, so nothing the model would read is cut."""
 EXAMPLES = 5
+LINE_LIMIT = 256 << 20
+"""The longest line a corpus may hold (bytes; a ``.json`` document aside, which is one value over
+any number of lines): a thousand times what any model reads of a document, and small enough that
+reading it does not take the machine's memory."""
 
 
 @dataclass
@@ -249,7 +254,14 @@ class CorpusReader:
         fix = ("JSON must be UTF-8: convert the file (iconv -f latin1 -t utf-8)" if is_json
                else "pass --encoding with the file's encoding (e.g. --encoding latin-1)")
         encoding = "utf-8" if is_json else self.encoding
-        for number, raw in enumerate(stream, 1):
+        limit = None if self.format == "json" else LINE_LIMIT
+        for number, raw in enumerate(_lines(stream, limit), 1):
+            if limit is not None and len(raw) > limit:
+                sample = raw[:16]
+                looks = " (all zero bytes: is it /dev/zero?)" if not sample.strip(b"\0") else ""
+                raise UserError(f"{self.name}, line {number}: over {limit >> 20} MiB without a line break{looks}; a "
+                                "corpus holds one document per line (or row). Give a text, JSON lines, CSV/TSV or "
+                                "Parquet file; a real document this long is to be split before indexing.")
             try:
                 yield number, raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -330,6 +342,15 @@ class CorpusReader:
             for doc_id, text in zip(ids, texts):
                 row += 1
                 yield f"row {row}", doc_id, text
+
+
+def _lines(stream: IO[bytes], limit: int | None) -> Iterator[bytes]:
+    """The stream's lines, none read past ``limit + 1`` bytes (the caller refuses a longer one)."""
+    if limit is None:
+        yield from stream
+        return
+    while line := stream.readline(limit + 1):
+        yield line
 
 
 def _chain(head: list[tuple[int, str]], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:

@@ -179,6 +179,9 @@ class Embedder:
         self.check_sources(sources)
         pending = [b for b in blocks if not b.done]
         done_before = len(blocks) - len(pending)
+        if self.request.parts > 1 and not pending:
+            print(f"nothing left for part {self.request.part}/{self.request.parts} of {self.request.output}: "
+                  + (f"its {done_before} shard(s) are done." if done_before else "the corpus has no shard for it."))
         if done_before and pending:
             logger.info("resuming: %d of this part's %d shard(s) are done, %d to embed", done_before, len(blocks),
                         len(pending))

@@ -27,7 +27,6 @@ was split: ``--shard i/N`` embeds the shards ``b`` with ``b mod N = i``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..outputs.digests import sha256_file
 
 FORMAT = "mrl-plugins-embeddings"
 VERSION = 1
@@ -45,11 +45,6 @@ PLAN_KEYS_COMPARED = ("format", "version", "model", "full_dim", "dtype", "normal
                       "shard_rows", "corpus")
 """What a resumed embed or another part must share with the plan already in the folder (not
 ``created_by``, and of the corpus not its ``root``: a part on another machine mounts it elsewhere)."""
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -185,9 +180,19 @@ class EmbeddingsDir:
         return manifest
 
     def shards(self, manifest: dict[str, Any]) -> Iterator[tuple[np.ndarray, Path]]:
-        """Each shard's vectors (memory-mapped) and its texts file, in corpus order."""
+        """Each shard's vectors (memory-mapped) and its texts file, in corpus order, each file's
+        SHA-256 checked against the manifest first: a texts file cut or edited after the embed (its
+        header and sizes say nothing of it) stops the reader before anything is built from it.
+        The files are read once more for it, one shard at a time, so the reading that follows
+        finds them in the page cache."""
+        redo = f"embed the corpus again into a new folder (or with --overwrite) than {self.path}"
         for shard in manifest["shards"]:
-            yield np.load(self.vectors(shard["shard"]), mmap_mode="r"), self.texts(shard["shard"])
+            number = shard["shard"]
+            for path, key in ((self.texts(number), "texts_sha256"), (self.vectors(number), "vectors_sha256")):
+                if sha256_file(path) != shard.get(key):
+                    raise UserError(f"{path}: its SHA-256 is not the one {self.manifest_file.name} records for it: the "
+                                    f"file was changed or cut after the embed, and nothing was built from it; {redo}.")
+            yield np.load(self.vectors(number), mmap_mode="r"), self.texts(number)
 
 
 def plan_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:

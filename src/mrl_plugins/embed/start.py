@@ -7,11 +7,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mrl_plugins.data.corpora import Corpus, corpus_files
-from mrl_plugins.data.corpus import corpus_kind
-from mrl_plugins.embed.embedder import Embedder, EmbedRequest
-from mrl_plugins.embed.folder import EmbeddingsDir
-from mrl_plugins.errors import UserError
+from ..data.corpora import Corpus, corpus_files
+from ..data.corpus import corpus_kind
+from ..errors import UserError, is_disk_full
+from .embedder import Embedder, EmbedRequest
+from .folder import EmbeddingsDir
 
 
 # -- the folder, before anything is read -----------------------------------------------------------
@@ -30,7 +30,7 @@ def check_output(out: Path, *, resume: bool, overwrite: bool, joining: bool) -> 
     if overwrite:
         return "overwrite"
     finished = folder.manifest_file.is_file()
-    if finished and not resume:
+    if finished and not (resume or joining):
         raise UserError(f"-o {out}: a finished embed is already there; nothing was changed. Index it with 'mrl-run "
                         f"index {out} -o INDEX', or pass --overwrite to embed again.")
     if not finished and not (resume or joining):
@@ -42,9 +42,11 @@ def check_output(out: Path, *, resume: bool, overwrite: bool, joining: bool) -> 
 def embed(request: EmbedRequest) -> int:
     """Embed the corpus into ``request.output``; a failure before any shard was embedded leaves no
     half folder behind."""
+    from ..outputs.destination import check_writable
     from ..outputs.locks import FolderLock
 
     out, part, parts = request.output, request.part, request.parts
+    check_writable(out)  # before the lock beside it is taken or the model loaded
     state = check_output(out, resume=request.resume, overwrite=request.overwrite, joining=parts > 1)
     root, files, fmt = corpus_files(request.corpus, request.format)
     for path in files:
@@ -67,3 +69,12 @@ def embed(request: EmbedRequest) -> int:
             if state in ("new", "overwrite") and not any(out.glob("shard-*.npy")):
                 shutil.rmtree(out, ignore_errors=True)  # nothing embedded yet: no half folder is left behind
             raise
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # every file is written to a temporary name and renamed once whole, and a shard counts
+            # as done only once its record (written last) is there: what is in the folder is sound
+            done = len(list(out.glob("shard-*.json")))
+            raise UserError(f"-o {out}: the disk filled up while embedding; the {done} shard(s) finished are kept and "
+                            "nothing half-written counts. Free some space and run the same command with --resume to "
+                            "embed the rest.") from None

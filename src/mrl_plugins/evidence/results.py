@@ -324,6 +324,15 @@ class RunResults(ColumnReading, _Schema):
                 extra = set(getattr(column, part) or {}) - set(self.dims)
                 if extra:
                     raise ValueError(f"{key}.{part} has dimensions {sorted(extra)} that dims does not list")
+        for i, test in enumerate(self.tests):
+            for name in (test.column, test.against):
+                if name not in self.models:
+                    raise ValueError(f"tests[{i}] compares the column '{name}', which models does not hold")
+            if test.dim not in self.dims:
+                raise ValueError(f"tests[{i}] is at dimension {test.dim}, which dims does not list")
+        extra = set(self.validation_scores) - set(self.validation)
+        if extra:
+            raise ValueError(f"validation_scores has columns {sorted(extra)} that validation does not hold")
         return self
 
     # -- reading (and :class:`ColumnReading`'s questions, of the evaluation columns) ----------
@@ -358,8 +367,17 @@ class RunResults(ColumnReading, _Schema):
 
     @classmethod
     def from_json_dict(cls, raw: dict[str, Any], *, where: str = "results.json") -> RunResults:
-        version = raw.get("schema_version", 1) if isinstance(raw, dict) else None
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if not isinstance(raw, dict):
+            held = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(
+                type(raw), "a number")
+            raise UserError(f"{where}: not a results file (it holds {held}, a results.json holds a JSON object"
+                            "); nothing was rewritten from it. Restore it from a copy, or run the recipe "
+                            "again.")
+        version = raw.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UserError(f"{where}: not a valid results file (schema_version: {version!r} is not a schema number); "
+                            "nothing was rewritten from it. Restore it from a copy, or run the recipe again.")
+        if version > SCHEMA_VERSION:
             raise UserError(f"{where}: written by a newer mrl-plugins (schema {version}); upgrade mrl-plugins to read "
                             "it.")
         try:

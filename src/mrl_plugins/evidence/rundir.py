@@ -154,14 +154,22 @@ class RunDir:
 def resolve_model_arg(name: str) -> tuple[ResolvedModel, Path | None]:
     """A model as commands name it: a run's output directory (its ``model/``, and the run, whose
     evidence then sets defaults), a model folder, or a Hub id (with its packaged offline copy)."""
+    from ..models.checks import weights_problems
+
     path = Path(name).expanduser()
+    run: Path | None = None
     if RunDir.is_run(path):
         model = str(RunDir(path.resolve()).model)
-        return ResolvedModel(model, model, "local path"), path
-    resolved = resolve_model(name)
-    if resolved.origin == "local path":
-        resolved = ResolvedModel(str(Path(resolved.location)), resolved.location, resolved.origin)
-        if embedding_dim_from_files(resolved.location) is None:
-            raise UserError(f"{name}: a folder, but neither a run's output directory nor a sentence-transformers "
-                            "model.")
-    return resolved, None
+        resolved, run = ResolvedModel(model, model, "local path"), path
+    else:
+        resolved = resolve_model(name)
+        if resolved.origin == "local path":
+            resolved = ResolvedModel(str(Path(resolved.location)), resolved.location, resolved.origin)
+            if embedding_dim_from_files(resolved.location) is None:
+                raise UserError(f"{name}: a folder, but neither a run's output directory nor a sentence-transformers "
+                                "model.")
+    if resolved.is_local:  # before any lock is taken or output written: the model is whole
+        problems = weights_problems(name, Path(resolved.location))
+        if problems:
+            raise UserError(problems[0])
+    return resolved, run

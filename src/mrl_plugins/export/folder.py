@@ -19,7 +19,8 @@ MARKER = "mrl_export.json"
 def exporting(model_dir: Path, out: Path, overwrite: bool) -> Iterator[Path]:
     """The ``-o`` transaction every format shares: under a lock on ``out``, a new temporary folder
     beside it to write into, which replaces ``out`` when the block succeeds; on any failure it is
-    removed and ``out`` (an earlier export, or nothing) is left as it was."""
+    removed and ``out`` (an earlier export, or nothing) is left as it was. A killed export's
+    temporary folder (no exit handler ran) is removed by the next export into the same ``-o``."""
     from ..outputs.destination import replace_folder
     from ..outputs.locks import FolderLock
 
@@ -28,7 +29,8 @@ def exporting(model_dir: Path, out: Path, overwrite: bool) -> Iterator[Path]:
     lock.acquire(f"another export is writing {out} ({{holder}}); nothing was changed.")
     try:
         check_destination(out, overwrite)  # again, under the lock
-        shutil.rmtree(tmp, ignore_errors=True)
+        for left in out.parent.glob(f".{out.name}.exporting-*"):  # a killed export's (we hold the lock on out)
+            shutil.rmtree(left, ignore_errors=True)
         tmp.mkdir(parents=True)
         yield tmp
         replace_folder(tmp, out)
@@ -40,7 +42,10 @@ def exporting(model_dir: Path, out: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
-    """``-o`` names a new or empty folder, or (with ``--overwrite``) an earlier export; nothing else."""
+    """``-o`` names a new or empty folder, or (with ``--overwrite``) an earlier export, in a place
+    that can be written; nothing else."""
+    from ..outputs.destination import check_writable
+
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"-o {out}: a file is there, not an export folder; nothing was changed. Name a new folder.")
     if out.is_dir() and any(out.iterdir()):
@@ -52,3 +57,4 @@ def check_destination(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise UserError(f"-o {out}: an export is already there; nothing was changed. Choose another folder or "
                             "pass --overwrite to replace it.")
+    check_writable(out)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..models.checks import weights_fingerprint
+from ..outputs.digests import sha256_file
 from .folder import MARKER, check_destination, exporting
 from .runtimes import (
     CALIBRATION_TEXTS,
@@ -213,6 +215,7 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             else:
                 agreement = float(np.mean(np.sum(vectors * fp32, axis=1)))
         copy_serving_files(model_dir, tmp, model.max_seq_length)
+        graph = tmp / FORMATS[fmt]
         record = {
             "format": fmt, "graph": FORMATS[fmt], "inputs": tokenizer_inputs(model), "output": "sentence_embedding",
             "full_dim": full, "dim": dim or full, "normalized": True,
@@ -221,6 +224,8 @@ def export(model_dir: Path, out: Path, *, fmt: str = "onnx", dim: int | None = N
             "prompts": dict(getattr(model, "prompts", None) or {}),
             "quantization": quantize, "max_abs_difference_fp32": difference,
             "mean_cosine_int8_to_fp32": agreement, "source": str(model_dir),
+            "weights": weights_fingerprint(model_dir),
+            "files": {p.name: sha256_file(p) for p in (graph, graph.with_suffix(".bin")) if p.is_file()},
         }
         if fmt == "openvino":
             record["openvino_precision_hint"] = precision

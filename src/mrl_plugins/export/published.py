@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .folder import MARKER
 
 PREFIX = "mrl_embedding_"
 
@@ -52,24 +53,33 @@ class PublishedExport:
 
 def read_exports(folders: list[Path], model_dir: Path) -> list[PublishedExport]:
     """Check each ``--export`` folder: an export of this very model, each name once."""
-    from .folder import MARKER
-
     found: list[PublishedExport] = []
     for folder in folders:
         marker = folder / MARKER
         if not marker.is_file():
             raise UserError(f"--export {folder}: not an export folder (no {MARKER}); make one with 'mrl-run export "
                             f"{model_dir} -o {folder}'. Nothing was pushed.")
-        record = json.loads(marker.read_text(encoding="utf-8"))
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--export {folder}: {MARKER} cannot be read ({exc}); export again ('mrl-run export "
+                            f"{model_dir} -o {folder} --overwrite'). Nothing was pushed.") from None
+        if not isinstance(record, dict) or not isinstance(record.get("dim"), int) or not isinstance(
+                record.get("graph"), str):
+            raise UserError(f"--export {folder}: {MARKER} is not an export's record (no graph or dim); export again "
+                            f"('mrl-run export {model_dir} -o {folder} --overwrite'). Nothing was pushed.")
         if record.get("format") not in ("onnx", "openvino"):
             raise UserError(f"--export {folder}: a {record.get('format')} copy is a whole model, not a graph to push "
                             "beside this one; push it to its own repository (hf upload REPO_ID "
                             f"{folder}). Nothing was pushed.")
-        source = Path(record.get("source", ""))
-        if not source.exists() or source.resolve() != model_dir.resolve():
-            raise UserError(f"--export {folder}: it was exported from {record.get('source')}, not from the model being "
-                            f"published ({model_dir}); export this model ('mrl-run export {model_dir} -o DIR') and "
+        why = made_from_other_weights(record, model_dir)
+        if why:
+            raise UserError(f"--export {folder}: {why}; export this model ('mrl-run export {model_dir} -o DIR') and "
                             "pass that folder. Nothing was pushed.")
+        changed = changed_files(folder, record)
+        if changed:
+            raise UserError(f"--export {folder}: {changed}; export again ('mrl-run export {model_dir} -o {folder} "
+                            "--overwrite'). Nothing was pushed.")
         stem = f"{PREFIX}{record['dim']}" + ("_int8" if record.get("quantization") == "int8" else "")
         export = PublishedExport(folder, record, "onnx" if record["format"] == "onnx" else "openvino", stem)
         if any(e.graph_path == export.graph_path for e in found):
@@ -77,6 +87,43 @@ def read_exports(folders: list[Path], model_dir: Path) -> list[PublishedExport]:
                             "and precision); pass one of them. Nothing was pushed.")
         found.append(export)
     return found
+
+
+def made_from_other_weights(record: dict, model_dir: Path) -> str | None:
+    """Why an export is not of the model in ``model_dir``, or ``None``: it records the fingerprint
+    of the weights it was made from (:func:`mrl_plugins.models.checks.weights_fingerprint`), which
+    must be this model's now: a path alone would let an export of a model trained again since
+    (``--overwrite``, another seed) go out as the new model's."""
+    from ..models.checks import weights_fingerprint
+
+    recorded, source = record.get("weights"), record.get("source")
+    if recorded is not None and recorded == weights_fingerprint(model_dir):
+        return None
+    if recorded is None:
+        return ("it records no fingerprint of the weights it was made from (an export of mrl-plugins before 0.9), so "
+                "nothing shows it is of this model")
+    if source and Path(source).exists() and Path(source).resolve() == model_dir.resolve():
+        return (f"it was exported from {model_dir}, whose weights have changed since (the run was trained again): the "
+                "graph would not compute this model's vectors")
+    return f"it was exported from {source}, not from the model being published ({model_dir})"
+
+
+def changed_files(folder: Path, record: dict) -> str | None:
+    """Which of the files the export wrote is not as it recorded it (SHA-256), in words, or
+    ``None``; an export that records no hashes is refused by :func:`made_from_other_weights`
+    first (they arrived together, in 0.9)."""
+    from ..outputs.digests import sha256_file
+
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"{folder / MARKER} records no hashes of its files (an export of mrl-plugins before 0.9)"
+    for name, digest in files.items():
+        path = folder / str(name)
+        if not path.is_file():
+            return f"{path} is missing ({MARKER} lists it)"
+        if sha256_file(path) != digest:
+            return f"{path} is not the file the export wrote (its SHA-256 differs: changed or cut since)"
+    return None
 
 
 def add_exports(model_dir: Path, exports: list[PublishedExport]) -> None:

@@ -9,10 +9,11 @@ from .loading import (
     embedding_dim_from_files,
     full_width,
     load_model,
+    max_seq_length_from_files,
     mixed_precision,
     pick_device,
     resolve_model,
 )
 
 __all__ = ["PACKAGED_MODELS", "ResolvedModel", "embedding_dim_from_files", "full_width", "load_model",
-           "mixed_precision", "pick_device", "resolve_model"]
+           "max_seq_length_from_files", "mixed_precision", "pick_device", "resolve_model"]

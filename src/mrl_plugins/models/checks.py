@@ -83,3 +83,25 @@ def device_problems(device: str, where: str = "[model] device") -> list[str]:
     if device.startswith("mps") and platform.system() != "Darwin":
         return [f"[model] device: '{device}' is Apple's GPU, and this is {platform.system()}; use \"auto\" or \"cpu\"."]
     return []
+
+
+EXPORT_FOLDERS = ("onnx", "openvino")
+"""Subfolders a published model carries its exports in: not its weights."""
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """SHA-256 over a model folder's weight files (every ``*.safetensors`` and ``*.bin``, with their
+    paths, in sorted order; exports aside): what an export records of the model it was made from,
+    so that publishing it beside another model, or beside this one trained again, is refused. Its
+    configs are left out: publishing changes them (the default width, the serving keys)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(p for pattern in ("*.safetensors", "*.bin") for p in folder.rglob(pattern)
+                   if p.relative_to(folder).parts[0] not in EXPORT_FOLDERS)
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -83,6 +83,15 @@ def embedding_dim_from_files(path: str | Path) -> int | None:
     return dim
 
 
+def max_seq_length_from_files(path: str | Path) -> int | None:
+    """The tokens a saved model reads (``sentence_bert_config.json``), or ``None``."""
+    try:
+        value = json.loads((Path(path) / "sentence_bert_config.json").read_text()).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def pick_device(requested: str = "auto") -> str:
     import torch
 

@@ -21,14 +21,43 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
-def output_problems(output_dir: Path) -> list[str]:
-    """The output folder must be creatable: no file in the way, and a writable parent."""
-    ancestor = existing_ancestor(output_dir)
-    if not ancestor.is_dir():
-        return [f"output_dir: '{output_dir}' cannot be created: {ancestor} is a file. Choose another output_dir."]
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return [f"output_dir: '{output_dir}' cannot be created: {ancestor} is not writable. Choose another output_dir."]
+def cannot_write(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (or, when it does not exist yet, in the nearest
+    folder above it that does), or ``None``. A real probe (a hidden file created and removed), not
+    ``os.access``: a read-only file system, an immutable folder (``chattr +i``, which root cannot
+    write either) and a full disk all answer ``os.access`` with yes."""
+    import tempfile
+
+    where = existing_ancestor(folder)
+    if not where.is_dir():
+        return f"{where} is a file"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".mrl-write-probe-", dir=where)
+    except OSError as exc:
+        return f"{where} is not writable ({exc.strerror or exc})"
+    os.close(handle)
+    os.unlink(name)
+    return None
+
+
+def output_problems(output_dir: Path, flag: str = "output_dir") -> list[str]:
+    """The output folder must be creatable and writable, and so must the folder beside it where
+    its lock and temporary build go: no file in the way, and a probe file can be written in both.
+    The one writability check of every ``-o`` (``embed``, ``export``, ``index``) and of a recipe's
+    ``output_dir``, run before any lock is taken or model loaded."""
+    places = [output_dir.absolute().parent] + ([output_dir] if output_dir.is_dir() else [])
+    for place in places:
+        why = cannot_write(place)
+        if why:
+            return [f"{flag}: '{output_dir}' cannot be written: {why}; nothing was changed. Choose another {flag}."]
     return []
+
+
+def check_writable(out: Path, flag: str = "-o") -> None:
+    """:func:`output_problems` as a :class:`UserError` (the first problem)."""
+    problems = output_problems(out, flag)
+    if problems:
+        raise UserError(problems[0])
 
 
 @contextlib.contextmanager

@@ -220,7 +220,8 @@ def choices(results: RunResults) -> Section | None:
         use = (f"use the adapted embedding at {', '.join(map(str, gate.helps))} dims only" if gate.helps and gate.hurts
                else "use it at every width" if gate.helps else f"do not use it: {model} alone is as good or better")
         if gate.noise:
-            use += f" (ahead within noise at {', '.join(map(str, gate.noise))}: not used there)"
+            use += (f" (ahead only within noise at {', '.join(map(str, gate.noise))}: used there all the same, as it "
+                    "costs no more to serve)")
         lines.append(
             f"{column.label}{how}: on {results.chosen_on} it beats {model} at "
             f"{_dims_text(gate.helps, gate.validation_delta) or 'no width'} and not at "
@@ -231,7 +232,8 @@ def choices(results: RunResults) -> Section | None:
     for d in results.dims:
         publish = column_choice(results, d)
         there = f"{on.value(publish.column, d):.4f} on validation, " if results.chosen_on == "validation" else ""
-        noise = (f"; {results.models[publish.by_mean].label} ahead within noise" if publish.noise else "")
+        noise = (f"; ahead of {results.models[MRL].label} only within noise, p = {publish.noise.p:.2f}"
+                 if publish.noise else "")
         parts.append(f"{d}: {results.models[publish.column].label} ({there}{results.value(publish.column, d):.4f} "
                      f"held out{noise})")
     lines.append(f"The model to publish for each width (best {metric} among the models the run can publish): "

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..evidence.results import MRL, PublishInfo, RunResults
 from ..evidence.rundir import RunDir
 from .hub import PublishError, find_token, push
@@ -70,7 +71,7 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
     import shutil
 
     from ..export.published import add_exports, read_exports
-    from ..outputs.destination import copy_to_edit
+    from ..outputs.destination import cannot_write, copy_to_edit
 
     retry = retry or retry_command(out, repo_id=repo_id, truncate_dim=truncate_dim, revision=revision, private=private)
     column = column_of(results, model)
@@ -80,6 +81,11 @@ def publish_run(out: Path, results: RunResults, *, repo_id: str, private: bool, 
         raise PublishError(f"no Hugging Face token: set HF_TOKEN or run 'hf auth login', then retry with '{retry}'. "
                            f"Nothing was changed; the model is saved in {source}.")
     extra = read_exports(exports or [], source)
+    why = cannot_write(run.path)  # before the push: it ends by recording the push in results.json there
+    if why:
+        raise UserError(f"{run.path}: publishing records where the model went in its results.json, and the folder "
+                        f"cannot be written: {why}. Nothing was pushed; make it writable, or copy the run folder and "
+                        "publish the copy.")
     rewrite = truncate_dim is not None or bool(extra) or (column != MRL and not (source / "mrl.json").is_file())
     folder, staged, meta = source, None, None
     try:

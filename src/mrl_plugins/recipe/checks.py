@@ -11,7 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..models import ResolvedModel
+from ..models import (
+    ResolvedModel,
+    resolve_model,
+)
 from ..models.checks import device_problems, model_problems
 from ..outputs.destination import existing_ancestor, output_problems
 
@@ -69,14 +72,18 @@ def disk_problems(output_dir: Path, model: ResolvedModel, trained: int, checkpoi
 
 
 # -- the recipe's own checks that need the machine ----------------------------------------------
-def machine_problems(settings: Any, model: ResolvedModel | None, models: Any) -> list[str]:
-    """Model present and whole, device usable, output folder writable, room on the disk."""
+def machine_problems(settings: Any, model: ResolvedModel | None, models: Any, base_dir: Path) -> list[str]:
+    """Model present and whole, device usable, output folder writable (``output_dir`` relative to
+    the recipe's folder, as the run resolves it), room on the disk; the ``[mining]`` model too."""
     problems = device_problems(settings.model.device)
     if model is not None:
         problems += model_problems("[model] name", model)
+    mining = getattr(settings, "mining", None)
+    if mining is not None and mining.model != "base":
+        problems += model_problems("[mining] model", resolve_model(mining.model, base_dir))
     if output_dir_problems(settings.name, settings.output_dir):
         return problems  # the placeholder itself is reported by the recipe
-    out = Path(fill_output_dir(settings.output_dir, settings.name, "t"))
+    out = Path(os.path.normpath(base_dir / fill_output_dir(settings.output_dir, settings.name, "t")))
     problems += output_problems(out)
     if model is not None and not problems:
         problems += disk_problems(out, model, len(models.trained()), settings.train.checkpoint_steps > 0)

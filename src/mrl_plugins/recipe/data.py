@@ -73,6 +73,61 @@ def with_validation(recipe: Recipe, bundle: DataBundle) -> tuple[DataBundle, dic
     return carved.bundle, validation_from
 
 
+def read_limit(recipe: Recipe) -> int:
+    """How many characters of a text the run keeps: the model reads ``max_seq_length`` tokens (the
+    recipe's, else the model's own, else 512), and a word piece covers fewer than
+    :data:`~mrl_plugins.data.corpus.CHARS_PER_TOKEN` characters, so nothing it reads is cut."""
+    from ..data.corpus import CHARS_PER_TOKEN
+    from ..models import max_seq_length_from_files
+
+    tokens = recipe.settings.model.max_seq_length or (
+        max_seq_length_from_files(recipe.model.location) if recipe.model.is_local else None) or 512
+    return tokens * CHARS_PER_TOKEN
+
+
+def cut_long_texts(bundle: DataBundle, limit: int) -> DataBundle:
+    """Every text of the bundle cut at ``limit`` characters before anything tokenises, compares or
+    shingles it, as ``mrl-run index`` and ``embed`` cut documents: a 100 MB line in a training file
+    no longer takes the tokenizer's memory with it. Counted in the source's summary (``cut_texts``)
+    and said; a bundle with nothing that long is returned as it is."""
+    from dataclasses import replace as copy
+
+    from ..data.types import IRSet, rows_to_dataset
+
+    def long(text: object) -> bool:
+        return isinstance(text, str) and len(text) > limit
+
+    columns = [c for c in bundle.train.column_names if c != "score"]
+    counts = {"training": sum(long(t) for c in columns for t in bundle.train[c]),
+              "spare": sum(long(v) for r in bundle.spare for v in r.values())}
+    sets = {"held-out": bundle.eval, **({"validation": bundle.validation} if bundle.validation else {})}
+    counts |= {name: sum(long(t) for t in (*ir.queries.values(), *ir.corpus.values())) for name, ir in sets.items()}
+    if not any(counts.values()):
+        return bundle
+
+    def cut(value: object) -> object:
+        return value[:limit] if long(value) else value  # type: ignore[index]
+
+    def cut_set(ir: IRSet) -> IRSet:
+        return IRSet({k: str(cut(v)) for k, v in ir.queries.items()}, {k: str(cut(v)) for k, v in ir.corpus.items()},
+                     ir.relevant)
+
+    rows = [{k: cut(v) for k, v in r.items()} for r in bundle.train.to_list()] if counts["training"] else None
+    found = {k: v for k, v in counts.items() if v}
+    logger.warning("%s text(s) longer than %s characters (%s) were cut there before tokenising: the model reads "
+                   "its max_seq_length tokens of a text, never more", sum(found.values()), f"{limit:,}",
+                   ", ".join(f"{v} {k}" for k, v in found.items()))
+    return copy(
+        bundle,
+        train=rows_to_dataset(rows, bundle.row_format) if rows is not None else bundle.train,
+        eval=cut_set(bundle.eval) if counts["held-out"] else bundle.eval,
+        validation=cut_set(bundle.validation) if bundle.validation is not None and counts.get("validation") else
+        bundle.validation,
+        spare=[{k: cut(v) for k, v in r.items()} for r in bundle.spare] if counts["spare"] else bundle.spare,
+        summary={**bundle.summary, "cut_texts": {**found, "limit_chars": limit}},
+    )
+
+
 def read_data_source(recipe: Recipe) -> DataBundle:
     """The data source's bundle, checked against the contract: columns, no leaks, a usable eval set."""
     spec = recipe.data
@@ -92,6 +147,7 @@ def read_data_source(recipe: Recipe) -> DataBundle:
     if list(bundle.train.column_names) != expected:
         raise PluginError(f"{who} returned columns {bundle.train.column_names}, expected {expected}; "
                           "the plugin does not follow the contract.")
+    bundle = cut_long_texts(bundle, read_limit(recipe))
     leaked = find_leaks(bundle.training_texts(), bundle.eval)
     if any(leaked):
         raise UserError(f"{who} leaks: {leaked[0]} evaluation queries and {leaked[1]} relevant documents also occur "

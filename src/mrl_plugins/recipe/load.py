@@ -10,6 +10,7 @@ imports torch or loads a model.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,9 +28,11 @@ from ..components import (
     DimSchedule,
     Loss,
     Objective,
+    Params,
     ValidationContext,
     WarmStart,
 )
+from ..data.split import MIN_QUERIES
 from ..data.types import RowFormat
 from ..errors import RecipeError, UserError
 from ..evidence.results import column_key
@@ -38,7 +41,7 @@ from ..plugins import Registry, load_registry
 from . import checks
 from .checks import fill_output_dir, output_dir_problems
 from .run_models import ModelRef, RunModels, plan_models, resolve_ref
-from .schema import RecipeModel, apply_override, pydantic_problems, read_toml
+from .schema import RecipeModel, apply_override, pydantic_problems, read_toml, sample_value, toml_value
 
 C = TypeVar("C", bound=Component[Any])
 
@@ -159,7 +162,7 @@ class Recipe:
 
 def _component(
     registry: Registry, kind: str, table: Any, where: str, problems: list[str], loc: tuple[Any, ...],
-    spec_cls: type[ComponentSpec[Any]] = ComponentSpec,
+    spec_cls: type[ComponentSpec[Any]] = ComponentSpec, base_dir: Path = Path("."),
 ) -> ComponentSpec[Any] | None:
     if not isinstance(table, dict):
         problems.append(f"{where}: must be a table.")
@@ -180,8 +183,32 @@ def _component(
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, cls.Params, loc))
         return None
+    validated = cast("Params", resolve_model_params(validated, where, base_dir, problems))
     return spec_cls(kind, name, cls, validated, registry.owner(kind, name), where,
                     origin=registry.provenance(kind, name))
+
+
+def resolve_model_params(params: BaseModel, where: str, base_dir: Path, problems: list[str]) -> BaseModel:
+    """Every parameter a component declares as a model name (:func:`mrl_plugins.components.model_field`:
+    the ``gist`` loss's ``guide`` …) resolved as ``[model]`` is, against the recipe's folder, and
+    checked now (its weights, or the Hub); the component then receives the resolved location."""
+    updates = {}
+    for name, info in type(params).model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        value, besides = getattr(params, name), extra.get("besides")
+        if not extra.get("model_name") or not isinstance(value, str) or (
+                isinstance(besides, list) and value in besides):
+            continue
+        resolved = resolve_model(value, base_dir)
+        if resolved.origin == "local path" and embedding_dim_from_files(resolved.location) is None:
+            problems.append(f"{where} {name}: '{value}' is a folder ({resolved.location}) but not a "
+                            "sentence-transformers model (no modules.json).")
+            continue
+        found = checks.model_problems(f"{where} {name}", resolved)
+        problems.extend(found)
+        if not found and resolved.is_local:
+            updates[name] = resolved.location
+    return params.model_copy(update=updates) if updates else params
 
 
 def plan_comparisons(
@@ -234,8 +261,10 @@ def load_recipe(
     overrides: tuple[str, ...] | list[str] = (),
     *,
     registry: Registry | None = None,
+    check_sweep: bool = True,
 ) -> Recipe:
-    """Parse, override, validate; raise one RecipeError listing every problem found."""
+    """Parse, override, validate; raise one RecipeError listing every problem found (``check_sweep``:
+    also the ``[sweep]`` table, each of whose keys loads the recipe again without it)."""
     path = Path(path)
     raw = read_toml(path)
     for assignment in overrides:
@@ -259,7 +288,7 @@ def load_recipe(
     specs: dict[str, ComponentSpec[Any] | None] = {}
     for kind in ("data", "loss", "dims", "warm_start", "objective"):
         if kind in raw:
-            specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,))
+            specs[kind] = _component(registry, kind, raw[kind], f"[{kind}]", problems, (kind,), base_dir=base_dir)
     if "objective" not in raw:  # the default: MatryoshkaLoss, as every run before objectives were plugins
         specs["objective"] = _component(registry, "objective", {"name": "matryoshka"}, "[objective]", problems,
                                         ("objective",))
@@ -271,7 +300,8 @@ def load_recipe(
             problems.append(f"[[compare]] #{i + 1} label: must be a non-empty string (how tables name the column), "
                             f"got {label!r}.")
             label = None
-        spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i), ComparisonSpec)
+        spec = _component(registry, "compare", table, f"[[compare]] #{i + 1}", problems, ("compare", i), ComparisonSpec,
+                          base_dir)
         if spec is not None:
             assert isinstance(spec, ComparisonSpec)
             spec.custom_label = label.strip() if label else None
@@ -327,7 +357,11 @@ def load_recipe(
         if (v.patience or v.eval_steps) and not v.queries:
             problems.append("[validation] eval_steps and patience score on the validation split, and queries = 0 "
                             "turns it off; remove one or the other.")
-        problems.extend(checks.machine_problems(settings, model, models))
+        problems.extend(checks.machine_problems(settings, model, models, base_dir))
+        if 0 < v.queries < MIN_QUERIES:
+            problems.append(f"[validation] queries: {v.queries} validation queries cannot tell widths apart; a run "
+                            f"needs at least {MIN_QUERIES} to choose anything (the default is 200), or queries = 0 to "
+                            "make every choice on the evaluation set.")
 
     output_dir = None
     if settings is not None:
@@ -337,6 +371,10 @@ def load_recipe(
             output_dir = output_path(base_dir, fill_output_dir(settings.output_dir, settings.name,
                                                                time.strftime("%Y%m%d-%H%M%S")))
 
+    if settings is not None and settings.sweep is not None and check_sweep and not problems:
+        schedule = specs.get("dims")
+        full_widths = schedule.component.dims(full_dim) if full_dim and schedule is not None else None
+        problems.extend(sweep_problems(path, tuple(overrides), settings, models, compare, full_widths, registry))
     if problems or settings is None:
         raise RecipeError(str(path), problems)
     # no problems: every required component, the row format, the model and the output folder were found
@@ -359,6 +397,40 @@ def load_recipe(
         output_dir=output_dir,
         overrides=tuple(overrides),
     )
+
+
+def sweep_problems(path: Path, overrides: tuple[str, ...], settings: RecipeModel, models: RunModels,
+                   compare: list[ComparisonSpec], widths: list[int] | None, registry: Registry) -> list[str]:
+    """What a ``[sweep]`` table gets wrong that would otherwise fail in every trial: a key of its
+    space the recipe does not have (each is set to a value of its range and the recipe loaded), a
+    grid without steps, weights that do not match its widths, widths the run does not train, and a
+    column the run will not have (a model of the run, or a comparison's column)."""
+    s = settings.sweep
+    assert s is not None
+    problems = []
+    if settings.validation.queries == 0:
+        problems.append("[sweep]: [validation] queries = 0, but a sweep chooses on the validation split; remove that "
+                        "line (the default is 200 queries).")
+    for key, param in s.space.items():
+        try:  # every key must exist in the recipe's schema: a typo fails here, not in trial 7
+            load_recipe(path, [*overrides, f"{key}={toml_value(sample_value(param))}"], registry=registry,
+                        check_sweep=False)
+        except UserError as exc:
+            problems.append(f"[sweep.space] \"{key}\": {exc}")
+    if s.sampler == "grid" and any(p.choices is None and p.step is None for p in s.space.values()):
+        problems.append("[sweep] sampler = \"grid\" needs choices (or low, high and step) for every key.")
+    if s.dims and s.weights and len(s.weights) != len(s.dims):
+        problems.append(f"[sweep] weights: {len(s.weights)} weights for {len(s.dims)} dims.")
+    if s.dims and widths is not None and set(s.dims) - set(widths):
+        problems.append(f"[sweep] dims: {sorted(set(s.dims) - set(widths), reverse=True)} are not among the widths the "
+                        f"run trains and scores ({widths}); name some of those.")
+    columns = [*models.keys(), *(c.key for c in compare)]
+    if s.column not in columns and not any(s.column.startswith(c.key[:-1] + ", ") for c in compare):
+        close = difflib.get_close_matches(s.column, columns, n=1, cutoff=0.5)
+        problems.append(f"[sweep] column: '{s.column}' is not a column the run will have"
+                        + (f"; did you mean '{close[0]}'?" if close else ".")
+                        + f" It will have: {', '.join(columns)}.")
+    return problems
 
 
 def output_path(recipe_dir: Path, filled: str) -> Path:

@@ -124,6 +124,19 @@ class SweepSection(Section):
     seed: int | None = Field(None, description="The sampler's seed (default: the recipe's).")
 
 
+def sample_value(param: SweepParam) -> Any:
+    if param.choices is not None:
+        return param.choices[0]
+    return int(param.low) if param.integer and param.low is not None else param.low
+
+
+def toml_value(value: Any) -> str:
+    """A value as ``--set`` reads it (TOML syntax)."""
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
 class PublishSection(Section):
     repo_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hub repo, 'user/name'.")
     private: bool = Field(False, description="Create the Hub repo as private.")

@@ -21,15 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mrl_plugins.evidence.results import PRIMARY
-
 from .. import __version__
 from ..component_errors import plugin_call
 from ..components import ValidationContext
 from ..data.near_duplicates import find_near_duplicates
 from ..data.types import DataBundle, RowFormat
 from ..errors import PluginError, UserError
-from ..evidence.results import BASE, DataInfo, ModelInfo, ModelResult, RunResults, TrainingFacts
+from ..evidence.results import BASE, PRIMARY, DataInfo, ModelInfo, ModelResult, RunResults, TrainingFacts
 from ..evidence.rundir import RunDir
 from ..evidence.saved import save_evaluation, save_per_query
 from ..models import full_width, load_model, pick_device

@@ -18,15 +18,23 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mrl_plugins.evidence.results import ChoiceCheck
-
 from ..component_errors import plugin_call
 from ..components import Column, ComparisonContext, IndexBackend, TextSide
 from ..errors import PluginError, UserError
 from ..evaluation.encode import EncodedIRSet, encode_ir_set, encode_texts, index_ir_set
 from ..evaluation.metrics import METRICS, Metrics, SearchCost
 from ..evaluation.retrieval import score_dims, scores_of
-from ..evidence.results import BASE, MRL, PRIMARY, ModelResult, PairedTest, RunResults, column_key, round_metrics
+from ..evidence.results import (
+    BASE,
+    MRL,
+    PRIMARY,
+    ChoiceCheck,
+    ModelResult,
+    PairedTest,
+    RunResults,
+    column_key,
+    round_metrics,
+)
 from ..models import load_model
 from ..recipe.load import ComparisonSpec
 from .context import RunContext

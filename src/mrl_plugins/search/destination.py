@@ -21,7 +21,7 @@ logger = logging.getLogger("mrl_plugins")
 def check_destination(out: Path, overwrite: bool) -> None:
     """``-o`` may name a new folder, an empty one, or (with ``--overwrite``) an index; never a
     file, a finished run or any other folder: nothing the user has is replaced by an index."""
-    from ..outputs.destination import output_problems
+    from ..outputs.destination import check_writable
 
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"-o {out}: a file is there, not an index folder; nothing was changed. Name a new folder.")
@@ -35,10 +35,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
         if entries and not overwrite:
             raise UserError(f"-o {out}: an index is already there; nothing was changed. Choose another folder or pass "
                             "--overwrite to replace it.")
-    problems = output_problems(out)
-    if problems:
-        message = problems[0].replace("output_dir:", "-o:")
-        raise UserError(message.replace("Choose another output_dir", "Choose another -o"))
+    check_writable(out)
 
 
 def is_index(folder: Path) -> bool:

@@ -19,7 +19,6 @@ from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..components import SearchHits, SearchIndex
-    from ..embed.stamp import ModelStamp
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,7 @@ class Searcher:
         """The index in ``folder`` with the model that built it (or ``model``: a run's folder, a
         model folder or a Hub id, checked to embed as the index's model did); ``dsn`` points an
         engine's index at another server."""
+        from ..embed.stamp import ModelStamp
         from ..evidence.rundir import resolve_model_arg
         from ..models import load_model, pick_device
         from .build import open_index
@@ -110,11 +110,5 @@ class Searcher:
         if model is None and Path(name).is_absolute() and not Path(name).exists():
             raise UserError(f"the model that built {folder} ({name}) is not there any more; pass --model.")
         loaded = load_model(resolve_model_arg(name)[0], device=pick_device(device))
-        corpus.check_model(stamp_of(loaded, name))
+        corpus.check_model(ModelStamp.of(loaded, name))
         return cls(corpus.index, corpus.texts, model_encoder(loaded), shortlist=corpus.manifest.shortlist)
-
-
-def stamp_of(model: object, name: str) -> ModelStamp:
-    from ..embed.stamp import ModelStamp
-
-    return ModelStamp.of(model, name)

@@ -12,9 +12,18 @@ mode; nothing here coordinates workers). Run the command again and the study con
 
 Optuna's own machinery does the rest: TPE (the default) or a grid (``GridSampler``) or random
 sampling, median pruning on the MRL model's validation curve (a trial reports its score every
-``report_every`` steps, or once per epoch), heartbeats that mark a killed worker's trial as
-failed and retry it (:class:`optuna.storages.RetryFailedTrialCallback`), and a failed trial
-recorded with its message while the study goes on.
+``report_every`` steps, or once per epoch), heartbeats that mark a trial as failed when its
+worker on another machine stops beating, and a failed trial recorded with its message while the
+study goes on.
+
+Two things are ours. A trial whose worker was killed on this machine (``SIGKILL``, the OOM killer)
+is found at once when the sweep runs again (its worker's PID, recorded with the trial, is gone)
+and marked failed ("its worker was killed"), rather than staying RUNNING for good and counting
+towards the total. And TPE and random sampling are seeded per trial (:class:`TrialSeeded`: the sweep's seed
+mixed with the trial's number), not per process: a sweep run again, or a second worker, samples
+anew rather than repeating the first process's draws, while one uninterrupted worker still
+reproduces its sweep exactly. A killed trial is retried once with its values only on a grid,
+where each point is to be measured; TPE and random sampling go on drawing new values.
 
 When the study has its trials, the sweep writes its trials table (``trials.csv``,
 ``sweep.md``), Optuna's parameter-importance and parallel-coordinate plots, the best trial's
@@ -38,18 +47,11 @@ from ..evaluation.metrics import Metric
 from ..evidence.results import RunResults
 from ..evidence.rundir import RunDir
 from ..recipe.load import Recipe, load_recipe
-from ..recipe.schema import SweepParam, SweepSection
+from ..recipe.schema import SweepParam, SweepSection, toml_value
 
 logger = logging.getLogger("mrl_plugins")
 
 HEARTBEAT_SECONDS = 30
-
-
-def toml_value(value: Any) -> str:
-    """A value as ``--set`` reads it (TOML syntax)."""
-    import tomli_w
-
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def assignments(params: dict[str, Any]) -> list[str]:
@@ -68,26 +70,11 @@ class Sweep:
 
     @classmethod
     def open(cls, path: Path, overrides: list[str], *, storage: str | None, trials: int | None) -> Sweep:
-        recipe = load_recipe(path, overrides)
+        recipe = load_recipe(path, overrides)  # its [sweep] table checked with it (recipe.load.sweep_problems)
         s = recipe.settings.sweep
         if s is None:
             raise UserError(f"{path}: no [sweep] table; add one naming the search space, e.g. [sweep.space] "
                             '"train.learning_rate" = { low = 1e-5, high = 1e-4, log = true } (see README, "Sweeps").')
-        if recipe.settings.validation.queries == 0:
-            raise UserError(f"{path}: [validation] queries = 0, but a sweep chooses on the validation split; remove "
-                            "that line (the default is 200 queries).")
-        problems = []
-        for key, param in s.space.items():
-            try:  # every key must exist in the recipe's schema: a typo fails here, not in trial 7
-                load_recipe(path, [*overrides, f"{key}={toml_value(sample_value(param))}"], registry=recipe.registry)
-            except UserError as exc:
-                problems.append(f"[sweep.space] \"{key}\": {exc}")
-        if s.sampler == "grid" and any(p.choices is None and p.step is None for p in s.space.values()):
-            problems.append("[sweep] sampler = \"grid\" needs choices (or low, high and step) for every key.")
-        if s.dims and s.weights and len(s.weights) != len(s.dims):
-            problems.append(f"[sweep] weights: {len(s.weights)} weights for {len(s.dims)} dims.")
-        if problems:
-            raise UserError(" ".join(problems))
         name = recipe.settings.name
         from ..recipe.load import output_path
 
@@ -108,7 +95,8 @@ class Sweep:
         for attempt in range(3):  # workers starting together may race to create Optuna's tables
             try:
                 storage = optuna.storages.RDBStorage(
-                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS, **retry(optuna),
+                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
+                    **(retry(optuna) if self.settings.sampler == "grid" else {}),
                 )
                 break
             except Exception as exc:
@@ -118,12 +106,12 @@ class Sweep:
                 time.sleep(1 + attempt)
         s, seed = self.settings, self.settings.seed if self.settings.seed is not None else self.recipe.settings.seed
         sampler: Any
-        if s.sampler == "grid":
+        if s.sampler == "grid":  # its seed fixes the grid's order; its points are drawn from the unmeasured ones
             sampler = optuna.samplers.GridSampler({k: grid(p) for k, p in s.space.items()}, seed=seed)
         elif s.sampler == "random":
-            sampler = optuna.samplers.RandomSampler(seed=seed)
+            sampler = TrialSeeded(lambda trial_seed: optuna.samplers.RandomSampler(seed=trial_seed), seed)
         else:
-            sampler = optuna.samplers.TPESampler(seed=seed)
+            sampler = TrialSeeded(lambda trial_seed: optuna.samplers.TPESampler(seed=trial_seed), seed)
         pruner = optuna.pruners.MedianPruner(n_warmup_steps=0) if s.pruner == "median" else optuna.pruners.NopPruner()
         return optuna.create_study(study_name=self.recipe.settings.name, storage=storage, sampler=sampler,
                                    pruner=pruner, direction="maximize", load_if_exists=True)
@@ -146,6 +134,7 @@ class Sweep:
         if self.settings.report_every:  # the validation curve the pruner reads (else once per epoch)
             overrides.append(f"validation.eval_steps={self.settings.report_every}")
         trial.set_user_attr("folder", str(out))
+        trial.set_user_attr("worker", worker())
         try:
             recipe = load_recipe(self.recipe.path, overrides, registry=self.recipe.registry)
             results = run(recipe, overwrite=True, trial=TrialHooks(self, trial), documents=write_run_documents)
@@ -171,6 +160,7 @@ class Sweep:
         from optuna.trial import TrialState
 
         study = self.study()
+        self.fail_killed(study)
         done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         left = self.trials - len(study.get_trials(deepcopy=False, states=done))
         if left > 0:
@@ -182,18 +172,91 @@ class Sweep:
         return study
 
 
+    def fail_killed(self, study: Any) -> None:
+        """Mark failed every RUNNING trial whose worker was on this machine and is gone (and, on a
+        grid, queue its values once more); other machines' trials are the heartbeat's."""
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.storages.fail_stale_trials(study)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            was = trial.user_attrs.get("worker")
+            if not isinstance(was, dict) or was.get("host") != worker()["host"] or worker_alive(was):
+                continue
+            study._storage.set_trial_user_attr(trial._trial_id, "error", f"its worker (process {was.get('pid')}) "
+                                               "ended without finishing it (killed?)")
+            study.tell(trial.number, state=TrialState.FAIL)
+            logger.warning("trial %d: its worker (process %s) was killed; marked failed", trial.number,
+                           was.get("pid"))
+            if self.settings.sampler == "grid" and "retry_of" not in trial.user_attrs and trial.params:
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def worker() -> dict[str, Any]:
+    """This process, as a trial records its worker: host, PID and the PID's start time (a PID
+    reused by another process is not mistaken for the worker)."""
+    import socket
+
+    import psutil
+
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
+
+
+def worker_alive(was: dict[str, Any]) -> bool:
+    import psutil
+
+    try:
+        return bool(abs(psutil.Process(int(was["pid"])).create_time() - float(was["started"])) < 1)
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
+
+
+class TrialSeeded:
+    """An Optuna sampler seeded per trial: each trial's draws come from a sampler made for it with
+    the sweep's seed mixed with the trial's number (unique in the study, whichever worker or
+    process runs it). Optuna's samplers keep one random state per process, so a seeded sweep run
+    again (or a second worker) would repeat the first process's draws; this keeps a seeded sweep
+    reproducible and still samples anew after an interruption. TPE reads the study's trials from
+    the storage, so a fresh one per trial loses nothing. (The grid is not wrapped: its seed fixes
+    the order of its points, and it draws among the points not yet measured.)"""
+
+    def __init__(self, make: Any, seed: int):
+        self._make, self._seed = make, seed
+        self._samplers: dict[int, Any] = {}
+
+    def _of(self, trial: Any) -> Any:
+        number = trial.number
+        if number not in self._samplers:
+            self._samplers[number] = self._make((self._seed * 1_000_003 + number) % 2**32)
+        return self._samplers[number]
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self._of(trial).after_trial(study, trial, state, values)
+        self._samplers.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: every trial's sampler is seeded when it is made."""
+
+
 def retry(optuna: Any) -> dict[str, Any]:
-    """Retry once a trial whose worker stopped beating (killed): Optuna ≥ 4.9 names it otherwise."""
+    """Retry once a grid trial whose worker stopped beating (killed): Optuna ≥ 4.9 names it otherwise."""
     storages = optuna.storages
     if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
         return {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     return {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=1)}
-
-
-def sample_value(param: SweepParam) -> Any:
-    if param.choices is not None:
-        return param.choices[0]
-    return int(param.low) if param.integer and param.low is not None else param.low
 
 
 def grid(param: SweepParam) -> list[Any]:

@@ -260,6 +260,13 @@ class PgFunnel(SearchIndex):
                     rerank_dim, store, model)
         index.version = index._pgvector_version()
         try:
+            # one build of a table at a time, across processes and machines: held until the build's
+            # transaction ends (committed by save(), rolled back by anything else, a kill included)
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                                (f"mrl-pgvector:{table}",)).fetchone()[0]:
+                raise UserError(f"another build of table {table} is under way in {server.where}; nothing was "
+                                "changed. Wait for it to finish (then --overwrite replaces it), or choose another "
+                                "name (--index-param table=NAME).")
             exists = conn.execute("SELECT to_regclass(%s)", (f'"{table}"',)).fetchone()[0] is not None
             if exists and not replace:
                 raise UserError(f"table {table} already exists in {server.where}; nothing was changed. Pass "
@@ -272,10 +279,19 @@ class PgFunnel(SearchIndex):
             index.close()
             import psycopg
 
-            if isinstance(exc, psycopg.Error):  # e.g. no CREATE on the schema (PostgreSQL 15 on: only its owner)
-                raise UserError(f"PostgreSQL at {server.where} refused to create table {table} "
-                                f"({' '.join(str(exc).split())}); nothing was changed. Grant this user CREATE on "
-                                "the schema, or connect as one who has it.") from None
+            said = " ".join(str(exc).split())
+            # no CREATE on the schema (from PostgreSQL 15 on, only its owner has it on public)
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                raise UserError(f"PostgreSQL at {server.where} refused to create table {table} ({said}); nothing "
+                                "was changed. Grant this user CREATE on the schema, or connect as one who has it."
+                                ) from None
+            if isinstance(exc, psycopg.errors.DuplicateTable | psycopg.errors.UniqueViolation):
+                raise UserError(f"table {table} was created in {server.where} by another command while this one "
+                                f"started ({said}); nothing was changed. Run again once it finished (--overwrite "
+                                "replaces it), or choose another name (--index-param table=NAME).") from None
+            if isinstance(exc, psycopg.Error):
+                raise UserError(f"PostgreSQL at {server.where} could not create table {table} ({said}); nothing was "
+                                "changed.") from None
             raise
         return index
 

