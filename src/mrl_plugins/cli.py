@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrl-run: interrupted; no output was written.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (mrl-run plugins -v | head): stop quietly, as cat does;
+        # what is still buffered goes to /dev/null, or Python's flush at exit raises again (Python's docs, "signal")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         # a full disk that no command caught with its own message: every command writes through a
         # temporary name or folder that it removes on failure, so nothing finished was replaced
@@ -72,10 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
         print(f"mrl-run: error: the disk filled up{where}; what was being written was removed and nothing finished "
               "was replaced. Free some space and run the same command again.", file=sys.stderr)
-        return 1
-    except BrokenPipeError:  # the reader left early (mrl-run plugins -v | head): stop quietly, as cat does;
-        # what is still buffered goes to /dev/null, or Python's flush at exit raises again (Python's docs, "signal")
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -14,10 +14,10 @@ the same (the adaptor or not at a width: one small linear layer; which of the ru
 publish at a width), **the better mean** is taken, and a lead within noise is said, with its
 p-value. Issue #36 asked for the margin on every choice; measured on the three shipped datasets
 (``benchmarks/bench_validation.py``, docs/benchmarks.md) it kept plain MRL where the adaptor was
-better held out by 0.026 to 0.098, at 11 of 37 choices, while the better mean would have missed 1:
-a margin buys safety only where one option has something to lose, and with a validation split of
-unseen text (no longer flattering fitted columns) there is none to buy here. That rule was set
-after looking at those three datasets, so they do not confirm it. It is then reported on the
+better held out by 0.026 to 0.098, at 11 of 37 choices; the better mean missed 1 of 37. A margin
+buys safety only where one option has something to lose, and with a validation split of unseen
+text (no longer flattering fitted columns) there is none to buy between equal-cost options. That
+rule was set after looking at those three datasets, so they do not confirm it. It is then reported on the
 held-out evaluation set: a width or a setting picked on the queries it is then
 scored on flatters itself by their luck. A run written before schema 5 kept no per-query
 validation scores: its choices take any positive difference, as they were made. A run without a
