@@ -166,8 +166,11 @@ def test_two_process_gloo_training_writes_once(launcher, tiny_recipe, recipe_pat
     # 100 training rows less the 20 the validation split takes (every rank carves the same), batch 16 per
     # process, incomplete last batch dropped: two processes share an epoch in 80 // 32 = 2 steps, where one
     # process alone takes 80 // 16 = 5
-    assert results.data.train_rows == 80 and results.data.validation_from == {"spare": 0, "training": 20,
-                                                                               "training_rows_removed": 20}
+    assert results.data.train_rows == 80
+    assert {k: results.data.validation_from[k] for k in ("spare", "training", "training_rows_removed")} == {
+        "spare": 0, "training": 20, "training_rows_removed": 20}
+    # no training document stands in the validation corpus as a distractor (issue #36)
+    assert results.data.validation_from["distractors_from_training"] == 0
     for key in ("mrl", "no-mrl"):  # the control run is distributed too
         assert results.train[key].world_size == 2
         assert results.train[key].steps == 2

@@ -347,11 +347,19 @@ def test_an_unwritable_destination_is_one_message(tiny_model_dir, corpus_file, t
     monkeypatch.setattr(build, "build_from_texts", refuse)
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")
     one_message(code, err, "cannot write there (Permission denied")
-    from mrl_plugins.outputs import destination
+    import tempfile
 
-    monkeypatch.setattr(destination.os, "access", lambda *a: False)  # root may write anywhere: pretend
+    real_mkstemp = tempfile.mkstemp
+
+    def no_probe(*args, **kwargs):  # root may write anywhere: the write probe is refused instead
+        if kwargs.get("prefix") == ".mrl-write-probe-":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_probe)
     code, _, err = index(tiny_model_dir, corpus_file, tmp_path / "ro" / "idx")
-    one_message(code, err, "-o: ", "is not writable")
+    one_message(code, err, "-o: ", "cannot be written", "is not writable (Permission denied)")
+    assert not (tmp_path / "ro" / "idx").exists()  # refused before anything was made
 
 
 # -- 13. argument mistakes are usage errors ---------------------------------------------------------------
