@@ -140,7 +140,7 @@ def test_a_third_party_backend_serves_index_quantize_and_the_demo(plugin_run, tm
 
 def test_indexing_a_run_takes_its_width_from_the_decision_and_the_exact_backend(plugin_run, tmp_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(40)])
-    assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "i")]) == 0
+    assert main(["index", str(plugin_run), str(corpus), "-o", str(tmp_path / "i"), "--setting", "run"]) == 0
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
     results = RunDir.open(plugin_run).results()
     assert manifest["shortlist_dim"] == decisions.index_width(results)

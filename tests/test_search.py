@@ -65,6 +65,19 @@ def test_the_rerank_in_faiss_returns_the_ids_and_scores_of_the_numpy_rerank(vect
     assert np.array_equal(hits.ids, index.search(queries, 10, shortlist=50).ids)
 
 
+def test_the_int8_rescore_decodes_shared_candidates_once_and_ranks_as_numpy_does(vectors):
+    queries, corpus, _ = vectors
+    index = FunnelIndex(64, 8, backend("binary"), store_dtype="int8")
+    index.add(corpus)
+    _, candidates = index.shortlist.search(normalise(queries[:, :8]), 60)
+    candidates[1] = candidates[0]  # two queries with the same candidates: decoded once
+    candidates[2, 30:] = -1  # a short shortlist, padded
+    candidates[3, :] = -1  # nothing at all
+    fast, slow = index._rerank_int8(normalise(queries), candidates, 10), index._rerank_numpy(queries, candidates, 10)
+    assert np.array_equal(fast.ids, slow.ids) and (fast.ids[3] == -1).all()
+    np.testing.assert_allclose(fast.scores[fast.ids >= 0], slow.scores[slow.ids >= 0], atol=1e-5)
+
+
 def test_an_ivf_shortlist_that_probes_every_cell_equals_the_flat_one(vectors, tmp_path):
     queries, corpus, _ = vectors
     flat, ivf = FunnelIndex(64, 8, backend("flat")), FunnelIndex(64, 8, backend("ivf", nlist=16, nprobe=16))
@@ -382,7 +395,7 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     setting = index_setting(results)
     assert (setting.column, setting.dim, setting.index, setting.store) == (chosen, 8, "binary", "int8")
     corpus = write_jsonl(tmp_path / "docs.jsonl", [{"text": r["positive"]} for r in toy_pairs(60)])
-    code, out, err = cli("index", tmp_path / "out", corpus, "-o", tmp_path / "idx")
+    code, out, err = cli("index", tmp_path / "out", corpus, "-o", tmp_path / "idx", "--setting", "run")
     assert code == 0 and "the run's serving choice" in out, err
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert (manifest["shortlist_dim"], manifest["index"]["name"], manifest["store_dtype"], manifest["shortlist"]) \

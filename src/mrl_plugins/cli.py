@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError, is_disk_full
 
@@ -35,8 +35,28 @@ def _parser(commands: dict[str, type[Command]]) -> argparse.ArgumentParser:
     for name in order:
         cls = commands[name]
         command = sub.add_parser(name, help=cls.summary(), description=cls.summary())
+        if getattr(cls, "intermixed", False):
+            command.__class__ = IntermixedParser
         cls().add_arguments(command)
     return parser
+
+class IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes positionals between options (``search INDEX --json
+    "query"``), as ``parse_intermixed_args`` does: needed where a positional takes ``nargs="*"``,
+    which plain argparse fills (empty) at the first positional and then refuses the rest. A
+    command asks for it with ``intermixed = True``."""
+
+    _inner = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._inner:  # parse_known_intermixed_args calls back here, twice
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
 
 
 def _commands() -> dict[str, type[Command]]:

@@ -80,6 +80,8 @@ class Manifest(BaseModel):
     shortlist: int | None = Field(None, ge=1)
     engine: bool = False
     """The vectors and the shortlist index live in the backend's engine, not in the folder."""
+    tuning: dict[str, Any] | None = None
+    """What ``mrl-run index`` measured on the corpus and chose (:mod:`mrl_plugins.search.tuning`; 0.9 on)."""
 
 
 class ShortlistIndex(abc.ABC):

@@ -60,6 +60,21 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
                        help="Encoding of CSV, TSV and text corpora (default utf-8; JSON is UTF-8).")
     index.add_argument("--batch-size", type=positive, default=256)
     index.add_argument("--device", default="auto", help='"auto" (CUDA, else MPS, else CPU) or a torch device.')
+    index.add_argument("--setting", choices=["tune", "run"], default="tune",
+                       help="What to build when --dim, --index, --quantize, --store and --rerank-dim are left out: "
+                       "'tune' (default) measures widths, backends and shortlists on this corpus and builds the "
+                       "least memory keeping --recall of the exact top 10 at least 20%% faster than exact search "
+                       "(else exact search); 'run': the run's serving choice, as before 0.9.")
+    index.add_argument("--recall", type=float, default=0.95,
+                       help="Tuning: the share of the exact full-width top 10 to keep (default 0.95; 1.0: exact).")
+    index.add_argument("--latency-ms", type=float,
+                       help="Tuning: also require a median one-query time within this many milliseconds.")
+    index.add_argument("--probe", type=Path,
+                       help="Tuning: your own queries, one per line (plain or JSON with 'query'); default: the "
+                       "openings of 200 documents of the corpus, embedded as queries.")
+    index.add_argument("--no-query-encoder", dest="query_encoder", action="store_false",
+                       help="Do not write the query encoder (the model as an ONNX graph with its tokenizer, checked "
+                       "against the model) that lets 'mrl-run search' embed queries without torch.")
     index.add_argument("--overwrite", action="store_true",
                        help="Replace an existing index folder (only an index, or an empty folder; never anything "
                        "else).")
@@ -108,13 +123,24 @@ def index_request(args: argparse.Namespace) -> tuple[IndexRequest, int | None, d
     full = (manifest["full_dim"] if manifest is not None
             else embedding_dim_from_files(model_ref.location) if model_ref.is_local else None)
     registry = load_registry()  # once: the exact backend, what --quantize offers, and the backend built
-    chosen = run_choice(run) if not (args.index or args.dim or args.quantize) else None
+    explicit = bool(args.index or args.dim or args.quantize or args.store or args.rerank_dim)
+    if args.latency_ms is not None and args.latency_ms <= 0:
+        raise UserError(f"--latency-ms {args.latency_ms}: must be a positive number of milliseconds.")
+    if not 0 < args.recall <= 1:
+        raise UserError(f"--recall {args.recall}: must be above 0 and at most 1 (a share of the exact top 10).")
+    if args.probe is not None and not args.probe.is_file():
+        raise UserError(f"--probe {args.probe}: no such file; give a file of your own queries, one per line.")
+    tune = args.setting == "tune" and not explicit
+    if args.setting == "run" and run is None and not explicit:
+        logger.info("--setting run: %s is not a run's model; building its recommended width with the exact backend",
+                    args.model)
+    chosen = run_choice(run) if args.setting == "run" and not explicit else None
     if chosen is not None and chosen.setting.index not in registry.names("index"):
         logger.warning("the run's serving choice (%s) uses the index backend '%s', which is not installed here; "
                        "building the exact backend at its width instead (install the plugin that provides it, or "
                        "pass --index)", chosen.label, chosen.setting.index)
         chosen = None
-    index = args.index or (chosen.setting.index if chosen is not None else None)
+    index = args.index or (chosen.setting.index if chosen is not None else None)  # tuning builds exact first
     name, params = backend_for(registry, index or registry.exact_index(), args.quantize, args.index_param)
     if args.dsn:
         params["dsn"] = args.dsn
@@ -126,7 +152,8 @@ def index_request(args: argparse.Namespace) -> tuple[IndexRequest, int | None, d
         store=args.store or (chosen.store if chosen is not None else "float32"),
         shortlist=chosen.shortlist if chosen is not None else None, chosen=chosen,
         text_column=args.text_column, id_column=args.id_column, format=args.format, encoding=args.encoding,
-        batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
+        batch_size=args.batch_size, device=args.device, overwrite=args.overwrite, query_encoder=args.query_encoder,
+        tune=tune, measure=explicit, recall=args.recall, latency_ms=args.latency_ms, probe=args.probe,
     )
     return request, full, manifest
 

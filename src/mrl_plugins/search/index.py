@@ -23,8 +23,10 @@ A saved index is a folder (:mod:`.folder`: its manifest, the checks of its files
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,30 @@ class FunnelIndex(SearchIndex):
             self._chunks.append(stored)
         self._vectors = None
 
+    @classmethod
+    def over(cls, unit: np.ndarray, backend: IndexBackend, shortlist_dim: int, *, store_dtype: StoreDtype = "float32",
+             model: ModelStamp | None = None, block: int = 65536) -> FunnelIndex:
+        """A funnel over vectors already unit-length at full width (another index's float32
+        store, memory-mapped): the shortlist index built block by block, and the rerank store
+        shared with ``unit`` when it is float32 (no copy), else encoded from it. What
+        ``mrl-run index``'s tuning builds each candidate setting with."""
+        index = cls(unit.shape[1], shortlist_dim, backend, store_dtype=store_dtype, model=model)
+        stored = []
+        for start in range(0, len(unit), block):
+            part = np.asarray(unit[start : start + block], dtype=np.float32)
+            prefixes = normalise(part[:, :shortlist_dim])
+            if start == 0:
+                index.shortlist.train(prefixes)
+            index.shortlist.add(prefixes)
+            if store_dtype == "int8":
+                if index.ranges is None:
+                    index.ranges = np.stack([part.min(axis=0), part.max(axis=0)]).astype(np.float32)
+                stored.append(quantize_int8(part, index.ranges))
+            elif store_dtype != "float32":
+                stored.append(part.astype(store_dtype))
+        index._vectors = unit if store_dtype == "float32" else np.concatenate(stored)
+        return index
+
     @property
     def vectors(self) -> np.ndarray:
         """The stored full-dimension vectors, ``(count, full_dim)``, in the store's dtype (int8
@@ -134,10 +160,11 @@ class FunnelIndex(SearchIndex):
         if shortlist is not None and shortlist < k:
             raise UserError(f"the shortlist ({shortlist}) must be at least k ({k}).")
         n = min(shortlist or k, self.count)
-        scores, ids = self.shortlist.search(normalise(queries[:, : self.shortlist_dim]), n)
-        if shortlist is None:
-            return _pad(SearchHits(ids[:, :k], scores[:, :k]), k)
-        return _pad(self._rerank(queries, ids, k), k)
+        with one_query_threads(len(queries)):
+            scores, ids = self.shortlist.search(normalise(queries[:, : self.shortlist_dim]), n)
+            if shortlist is None:
+                return _pad(SearchHits(ids[:, :k], scores[:, :k]), k)
+            return _pad(self._rerank(queries, ids, k), k)
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         if self.rerank_dim == self.full_dim and self.normalised:
@@ -170,17 +197,23 @@ class FunnelIndex(SearchIndex):
         return SearchHits(ids, scores)
 
     def _rerank_int8(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
-        """The int8 store: the candidates' codes decoded to unit float32 rows once (a block of
-        ~64 MB at a time), then the same C++ rerank over that block."""
+        """The int8 store: each distinct candidate's codes decoded to a unit float32 row once
+        (queries of a batch share candidates; a block of ~64 MB at a time, rows read in order),
+        then the same C++ rerank over that block."""
         n, width = candidates.shape
         out_ids, out_scores = [], []
         step = max(1, (64 << 20) // max(1, width * self.full_dim * 4))
         for start in range(0, n, step):
             cand = candidates[start : start + step]
             valid = cand >= 0
-            rows = np.where(valid, cand, 0).reshape(-1)
+            rows = np.unique(cand[valid])
+            if not len(rows):  # nothing to rerank: every candidate is padding
+                kk = min(k, width)
+                out_ids.append(np.full((len(cand), kk), -1, np.int64))
+                out_scores.append(np.full((len(cand), kk), -np.inf, np.float32))
+                continue
             block = normalise(self.decoded(rows))
-            local = np.where(valid, np.arange(cand.size, dtype=np.int64).reshape(cand.shape), -1)
+            local = np.where(valid, np.searchsorted(rows, np.where(valid, cand, rows[0])), -1)
             hits = self._rerank_faiss(q[start : start + step], local, k, store=block)
             out_ids.append(np.where(hits.ids >= 0, rows[np.maximum(hits.ids, 0)], -1))
             out_scores.append(hits.scores)
@@ -310,6 +343,31 @@ def open_funnel(backend: IndexBackend, folder: Path, manifest: Manifest, *, mmap
     if isinstance(backend, Engine):
         return backend.open(folder, manifest, mmap=mmap)
     return FunnelIndex.load(folder, backend, mmap=mmap)
+
+
+@contextlib.contextmanager
+def one_query_threads(queries: int) -> Iterator[None]:
+    """One query searches on one OpenMP thread (FAISS), restored after; a batch keeps them all.
+
+    A single query has little to spread: FAISS parallelises most searches over queries, and its
+    threads then mostly wait on each other. Issue #37 measured one query of the binary + int8
+    funnel at 67 ms on a busy 2-core machine (1,015× exact search); an OpenMP barrier waiting for
+    a thread that other load keeps off its core is the usual cause of such stalls, and one thread
+    has no barrier to wait at. ``benchmarks/bench_index_tuning.py`` times the tuned setting with
+    the other core busy."""
+    if queries != 1:
+        yield
+        return
+    faiss: Any = __import__("faiss")
+    before = faiss.omp_get_max_threads()
+    if before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def quantize_int8(vectors: np.ndarray, ranges: np.ndarray) -> np.ndarray:

@@ -64,6 +64,16 @@ class IndexRequest:
     batch_size: int = 256
     device: str = "auto"
     overwrite: bool = False
+    query_encoder: bool = True
+    """Write the torch-free query encoder into the index folder (:mod:`.query_encoder`)."""
+    tune: bool = False
+    """Choose the setting on the corpus itself (:mod:`.tuning`): built exact first, then rebuilt as chosen."""
+    measure: bool = False
+    """A setting given on the command line: measure its recall and times on the corpus and record them."""
+    recall: float = 0.95
+    latency_ms: float | None = None
+    probe: Path | None = None
+    """``--probe``: the user's own queries to tune with (else pseudo-queries from the corpus)."""
 
     @property
     def source(self) -> str:
@@ -137,10 +147,14 @@ def _from_embeddings(request: IndexRequest, embeddings: Any, manifest: dict[str,
 
     source, out = embeddings.path, request.output
     full = manifest["full_dim"]
-    if request.check_model:  # a model named beside the shards: it must be the one that embedded them
+    model = None
+    wanted = (request.query_encoder or request.tune or request.measure) and request.model.is_local \
+        and Path(request.model.location).exists()
+    if request.check_model or wanted:  # named beside the shards, it must be the one that embedded them
         from ..models import load_model, pick_device
 
         model = load_model(request.model, device=pick_device(request.device))
+    if request.check_model:
         stamp = ModelStamp.of(model, request.model.requested)
         recorded = ModelStamp(manifest["model"]["name"], tuple(manifest["model"]["probe"]))
         if not recorded.matches(stamp):
@@ -151,7 +165,8 @@ def _from_embeddings(request: IndexRequest, embeddings: Any, manifest: dict[str,
     if not isinstance(request.backend, Engine):
         size = sum(embeddings.texts(s["shard"]).stat().st_size for s in manifest["shards"])
         check_room(out, manifest["count"], size, full, request.dim or full, request.store)
-    dim = request.dim or (default_dim(request.model, full, request.run) if request.model.is_local else full)
+    dim = full if request.tune else request.dim or (
+        default_dim(request.model, full, request.run) if request.model.is_local else full)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
     with building(tmp, out):
         index = build_from_embeddings(
@@ -160,9 +175,11 @@ def _from_embeddings(request: IndexRequest, embeddings: Any, manifest: dict[str,
             progress=logger.getEffectiveLevel() <= logging.INFO, shortlist=request.shortlist,
             replace=request.overwrite,
         )
+        encoder = _query_encoder(request, model, index, tmp)
+        index = _tune(request, index, tmp, _query_embedder(model, tmp))
         discard_old(out)
         replace_folder(tmp, out)
-    _say_indexed(request, index, f"the embeddings in {source}", dim, full)
+    _say_indexed(request, index, f"the embeddings in {source}", full, encoder)
     return 0
 
 
@@ -178,7 +195,7 @@ def _from_texts(request: IndexRequest, corpus: Any, full: int | None) -> int:
         check_room(out, corpus.approximate_rows(), size, full, request.dim or full, request.store)
     model = load_model(request.model, device=pick_device(request.device))
     full = full_width(model)
-    dim = request.dim or default_dim(request.model, full, request.run)
+    dim = full if request.tune else request.dim or default_dim(request.model, full, request.run)
     if dim > full:
         raise UserError(f"--dim {dim}: must be between 1 and the model's dimension {full}.")
     corpus.max_chars = int(getattr(model, "max_seq_length", None) or 512) * CHARS_PER_TOKEN
@@ -190,19 +207,134 @@ def _from_texts(request: IndexRequest, corpus: Any, full: int | None) -> int:
             batch_size=request.batch_size, progress=logger.getEffectiveLevel() <= logging.INFO,
             shortlist=request.shortlist, replace=request.overwrite,
         )
+        encoder = _query_encoder(request, model, index, tmp)
+        index = _tune(request, index, tmp, _query_embedder(model, tmp))
         discard_old(out)
         replace_folder(tmp, out)
-    _say_indexed(request, index, corpus.name, dim, full)
+    _say_indexed(request, index, corpus.name, full, encoder)
     return 0
 
 
-def _say_indexed(request: IndexRequest, index: SearchIndex, what: str, dim: int, full: int) -> None:
+def _query_embedder(model: Any, folder: Path) -> Any:
+    """Texts → full-width query vectors: the model when loaded, else the query encoder just
+    written into ``folder``, else ``None``."""
+    if model is not None:
+        from ..evaluation.encode import encode_texts
+
+        return lambda texts: encode_texts(model, texts, role="query")
+    from .query_encoder import QueryEncoder
+
+    return QueryEncoder.open(folder)
+
+
+def _tune(request: IndexRequest, index: SearchIndex, folder: Path, embed: Any) -> SearchIndex:
+    """Tune on the corpus just built exact into ``folder`` and rebuild it as chosen (``--setting
+    tune``, the default), or measure a setting given on the command line; the measurements go
+    into the manifest (``tuning``). An engine's index (its vectors on its server) is neither."""
+    from ..components import Engine
+    from ..evaluation.encode import normalise
+    from ..plugins import load_registry
+    from .index import FunnelIndex
+    from .tuning import make_probes, measure_only, tune
+
+    if isinstance(request.backend, Engine) or not (request.tune or request.measure):
+        return index
+    assert isinstance(index, FunnelIndex)
+    registry = load_registry()
+
+    def make(name: str) -> Any:
+        return registry.build("index", name, {})
+
+    in_folder = [n for n in registry.names("index") if not issubclass(registry.get("index", n), Engine)]
+
+    unit = index.vectors if index.store_dtype == "float32" and index.normalised else normalise(index.decoded())
+    probes = make_probes(folder, unit, embed, request.probe)
+    if request.tune:
+        tuning = tune(unit, probes, make_backend=make, names=in_folder, exact=registry.exact_index(),
+                      matryoshka=_matryoshka(request), recall_target=request.recall, latency_ms=request.latency_ms,
+                      progress=logger.info)
+        if tuning.chosen is not None:
+            index = _rebuild(folder, unit, tuning.chosen, make(tuning.chosen.index), index.model)
+    else:
+        tuning = measure_only(unit, probes, index, make_backend=make, exact=registry.exact_index(),
+                              dim=index.shortlist_dim,
+                              name=request.backend_name, store=index.store_dtype,
+                              shortlist=request.shortlist or min(100, index.count))
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["tuning"] = tuning.record()
+    path.with_name(".manifest.json.tmp").write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(path.with_name(".manifest.json.tmp"), path)
+    return index
+
+
+def _rebuild(folder: Path, unit: Any, chosen: Any, backend: IndexBackend, model: Any) -> SearchIndex:
+    """The exact index in ``folder`` rebuilt as the chosen setting (its texts and query encoder kept)."""
+    from .build import record_provenance
+    from .index import FunnelIndex
+
+    new = FunnelIndex.over(unit, backend, chosen.dim, store_dtype=chosen.store, model=model)
+    sub = folder / ".tuned"
+    texts = folder / "texts.jsonl"
+    new.save(sub, texts=texts if texts.is_file() else None, shortlist=chosen.shortlist)
+    (folder / "store_ranges.npy").unlink(missing_ok=True)
+    for name in ("shortlist.index", "vectors.npy", "store_ranges.npy", "manifest.json"):  # the manifest last
+        if (sub / name).is_file():
+            os.replace(sub / name, folder / name)
+    sub.rmdir()
+    record_provenance(folder, backend)
+    return FunnelIndex.load(folder, backend)
+
+
+def _matryoshka(request: IndexRequest) -> list[int] | None:
+    """The model's Matryoshka widths: its run's, else its ``mrl.json``'s, else ``None``."""
+    if request.run is not None:
+        return list(RunDir.open(request.run).results().dims)
+    meta = Path(request.model.location) / "mrl.json"
+    if request.model.is_local and meta.is_file():
+        dims = json.loads(meta.read_text(encoding="utf-8")).get("matryoshka_dims")
+        return [int(d) for d in dims] if isinstance(dims, list) else None
+    return None
+
+
+def _query_encoder(request: IndexRequest, model: Any, index: SearchIndex, folder: Path) -> str | None:
+    """Write the torch-free query encoder (:mod:`.query_encoder`) into the index being built;
+    ``None`` when written or not asked for, else why there is none. Indexing shards without
+    naming a model loads the model they record, when it is a local folder still there."""
+    from ..embed.stamp import ModelStamp
+    from .query_encoder import write_query_encoder
+
+    if not request.query_encoder:
+        return None
+    if model is None:
+        if not (request.model.is_local and Path(request.model.location).exists()):
+            return f"the model that embedded the shards ({request.model.requested}) is not a local folder here"
+        from ..models import load_model, pick_device
+
+        model = load_model(request.model, device=pick_device(request.device))
+    stamp = ModelStamp.of(model, request.model.requested)
+    if index.model is not None and not index.model.matches(stamp):
+        return f"{request.model.requested} no longer embeds as it did when the shards were embedded"
+    return write_query_encoder(model, index.model or stamp, folder)
+
+
+def _say_indexed(request: IndexRequest, index: SearchIndex, what: str, full: int, encoder: str | None) -> None:
+    from .folder import read_manifest
+
+    manifest = read_manifest(request.output)
     chosen = request.chosen
     said = (f" (the run's serving choice: {chosen.label}, shortlist {chosen.shortlist}, "
             f"{chosen.kept:.1%} of exact held out)" if chosen is not None else "")
-    print(f"indexed {index.count} documents of {what} in {request.output}: {request.backend_name} shortlist at {dim} "
-          f"of {full} dims ({index.index_bytes():,.0f} bytes per vector in memory), rerank at {index.rerank_dim} "
-          f"({request.store}){said}.")
+    print(f"indexed {index.count} documents of {what} in {request.output}: {manifest.index.name} shortlist at "
+          f"{manifest.shortlist_dim} of {full} dims ({index.index_bytes():,.0f} bytes per vector in memory), rerank "
+          f"at {index.rerank_dim} ({manifest.store_dtype}){said}.")
+    if manifest.tuning:
+        from .tuning import summary
+
+        print(summary(manifest.tuning))
+    if encoder is not None:
+        logger.warning("no query encoder was written into %s (%s): 'mrl-run search' will load the model on every "
+                       "call, which takes seconds.", request.output, encoder)
 
 
 def index_params(chosen: OperatingPoint | None, name: str, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,14 +95,29 @@ class Searcher:
              dsn: str | None = None) -> Searcher:
         """The index in ``folder`` with the model that built it (or ``model``: a run's folder, a
         model folder or a Hub id, checked to embed as the index's model did); ``dsn`` points an
-        engine's index at another server."""
-        from ..embed.stamp import ModelStamp
-        from ..evidence.rundir import resolve_model_arg
-        from ..models import load_model, pick_device
+        engine's index at another server. Without ``model``, queries are embedded by the index's
+        own query encoder when it holds one (:mod:`.query_encoder`: onnxruntime, no torch), else
+        by the model loaded with sentence-transformers (with a note)."""
         from .build import open_index
+        from .query_encoder import QueryEncoder
 
         folder = Path(folder)
         corpus = open_index(folder, params={"dsn": dsn} if dsn else None)
+        if model is None:
+            encoder = QueryEncoder.open(folder)
+            built = corpus.index.model
+            if encoder is not None and (built is None or built.matches(encoder.stamp)):
+                return cls(corpus.index, corpus.texts, encoder, shortlist=corpus.manifest.shortlist)
+            import logging
+
+            logging.getLogger("mrl_plugins").warning(
+                "%s: %s; loading the model, which takes seconds (rebuild the index with 'mrl-run index' to search "
+                "without it).", folder, "its query encoder was made from another model than its vectors"
+                if encoder is not None else "no query encoder (built with --no-query-encoder, or before 0.9)")
+        from ..embed.stamp import ModelStamp
+        from ..evidence.rundir import resolve_model_arg
+        from ..models import load_model, pick_device
+
         recorded = corpus.index.model.name if corpus.index.model else None
         name = model or recorded
         if name is None:

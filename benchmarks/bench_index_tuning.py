@@ -1,0 +1,205 @@
+"""``mrl-run index`` tuned on the corpus it indexes, at the user's scale (issue #37's targets).
+
+Real data only. The quickstart's MRL model (``--run`` a finished quickstart run, else the recipe
+is run first, about 15 minutes) embeds, with ``mrl-run embed``, two corpora cut from Debian 12's
+catalogue (../shared/data):
+
+- **all**: every description paragraph of every package (135,117; the first paragraph of a
+  query's package is its relevant document, every other paragraph a distractor);
+- **30k**: every paragraph of the queries' packages and of random other usable packages, about
+  30,000 paragraphs.
+
+Queries: 1,000 synopses of packages outside the quickstart's sample (never trained on), each
+relevant to its package's first paragraph. For each corpus, ``mrl-run index RUN EMB -o IDX`` is
+run with default options (tuned on that corpus with pseudo-queries from its own documents: the
+real queries are not shown to it) and with ``--setting run`` (the run's own serving choice, as
+before 0.9). Both are then searched with the 1,000 queries beside exact FAISS flat search at full
+width: MRR@10 and the share of exact MRR@10 kept, recall@10 of the exact top 10, bytes per vector
+in RAM (the shortlist index), and time at one thread (OpenMP and BLAS), one query at a time
+(median) and in one batch, interleaved rounds, as ratios to exact search timed alongside. Last,
+the tuned setting's one-query time with the other core kept busy by a spinning process, against
+its quiet time measured in the same run.
+
+    .venv/bin/python benchmarks/bench_index_tuning.py [--run runs/quickstart-…] [--corpora all,30k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_search import CATALOGUE, SAMPLE, quickstart_model  # noqa: E402
+
+MRL = [sys.executable, "-m", "mrl_plugins.cli"]
+K = 10
+
+
+def corpora(n_queries: int, seed: int) -> tuple[list[str], list[str], dict[str, tuple[list[dict], list[int]]]]:
+    """The queries, their packages, and per corpus its documents and each query's relevant row."""
+    from mrl_plugins.builtin.debian import read_catalogue, usable_packages
+
+    packages = read_catalogue(CATALOGUE)
+    usable = usable_packages(packages, 40)
+    seen = {p.name for p in read_catalogue(SAMPLE)}
+    outside = [p for p in usable if p.name not in seen]
+    rng = random.Random(seed)
+    picked = rng.sample(outside, n_queries)
+    names = [p.name for p in picked]
+
+    def documents(packages) -> tuple[list[dict], list[int]]:
+        docs, first = [], {}
+        for p in packages:
+            for i, paragraph in enumerate(p.paragraphs):
+                if paragraph.strip():
+                    first.setdefault(p.name, len(docs))
+                    docs.append({"id": f"{p.name}#{i}", "text": paragraph})
+        return docs, [first[n] for n in names]
+
+    order = picked + [p for p in rng.sample(usable, len(usable)) if p.name not in set(names)]
+    taken, paragraphs = [], 0
+    for p in order:  # the queries' packages first, then random ones, until 30,000 paragraphs
+        if paragraphs >= 30_000:
+            break
+        taken.append(p)
+        paragraphs += sum(1 for x in p.paragraphs if x.strip())
+    out = {"all": documents(packages), "30k": documents(taken)}
+    return [p.synopsis for p in picked], names, out
+
+
+def mrr(ids: np.ndarray, relevant: list[int]) -> float:
+    scores = []
+    for row, rel in zip(ids, relevant):
+        hit = np.flatnonzero(row[:K] == rel)
+        scores.append(1.0 / (hit[0] + 1) if len(hit) else 0.0)
+    return float(np.mean(scores))
+
+
+def recall(ids: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a[:K].tolist()) & set(b[:K].tolist())) / K for a, b in zip(ids, exact)]))
+
+
+def timed(searches: dict, queries: np.ndarray, single: int = 200, rounds: int = 3) -> dict[str, tuple[float, float]]:
+    from mrl_plugins.search.tuning import one_thread
+
+    picked = queries[:single]
+    singles = {n: [] for n in searches}
+    batches = {n: [] for n in searches}
+    with one_thread():
+        for search in searches.values():
+            for q in picked[:5]:
+                search(q[None, :])
+        for _ in range(rounds):
+            for name, search in searches.items():
+                for q in picked:
+                    t0 = time.perf_counter()
+                    search(q[None, :])
+                    singles[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                search(queries)
+                batches[name].append((time.perf_counter() - t0) / len(queries))
+    return {n: (statistics.median(singles[n]) * 1e3, statistics.median(batches[n]) * 1e3) for n in searches}
+
+
+def run(command: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def evaluate(name: str, run_dir: Path, docs: list[dict], relevant: list[int], queries: list[str], tmp: Path) -> None:
+    import faiss
+
+    from mrl_plugins.evaluation.encode import encode_texts, normalise
+    from mrl_plugins.models import load_model
+    from mrl_plugins.search.build import open_index
+    from mrl_plugins.search.tuning import summary
+
+    corpus = tmp / f"{name}.jsonl"
+    corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    emb = tmp / f"{name}-emb"
+    print(f"\n== corpus '{name}': {len(docs):,} paragraphs; embedding ...", flush=True)
+    seconds = run([*MRL, "embed", str(run_dir / "model"), str(corpus), "-o", str(emb)])  # ids: the row numbers
+    print(f"embedded in {seconds:.0f} s", flush=True)
+    built = {}
+    for label, extra in (("tuned (default)", []), ("the run's choice (--setting run)", ["--setting", "run"])):
+        out = tmp / f"{name}-{len(built)}"
+        seconds = run([*MRL, "index", str(run_dir), str(emb), "-o", str(out), *extra])
+        built[label] = (out, seconds)
+    model = load_model(str(run_dir / "model"), device="cpu")
+    q = normalise(encode_texts(model, queries, role="query"))
+    opened = {label: open_index(out) for label, (out, _) in built.items()}
+    from mrl_plugins.embed.folder import EmbeddingsDir
+
+    tuned = opened["tuned (default)"]
+    full = tuned.index.full_dim
+    flat = faiss.IndexFlatIP(full)
+    shards = EmbeddingsDir(emb)
+    for vectors, _ in shards.shards(shards.open()):
+        flat.add(normalise(np.asarray(vectors, dtype=np.float32)))
+    exact_ids = flat.search(q, K)[1]
+    exact_mrr = mrr(exact_ids, relevant)
+    searches = {"exact (FAISS flat, full width)": lambda x: flat.search(x, K)}
+    for label, corpus_index in opened.items():
+        n = corpus_index.manifest.shortlist
+        searches[label] = (lambda x, i=corpus_index.index, n=n: i.search(x, K, shortlist=n))
+    times = timed(searches, q)
+    ex_single, ex_batch = times["exact (FAISS flat, full width)"]
+    print(f"{'setting':<36} {'chosen':<34} {'MRR@10':>7} {'kept':>7} {'R@10 vs exact':>13} {'B/vec':>6} "
+          f"{'× exact 1 query':>15} {'× exact batch':>13} {'p50 ms':>7} {'build s':>7}")
+    print(f"{'exact (FAISS flat, full width)':<36} {'':<34} {exact_mrr:>7.4f} {1:>7.1%} {1:>13.3f} {full * 4:>6} "
+          f"{1:>15.2f} {1:>13.2f} {ex_single:>7.3f} {'':>7}")
+    for label, corpus_index in opened.items():
+        m = corpus_index.manifest
+        ids = corpus_index.index.search(q, K, shortlist=m.shortlist).ids
+        value = mrr(ids, relevant)
+        single, batch = times[label]
+        setting = f"{m.index.name} {m.shortlist_dim}, {m.store_dtype}, S {m.shortlist}"
+        print(f"{label:<36} {setting:<34} {value:>7.4f} {value / exact_mrr:>7.1%} {recall(ids, exact_ids):>13.3f} "
+              f"{corpus_index.index.index_bytes():>6.0f} {ex_single / single:>15.2f} {ex_batch / batch:>13.2f} "
+              f"{single:>7.3f} {built[label][1]:>7.0f}")
+    if tuned.manifest.tuning:
+        print("the tuned index says: " + summary(tuned.manifest.tuning))
+    label = "tuned (default)"
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1)
+        busy = timed({label: searches[label]}, q)[label][0]
+    finally:
+        spinner.kill()
+    quiet = timed({label: searches[label]}, q)[label][0]
+    print(f"under load (one spinning process on the other core): tuned one-query p50 {busy:.3f} ms against "
+          f"{quiet:.3f} ms quiet ({busy / quiet:.2f}×)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="A finished quickstart run (default: runs/bench-search-quickstart, trained "
+                        "if missing).")
+    parser.add_argument("--corpora", default="30k,all")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    run_dir = quickstart_model(args.run).parent
+    queries, _, sets = corpora(args.queries, args.seed)
+    print(f"model: {run_dir}; {len(queries)} queries (synopses of packages outside the quickstart sample)")
+    with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
+        for name in args.corpora.split(","):
+            docs, relevant = sets[name]
+            evaluate(name, run_dir, docs, relevant, queries, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

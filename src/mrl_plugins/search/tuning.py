@@ -1,0 +1,395 @@
+"""``mrl-run index`` tunes on the corpus it indexes (issue #37, item 1).
+
+A run chooses how to serve on its validation corpus: about a thousand documents, where exact
+search takes microseconds and a shortlist that finds the exact top 10 is short. At ten or a
+hundred times that corpus the same shortlist finds less, and exact search is slower too, so the
+run's choice can both lose recall and stop paying. The corpus being indexed is the one place
+where both are known, without labels: for a set of probe queries, how much of the exact
+full-width top 10 a setting finds (recall@10 against exact), and how long it takes.
+
+What is measured, on the vectors just embedded (every document of the corpus):
+
+- **probes**: the user's own queries (``--probe FILE``, embedded by the model), or else
+  pseudo-queries: the first words of a seeded sample of the corpus's documents, embedded as
+  queries (said so: real queries may differ from the corpus's own openings);
+- **candidates**: shortlist widths (the model's Matryoshka widths when a run or ``mrl.json``
+  names them, else an eighth, a quarter and a half of the full width, and the full width) ×
+  every registered shortlist backend that keeps its index in the folder (built in: flat, int8,
+  binary codes, HNSW, IVF; a plugin's too), each with its default parameters and a float32
+  rerank store (:data:`STORES` says why not int8) × shortlist sizes (10 to 1,000): for each
+  backend and width, the smallest shortlist that meets the recall target, or the largest
+  measured when none does;
+- **time**: every candidate that meets the target and exact search, one query at a time (p50
+  and p95 milliseconds) and in one batch, interleaved round by round so that noise falls on all
+  alike, at one thread (OpenMP and BLAS; a one-query search is not worth spreading);
+- **choice**: the least memory per vector (the shortlist index, which must sit in RAM; the rerank
+  store is memory-mapped from disk) among the candidates that meet ``--recall`` (default 0.95 of
+  the exact top 10), that are at least 20% faster than exact search one query at a time (a
+  setting slower than exact is never the one to serve; 20% keeps timing noise from choosing),
+  and, with ``--latency-ms``, whose p50 is within it; ties go to the faster. When none
+  qualifies, the index is exact search, and the record says why.
+
+Everything measured goes into the index's ``manifest.json`` (``tuning``), which ``mrl-run search
+--explain`` prints. An explicit ``--dim``/``--index``/``--store``/``--quantize`` skips the choice
+but the built setting's recall is still measured and recorded the same way.
+
+Anchor: FAISS's ``OperatingPoints``/``ParameterSpace`` autotuning (measure a grid of settings on
+the data, keep the Pareto-optimal ones, pick by a target); here the grid includes the Matryoshka
+width, which FAISS's autotuning has no notion of.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+K = 10
+SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
+"""Shortlist sizes tried, smallest first (each at most the corpus)."""
+FASTER = 0.8
+"""A candidate must take at most this share of exact search's time one query at a time."""
+PROBES = 200
+"""Pseudo-queries drawn from the corpus when no --probe file is given."""
+PSEUDO_WORDS = 12
+"""Words of a document's opening that make its pseudo-query."""
+TIMED = 100
+"""Probe queries timed one at a time."""
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The queries tuning measures with: full-width float32 vectors, and where they came from."""
+
+    vectors: np.ndarray
+    source: str
+    """``"file"`` (the user's queries), ``"pseudo-queries"`` (documents' openings) or ``"documents"``
+    (document vectors themselves, when no model is at hand to embed text)."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting measured on the corpus."""
+
+    dim: int
+    index: str
+    store: str
+    shortlist: int
+    recall: float
+    """Mean share of the exact full-width top 10 found, over the probes."""
+    index_bytes: float
+    """Bytes per vector the shortlist index holds in memory."""
+    rerank_bytes: float
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    batch_ms: float | None = None
+    """Milliseconds per query, all probes in one call."""
+
+    @property
+    def label(self) -> str:
+        store = {"int8": " + int8 rescore", "float16": " + float16 rerank"}.get(self.store, "")
+        return f"{self.index} {self.dim}{store}, shortlist {self.shortlist}"
+
+
+@dataclass
+class Tuning:
+    """What tuning measured and chose; :meth:`record` is what the manifest keeps."""
+
+    recall_target: float
+    latency_ms: float | None
+    probes: Probes
+    corpus: int
+    exact: dict[str, float]
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None
+    reason: str = ""
+    skipped: list[str] = field(default_factory=list)
+    """Backends and widths that could not be built here, with why."""
+    explicit: bool = False
+    """The setting was given on the command line: measured, not chosen."""
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "recall_target": self.recall_target, "latency_ms": self.latency_ms, "k": K,
+            "probe": {"source": self.probes.source, "queries": len(self.probes.vectors),
+                      "detail": self.probes.detail},
+            "corpus": self.corpus, "threads": 1, "exact": self.exact, "explicit": self.explicit,
+            "candidates": [{**asdict(c), "label": c.label} for c in self.candidates],
+            "chosen": None if self.chosen is None else self.chosen.label, "reason": self.reason,
+            "skipped": self.skipped,
+        }
+
+
+def widths(full: int, matryoshka: Sequence[int] | None) -> list[int]:
+    """The shortlist widths tried: the model's Matryoshka widths, else an eighth, a quarter and
+    a half of the full width, and the full width (none under 16)."""
+    given = [d for d in (matryoshka or []) if 0 < d <= full]
+    dims = given or [full // 8, full // 4, full // 2, full]
+    return sorted({d for d in dims if d >= 16} | {full})
+
+
+STORES = ("float32",)
+"""Rerank stores tried. The store is memory-mapped from disk, so what it holds per vector is disk,
+not the RAM the choice minimises; an int8 store (a quarter of float32's disk) then never uses less
+RAM, and its rescore is slower (it decodes every candidate) and less exact. It stays an explicit
+``--store int8``, measured like any explicit setting."""
+
+
+def exact_top(unit: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
+    """The exact full-width top ``k`` of each query (FAISS flat inner product, block by block)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(unit.shape[1])
+    for start in range(0, len(unit), 65536):
+        index.add(np.ascontiguousarray(unit[start : start + 65536], dtype=np.float32))
+    _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(unit)))
+    return ids
+
+
+def recall_at(ids: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top k found in its returned ids."""
+    k = exact.shape[1]
+    return float(np.mean([len(set(a[:k].tolist()) & set(b.tolist())) / k for a, b in zip(ids, exact)]))
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """OpenMP (FAISS) and BLAS at one thread for the block, restored after."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def timed(searches: dict[Any, Callable[[np.ndarray], object]], queries: np.ndarray, *, single: int = TIMED,
+          rounds: int = 3) -> dict[Any, dict[str, float]]:
+    """p50 and p95 milliseconds one query at a time and milliseconds per query batched, every
+    search timed in the same interleaved rounds, at one thread."""
+    picked = np.ascontiguousarray(queries[: max(1, min(single, len(queries)))], dtype=np.float32)
+    singles: dict[Any, list[float]] = {name: [] for name in searches}
+    batches: dict[Any, list[float]] = {name: [] for name in searches}
+    with one_thread():
+        for search in searches.values():  # warm caches and pages of the memory-mapped store
+            for q in picked[:5]:
+                search(q[None, :])
+        for _ in range(rounds):
+            for name, search in searches.items():
+                for q in picked:
+                    t0 = time.perf_counter()
+                    search(q[None, :])
+                    singles[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                search(queries)
+                batches[name].append((time.perf_counter() - t0) / len(queries))
+    out = {}
+    for name in searches:
+        ordered = sorted(singles[name])
+        out[name] = {"p50_ms": round(statistics.median(ordered) * 1e3, 5),
+                     "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1e3, 5),
+                     "batch_ms": round(statistics.median(batches[name]) * 1e3, 5)}
+    return out
+
+
+def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any], names: Sequence[str], exact: str,
+         matryoshka: Sequence[int] | None = None, recall_target: float = 0.95, latency_ms: float | None = None,
+         progress: Callable[[str], None] = lambda _: None) -> Tuning:
+    """Measure the candidate settings on ``unit`` (the corpus's unit-length full-width float32
+    vectors) with ``probes`` and choose one (:data:`Tuning.chosen`; ``None``: exact search).
+    ``names``: the shortlist backends to try (every registered one that keeps its index in the
+    folder), each with its default parameters; ``exact``: the registry's exact backend, the
+    reference. A backend that cannot build at a width (binary codes need a multiple of 8, an
+    IVF needs more vectors than cells) is left out there, and the record says so."""
+    from .index import FunnelIndex
+
+    if not 0 < recall_target <= 1:
+        raise UserError(f"--recall {recall_target}: must be above 0 and at most 1 (a share of the exact top 10).")
+    count, full = unit.shape
+    queries = probes.vectors
+    exact_ids = exact_top(unit, queries)
+    exact_index = FunnelIndex.over(unit, make_backend(exact), full)
+    tuning = Tuning(recall_target, latency_ms, probes, count, {})
+    if recall_target >= 1:  # the exact top 10 for every query, not only for the probes: exact search
+        times = timed({"exact": lambda q: exact_index.search(q, K)}, queries)
+        tuning.exact = {**times["exact"], "index_bytes": round(exact_index.index_bytes(), 2)}
+        tuning.reason = "--recall 1.0 asks for the exact top 10 of every query, which only exact search guarantees"
+        return tuning
+    built: dict[Candidate, FunnelIndex] = {}
+    sizes = [s for s in SHORTLISTS if s < count] + [count] if count <= SHORTLISTS[-1] else list(SHORTLISTS)
+    for name in names:
+        stores = [store for store in STORES if store in make_backend(name).stores]
+        progress(f"tuning: {name} shortlists ({', '.join(stores)} rerank) at widths "
+                 f"{', '.join(str(d) for d in widths(full, matryoshka))} on {count:,} documents")
+        for store, dim in ((store, dim) for store in stores for dim in widths(full, matryoshka)):
+            if (name, store, dim) == (exact, "float32", full):
+                continue  # that is exact search, the reference
+            try:
+                index = FunnelIndex.over(unit, make_backend(name), dim, store_dtype=store)  # type: ignore[arg-type]
+            except Exception as exc:  # a backend's own limits (any plugin's)
+                tuning.skipped.append(f"{name} {dim} ({store}): {str(exc).splitlines()[0] if str(exc) else exc!r}")
+                continue
+            best = None
+            for size in sizes:
+                ids = index.search(queries, K, shortlist=max(size, K)).ids
+                best = Candidate(dim, name, store, max(size, K), round(recall_at(ids, exact_ids), 4),
+                                 round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
+                if best.recall >= recall_target:
+                    break
+            assert best is not None
+            tuning.candidates.append(best)
+            if best.recall >= recall_target:
+                built[best] = index
+    progress(f"tuning: timing {len(built)} settings that keep ≥ {recall_target:.0%} beside exact search")
+    searches: dict[Any, Callable[[np.ndarray], object]] = {"exact": lambda q: exact_index.search(q, K)}
+    for candidate, funnel in built.items():
+        searches[candidate] = _searcher(funnel, candidate.shortlist)
+    times = timed(searches, queries)
+    tuning.exact = {**times["exact"], "index_bytes": round(exact_index.index_bytes(), 2)}
+    tuning.candidates = [c if c not in built else Candidate(**{**asdict(c), **times[c]}) for c in tuning.candidates]
+    tuning.chosen, tuning.reason = choose(tuning)
+    return tuning
+
+
+def _searcher(index: Any, shortlist: int) -> Callable[[np.ndarray], object]:
+    return lambda q: index.search(q, K, shortlist=shortlist)
+
+
+def choose(tuning: Tuning) -> tuple[Candidate | None, str]:
+    """The least memory among the timed candidates that meet the target, are fast enough and
+    within the latency bound; ``None`` (exact search) with the reason when none is."""
+    exact_ms = tuning.exact["p50_ms"]
+    timed_ones = [c for c in tuning.candidates if c.p50_ms is not None]
+    if not timed_ones:
+        return None, (f"no setting finds {tuning.recall_target:.0%} of the exact top {K} with a shortlist of up to "
+                      f"{max(c.shortlist for c in tuning.candidates) if tuning.candidates else 0}: exact search")
+    fast = [c for c in timed_ones if c.p50_ms is not None and c.p50_ms <= FASTER * exact_ms]
+    if not fast:
+        return None, (f"every setting that finds {tuning.recall_target:.0%} of the exact top {K} is slower than "
+                      f"{FASTER:.0%} of exact search one query at a time ({exact_ms:.3f} ms) on {tuning.corpus:,} "
+                      "documents: at this size exact search is the answer")
+    bounded = [c for c in fast if tuning.latency_ms is None or (c.p50_ms or 0) <= tuning.latency_ms]
+    if not bounded:
+        return None, f"no setting that meets the recall target answers within --latency-ms {tuning.latency_ms}"
+    chosen = min(bounded, key=lambda c: (c.index_bytes, c.p50_ms))
+    return chosen, (f"the least memory keeping ≥ {tuning.recall_target:.0%} of the exact top {K} and at most "
+                    f"{FASTER:.0%} of exact search's time one query at a time")
+
+
+def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: Callable[[str], Any], exact: str,
+                 dim: int, name: str, store: str, shortlist: int | None) -> Tuning:
+    """An explicit setting (``--dim``, ``--index``…): its recall and times on the corpus, recorded
+    beside exact search's, without choosing."""
+    from .index import FunnelIndex
+
+    queries = probes.vectors
+    ids = index.search(queries, K, shortlist=shortlist).ids
+    measured = Candidate(dim, name, store, shortlist or K, round(recall_at(ids, exact_top(unit, queries)), 4),
+                         round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
+    exact_index = FunnelIndex.over(unit, make_backend(exact), unit.shape[1])
+    times = timed({"exact": lambda q: exact_index.search(q, K),
+                   "given": lambda q: index.search(q, K, shortlist=shortlist)}, queries)
+    candidate = Candidate(**{**asdict(measured), **times["given"]})
+    reference = {**times["exact"], "index_bytes": round(exact_index.index_bytes(), 2)}
+    return Tuning(1.0, None, probes, len(unit), reference, [candidate], candidate,
+                  "given on the command line (measured, not chosen)", explicit=True)
+
+
+def read_probe_file(path: Path) -> list[str]:
+    """``--probe``: one query per line, plain text or a JSON object with ``query`` (or ``text``)."""
+    import json
+
+    if not path.is_file():
+        raise UserError(f"--probe {path}: no such file; give a file of your own queries, one per line.")
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"--probe {path}, line {number}: not valid JSON ({exc}).") from None
+            text = row.get("query", row.get("text")) if isinstance(row, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"--probe {path}, line {number}: a JSON object needs a 'query' (or 'text') string.")
+            line = text
+        texts.append(line)
+    if not texts:
+        raise UserError(f"--probe {path}: no queries in it; give one query per line.")
+    return texts
+
+
+def make_probes(folder: Path, unit: np.ndarray, embed: Callable[[list[str]], np.ndarray] | None,
+                probe_file: Path | None, *, seed: int = 0) -> Probes:
+    """The probe queries: ``--probe``'s, else the openings of a seeded sample of the documents
+    (the index folder's text store), embedded as queries; else, with nothing to embed text, the
+    sampled documents' own vectors."""
+    from ..evaluation.encode import normalise
+    from .folder import TextStore
+
+    if probe_file is not None:
+        if embed is None:
+            raise UserError(f"--probe {probe_file}: the model that embeds the queries is not at hand (the shards' "
+                            "model is not a local folder here); name it: 'mrl-run index MODEL EMBEDDINGS -o ...'.")
+        texts = read_probe_file(probe_file)
+        return Probes(normalise(embed(texts)), "file", f"{len(texts)} queries of {probe_file}")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(unit), size=min(PROBES, len(unit)), replace=False))
+    store = TextStore(folder)
+    if embed is not None and store.path.is_file():
+        openings = [" ".join(d["text"].split()[:PSEUDO_WORDS]) for d in store.get([int(r) for r in rows])]
+        return Probes(normalise(embed(openings)), "pseudo-queries",
+                      f"the first {PSEUDO_WORDS} words of {len(rows)} documents of the corpus, embedded as queries "
+                      "(no --probe file: real queries may differ)")
+    return Probes(np.asarray(unit[rows], dtype=np.float32), "documents",
+                  f"{len(rows)} documents' own vectors (no model or texts at hand to embed queries)")
+
+
+def summary(record: dict[str, Any]) -> str:
+    """The sentence ``mrl-run index`` prints about its tuning."""
+    probe, exact = record["probe"], record["exact"]
+    chosen = next((c for c in record["candidates"] if c["label"] == record["chosen"]), None)
+    head = ("measured on this corpus" if record.get("explicit") else "tuned on this corpus") + \
+        f" ({probe['queries']} probe queries: {probe['source']}; one thread)"
+    if chosen is None:
+        return f"{head}: exact search, because {record['reason']}."
+    speed = exact["p50_ms"] / chosen["p50_ms"]
+    than = f"{speed:.1f}× faster" if speed >= 1 else f"{1 / speed:.1f}× slower"
+    listed = "" if record.get("explicit") else \
+        f"; {len(record['candidates'])} settings measured ('mrl-run search INDEX --explain' lists them)"
+    return (f"{head}: {chosen['label']} finds {chosen['recall']:.1%} of the exact top {record['k']}, "
+            f"{chosen['index_bytes']:,.0f} bytes per vector in memory, p50 {chosen['p50_ms']:.3f} ms and p95 "
+            f"{chosen['p95_ms']:.3f} ms one query at a time ({than} than exact search's {exact['p50_ms']:.3f} ms), "
+            f"{chosen['batch_ms']:.4f} ms a query batched (exact: {exact['batch_ms']:.4f} ms){listed}.")
+
+
+def explain(record: dict[str, Any]) -> str:
+    """Every setting tuning measured, as a table (``mrl-run search --explain``)."""
+    exact = record["exact"]
+    lines = [summary(record), "", f"{'setting':<44} {'recall@10':>9} {'bytes/vec':>9} {'p50 ms':>8} {'p95 ms':>8} "
+             f"{'batch ms':>9}", f"{'  exact (flat, full width)':<44} {1:>9.3f} {exact.get('index_bytes', 0):>9,.0f} "
+             f"{exact['p50_ms']:>8.3f} "
+             f"{exact['p95_ms']:>8.3f} {exact['batch_ms']:>9.4f}"]
+    for c in sorted(record["candidates"], key=lambda c: (c["index_bytes"], -c["recall"])):
+        mark = "◆ " if c["label"] == record["chosen"] else "  "
+        times = (f"{c['p50_ms']:>8.3f} {c['p95_ms']:>8.3f} {c['batch_ms']:>9.4f}" if c["p50_ms"] is not None
+                 else f"{'(below the recall target: not timed)':>27}")
+        lines.append(f"{mark}{c['label']:<42} {c['recall']:>9.3f} {c['index_bytes']:>9,.0f} {times}")
+    lines.append(f"\nrecall target {record['recall_target']:.0%} of the exact top {record['k']}; "
+                 f"probe: {record['probe']['detail']}.")
+    return "\n".join(lines)
