@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -89,26 +87,14 @@ def recall(ids: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a[:K].tolist()) & set(b[:K].tolist())) / K for a, b in zip(ids, exact)]))
 
 
-def timed(searches: dict, queries: np.ndarray, single: int = 200, rounds: int = 3) -> dict[str, tuple[float, float]]:
+def timed(searches: dict, queries: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Median milliseconds one query at a time (200 queries) and per query batched, at one thread."""
+    from mrl_plugins.search.timing import measure
     from mrl_plugins.search.tuning import one_thread
 
-    picked = queries[:single]
-    singles = {n: [] for n in searches}
-    batches = {n: [] for n in searches}
     with one_thread():
-        for search in searches.values():
-            for q in picked[:5]:
-                search(q[None, :])
-        for _ in range(rounds):
-            for name, search in searches.items():
-                for q in picked:
-                    t0 = time.perf_counter()
-                    search(q[None, :])
-                    singles[name].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                search(queries)
-                batches[name].append((time.perf_counter() - t0) / len(queries))
-    return {n: (statistics.median(singles[n]) * 1e3, statistics.median(batches[n]) * 1e3) for n in searches}
+        times = measure(searches, queries, single=200)
+    return {n: (t.ms_single, t.ms_batch) for n, t in times.items()}
 
 
 def run(command: list[str]) -> float:
@@ -123,22 +109,25 @@ def evaluate(name: str, run_dir: Path, docs: list[dict], relevant: list[int], qu
     import faiss
 
     from mrl_plugins.evaluation.encode import encode_texts, normalise
+    from mrl_plugins.evidence.rundir import resolve_model_arg
     from mrl_plugins.models import load_model
     from mrl_plugins.search.build import open_index
     from mrl_plugins.search.tuning import summary
 
     corpus = tmp / f"{name}.jsonl"
     corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    emb = tmp / f"{name}-emb"
-    print(f"\n== corpus '{name}': {len(docs):,} paragraphs; embedding ...", flush=True)
-    seconds = run([*MRL, "embed", str(run_dir / "model"), str(corpus), "-o", str(emb)])  # ids: the row numbers
-    print(f"embedded in {seconds:.0f} s", flush=True)
+    emb = tmp / f"{name}-{len(docs)}-emb"
+    print(f"\n== corpus '{name}': {len(docs):,} paragraphs", flush=True)
+    if not (emb / "manifest.json").is_file():  # kept between runs of the benchmark: embedding is deterministic
+        seconds = run([*MRL, "embed", str(run_dir / "model"), str(corpus), "-o", str(emb), "--overwrite"])
+        print(f"embedded in {seconds:.0f} s", flush=True)
     built = {}
     for label, extra in (("tuned (default)", []), ("the run's choice (--setting run)", ["--setting", "run"])):
-        out = tmp / f"{name}-{len(built)}"
-        seconds = run([*MRL, "index", str(run_dir), str(emb), "-o", str(out), *extra])
+        out = tmp / f"{name}-{len(docs)}-{len(built)}"
+        seconds = run([*MRL, "index", str(run_dir), str(emb), "-o", str(out), "--overwrite", *extra])
         built[label] = (out, seconds)
-    model = load_model(str(run_dir / "model"), device="cpu")
+        print(f"indexed ({label}) in {seconds:.0f} s", flush=True)
+    model = load_model(resolve_model_arg(str(run_dir))[0], device="cpu")
     q = normalise(encode_texts(model, queries, role="query"))
     opened = {label: open_index(out) for label, (out, _) in built.items()}
     from mrl_plugins.embed.folder import EmbeddingsDir
@@ -191,14 +180,21 @@ def main() -> None:
     parser.add_argument("--corpora", default="30k,all")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cut", type=int, help="Keep only each corpus's first N documents (and the queries whose "
+                        "document is among them): a quick check of the script, not a measurement.")
     args = parser.parse_args()
     run_dir = quickstart_model(args.run).parent
     queries, _, sets = corpora(args.queries, args.seed)
     print(f"model: {run_dir}; {len(queries)} queries (synopses of packages outside the quickstart sample)")
-    with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
-        for name in args.corpora.split(","):
-            docs, relevant = sets[name]
-            evaluate(name, run_dir, docs, relevant, queries, Path(tmp))
+    work = ROOT / "runs" / "bench-index-tuning"  # the embeddings are kept for the next run; the indexes replaced
+    work.mkdir(parents=True, exist_ok=True)
+    for name in args.corpora.split(","):
+        docs, relevant = sets[name]
+        kept = queries
+        if args.cut:
+            keep = [i for i, r in enumerate(relevant) if r < args.cut]
+            docs, relevant, kept = docs[: args.cut], [relevant[i] for i in keep], [queries[i] for i in keep]
+        evaluate(name, run_dir, docs, relevant, kept, work)
 
 
 if __name__ == "__main__":

@@ -76,4 +76,3 @@ def recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="Override a recipe value, e.g. --set train.epochs=2 (repeatable; values in TOML syntax).",
     )
-

@@ -87,30 +87,17 @@ time, so that a program writing a query and waiting for its answer gets it)."""
 
 
 def read_queries(path: Path) -> Iterator[tuple[str | None, str]]:
-    """``(id, query)`` per non-blank line of ``path`` (``-``: standard input), read as they come:
-    a JSON object's ``query`` (or ``text``) and ``id``, else the line itself."""
-    import sys
+    """``(id, query)`` per non-blank line of ``path`` (``-``: standard input), read as they come
+    (:func:`~mrl_plugins.search.searcher.query_line`)."""
+    from ..search.searcher import query_line
 
     stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
     name = "standard input" if str(path) == "-" else str(path)
     try:
         for number, line in enumerate(stream, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if not line.startswith("{"):
-                yield None, line
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"--queries {name}, line {number}: not valid JSON ({exc}); write one query per line, "
-                                "as plain text or as a JSON object with a 'query' field.") from None
-            text = row.get("query", row.get("text")) if isinstance(row, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"--queries {name}, line {number}: a JSON object needs a non-empty 'query' (or 'text') "
-                                "string field.")
-            yield (None if row.get("id") is None else str(row["id"])), text
+            parsed = query_line(line, f"--queries {name}, line {number}")
+            if parsed is not None:
+                yield parsed
     finally:
         if stream is not sys.stdin:
             stream.close()

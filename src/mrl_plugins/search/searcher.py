@@ -50,6 +50,28 @@ class TextList:
         return [{"id": self.ids[r], "text": self.texts[r]} for r in rows]
 
 
+def query_line(line: str, where: str) -> tuple[str | None, str] | None:
+    """One line of a queries file (``search --queries``, ``index --probe``) as ``(id, query)``:
+    plain text, or a JSON object with ``query`` (or ``text``) and an optional ``id``; ``None`` for
+    a blank line. ``where`` names the file and line in the message a bad line gets."""
+    import json
+
+    line = line.strip()
+    if not line:
+        return None
+    if not line.startswith("{"):
+        return None, line
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc}); write one query per line, as plain text or as a JSON "
+                        "object with a 'query' field.") from None
+    text = row.get("query", row.get("text")) if isinstance(row, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"{where}: a JSON object needs a non-empty 'query' (or 'text') string field.")
+    return (None if row.get("id") is None else str(row["id"])), text
+
+
 Encoder = Callable[[list[str]], np.ndarray]
 """Queries in, their full-width float32 embeddings out (a model's query prompt applied)."""
 

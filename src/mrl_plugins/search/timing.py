@@ -35,6 +35,8 @@ class Timing:
     """Median milliseconds per query, one query at a time."""
     ms_batch: float
     """Milliseconds per query with all queries in one call (median over rounds)."""
+    ms_single_p95: float = 0.0
+    """95th percentile milliseconds per query, one query at a time."""
 
 
 def measure(
@@ -59,7 +61,8 @@ def measure(
             search(queries)
             batches[name].append((time.perf_counter() - t0) / len(queries))
     return {
-        name: Timing(statistics.median(singles[name]) * 1e3, statistics.median(batches[name]) * 1e3)
+        name: Timing(statistics.median(singles[name]) * 1e3, statistics.median(batches[name]) * 1e3,
+                     sorted(singles[name])[min(len(singles[name]) - 1, int(0.95 * len(singles[name])))] * 1e3)
         for name in searches
     }
 

@@ -41,8 +41,6 @@ width, which FAISS's autotuning has no notion of.
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,33 +174,15 @@ def one_thread() -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def timed(searches: dict[Any, Callable[[np.ndarray], object]], queries: np.ndarray, *, single: int = TIMED,
-          rounds: int = 3) -> dict[Any, dict[str, float]]:
+def timed(searches: dict[Any, Callable[[np.ndarray], object]], queries: np.ndarray) -> dict[Any, dict[str, float]]:
     """p50 and p95 milliseconds one query at a time and milliseconds per query batched, every
-    search timed in the same interleaved rounds, at one thread."""
-    picked = np.ascontiguousarray(queries[: max(1, min(single, len(queries)))], dtype=np.float32)
-    singles: dict[Any, list[float]] = {name: [] for name in searches}
-    batches: dict[Any, list[float]] = {name: [] for name in searches}
+    search timed in the same interleaved rounds (:func:`~.timing.measure`), at one thread."""
+    from .timing import measure
+
     with one_thread():
-        for search in searches.values():  # warm caches and pages of the memory-mapped store
-            for q in picked[:5]:
-                search(q[None, :])
-        for _ in range(rounds):
-            for name, search in searches.items():
-                for q in picked:
-                    t0 = time.perf_counter()
-                    search(q[None, :])
-                    singles[name].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                search(queries)
-                batches[name].append((time.perf_counter() - t0) / len(queries))
-    out = {}
-    for name in searches:
-        ordered = sorted(singles[name])
-        out[name] = {"p50_ms": round(statistics.median(ordered) * 1e3, 5),
-                     "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1e3, 5),
-                     "batch_ms": round(statistics.median(batches[name]) * 1e3, 5)}
-    return out
+        times = measure(searches, queries, single=TIMED)
+    return {name: {"p50_ms": round(t.ms_single, 5), "p95_ms": round(t.ms_single_p95, 5),
+                   "batch_ms": round(t.ms_batch, 5)} for name, t in times.items()}
 
 
 def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any], names: Sequence[str], exact: str,
@@ -309,26 +289,13 @@ def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: 
 
 
 def read_probe_file(path: Path) -> list[str]:
-    """``--probe``: one query per line, plain text or a JSON object with ``query`` (or ``text``)."""
-    import json
+    """``--probe``: one query per line (:func:`~.searcher.query_line`)."""
+    from .searcher import query_line
 
     if not path.is_file():
         raise UserError(f"--probe {path}: no such file; give a file of your own queries, one per line.")
-    texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"--probe {path}, line {number}: not valid JSON ({exc}).") from None
-            text = row.get("query", row.get("text")) if isinstance(row, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"--probe {path}, line {number}: a JSON object needs a 'query' (or 'text') string.")
-            line = text
-        texts.append(line)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    texts = [q[1] for n, line in enumerate(lines, 1) if (q := query_line(line, f"--probe {path}, line {n}"))]
     if not texts:
         raise UserError(f"--probe {path}: no queries in it; give one query per line.")
     return texts
