@@ -140,7 +140,7 @@ def test_index_search_and_reopen_give_the_same_answers(tiny_model_dir, corpus_fi
     assert "indexed 120 documents" in out and "pgvector shortlist at 8 of 32 dims" in out
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["engine"] and manifest["version"] == 3 and sorted(p.name for p in (tmp_path / "idx").iterdir()) \
-        == ["manifest.json", "offsets.npy", "texts.jsonl"]  # the vectors are in the database
+        == ["manifest.json", "offsets.npy", "query_encoder", "texts.jsonl"]  # the vectors are in the database
     target = toy_pairs(120)[17]
     code, first, err = cli("search", tmp_path / "idx", target["positive"], "-k", 3, "--shortlist", 60, "--json")
     assert code == 0, err
