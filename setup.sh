@@ -12,7 +12,16 @@ cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 packages=(-e ".[offline,demo,test,export,sweep]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot -e plugins/mrl-pgvector
-          -e plugins/mrl-ray)
+          -e plugins/mrl-ray -e plugins/mrl-annoy -e plugins/mrl-spark)
+
+# plugins/mrl-spark runs Spark, which needs a Java 17+ runtime: Debian's, installed here when it is
+# missing and this runs as root with apt-get (as .ci/run installs Debian's chromium); otherwise
+# install one yourself (the Spark tests say so, and fail where CI requires them)
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup.sh: installing Debian's Java 17 runtime for Spark (plugins/mrl-spark)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null 2>&1 \
+    || echo "setup.sh: could not install openjdk-17-jre-headless; the Spark executor will not start" >&2
+fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.mrl-installed

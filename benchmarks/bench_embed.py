@@ -8,10 +8,13 @@ all-MiniLM-L6-v2, one after another in one run, each in a fresh process:
     (sentence-transformers' own length-sorted batches), then saves the array: the floor;
   - ``embed``: ``mrl-run embed`` in one process (read pass, checks, shards, over-length check);
   - ``embed --processes 2``: sentence-transformers' multi-process pool;
-  - ``embed --executor ray``: a local Ray instance, 2 model actors of 1 CPU each.
+  - ``embed --executor ray``: a local Ray instance, 2 model actors of 1 CPU each;
+  - ``embed --executor spark``: a local Spark (``local[2]``, plugins/mrl-spark), 2 one-thread tasks.
 
   Documents/s from the wall time of the whole command (model load included in every one), and
-  each one's ratio to ``plain``.
+  each one's ratio to ``plain``; start-up: the wall time of the same command on 16 documents
+  (interpreter, model load, the engine's start and stop); whether each folder equals the
+  in-process one byte for byte.
 
 (b) Memory against corpus size: peak RSS (the process and everything it waited for) of
 ``mrl-run embed`` at 100,000 and 1,000,000 documents, and of ``mrl-run index EMBEDDINGS --dim
@@ -103,21 +106,35 @@ def part_a(tmp: Path, n: int) -> None:
         ("mrl-run embed --executor ray (2 workers)", [*MRL, "embed", model, str(corpus), "-o", str(tmp / "a-ray"),
                                                       "--executor", "ray", "--executor-param", "local_cpus=2",
                                                       "--executor-param", "workers=2"]),
+        ("mrl-run embed --executor spark (local[2])", [*MRL, "embed", model, str(corpus), "-o",
+                                                       str(tmp / "a-spark"), "--executor", "spark",
+                                                       "--executor-param", "local_cores=2"]),
     ]
     print(f"(a) throughput: {n:,} Debian package descriptions, {model}, {os.cpu_count()} CPU cores")
-    print(f"{'path':<44} {'wall s':>8} {'docs/s':>8} {'× plain':>8} {'peak RSS MiB':>13}")
+    print(f"{'path':<44} {'wall s':>8} {'docs/s':>8} {'× plain':>8} {'peak RSS MiB':>13} {'start-up s':>11}")
     base = None
+    small = write_corpus(tmp / "small.jsonl", debian_texts(16))
     for name, command in runs:
         wall, rss = peak(command)
         base = base or wall
-        print(f"{name:<44} {wall:>8.1f} {n / wall:>8.1f} {base / wall:>8.2f} {rss:>13.0f}", flush=True)
+        start = [str(small) if part == str(corpus) else part for part in command]
+        start = [str(tmp / "start-up.npy") if part.endswith("plain.npy") else part for part in start]
+        if "-o" in start:
+            start[start.index("-o") + 1] = str(tmp / f"start-up-{len(name)}")
+        startup, _ = peak(start)
+        shutil.rmtree(tmp / f"start-up-{len(name)}", ignore_errors=True)
+        print(f"{name:<44} {wall:>8.1f} {n / wall:>8.1f} {base / wall:>8.2f} {rss:>13.0f} {startup:>11.1f}",
+              flush=True)
     plain = np.load(tmp / "plain.npy")
     plain /= np.linalg.norm(plain, axis=1, keepdims=True)
-    for folder in ("a-local", "a-pool", "a-ray"):
+    local = {p.name: p.read_bytes() for p in sorted((tmp / "a-local").iterdir())}
+    for folder in ("a-local", "a-pool", "a-ray", "a-spark"):
         manifest = json.loads((tmp / folder / "manifest.json").read_text())
         got = np.concatenate([np.load(tmp / folder / f"shard-{s['shard']:05d}.npy") for s in manifest["shards"]])
+        same = {p.name: p.read_bytes() for p in sorted((tmp / folder).iterdir())} == local
         print(f"  {folder}: {manifest['count']:,} vectors, max |difference| to plain {np.abs(got - plain).max():.1e}; "
-              f"checks {json.dumps({k: v['count'] for k, v in manifest['checks'].items()})}")
+              f"checks {json.dumps({k: v['count'] for k, v in manifest['checks'].items()})}; "
+              f"{'byte-for-byte equal to' if same else 'differs from'} a-local")
 
 
 def synthetic_embeddings(folder: Path, n: int, dim: int = 384, shard_rows: int = 50_000) -> Path:

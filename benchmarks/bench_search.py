@@ -18,12 +18,20 @@ settings a user would pick instead, with recall of the exact top 10 beside every
     1,000 queries are corpus vectors plus half as much noise drawn the same way. The same
     measures; recall@10 against exact search on 200 of the queries.
 
+(annoy) Annoy (plugins/mrl-annoy) beside FAISS HNSW at equal recall, on (a)'s real vectors: each
+    engine swept over its own knobs (Annoy: n_trees and search_k; HNSW: efSearch) at full width
+    (the index's own top 10, no rerank) and as the shortlist of a 96 → 384 funnel (shortlist 200);
+    per setting recall@10 of the exact top 10, MRR@10 kept, RAM bytes per vector (Annoy: its file,
+    which it maps), build time (Annoy's: adding the items, building the forest and writing the file
+    it serves from), and speed over exact search one query at a time and batched at 1
+    thread; then, per recall target, the fastest setting of each engine that reaches it.
+
 Timing is only fair on the same kernels: the script prints the BLAS libraries, their kernels and
 threads (threadpoolctl), and times exact batched search both in FAISS and as numpy's matrix
 product + argpartition, so a handicapped FAISS BLAS shows (set ``OPENBLAS_CORETYPE`` before the
 process starts to force its kernel).
 
-    .venv/bin/python benchmarks/bench_search.py [--run runs/quickstart-…] [--vectors 1000000]
+    .venv/bin/python benchmarks/bench_search.py [--run runs/quickstart-…] [--vectors 1000000] [--part a,b,annoy]
 """
 
 from __future__ import annotations
@@ -121,10 +129,11 @@ def funnel_config(name: str, corpus: np.ndarray, dim: int, index_backend, shortl
             index._chunks = []  # corpus rows are unit vectors already: rerank from them, one copy in RAM
     if share_vectors and store == "float32":
         index._vectors = corpus
+    ram = index.index_bytes()  # counted in the build: an index built on first use (Annoy) builds here
     build = time.perf_counter() - t0
     if numpy_rerank:  # 0.3's rerank: numpy gather, einsum and argsort, kept as the fallback path
         index._rerank = lambda q, c, k, index=index: index._rerank_numpy(q, c, k)  # type: ignore[method-assign]
-    return Config(name, lambda q: index.search(q, K, shortlist=shortlist).ids, index.index_bytes(),
+    return Config(name, lambda q: index.search(q, K, shortlist=shortlist).ids, ram,
                   index.rerank_bytes() if shortlist else 0.0, build, dim < full)
 
 
@@ -216,7 +225,8 @@ def exact_kernels(corpus: np.ndarray, queries: np.ndarray) -> None:
             print(f"exact batched, {n} thread(s): " + ", ".join(f"{k} {v:.4f} ms/query" for k, v in best.items()))
 
 
-def part_a(model_dir: Path, n_queries: int, seed: int) -> np.ndarray:
+def real_vectors(model_dir: Path, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int], str]:
+    """(a)'s corpus and query vectors (cached beside the model), the relevant ids, and how they were had."""
     from mrl_plugins.evaluation.encode import encode_texts, normalise
     from mrl_plugins.models import ResolvedModel, load_model
 
@@ -233,7 +243,12 @@ def part_a(model_dir: Path, n_queries: int, seed: int) -> np.ndarray:
         queries = normalise(encode_texts(model, queries_text, role="query", batch_size=128))
         np.savez(cache, corpus=corpus, queries=queries)
         how = f"encoded in {time.perf_counter() - t0:.0f} s"
-    print(f"\n(a) {len(queries)} held-out synopses against {len(docs)} package descriptions, model {model_dir} "
+    return corpus, queries, relevant, how
+
+
+def part_a(model_dir: Path, n_queries: int, seed: int) -> np.ndarray:
+    corpus, queries, relevant, how = real_vectors(model_dir, n_queries, seed)
+    print(f"\n(a) {len(queries)} held-out synopses against {len(corpus)} package descriptions, model {model_dir} "
           f"({how})\n", flush=True)
     full = corpus.shape[1]
     S = 200
@@ -293,6 +308,65 @@ def judge(rows: list[dict], times: dict[int, dict[str, tuple]], full: int, S: in
     else:
         print("target (b): no configuration that truncates is on the Pareto front at recall@10 ≥ 0.95: truncation "
               "does not pay on this data")
+
+
+def part_annoy(model_dir: Path, n_queries: int, seed: int) -> None:
+    """Annoy beside FAISS HNSW at equal recall (see the module's docstring)."""
+    from mrl_plugins.plugins import load_registry
+
+    if "annoy" not in load_registry().names("index"):
+        sys.exit("the annoy part needs plugins/mrl-annoy: pip install -e plugins/mrl-annoy")
+    corpus, queries, relevant, how = real_vectors(model_dir, n_queries, seed)
+    full, S = corpus.shape[1], 200
+    print(f"\n(annoy) Annoy beside FAISS HNSW: {len(queries)} held-out synopses against {len(corpus)} package "
+          f"descriptions ({how}); 1 thread for queries, every core for builds\n", flush=True)
+    exact = funnel_config(f"exact {full} (flat)", corpus, full, backend("flat"))
+    own, funnel = "full width, the index's own top 10", f"funnel 96 → {full}, shortlist {S}"
+    groups: dict[str, list[Config]] = {own: [], funnel: []}
+    for trees in (10, 50):
+        for search_k in (-1, 4_000, 20_000, 60_000):
+            groups[own].append(funnel_config(
+                f"Annoy {full}, n_trees {trees}, search_k {search_k}", corpus, full,
+                backend("annoy", n_trees=trees, search_k=search_k)))
+    for ef in (16, 32, 64, 128, 256):
+        groups[own].append(funnel_config(
+            f"HNSW32 {full}, efSearch {ef}", corpus, full, backend("hnsw", ef_search=ef)))
+    for trees, search_k in ((10, -1), (10, 10_000), (50, -1), (50, 30_000)):
+        groups[funnel].append(funnel_config(
+            f"Annoy 96, n_trees {trees}, search_k {search_k} → {full}", corpus, 96,
+            backend("annoy", n_trees=trees, search_k=search_k), S))
+    for ef in (200, 400):
+        groups[funnel].append(funnel_config(
+            f"HNSW32 96, efSearch {ef} → {full}", corpus, 96, backend("hnsw", ef_search=ef), S))
+    for title, configs in groups.items():
+        every = [exact, *configs]
+        ids = {c.name: c.search(queries) for c in every}
+        with threads(1):
+            from mrl_plugins.search.timing import measure
+
+            t = measure({c.name: c.search for c in every}, queries, single=100, rounds=3, warmup=3)
+        print(f"\n### {title}\n")
+        print("| setting | recall@10 vs exact | MRR@10 | kept | RAM B/vector | build s | ms 1 query | "
+              "× exact 1 query | × exact batch |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        base = mrr(ids[exact.name], relevant)
+        rows = []
+        for c in every:
+            r = recall(ids[c.name], ids[exact.name])
+            m = mrr(ids[c.name], relevant)
+            one, batch = t[exact.name].ms_single / t[c.name].ms_single, t[exact.name].ms_batch / t[c.name].ms_batch
+            rows.append((c, r, one, batch))
+            print(f"| {c.name} | {r:.3f} | {m:.4f} | {m / base:.1%} | {c.ram:,.0f} | {c.build_s:.1f} | "
+                  f"{t[c.name].ms_single:.3f} | {one:.2f} | {batch:.2f} |")
+        for target in (0.90, 0.95, 0.99):
+            best = {}
+            for engine in ("Annoy", "HNSW"):
+                meeting = [row for row in rows if row[0].name.startswith(engine) and row[1] >= target]
+                best[engine] = max(meeting, key=lambda row: row[2]) if meeting else None
+            said = "; ".join(f"{e}: {row[0].name} ({row[2]:.2f}× exact one query, {row[3]:.2f}× batched, "
+                             f"{row[0].ram:,.0f} B/vector, built in {row[0].build_s:.1f} s)" if row else f"{e}: none"
+                             for e, row in best.items())
+            print(f"recall@10 ≥ {target}: {said}")
 
 
 def rss_mb() -> float:
@@ -384,7 +458,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--part", default="a,b", help="Comma-separated parts to run: a, b, annoy (default a,b).")
     args = parser.parse_args()
+    parts = set(args.part.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import faiss
 
@@ -392,8 +468,13 @@ def main() -> None:
 
     print(f"FAISS {faiss.__version__}, {os.cpu_count()} CPU cores; {blas_summary()}; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    real = part_a(quickstart_model(args.run), args.queries, args.seed)
-    part_b(real, args.vectors, 1000, args.seed)
+    model = quickstart_model(args.run)
+    if "a" in parts or "b" in parts:
+        real = part_a(model, args.queries, args.seed)
+        if "b" in parts:
+            part_b(real, args.vectors, 1000, args.seed)
+    if "annoy" in parts:
+        part_annoy(model, args.queries, args.seed)
 
 
 if __name__ == "__main__":

@@ -325,5 +325,5 @@ def test_a_finished_embed_is_kept_unless_overwritten(tiny_model_dir, corpus, ref
 
 
 def test_an_unknown_executor_is_named(tiny_model_dir, corpus, tmp_path):
-    code, _, err = embed(tiny_model_dir, corpus, tmp_path / "x", "--executor", "spark")
-    one_message(code, err, "spark")
+    code, _, err = embed(tiny_model_dir, corpus, tmp_path / "x", "--executor", "dask")
+    one_message(code, err, "dask")

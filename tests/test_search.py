@@ -65,17 +65,43 @@ def test_the_rerank_in_faiss_returns_the_ids_and_scores_of_the_numpy_rerank(vect
     assert np.array_equal(hits.ids, index.search(queries, 10, shortlist=50).ids)
 
 
-def test_the_int8_rescore_decodes_shared_candidates_once_and_ranks_as_numpy_does(vectors):
+def test_the_int8_rescore_ranks_as_numpy_does(vectors):
     queries, corpus, _ = vectors
     index = FunnelIndex(64, 8, backend("binary"), store_dtype="int8")
     index.add(corpus)
     _, candidates = index.shortlist.search(normalise(queries[:, :8]), 60)
-    candidates[1] = candidates[0]  # two queries with the same candidates: decoded once
+    candidates[1] = candidates[0]  # two queries with the same candidates
     candidates[2, 30:] = -1  # a short shortlist, padded
     candidates[3, :] = -1  # nothing at all
     fast, slow = index._rerank_int8(normalise(queries), candidates, 10), index._rerank_numpy(queries, candidates, 10)
     assert np.array_equal(fast.ids, slow.ids) and (fast.ids[3] == -1).all()
     np.testing.assert_allclose(fast.scores[fast.ids >= 0], slow.scores[slow.ids >= 0], atol=1e-5)
+
+
+def test_one_querys_int8_rescore_ranks_as_in_a_batch(vectors, tmp_path):
+    """A query alone gets the ids and cosines it gets in a batch, padding included, from memory
+    and from a memory-mapped store; the binary codes of a query are sentence-transformers' bits."""
+    from mrl_plugins.builtin.index_backends import ubinary
+
+    queries, corpus, _ = vectors
+    index = FunnelIndex(64, 8, backend("binary"), store_dtype="int8")
+    index.add(corpus)
+    _, candidates = index.shortlist.search(normalise(queries[:, :8]), 60)
+    candidates[2, 30:] = -1  # a short shortlist, padded
+    candidates[3, :] = -1  # nothing at all
+    candidates[4, 5:] = -1  # fewer candidates than k
+    batch = index._rerank_int8(normalise(queries), candidates, 10)
+    for row in range(8):
+        one = index._rerank_int8(normalise(queries[row : row + 1]), candidates[row : row + 1], 10)
+        assert np.array_equal(one.ids[0][: (one.ids[0] >= 0).sum()], batch.ids[row][batch.ids[row] >= 0]), row
+        np.testing.assert_allclose(one.scores[0][one.ids[0] >= 0], batch.scores[row][batch.ids[row] >= 0], atol=1e-5)
+    assert (index._rerank_int8(normalise(queries[3:4]), candidates[3:4], 10).ids == -1).all()
+    assert np.array_equal(np.packbits(queries[:, :8] > 0, axis=1), ubinary(queries[:, :8]))
+    index.save(tmp_path / "idx")
+    loaded = open_index(tmp_path / "idx", registry=isolated_registry()).index
+    for row in range(5):
+        assert np.array_equal(loaded.search(queries[row : row + 1], 10, shortlist=60).ids,
+                              index.search(queries[row : row + 1], 10, shortlist=60).ids)
 
 
 def test_an_ivf_shortlist_that_probes_every_cell_equals_the_flat_one(vectors, tmp_path):
@@ -293,6 +319,38 @@ def test_index_then_search_prints_the_expected_top_hit(tiny_model_dir, corpus_fi
     assert json.loads(out)["hits"][0]["id"] == "d17"
 
 
+def test_threads_set_one_query_and_a_batch_alike_and_are_restored(tiny_model_dir, corpus_file, tmp_path,
+                                                                    monkeypatch):
+    import faiss
+
+    from mrl_plugins.search import index as funnel
+
+    seen: list[int] = []
+    search = FunnelIndex.search
+
+    def spying(self, queries, k, shortlist=None):
+        with funnel.one_query_threads(len(np.atleast_2d(queries))):
+            seen.append(faiss.omp_get_max_threads())
+        return search(self, queries, k, shortlist)
+
+    monkeypatch.setattr(FunnelIndex, "search", spying)
+    code, _, err = cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--dim", 8,
+                       "--text-column", "body", "--id-column", "doc", "--index", "flat")
+    assert code == 0, err
+    faiss.omp_set_num_threads(2)
+    seen.clear()
+    assert cli("search", tmp_path / "idx", "audio", "-k", 2)[0] == 0  # default: one query on one thread
+    assert seen == [1]
+    seen.clear()
+    code, _, err = cli("search", tmp_path / "idx", "audio", "-k", 2, "--threads", 2)
+    assert code == 0, err
+    assert seen == [2] and faiss.omp_get_max_threads() == 2  # kept for the one query, restored after
+    from mrl_plugins.testkit.recipes import run_cli
+
+    code, _, err = run_cli("search", tmp_path / "idx", "audio", "--threads", 0)
+    assert code == 2 and "--threads: 0 is out of range" in err
+
+
 def test_plain_text_corpus_and_quantised_shortlist(tiny_model_dir, tmp_path):
     lines = [r["positive"] for r in toy_pairs(60)]
     (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
@@ -308,7 +366,7 @@ def test_plain_text_corpus_and_quantised_shortlist(tiny_model_dir, tmp_path):
     ("args", "message"),
     [
         (["--dim", "64"], "--dim 64: must be between 1 and the model's dimension 32"),
-        (["--index", "annoy"], "unknown index backend 'annoy'"),
+        (["--index", "scann"], "unknown index backend 'scann'"),
         (["--text-column", "content"], "no column 'content'"),
         (["--index", "binary", "--quantize", "int8"], "does not combine with --index binary"),
         (["--index", "hnsw", "--index-param", "m=1"], "parameter 'm': input should be greater than or equal to 4 "
@@ -405,11 +463,11 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
 
 
 def test_search_comparisons_are_checked_at_validate(tiny_recipe, recipe_path):
-    tiny_recipe.add_comparison("funnel", shortlist=[5], index="annoy").add_comparison("funnel", index="hnsw",
+    tiny_recipe.add_comparison("funnel", shortlist=[5], index="scann").add_comparison("funnel", index="hnsw",
                                                                                         index_params={"m": 2})
     outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
     assert outcome.code == 2
     assert "[[compare]] #1 shortlist: 5 is smaller than k = 10" in outcome.err
-    assert "[[compare]] #1 index: unknown index backend 'annoy'" in outcome.err
+    assert "[[compare]] #1 index: unknown index backend 'scann'" in outcome.err
     assert ("[[compare]] #2 index_params.m (index backend 'hnsw'): input should be greater than or equal to 4 "
             "(got 2); m is int, default 32") in " ".join(outcome.err.split())

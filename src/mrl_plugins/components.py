@@ -304,8 +304,8 @@ class IndexBackend(Component[P]):
 class Executor(Component[P]):
     """Runs ``mrl-run embed``'s encoding: shard texts in, shard vectors out, in this process
     (``local``, built in: one device, or sentence-transformers' multi-process pool over several),
-    or on a cluster (``ray`` in ``plugins/mrl-ray``; a Spark or Dask executor the same way). The
-    core reads and checks the corpus, writes each shard's texts, and writes, records and checks
+    or on a cluster (``ray`` in ``plugins/mrl-ray``, ``spark`` in ``plugins/mrl-spark``; a Dask
+    one the same way). The core reads and checks the corpus, writes each shard's texts, and writes, records and checks
     the vectors an executor yields, so every executor leaves the same shards and manifest.
     ``mrl-run embed --executor NAME`` picks one; ``--executor-param KEY=VALUE`` sets its
     parameters (``--processes``, ``--devices`` and ``--address`` are shorthands for the

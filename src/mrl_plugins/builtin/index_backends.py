@@ -291,7 +291,11 @@ class BinaryIndex(ShortlistIndex):
         self.index.add(ubinary(vectors))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances, ids = self.index.search(ubinary(queries), k)
+        # the same bits as ubinary() (sentence-transformers packs the flattened array, which is
+        # row by row when a row is whole bytes), without its input checks: one query is searched
+        # in ~100 µs, and they cost several
+        codes = np.packbits(queries > 0, axis=1) if self.dim % 8 == 0 else ubinary(queries)
+        distances, ids = self.index.search(codes, k)
         return 1.0 - 2.0 * distances.astype(np.float32) / self.dim, ids
 
     def save(self, path: Path) -> None:

@@ -39,12 +39,12 @@ def embed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dtype of the stored vectors (default float32; float16 halves the disk).")
     parser.add_argument("--executor", default="local",
                         help="Where to encode: local (built in: this machine), or a plugin's (e.g. ray from "
-                        "plugins/mrl-ray); 'mrl-run plugins' lists them.")
+                        "plugins/mrl-ray, spark from plugins/mrl-spark); 'mrl-run plugins' lists them.")
     parser.add_argument("--processes", type=positive, help="local: encode with this many processes "
                         "(sentence-transformers' multi-process pool).")
     parser.add_argument("--devices", help="local: one process per device, comma-separated, e.g. cuda:0,cuda:1.")
-    parser.add_argument("--address", help="ray: the cluster to join, e.g. ray://head:10001 or auto (default: start a "
-                        "local Ray instance).")
+    parser.add_argument("--address", help="ray, spark: the cluster to join, e.g. ray://head:10001 or auto, "
+                        "spark://head:7077 (default: start a local Ray instance, a local Spark).")
     parser.add_argument("--executor-param", action="append", default=[], metavar="KEY=VALUE",
                         help="An executor parameter (TOML value), e.g. --executor-param workers=8.")
     parser.add_argument("--text-column", default="text", help="Column holding the documents (default: text).")

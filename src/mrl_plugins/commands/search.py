@@ -32,6 +32,9 @@ def search_arguments(search: argparse.ArgumentParser) -> None:
     search.add_argument("--dsn", help="Connection string of the database server holding the index, when an index "
                         "engine's server moved (default: the one recorded in the index folder).")
     search.add_argument("--device", default="auto")
+    search.add_argument("--threads", type=positive,
+                        help="OpenMP (FAISS) and BLAS threads to search with (default: one for a single query, "
+                        "every core for a batch of a --queries file).")
     search.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
     search.add_argument("--explain", action="store_true",
                         help="First print how the index was chosen: every setting 'mrl-run index' measured on its "
@@ -54,6 +57,9 @@ class SearchRequest:
     device: str
     json: bool
     explain: bool = False
+    threads: int | None = None
+    """``--threads``: search on this many threads, one query or a batch (default: one for a single
+    query, all for a batch)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SearchRequest:
@@ -78,7 +84,7 @@ class SearchRequest:
         if problems:
             raise UserError(problems[0])
         return cls(args.index, tuple(args.query), args.queries, args.k, shortlist, args.model, args.dsn, args.device,
-                   args.json or args.queries is not None, args.explain)
+                   args.json or args.queries is not None, args.explain, args.threads)
 
 
 BATCH = 64
@@ -122,12 +128,24 @@ def search(request: SearchRequest) -> int:
     given: Iterator[tuple[str | None, str]] = ((None, q) for q in request.queries)
     queries = chain(given, read_queries(request.queries_file)) if request.queries_file is not None else given
     size = 1 if str(request.queries_file) == "-" else BATCH  # from a pipe, each query answered as it arrives
-    while batch := list(islice(queries, size)):
-        found = searcher.search([q for _, q in batch], request.k, shortlist=request.shortlist)
-        for (query_id, query), hits in zip(batch, found):
-            show(query_id, query, hits, request.json)
-        sys.stdout.flush()  # a reader of a pipe sees each batch's answers as they come
+    with threads(request.threads):
+        while batch := list(islice(queries, size)):
+            found = searcher.search([q for _, q in batch], request.k, shortlist=request.shortlist)
+            for (query_id, query), hits in zip(batch, found):
+                show(query_id, query, hits, request.json)
+            sys.stdout.flush()  # a reader of a pipe sees each batch's answers as they come
     return 0
+
+
+def threads(count: int | None) -> Any:
+    """``--threads``: the search's thread count for the block (nothing set without it)."""
+    import contextlib
+
+    if count is None:
+        return contextlib.nullcontext()
+    from ..search.index import search_threads
+
+    return search_threads(count)
 
 
 def show(query_id: str | None, query: str, hits: list[Any], as_json: bool) -> None:

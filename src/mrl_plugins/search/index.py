@@ -14,8 +14,9 @@ store memory-mapped from disk is reranked in place: FAISS's ``IndexRefine`` woul
 vectors in RAM as an index of their own, and cannot refine a binary shortlist at all. Vectors are
 stored unit-length at full width, so the C++ inner product is the cosine. An ``int8`` store
 (sentence-transformers' calibrated scalar quantiser, ranges from the first vectors added, a
-quarter of float32's bytes) decodes the candidates' rows to unit float32 and reranks that block
-the same way. A ``float16`` store, or a rerank at fewer dimensions than the full width, is
+quarter of float32's bytes) decodes each query's candidates and scores them by cosine in numpy,
+query by query (see ``FunnelIndex._rerank_int8``). A ``float16`` store, or a rerank at fewer
+dimensions than the full width, is
 reranked in numpy: cosine at ``rerank_dim`` of the decoded vectors.
 
 A saved index is a folder (:mod:`.folder`: its manifest, the checks of its files, the text store).
@@ -197,27 +198,35 @@ class FunnelIndex(SearchIndex):
         return SearchHits(ids, scores)
 
     def _rerank_int8(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
-        """The int8 store: each distinct candidate's codes decoded to a unit float32 row once
-        (queries of a batch share candidates; a block of ~64 MB at a time, rows read in order),
-        then the same C++ rerank over that block."""
+        """The int8 store, query by query: its candidates' codes decoded (``codes · step + start +
+        128 · step``, the store's calibrated ranges), their cosine with the query, the top k by a
+        partial sort. One query's candidates (``shortlist × full_dim`` floats) stay in cache. 0.9
+        decoded the distinct candidates of a whole batch at once and reranked them in FAISS: that
+        wrote blocks of tens of MB several times over and ran 1.6× slower batched than these lines
+        written by hand at a shortlist of 500, and one query paid for a deduplication it did not
+        need (``benchmarks/bench_index_tuning.py`` compares them)."""
+        assert self.ranges is not None
         n, width = candidates.shape
-        out_ids, out_scores = [], []
-        step = max(1, (64 << 20) // max(1, width * self.full_dim * 4))
-        for start in range(0, n, step):
-            cand = candidates[start : start + step]
-            valid = cand >= 0
-            rows = np.unique(cand[valid])
-            if not len(rows):  # nothing to rerank: every candidate is padding
-                kk = min(k, width)
-                out_ids.append(np.full((len(cand), kk), -1, np.int64))
-                out_scores.append(np.full((len(cand), kk), -np.inf, np.float32))
+        kk = min(k, width)
+        ids, scores = np.full((n, kk), -1, np.int64), np.full((n, kk), -np.inf, np.float32)
+        steps = (self.ranges[1] - self.ranges[0]) / 255
+        base = self.ranges[0] + 128 * steps
+        store = self.vectors
+        for row in range(n):
+            cand = candidates[row]
+            cand = cand[cand >= 0]
+            if not len(cand):
                 continue
-            block = normalise(self.decoded(rows))
-            local = np.where(valid, np.searchsorted(rows, np.where(valid, cand, rows[0])), -1)
-            hits = self._rerank_faiss(q[start : start + step], local, k, store=block)
-            out_ids.append(np.where(hits.ids >= 0, rows[np.maximum(hits.ids, 0)], -1))
-            out_scores.append(hits.scores)
-        return SearchHits(np.concatenate(out_ids), np.concatenate(out_scores))
+            decoded = store[cand].astype(np.float32)
+            decoded *= steps
+            decoded += base
+            norms = np.sqrt(np.einsum("ij,ij->i", decoded, decoded))
+            cosine = decoded @ q[row] / np.maximum(norms, 1e-12)
+            m = min(kk, len(cand))
+            top = np.argpartition(-cosine, m - 1)[:m] if m < len(cand) else np.arange(len(cand))
+            top = top[np.argsort(-cosine[top], kind="stable")]
+            ids[row, :m], scores[row, :m] = cand[top], cosine[top]
+        return SearchHits(ids, scores)
 
     def _rerank_numpy(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         r = self.rerank_dim or self.full_dim
@@ -345,9 +354,32 @@ def open_funnel(backend: IndexBackend, folder: Path, manifest: Manifest, *, mmap
     return FunnelIndex.load(folder, backend, mmap=mmap)
 
 
+_THREADS: list[int] = []
+"""Threads set by :func:`search_threads` (innermost last): while one is set, searches keep it."""
+
+
+@contextlib.contextmanager
+def search_threads(threads: int) -> Iterator[None]:
+    """Every search in the block on ``threads`` OpenMP (FAISS) and BLAS threads, one query or a
+    batch (``mrl-run search --threads``); restored after."""
+    from threadpoolctl import threadpool_limits
+
+    faiss: Any = __import__("faiss")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    _THREADS.append(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        _THREADS.pop()
+        faiss.omp_set_num_threads(before)
+
+
 @contextlib.contextmanager
 def one_query_threads(queries: int) -> Iterator[None]:
-    """One query searches on one OpenMP thread (FAISS), restored after; a batch keeps them all.
+    """One query searches on one OpenMP thread (FAISS), restored after; a batch keeps them all
+    (unless :func:`search_threads` set a number for both).
 
     A single query has little to spread: FAISS parallelises most searches over queries, and its
     threads then mostly wait on each other. Issue #37 measured one query of the binary + int8
@@ -355,7 +387,7 @@ def one_query_threads(queries: int) -> Iterator[None]:
     a thread that other load keeps off its core is the usual cause of such stalls, and one thread
     has no barrier to wait at. ``benchmarks/bench_index_tuning.py`` times the tuned setting with
     the other core busy."""
-    if queries != 1:
+    if queries != 1 or _THREADS:
         yield
         return
     faiss: Any = __import__("faiss")
