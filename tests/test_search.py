@@ -351,6 +351,25 @@ def test_threads_set_one_query_and_a_batch_alike_and_are_restored(tiny_model_dir
     assert code == 2 and "--threads: 0 is out of range" in err
 
 
+def test_the_cards_index_flags_carry_the_backends_parameters(tiny_model_dir, corpus_file, tmp_path):
+    """A funnel measured with backend parameters: the card's `mrl-run index` flags (shell words,
+    TOML values) build that index, string parameters included."""
+    import shlex
+
+    from mrl_plugins.components import SearchSetting
+    from mrl_plugins.present.card import index_flags
+    from mrl_plugins.testkit.recipes import run_cli
+
+    flags = index_flags(SearchSetting(8, "hnsw", {"m": 8, "storage": "int8"}, 40))
+    assert flags == """ --index hnsw --index-param m=8 --index-param 'storage="int8"'"""
+    assert index_flags(SearchSetting(8)) == ""
+    code, _, err = run_cli("index", tiny_model_dir, corpus_file, "-o", tmp_path / "idx", "--dim", 8, "--text-column",
+                           "body", *shlex.split(flags))
+    assert code == 0, err
+    params = json.loads((tmp_path / "idx" / "manifest.json").read_text())["index"]["params"]
+    assert params["m"] == 8 and params["storage"] == "int8"
+
+
 def test_plain_text_corpus_and_quantised_shortlist(tiny_model_dir, tmp_path):
     lines = [r["positive"] for r in toy_pairs(60)]
     (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")

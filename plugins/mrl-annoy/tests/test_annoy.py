@@ -158,3 +158,20 @@ def test_the_demo_serves_an_annoy_index_built_from_the_run(finished_tiny_run, tm
     data = DemoData.from_run(finished_tiny_run, tmp_path / "an")
     view = SideBySide(data).search("mrl", toy_pairs(30)[3]["positive"], 8, "annoy", 20)
     assert view.full[0].text == toy_pairs(30)[3]["positive"]
+
+
+def test_the_cards_index_command_builds_the_annoy_index_the_run_measured(tiny_model_dir, tmp_path):
+    """The card tells users `mrl-run index RUN CORPUS -o INDEX --dim D{flags}`: with a backend's
+    parameters those flags build the index the run measured, parameters included."""
+    import shlex
+
+    from mrl_plugins.components import SearchSetting
+    from mrl_plugins.present.card import index_flags
+
+    flags = index_flags(SearchSetting(16, "annoy", {"n_trees": 7, "prefault": True}, 40))
+    assert flags == " --index annoy --index-param n_trees=7 --index-param prefault=true"
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": r["positive"]} for r in toy_pairs(40)])
+    code, _, err = run_cli("index", tiny_model_dir, corpus, "-o", tmp_path / "idx", "--dim", 16, *shlex.split(flags))
+    assert code == 0, err
+    params = json.loads((tmp_path / "idx" / "manifest.json").read_text())["index"]["params"]
+    assert params["n_trees"] == 7 and params["prefault"] is True

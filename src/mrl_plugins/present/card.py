@@ -9,6 +9,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from ..components import SearchSetting
 from ..evaluation.metrics import METRICS
 from ..evidence.decisions import (
     OperatingPoint,
@@ -66,7 +67,7 @@ def serving_section(results: RunResults, snippets: Snippets | None = None) -> tu
         f"(docs[shortlist, :{rerank_dim}] / np.linalg.norm(docs[shortlist, :{rerank_dim}], axis=1, keepdims=True)) "
         f"@ (q[:{rerank_dim}] / np.linalg.norm(q[:{rerank_dim}]))")
     index = point.setting.index
-    flags = "".join([f" --index {index}" if index else "", f" --rerank-dim {rerank_dim}" if rerank_dim != full else "",
+    flags = "".join([index_flags(point.setting), f" --rerank-dim {rerank_dim}" if rerank_dim != full else "",
                      f" --store {point.store}" if point.store != "float32" else ""])
     measured = (f"The run measured it with the `{index}` shortlist index"
                 + (" and int8 rerank vectors" if point.store != "float32" else "") if index else "The run measured it")
@@ -76,6 +77,23 @@ def serving_section(results: RunResults, snippets: Snippets | None = None) -> tu
                      "dim": point.dim, "shortlist": point.shortlist, "rerank": rerank, "rerank_dim": rerank_dim,
                      "flags": flags, "approximate": approximate,
                      "snippets": snippets(results, point) if funnel and snippets else []}
+
+
+def index_flags(setting: SearchSetting) -> str:
+    """``mrl-run index``'s flags for the setting's backend and its parameters (each a TOML value,
+    quoted for the shell), e.g. `` --index annoy --index-param n_trees=50``: the index the card
+    tells users to build is the one the run measured."""
+    import json
+    import shlex
+
+    if not setting.index:
+        return ""
+    flags = f" --index {setting.index}"
+    for key, value in sorted(setting.index_params.items()):
+        literal = str(value).lower() if isinstance(value, bool) else (
+            json.dumps(value) if isinstance(value, str) else str(value))
+        flags += f" --index-param {shlex.quote(f'{key}={literal}')}"
+    return flags
 
 
 def checks_summary(results: RunResults) -> dict[str, Any] | None:
