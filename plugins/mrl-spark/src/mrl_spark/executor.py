@@ -37,6 +37,7 @@ import logging
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -152,14 +153,20 @@ class Spark(Executor[SparkParams]):
         builder = (SparkSession.builder.master(address or self._local_master()).appName("mrl-run embed")
                    .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                   .config("spark.task.cpus", str(self.params.cpus_per_task))
-                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J.as_uri()}"))
+                   .config("spark.task.cpus", str(self.params.cpus_per_task)))
         if self.params.gpus_per_task:
             builder = builder.config("spark.task.resource.gpu.amount", str(self.params.gpus_per_task))
         for key, value in self.params.conf.items():
             builder = builder.config(key, value)
-        # the workers run this interpreter (its packages: torch, the model code) unless told otherwise
-        with _env("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or sys.executable):
+        # the workers run this interpreter (its packages: torch, the model code) unless told otherwise;
+        # the JVM spark-submit starts reads its log configuration from SPARK_SUBMIT_OPTS (a driver's
+        # extraJavaOptions set here would come after that JVM started)
+        logging.getLogger("py4j").setLevel(logging.WARNING)  # "Closing down clientserver connection"
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        log4j = f"-Dlog4j2.configurationFile={LOG4J.as_uri()}"
+        submit = " ".join(filter(None, [os.environ.get("SPARK_SUBMIT_OPTS"), log4j]))
+        python = os.environ.get("PYSPARK_PYTHON") or sys.executable
+        with _env("PYSPARK_PYTHON", python), _env("SPARK_SUBMIT_OPTS", submit):
             try:
                 return builder.getOrCreate()
             except Exception as exc:  # the JVM did not start, or the master refused us
