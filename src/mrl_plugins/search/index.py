@@ -175,14 +175,13 @@ class FunnelIndex(SearchIndex):
                 return self._rerank_int8(normalise(queries), candidates, k)
         return self._rerank_numpy(queries, candidates, k)
 
-    def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int,
-                      store: np.ndarray | None = None) -> SearchHits:
+    def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         """Inner products with the candidates' stored unit vectors and the top k, in FAISS's C++
         (parallel over queries): no Python per query, the store read in place. Candidates are
-        row ids into ``store`` (the index's vectors by default), -1 only at the end of a row."""
+        row ids into the store, -1 only at the end of a row."""
         faiss: Any = __import__("faiss")  # untyped: its SWIG module has no stubs
 
-        store = self.vectors if store is None else store
+        store = self.vectors
         if not store.flags.c_contiguous:
             store = np.ascontiguousarray(store)
         q = np.ascontiguousarray(q, dtype=np.float32)

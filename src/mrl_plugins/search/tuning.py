@@ -41,7 +41,7 @@ width, which FAISS's autotuning has no notion of.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,19 +159,11 @@ def recall_at(ids: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a[:k].tolist()) & set(b.tolist())) / k for a, b in zip(ids, exact)]))
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> contextlib.AbstractContextManager[None]:
     """OpenMP (FAISS) and BLAS at one thread for the block, restored after."""
-    import faiss
-    from threadpoolctl import threadpool_limits
+    from .index import search_threads
 
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return search_threads(1)
 
 
 def timed(searches: dict[Any, Callable[[np.ndarray], object]], queries: np.ndarray) -> dict[Any, dict[str, float]]:
