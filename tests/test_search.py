@@ -456,8 +456,8 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
     mrl_json = json.loads((tmp_path / "out" / "model" / "mrl.json").read_text())
     assert "### Serving" in card and mrl_json["serving"]["label"] in card
     assert "recall@10 vs exact" in report and "◆" in report and "Timed on: " in report and "faiss openblas" in report
-    # mrl-run index RUN builds the run's serving choice: plant one (the binary + int8 baseline at 16 dims, all
-    # else dearer) so that the choice is a funnel setting whatever this tiny run measured
+    # mrl-run index RUN builds the run's serving choice: plant one (the binary + int8 baseline at 16 dims, faster
+    # than exact search, all else dearer) so that the choice is a funnel setting whatever this tiny run measured
     from mrl_plugins.evidence.decisions import index_setting
 
     chosen = "funnel(mrl, index=binary, shortlist=40, store=int8)"
@@ -466,6 +466,7 @@ def test_funnel_and_quantize_land_in_results_report_and_card(tiny_recipe, recipe
             for d in list(column.costs or {}):
                 if key == chosen:
                     column.metrics[d] = dict(column.metrics[32])
+                    column.costs[d] = column.costs[d].model_copy(update={"ratio_single": 0.5})
                 else:
                     column.costs[d] = column.costs[d].model_copy(update={"index_bytes": 10_000.0})
     (tmp_path / "out" / "results.json").write_text(results.to_json())

@@ -116,6 +116,13 @@ class ComparisonContext(abc.ABC):
     def train_texts(self, side: TextSide = "documents") -> list[str]:
         """Distinct training-side texts, never evaluation texts."""
 
+    def unlabelled(self, model: str, limit: int) -> np.ndarray | None:
+        """Full-dimension float32 document embeddings of up to ``limit`` unlabelled documents that
+        no fitted part of the run saw and no split holds (:meth:`DataBundle.unseen_documents`),
+        to grow a corpus with where labels are not needed (recall of the exact top k); ``None``
+        when there are none. The default has none."""
+        return None
+
     @abc.abstractmethod
     def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
         """The run's metrics at every dimension for full-dimension query and corpus arrays

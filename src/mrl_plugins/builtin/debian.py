@@ -163,7 +163,11 @@ class DebianSource(DataSource[DebianParams]):
             "dropped_shared_or_short": len(packages) - len(usable),
             "held_out_rows": len(rows) - len(split.train_rows),
         }
-        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare)
+        # later paragraphs of every description: text nothing trains or is scored on, for the
+        # funnel's growth measurement (how recall against exact search falls as the corpus grows)
+        later = [t for pkg in packages for t in pkg.paragraphs[1:] if len(t) >= p.min_chars]
+        return DataBundle(rows_to_dataset(train, "pairs"), split.eval, RowFormat.PAIRS, summary, spare=spare,
+                          unlabelled=later)
 
 
 @hookimpl

@@ -28,6 +28,7 @@ from ..evaluation.retrieval import overlap_at_k
 from ..hookspecs import hookimpl
 from ..indexes import SearchSetting
 from ..search.folder import StoreDtype
+from ..search.growth import Growth, ladder, needed, recall_at, shortlist_ranks
 from ..search.index import FunnelIndex, funnel_index
 from ..search.timing import blas_summary, measure, search_cost
 from .comparisons import MODEL_HELP
@@ -89,12 +90,25 @@ class FunnelParams(SearchParams):
     baselines: bool = Field(True, description="Also measure binary codes + int8 rescore and an HNSW shortlist (at "
                                               "the largest shortlist, every width): the settings to beat, full width "
                                               "included.")
+    grow_to: list[int] = Field(
+        default_factory=lambda: [3000, 10000],
+        description="On the validation split, also measure how each setting's shortlist holds the exact top k as the "
+                    "corpus grows to these sizes (with unlabelled documents no part of the run saw, as far as the data "
+                    "has them): the report's scaling table, and the shortlist each needs at [serving] corpus_size. "
+                    "[] turns it off.")
 
     @field_validator("shortlist")
     @classmethod
     def _sizes(cls, sizes: list[int]) -> list[int]:
         if not sizes or any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
             raise ValueError(f"must list distinct positive sizes, got {sizes}")
+        return sorted(sizes)
+
+    @field_validator("grow_to")
+    @classmethod
+    def _corpus_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError(f"must list distinct positive corpus sizes, got {sizes}")
         return sorted(sizes)
 
 
@@ -125,7 +139,7 @@ class Funnel(Comparison[FunnelParams]):
 
     name = "funnel"
     Params = FunnelParams
-    measured_with = frozenset({"timing_queries"})  # each column names its shortlist size
+    measured_with = frozenset({"timing_queries", "grow_to"})  # each column names its shortlist size
 
     def label(self, models: Mapping[str, str]) -> str:
         index = self.params.index
@@ -181,18 +195,67 @@ class Funnel(Comparison[FunnelParams]):
                     ranked[c][d] = index.search(queries, ctx.k, shortlist=setting.shortlist).ids
                     searches[c, d] = lambda q, index=index, n=setting.shortlist: index.search(q, ctx.k, shortlist=n)
             timings = measure(searches, queries, single=p.timing_queries)
+            growth = (self.growth(ctx, columns, built, queries, exact_ids)
+                      if ctx.split == "validation" and p.grow_to else {})
             return [
                 Column(
                     self.column_name(c),
                     with_overlap(ctx.score_ranked(ranked[c]), ranked[c], exact_ids, ctx.k),
                     {d: search_cost(timings[c, d], timings["exact"], index_bytes=indexes[c, d].index_bytes(),
                                     rerank_bytes=indexes[c, d].rerank_bytes()) for d in ctx.dims},
-                    params=c.params(p.index_params), facts=column_facts(indexes[c, ctx.dims[-1]]),
+                    params=c.params(p.index_params),
+                    facts={**column_facts(indexes[c, ctx.dims[-1]]),
+                           **({"growth": {str(d): g.to_json() for d, g in growth[c].items()}} if c in growth else {})},
                 )
                 for c in columns
             ]
         finally:
             built.close()
+
+    def growth(self, ctx: ComparisonContext, columns: list[FunnelColumn], built: Built, queries: np.ndarray,
+               exact_ids: np.ndarray) -> dict[FunnelColumn, dict[int, Growth]]:
+        """Each column at each width at growing corpus sizes (:mod:`mrl_plugins.search.growth`):
+        the validation corpus, then grown with unlabelled documents no part of the run saw, as far
+        as there are any (with none, the validation corpus alone: the report then scales in
+        proportion)."""
+        p, start = self.params, len(built.corpus)
+        extra = ctx.unlabelled(p.model, max(p.grow_to) - start) if max(p.grow_to) > start else None
+        if extra is None:
+            extra = np.zeros((0, built.corpus.shape[1]), dtype=np.float32)
+        sizes = ladder(start, p.grow_to, start + len(extra))  # the validation corpus alone, with nothing to grow by
+        longest = max(GROWTH_LONGEST, 10 * p.shortlist[-1])
+        per_size: list[dict[tuple[int, int], np.ndarray]] = []
+        for n in sizes:
+            grown = built if n == start else Built(np.concatenate([built.corpus, extra[: n - start]]))
+            try:
+                exact_n = exact_ids if n == start else exact(ctx, queries, grown.corpus)[1]
+                at_size: dict[tuple[int, int], np.ndarray] = {}
+                found: dict[int, np.ndarray] = {}  # one search per index: its shortlist sizes share it
+                for i, c in enumerate(columns):
+                    for d in ctx.dims:
+                        index = grown.get(ctx, c.setting.at(d))
+                        if id(index) not in found:
+                            found[id(index)] = shortlist_ranks(index, queries, exact_n, min(n, longest))
+                        at_size[i, d] = found[id(index)]
+                per_size.append(at_size)
+            finally:
+                if grown is not built:
+                    grown.close()
+        result: dict[FunnelColumn, dict[int, Growth]] = {}
+        for i, c in enumerate(columns):
+            s = c.setting.shortlist or ctx.k
+            for d in ctx.dims:
+                ranks = {j: per_size[j][i, d] for j in range(len(sizes))}
+                first = recall_at(ranks[0], s)
+                result.setdefault(c, {})[d] = Growth(
+                    s, sizes, [recall_at(ranks[j], s) for j in range(len(sizes))],
+                    [needed(ranks[j], first, min(n, longest), ctx.k) for j, n in enumerate(sizes)], longest)
+        return result
+
+
+GROWTH_LONGEST = 2000
+"""The longest shortlist the growth measurement searches (or ten times the comparison's longest):
+a setting that needs more at a measured size says "more than" it."""
 
 
 def column_facts(index: SearchIndex) -> dict[str, Any]:

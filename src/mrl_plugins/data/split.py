@@ -397,6 +397,7 @@ def carve_validation(bundle: DataBundle, size: ValidationSize, *, seed: int, whe
     new = DataBundle(
         rows_to_dataset(remaining, fmt) if len(remaining) != len(train_rows) else bundle.train,
         bundle.eval, fmt, bundle.summary, spare=[], validation=held_out.ir_set(), groups=groups,
+        unlabelled=[t for t in spare_docs if t not in held_out.documents] + bundle.unlabelled,
     )
     return Carved(new, from_spare, from_training, len(train_rows) - len(remaining), from_spare_docs, slice_rows,
                   size.corpus)

@@ -106,12 +106,35 @@ class DataBundle:
     validation: IRSet | None = None
     """The set the run makes its choices on. A source may give its own (a dev split); otherwise
     the runner carves one with :func:`carve_validation`, from ``spare`` and then training rows."""
+    unlabelled: list[str] = field(default_factory=list, repr=False)
+    """Documents that neither trains, validates nor evaluates, without labels: what the ``funnel``
+    comparison grows the validation corpus with to measure how search settings scale (recall of
+    the exact top k needs no labels). A source may give text it read beside its rows (Debian's
+    later description paragraphs); the runner adds the spare documents the validation corpus did
+    not take. :meth:`unseen_documents` is what is used of them. Optional."""
     groups: Callable[[dict[str, Any]], str] | None = field(default=None, repr=False)
     """A row's family, when the source held out whole families (``split_by_query(groups=...)``):
     the runner's validation split then holds out whole families too. Optional."""
 
     def __post_init__(self) -> None:
         self.row_format = RowFormat(self.row_format)  # plugins may pass the plain string
+
+    def unseen_documents(self, limit: int | None = None) -> list[str]:
+        """:attr:`unlabelled`, first-seen order, without any text (compared as
+        :func:`normalise_text`) that training, the evaluation set or the validation set holds, or
+        that occurs twice: text no fitted part of the run saw, at most ``limit`` of it."""
+        sets = [s for s in (self.eval, self.validation) if s is not None]
+        taken = {normalise_text(t) for t in self.training_texts()}
+        taken |= {normalise_text(t) for s in sets for t in (*s.queries.values(), *s.corpus.values())}
+        found: list[str] = []
+        for text in self.unlabelled:
+            key = normalise_text(text)
+            if key and key not in taken:
+                taken.add(key)
+                found.append(text)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     def training_texts(self, side: str = "all") -> list[str]:
         """Distinct training texts, in first-seen order: ``"queries"`` (anchors),

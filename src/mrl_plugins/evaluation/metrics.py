@@ -65,6 +65,9 @@ class SearchCost(BaseModel):
     """Median milliseconds per query, one query at a time."""
     ms_batch: float
     """Milliseconds per query when all queries are searched in one batch."""
+    ms_single_p95: float | None = None
+    """95th percentile milliseconds per query, one query at a time (``None`` in results written
+    before it was recorded)."""
     ratio_single: float
     """``ms_single`` / the same for exact full-dimension float32 search (lower is faster)."""
     ratio_batch: float

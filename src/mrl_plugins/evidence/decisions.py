@@ -158,6 +158,10 @@ class OperatingPoint:
     ratio_batch: float
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """The column's recorded parameters as it wrote them (what an engine's snippet is shown)."""
+    ms_single: float | None = field(default=None, compare=False)
+    """Median milliseconds one query at a time (p50), as measured in the run."""
+    ms_single_p95: float | None = field(default=None, compare=False)
+    """95th percentile milliseconds one query at a time (``None`` in older results)."""
 
     @property
     def dim(self) -> int:
@@ -184,6 +188,15 @@ class OperatingPoint:
     def truncates(self, full_dim: int) -> bool:
         """Whether this configuration searches fewer dimensions than the model has."""
         return self.dim < full_dim
+
+    def is_exact(self, full_dim: int) -> bool:
+        """Whether this is exact full-width search (a model's own column at its full width)."""
+        return self.component is None and self.dim == full_dim
+
+    def slower_than_exact(self, full_dim: int) -> bool:
+        """Whether one query at a time takes longer than exact full-width search measured beside
+        it: such a setting is never the one to serve at the corpus size it was measured on."""
+        return not self.is_exact(full_dim) and self.ratio_single > 1.0
 
 
 def column_setting(dim: int, params: Mapping[str, Any]) -> SearchSetting:
@@ -216,7 +229,7 @@ def operating_points(results: ColumnReading) -> list[OperatingPoint]:
                 c.component if c.kind == "comparison" else None, column_setting(d, c.params), value,
                 value / exact if exact else 0.0,
                 m[Metric.NDCG.key(k)], m.get(overlap_key(k)), cost.index_bytes, cost.rerank_bytes,
-                cost.ratio_single, cost.ratio_batch, dict(c.params),
+                cost.ratio_single, cost.ratio_batch, dict(c.params), cost.ms_single, cost.ms_single_p95,
             ))
     return points
 
@@ -269,30 +282,41 @@ class ServingDecision:
     """Its margin over the share on validation (``None``: no per-query scores to weigh it)."""
     within_noise: list[tuple[OperatingPoint, Margin]] = field(default_factory=list)
     """Cheaper settings that kept the share on average, within noise: passed over."""
+    slower: list[OperatingPoint] = field(default_factory=list)
+    """Settings on the front that keep the share with less memory than the choice but take longer
+    than exact search one query at a time on the corpus they were measured on: passed over."""
 
 
 def serving_decision(results: RunResults) -> ServingDecision | None:
     """What to serve: the configuration on the Pareto front using least memory that keeps ≥ 99%
-    of exact quality (else ≥ 95%) on validation beyond noise, among those the run measured. It is
-    a full-width setting whenever no truncated one is on the front (or none keeps the share beyond
-    noise); exact full-width search when no setting on the front does."""
+    of exact quality (else ≥ 95%) on validation beyond noise, among those the run measured and
+    no slower than exact search one query at a time on the corpus it was measured on (issue #37:
+    on a 1,000-document validation corpus exact search takes microseconds, and an index slower
+    than it there is no advice to serve; how a setting scales to a larger corpus is the funnel's
+    growth measurement, and ``mrl-run index`` tunes on the corpus itself). It is a full-width
+    setting whenever no truncated one is on the front (or none keeps the share beyond noise);
+    exact full-width search when no setting on the front does."""
     on, full = basis(results), results.full_dim
     front = pareto_front(on)
     passed: list[tuple[OperatingPoint, Margin]] = []
+    slower: list[OperatingPoint] = []
     for share in sorted(KEEP_SHARES, reverse=True):
         keeping = sorted((p for p in front if p.kept >= share - 1e-9), key=lambda p: (p.index_bytes, p.ratio_single))
         for point in keeping:
+            if point.slower_than_exact(full):
+                slower += [point] if point not in slower else []
+                continue
             found = margin(results, point.column, point.dim, against=point.model, against_dim=full, share=share)
             if found is None or found.beyond_noise:
-                return ServingDecision(share, held_out(results, point) or point, found, passed)
+                return ServingDecision(share, held_out(results, point) or point, found, passed, slower)
             passed.append((point, found))
-    if not passed:
+    if not passed and not slower:
         return None
-    exact = next((p for p in operating_points(on) if p.component is None and p.model == passed[0][0].model
-                  and p.dim == full), None)
+    model = (passed[0][0] if passed else slower[0]).model
+    exact = next((p for p in operating_points(on) if p.is_exact(full) and p.model == model), None)
     if exact is None:
         return None
-    return ServingDecision(max(KEEP_SHARES), held_out(results, exact) or exact, None, passed)
+    return ServingDecision(max(KEEP_SHARES), held_out(results, exact) or exact, None, passed, slower)
 
 
 def serving_choice(results: RunResults) -> tuple[float, OperatingPoint] | None:

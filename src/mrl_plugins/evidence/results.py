@@ -293,6 +293,10 @@ class RunResults(ColumnReading, _Schema):
     decimals, queries in one order): the noise a choice is weighed against
     (:func:`mrl_plugins.evidence.decisions.margin`). Empty before schema 5: choices then take
     any positive difference."""
+    serving_corpus_size: int | None = None
+    """The recipe's ``[serving] corpus_size``: the corpus the report scales each funnel setting's
+    shortlist to (from the growth its validation columns measured, ``facts["growth"]``); ``None``
+    when the recipe declares none (and in files written before it existed)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> RunResults:

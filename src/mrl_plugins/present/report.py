@@ -1,7 +1,7 @@
 """The run report: a table per metric (dimension × model), what each dimension keeps, what
 each search configuration costs, and plots.
 
-The console tables, ``report.md``, ``metrics.png`` and ``costs.png`` are all built from one
+The console tables, ``report.md``, ``metrics.png``, ``costs.png`` and ``scaling.png`` are all built from one
 :class:`~mrl_plugins.results.RunResults`, so they cannot disagree with ``results.json`` or with
 each other. The per-metric tables and ``metrics.png`` show the run's models and the quality
 comparisons (PCA, …); search configurations (``funnel``, ``quantize``) are in the
@@ -19,6 +19,7 @@ from ..evidence.decisions import operating_points, pareto_front
 from ..evidence.results import PRIMARY, RunResults
 from ..evidence.rundir import METRICS_PLOT
 from .render import console, markdown
+from .scaling import SCALING_PLOT, plot_scaling
 from .sections import report_sections, title
 
 
@@ -122,6 +123,10 @@ def write_report(folder: Path, results: RunResults) -> None:
         if results.search_columns():
             staged[run.costs_plot] = temporary(run.costs_plot)
             plot_costs(results, staged[run.costs_plot])
+        scaling = run.path / SCALING_PLOT
+        staged[scaling] = temporary(scaling)
+        if not plot_scaling(results, staged[scaling]):
+            del staged[scaling]
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from ..evidence.decisions import (
 from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_label
 from .blocks import Section, Table
 from .costs import describe, front_sentence, quality_versus_cost, speed
+from .scaling import scaling_section
 
 
 def storage(dim: int, vectors: int = 1_000_000) -> str:
@@ -197,10 +198,23 @@ def choices(results: RunResults) -> Section | None:
         share, point = decision.share, decision.point
         twin = chosen_point(results, point)
         there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
+        exact = point.is_exact(results.full_dim) and decision.margin is None
         how = (f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality beyond noise, so exact "
-               "search" if decision.margin is None and decision.within_noise else
-               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality")
+               "search" if exact and decision.within_noise else
+               f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality and is faster than exact "
+               "search, so exact search" if exact else
+               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, no slower than "
+               "exact search")
         lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
+        if decision.slower:
+            size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
+            slow = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, {p.ratio_single:.2f}× exact's time)"
+                             for p in decision.slower[:3])
+            more = f" and {len(decision.slower) - 3} more" if len(decision.slower) > 3 else ""
+            lines.append(f"Settings that keep the share with less memory take longer than exact search one query at a "
+                         f"time on the {size:,} documents they were measured on, so they are not to serve at that "
+                         f"size: {slow}{more}. At this size exact search is the answer to beat; for a larger corpus, "
+                         "see how the settings scale below, and let `mrl-run index` tune on the corpus itself.")
         if decision.within_noise:
             passed = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, p = {m.p:.2f})"
                                for p, m in decision.within_noise[:3])
@@ -347,6 +361,7 @@ def report_sections(results: RunResults) -> list[Section]:
     found += [smallest_keeping(results)]
     found += [s for s in (choices(results) if results.trial is None else None, checks_section(results),
                           tests_section(results), training_curves(results)) if s]
-    found += [s for s in (speed(results), quality_versus_cost(results), uncertainty(results), seeds(results),
+    found += [s for s in (speed(results), quality_versus_cost(results), scaling_section(results), uncertainty(results),
+                          seeds(results),
                           saved_models(results)) if s is not None]
     return found

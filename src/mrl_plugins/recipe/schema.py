@@ -152,6 +152,15 @@ class PublishSection(Section):
     )
 
 
+class ServingSection(Section):
+    """Where the model will be searched, for the advice on how to serve it (issue #37)."""
+
+    corpus_size: int | None = Field(
+        None, gt=0, description="Documents the index will hold: the report states the shortlist each funnel setting "
+                                "needs at this size, extrapolated from the corpus sizes the funnel measured (marked "
+                                "as such); unset, it states them at the sizes measured only.")
+
+
 class RecipeModel(Section):
     name: str = Field("run", description="Name of the run, used in output_dir and reports.")
     seed: int = Field(42, description="Seeds Python, NumPy and torch.")
@@ -170,6 +179,7 @@ class RecipeModel(Section):
     warm_start: dict[str, Any] | None = None
     objective: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
     mining: MiningSection | None = None
     sweep: SweepSection | None = None
 
@@ -180,6 +190,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "eval": EvalSection,
     "validation": ValidationSection,
     "publish": PublishSection,
+    "serving": ServingSection,
     "mining": MiningSection,
     "sweep": SweepSection,
 }

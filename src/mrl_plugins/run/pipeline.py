@@ -336,6 +336,7 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
         models={c.key: c for c in columns},
         validation={c.key: c for c in validation},
         validation_scores=primary_scores(ctx.validation_per_query, s.eval.k),
+        serving_corpus_size=s.serving.corpus_size,
         trial=ctx.trial.describe() if ctx.trial is not None else None,
         timings=ctx.stages.timings,
         versions=versions(),

@@ -131,6 +131,10 @@ class RunComparisonContext(ComparisonContext):
     def train_texts(self, side: TextSide = "documents") -> list[str]:
         return self._emb.ctx.bundle.training_texts(side)
 
+    def unlabelled(self, model: str, limit: int) -> np.ndarray | None:
+        texts = self._emb.ctx.bundle.unseen_documents(limit)
+        return self.encode(model, texts) if texts else None
+
     def score(self, queries: np.ndarray, corpus: np.ndarray) -> dict[int, Metrics]:
         return self._emb.score(queries, corpus)
 

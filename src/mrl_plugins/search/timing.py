@@ -94,6 +94,7 @@ def search_cost(timing: Timing, reference: Timing, *, index_bytes: float, rerank
     return SearchCost(
         index_bytes=round(index_bytes, 2), rerank_bytes=round(rerank_bytes, 2),
         ms_single=round(timing.ms_single, 5), ms_batch=round(timing.ms_batch, 5),
+        ms_single_p95=round(timing.ms_single_p95, 5) if timing.ms_single_p95 else None,
         ratio_single=round(timing.ms_single / reference.ms_single, 4),
         ratio_batch=round(timing.ms_batch / reference.ms_batch, 4),
     )
