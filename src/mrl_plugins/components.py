@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from pydantic import BaseModel, ConfigDict
 
 # re-exported (__all__): plugins import every contract name from this module
-from .contexts import Column, ComparisonContext, ObjectiveContext, Role, TextSide, ValidationContext, WarmStartContext
+from .contexts import (
+    Column,
+    ComparisonContext,
+    ObjectiveContext,
+    Role,
+    TaskContext,
+    TextSide,
+    ValidationContext,
+    WarmStartContext,
+)
 from .data.types import DataBundle, DataRequest, RowFormat
 from .evaluation.metrics import Metrics, SearchCost
 from .indexes import (
@@ -407,6 +416,26 @@ def param_infos(cls: type[Component]) -> list[ParamInfo]:
     return infos
 
 
+class Task(Component[P]):
+    """An evaluation beyond retrieval: its own data, scored for each of the run's models at every
+    width from embeddings encoded once (truncated to each width and re-normalised)."""
+
+    metric: ClassVar[str]
+    """The key of the main metric in what :meth:`score` returns (``"spearman"``): the one the
+    report's retention is the share of."""
+    title: ClassVar[str] = ""
+    """How the report names the task (``"Semantic similarity"``); the name when empty."""
+
+    def label(self) -> str:
+        """How the report and ``results.json`` name this use of the task (a file name, say)."""
+        return self.title or self.name
+
+    @abc.abstractmethod
+    def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
+        """The task's metrics for ``model`` (a model of the run) at every width of ``ctx.dims``:
+        width → metric key → value. Encode with ``ctx.encode`` (once per text and model)."""
+
+
 @dataclass(frozen=True)
 class Kind:
     """A component kind: its recipe table, its hook, its base class and the noun for messages."""
@@ -429,6 +458,7 @@ KINDS: dict[str, Kind] = {
         Kind("objective", "register_objectives", Objective, "training objective"),
         Kind("command", "register_commands", Command, "command"),
         Kind("executor", "register_executors", Executor, "executor"),
+        Kind("task", "register_tasks", Task, "evaluation task"),
     )
 }
 
@@ -437,6 +467,7 @@ __all__ = [
     "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
     "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Manifest", "Metrics", "Objective",
     "ObjectiveContext", "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "SearchSetting",
-    "ServingChoice", "ServingSnippet", "ShortlistIndex", "TextSide", "ValidationContext", "Variant", "WarmStart",
+    "ServingChoice", "ServingSnippet", "ShortlistIndex", "Task", "TaskContext", "TextSide", "ValidationContext",
+    "Variant", "WarmStart",
     "WarmStartContext", "missing_methods", "model_field", "param_infos",
 ]

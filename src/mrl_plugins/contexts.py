@@ -150,6 +150,26 @@ class ComparisonContext(abc.ABC):
         """The training rows as (query, relevant document) pairs; empty for scored pairs."""
 
 
+class TaskContext(abc.ABC):
+    """What the runner hands an evaluation task: the run's widths, its seed, where the recipe is,
+    and each model's encoder (``mrl_plugins.testkit`` has one over a plain model, for tests)."""
+
+    dims: list[int]
+    """The run's dimensions, descending."""
+    seed: int
+    recipe_dir: Path
+    """Relative paths in a task's parameters are relative to this folder."""
+
+    @abc.abstractmethod
+    def encode(self, model: str, texts: Sequence[str], role: Role = "document",
+               batch_size: int | None = None) -> np.ndarray:
+        """Full-dimension float32 embeddings of ``texts`` by one of the run's models (``"base"``,
+        ``"mrl"``…), encoded once per run and model (the same texts ask again for free);
+        ``batch_size``: the encoder's (default: the run's ``[eval] batch_size``). Padding makes the
+        last digits of a vector depend on its batch: a task that must equal another tool's numbers
+        encodes in that tool's batches."""
+
+
 class WarmStartContext(abc.ABC):
     """What the runner hands a warm start: the seed, training-side texts and the model's encoder.
 

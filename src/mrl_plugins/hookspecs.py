@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         IndexBackend,
         Loss,
         Objective,
+        Task,
         WarmStart,
     )
 
@@ -78,3 +79,8 @@ def register_commands(register: Register[Command]) -> None:
 @hookspec
 def register_executors(register: Register[Executor]) -> None:
     """Register Executor classes: where ``mrl-run embed`` encodes shards (this process, a cluster …)."""
+
+
+@hookspec
+def register_tasks(register: Register[Task]) -> None:
+    """Register Task classes: evaluations beyond retrieval (similarity, classification, clustering …)."""

@@ -71,6 +71,7 @@ DEFAULT_PLUGINS = (
     "mrl_plugins.builtin.warm_starts",
     "mrl_plugins.builtin.index_backends",
     "mrl_plugins.builtin.objectives",
+    "mrl_plugins.builtin.tasks",
     "mrl_plugins.commands",
     "mrl_plugins.embed.local",
 )

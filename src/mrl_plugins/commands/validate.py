@@ -65,6 +65,8 @@ def validate(request: ValidateRequest) -> int:
     print(f"  models    {recipe.models.describe()}")
     if recipe.compare:
         print(f"  compare   {', '.join(c.label for c in recipe.compare)}")
+    if recipe.tasks:
+        print(f"  tasks     {', '.join(t.component.label() for t in recipe.tasks)}")
     print(f"  output    {recipe.output_dir}")
     return 0
 

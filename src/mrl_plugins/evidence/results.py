@@ -144,6 +144,23 @@ class ModelResult(_Schema):
     on validation, and its fit time), for the report."""
 
 
+class TaskResult(_Schema):
+    """One ``[[task]]`` of the run (an evaluation beyond retrieval): its scores for each model of
+    the run at every width."""
+
+    name: str
+    """The task component (``similarity``, ``classification``, ``clustering``, a plugin's)."""
+    label: str
+    """How the report names this use of it (its title and file)."""
+    metric: str
+    """The key of its main metric in ``scores`` (what retention is the share of)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Its recipe table, every default filled in."""
+    scores: dict[str, dict[int, dict[str, float]]]
+    """Model key (``base``, ``mrl``…) → width → metric key → value."""
+    plugin: str | None = None
+
+
 class PairedTest(_Schema):
     """The recommended column at one width against another column, paired over the evaluation queries."""
 
@@ -293,6 +310,9 @@ class RunResults(ColumnReading, _Schema):
     decimals, queries in one order): the noise a choice is weighed against
     (:func:`mrl_plugins.evidence.decisions.margin`). Empty before schema 5: choices then take
     any positive difference."""
+    tasks: dict[str, TaskResult] = Field(default_factory=dict)
+    """The ``[[task]]`` evaluations beyond retrieval, by key (``similarity``, or ``similarity#2``
+    when a recipe names a task twice); empty when the recipe has none (and before they existed)."""
     serving_corpus_size: int | None = None
     """The recipe's ``[serving] corpus_size``: the corpus the report scales each funnel setting's
     shortlist to (from the growth its validation columns measured, ``facts["growth"]``); ``None``
@@ -334,6 +354,12 @@ class RunResults(ColumnReading, _Schema):
                     raise ValueError(f"tests[{i}] compares the column '{name}', which models does not hold")
             if test.dim not in self.dims:
                 raise ValueError(f"tests[{i}] is at dimension {test.dim}, which dims does not list")
+        for key, task in self.tasks.items():
+            for model, by_dim in task.scores.items():
+                if set(by_dim) != set(self.dims):
+                    raise ValueError(f"tasks.{key}.scores.{model} has widths {sorted(by_dim)}, not dims {self.dims}")
+                if any(task.metric not in m for m in by_dim.values()):
+                    raise ValueError(f"tasks.{key}.scores.{model} lacks its metric '{task.metric}' at some width")
         extra = set(self.validation_scores) - set(self.validation)
         if extra:
             raise ValueError(f"validation_scores has columns {sorted(extra)} that validation does not hold")
@@ -456,6 +482,6 @@ def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, f
 __all__ = [
     "BASE", "ENCODE_SPEEDUP", "KEEP_SHARES", "METRICS", "MRL", "OVERLAP", "PRIMARY", "RESULTS_FILE", "SCHEMA_VERSION",
     "ChoiceCheck", "DataInfo", "Metric", "ModelInfo", "ModelResult", "PairedTest", "PublishInfo", "RunResults",
-    "SearchCost", "TrainingFacts",
+    "SearchCost", "TaskResult", "TrainingFacts",
     "column_key", "overlap_key", "round_metrics", "share_label",
 ]

@@ -105,6 +105,25 @@ def checks_summary(results: RunResults) -> dict[str, Any] | None:
     return {"held": sum(c.holds for c in results.checks), "total": len(results.checks), "failed": failed}
 
 
+def tasks_table(results: RunResults, column: str) -> str | None:
+    """The ``[[task]]`` scores of the published column, one row per task (its main metric per
+    width, retention in brackets), as a Markdown table; ``None`` without tasks or for a column the
+    tasks did not score (a comparison's)."""
+    from .tasks import NAMES
+
+    dims = sorted(results.dims, reverse=True)
+
+    def cell(value: float, top: float) -> str:
+        return f"{value:.4f} ({value / top:.1%})" if top else f"{value:.4f}"
+
+    body = [[t.label, NAMES.get(t.metric, t.metric),
+             *(cell(t.scores[column][d][t.metric], t.scores[column][dims[0]][t.metric]) for d in dims)]
+            for t in results.tasks.values() if column in t.scores]
+    if not body:
+        return None
+    return "\n".join(markdown_table(Table(["task", "metric", *(f"{d} dims" for d in dims)], body)))
+
+
 def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | None, column: str = MRL,
                  exports: list[dict] | None = None, tei_mismatch: str | None = None,
                  snippets: Snippets | None = None) -> str:
@@ -134,6 +153,6 @@ def card_section(results: RunResults, truncate_dim: int | None, repo_id: str | N
         encoding_table="\n".join(markdown_table(encoding.table)) if encoding and encoding.table else None,
         encoding_lines=encoding.lines if encoding else [],
         tei_mismatch=tei_mismatch, onnx_export=next((e for e in exports or [] if e["format"] == "onnx"), None),
-        checks=checks_summary(results),
+        checks=checks_summary(results), tasks=tasks_table(results, column),
     )
     return text.strip()

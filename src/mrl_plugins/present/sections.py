@@ -22,6 +22,7 @@ from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_labe
 from .blocks import Section, Table
 from .costs import describe, front_sentence, quality_versus_cost, speed
 from .scaling import scaling_section
+from .tasks import task_sections
 
 
 def storage(dim: int, vectors: int = 1_000_000) -> str:
@@ -358,7 +359,7 @@ def report_sections(results: RunResults) -> list[Section]:
     """Every section of the report, in order; those with nothing to show are left out."""
     found = [s for s in (trial_note(results),) if s is not None]
     found += [metric_section(results, m) for m in METRICS]
-    found += [smallest_keeping(results)]
+    found += [smallest_keeping(results), *task_sections(results)]
     found += [s for s in (choices(results) if results.trial is None else None, checks_section(results),
                           tests_section(results), training_curves(results)) if s]
     found += [s for s in (speed(results), quality_versus_cost(results), scaling_section(results), uncertainty(results),

@@ -29,6 +29,7 @@ from ..components import (
     Loss,
     Objective,
     Params,
+    Task,
     ValidationContext,
     WarmStart,
 )
@@ -121,6 +122,8 @@ class Recipe:
     output_dir: Path = Path(".")
     overrides: tuple[str, ...] = ()
     """The ``--set`` assignments the recipe was loaded with (repeated in every resume hint)."""
+    tasks: list[ComponentSpec[Task[Any]]] = field(default_factory=list)
+    """The ``[[task]]`` tables: evaluations beyond retrieval, in the recipe's order."""
 
     @property
     def base_dir(self) -> Path:
@@ -148,6 +151,8 @@ class Recipe:
         }
         if self.compare:
             out["compare"] = [c.as_table() for c in self.compare]
+        if self.tasks:
+            out["task"] = [t.as_table() for t in self.tasks]
         if self.warm_start:
             out["warm_start"] = self.warm_start.as_table()
         out["objective"] = self.objective.as_table()
@@ -306,6 +311,12 @@ def load_recipe(
             assert isinstance(spec, ComparisonSpec)
             spec.custom_label = label.strip() if label else None
             compare.append(spec)
+    tasks: list[ComponentSpec[Task[Any]]] = []
+    task_raw = raw.get("task", [])
+    for i, table in enumerate(task_raw if isinstance(task_raw, list) else []):
+        task = _component(registry, "task", table, f"[[task]] #{i + 1}", problems, ("task", i), base_dir=base_dir)
+        if task is not None:
+            tasks.append(task)
     seeds = settings.train.seeds if settings is not None else None
     models = plan_comparisons(compare, specs.get("warm_start"), specs.get("objective"), seeds, base_dir, problems,
                               registry)
@@ -323,7 +334,7 @@ def load_recipe(
     k = settings.eval.k if settings is not None else 10
     model_dir = Path(model.location) if model is not None and model.is_local else None
     ctx = ValidationContext(recipe_dir=base_dir, full_dim=full_dim, k=k, registry=registry, model_dir=model_dir)
-    for spec in [*(s for s in specs.values() if s), *compare, *variant_specs(compare, registry)]:
+    for spec in [*(s for s in specs.values() if s), *compare, *variant_specs(compare, registry), *tasks]:
         problems.extend(f"{spec.where} {p}" for p in guarded_check(spec, ctx))
 
     row_format: RowFormat | None = None
@@ -396,6 +407,7 @@ def load_recipe(
         registry=registry,
         output_dir=output_dir,
         overrides=tuple(overrides),
+        tasks=tasks,
     )
 
 

@@ -176,6 +176,9 @@ class RecipeModel(Section):
     eval: EvalSection = Field(default_factory=EvalSection)
     validation: ValidationSection = Field(default_factory=ValidationSection)
     compare: list[dict[str, Any]] = Field(default_factory=list)
+    task: list[dict[str, Any]] = Field(default_factory=list, description="[[task]] tables: evaluations beyond "
+                                       "retrieval (similarity, classification, clustering, a plugin's), each scored "
+                                       "for every model of the run at every width.")
     warm_start: dict[str, Any] | None = None
     objective: dict[str, Any] | None = None
     publish: PublishSection = Field(default_factory=PublishSection)
@@ -230,8 +233,8 @@ def _where(loc: tuple[Any, ...]) -> str:
     if not loc:
         return "recipe"
     head, rest = loc[0], loc[1:]
-    if head == "compare" and rest and isinstance(rest[0], int):
-        prefix, rest = f"[[compare]] #{rest[0] + 1}", rest[1:]
+    if head in ("compare", "task") and rest and isinstance(rest[0], int):
+        prefix, rest = f"[[{head}]] #{rest[0] + 1}", rest[1:]
     elif head in KINDS or head in SECTION_MODELS:
         prefix = f"[{head}]"
     else:

@@ -27,7 +27,7 @@ from ..components import ValidationContext
 from ..data.near_duplicates import find_near_duplicates
 from ..data.types import DataBundle, RowFormat
 from ..errors import PluginError, UserError
-from ..evidence.results import BASE, PRIMARY, DataInfo, ModelInfo, ModelResult, RunResults, TrainingFacts
+from ..evidence.results import BASE, PRIMARY, DataInfo, ModelInfo, ModelResult, RunResults, TaskResult, TrainingFacts
 from ..evidence.rundir import RunDir
 from ..evidence.saved import save_evaluation, save_per_query
 from ..models import full_width, load_model, pick_device
@@ -45,6 +45,7 @@ from .scoring import (
     truncation_costs,
 )
 from .staging import Staging
+from .tasks import score_tasks
 from .training import train_models
 
 logger = logging.getLogger("mrl_plugins")
@@ -164,7 +165,7 @@ def execute(ctx: RunContext) -> RunResults | None:
         return assemble(ctx, [], training, validation)  # a trial scored the validation split alone
     columns = scored["eval"]
     attach_statistics(ctx, columns)
-    results = assemble(ctx, columns, training, validation)
+    results = assemble(ctx, columns, training, validation, score_tasks(ctx, emb) if ctx.recipe.tasks else {})
     results.tests = recommendation_tests(ctx, results)
     results.checks = choice_checks(ctx, results)
     return results
@@ -316,7 +317,7 @@ def load_base_model(ctx: RunContext) -> None:
 
 
 def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, TrainingFacts],
-             validation: list[ModelResult]) -> RunResults:
+             validation: list[ModelResult], tasks: dict[str, TaskResult] | None = None) -> RunResults:
     recipe, bundle, s = ctx.recipe, ctx.bundle, ctx.settings
     val = bundle.validation
     return RunResults(
@@ -337,6 +338,7 @@ def assemble(ctx: RunContext, columns: list[ModelResult], training: dict[str, Tr
         validation={c.key: c for c in validation},
         validation_scores=primary_scores(ctx.validation_per_query, s.eval.k),
         serving_corpus_size=s.serving.corpus_size,
+        tasks=tasks or {},
         trial=ctx.trial.describe() if ctx.trial is not None else None,
         timings=ctx.stages.timings,
         versions=versions(),

@@ -10,8 +10,9 @@
   ``.err``, ``.results`` and ``assert_success()``.
 * ``isolated_registry(*plugins)``: the built-ins plus the plugin objects you pass, ignoring
   whatever else is installed.
-* ``ArrayComparisonContext`` / ``TextsWarmStartContext``: the contexts a comparison or a warm
-  start receives, over plain arrays and texts, to test one without a run.
+* ``ArrayComparisonContext`` / ``TextsWarmStartContext`` / ``ModelsTaskContext``: the contexts a
+  comparison, a warm start or an evaluation task receives, over plain arrays, texts and models,
+  to test one without a run.
 * ``assert_index_backend_conforms``, ``assert_data_source_conforms``,
   ``assert_comparison_conforms``, ``assert_objective_conforms``: each kind's whole contract in one
   call (:mod:`.conformance`, re-exported here with the rest of the kit).
@@ -24,14 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contexts import ArrayComparisonContext, TextsWarmStartContext
+from .contexts import ArrayComparisonContext, ModelsTaskContext, TextsWarmStartContext
 from .models import TOPICS, isolated_registry, tiny_model
 from .recipes import RecipeBuilder, RunOutcome, run_cli, run_recipe, toy_pairs, write_jsonl
 
 _CONFORMANCE = ("ConformanceError", "assert_comparison_conforms", "assert_data_source_conforms",
                 "assert_index_backend_conforms", "assert_objective_conforms", "unit_vectors")
-__all__ = ["TOPICS", "ArrayComparisonContext", "RecipeBuilder", "RunOutcome", "TextsWarmStartContext",
-           "isolated_registry", "run_cli", "run_recipe", "tiny_model", "toy_pairs", "write_jsonl", *_CONFORMANCE]
+__all__ = ["TOPICS", "ArrayComparisonContext", "ModelsTaskContext", "RecipeBuilder", "RunOutcome",
+           "TextsWarmStartContext", "isolated_registry", "run_cli", "run_recipe", "tiny_model", "toy_pairs",
+           "write_jsonl", *_CONFORMANCE]
 
 
 def __getattr__(name: str) -> Any:

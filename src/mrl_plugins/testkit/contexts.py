@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..components import IndexBackend
-from ..contexts import ComparisonContext, Role, TextSide, WarmStartContext
+from ..contexts import ComparisonContext, Role, TaskContext, TextSide, WarmStartContext
 from ..data.types import IRSet
 from ..evaluation.metrics import Metrics
 from .models import isolated_registry
@@ -101,3 +101,20 @@ class TextsWarmStartContext(WarmStartContext):
 
         self.encoded.extend(texts)
         return encode_texts(self.model, list(texts), role=role)
+
+
+@dataclass
+class ModelsTaskContext(TaskContext):
+    """An evaluation task's context over loaded models by name (``{"mrl": model}``), at ``dims``;
+    relative paths are read from ``recipe_dir``."""
+
+    models: Mapping[str, Any]
+    dims: list[int]
+    recipe_dir: Path = Path(".")
+    seed: int = 42
+
+    def encode(self, model: str, texts: Sequence[str], role: Role = "document",
+               batch_size: int | None = None) -> np.ndarray:
+        from ..evaluation.encode import encode_texts
+
+        return encode_texts(self.models[model], list(texts), role=role, batch_size=batch_size or 64)

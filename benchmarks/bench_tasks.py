@@ -1,0 +1,118 @@
+"""Tasks beyond retrieval at every width (issue #39): similarity against sentence-transformers'
+evaluator, and what the quickstart's MRL model keeps on classification and clustering.
+
+Real text only. **Similarity**: 1,500 pairs of Debian 12 texts from ``data/debian-sections.jsonl.xz``
+and the catalogue in ../shared/data (a package's synopsis against a first description paragraph:
+its own, gold 2; another package's of the same archive section, gold 1; of another section,
+gold 0; 500 each, seeded). The gold scores are constructed from the archive's metadata, not
+judged by people: good for checking that two implementations agree and for timing, not a
+semantic-similarity benchmark. The ``similarity`` task (each text encoded once, every width from
+it) against ``EmbeddingSimilarityEvaluator(truncate_dim=d)`` run once per width (as a user of
+sentence-transformers would), timed side by side; the largest difference of Spearman over the
+widths. **Classification and clustering**: the committed section set (1,000 packages, 10
+sections, none from the quickstart's sample), MTEB's protocols (``classification``: 10
+experiments of 8 training texts per section; ``clustering``: 10 k-means seeds), for the base
+all-MiniLM-L6-v2 and the quickstart's MRL model (``--run``, default runs/bench-search-quickstart),
+at 384/192/96/48 dims.
+
+    .venv/bin/python benchmarks/bench_tasks.py [--run runs/quickstart-…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ROOT / "data" / "debian-sections.jsonl.xz"
+CATALOGUE = ROOT.parent / "shared" / "data" / "debian-bookworm-Translation-en.xz"
+DIMS = [384, 192, 96, 48]
+
+
+def similarity_pairs(seed: int = 0, per_kind: int = 500) -> list[dict]:
+    import json
+    import lzma
+
+    from mrl_plugins.builtin.debian import read_catalogue
+
+    with lzma.open(SECTIONS, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    synopsis = {p.name: p.synopsis for p in read_catalogue(CATALOGUE)}
+    rng = random.Random(seed)
+    by_section: dict[str, list[dict]] = {}
+    for r in rows:
+        by_section.setdefault(r["section"], []).append(r)
+    pairs = []
+    for kind in (2, 1, 0):
+        for _ in range(per_kind):
+            a = rng.choice(rows)
+            if kind == 2:
+                b = a
+            elif kind == 1:
+                b = rng.choice([r for r in by_section[a["section"]] if r is not a])
+            else:
+                b = rng.choice([r for r in rows if r["section"] != a["section"]])
+            pairs.append({"sentence1": synopsis[a["package"]], "sentence2": b["text"], "score": float(kind)})
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default=str(ROOT / "runs" / "bench-search-quickstart"))
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    from mrl_plugins.builtin.tasks import Classification, Clustering, Similarity
+    from mrl_plugins.evidence.rundir import resolve_model_arg
+    from mrl_plugins.models import load_model, resolve_model
+    from mrl_plugins.testkit import ModelsTaskContext, write_jsonl
+
+    torch.set_num_threads(2)
+    base = load_model(resolve_model("sentence-transformers/all-MiniLM-L6-v2", ROOT), device="cpu")
+    mrl = load_model(resolve_model_arg(args.run)[0], device="cpu")
+    work = ROOT / "runs" / "bench-tasks"
+    work.mkdir(parents=True, exist_ok=True)
+    pairs = similarity_pairs()
+    write_jsonl(work / "pairs.jsonl", pairs)
+    print(f"similarity: {len(pairs)} pairs ({len({p['sentence1'] for p in pairs} | {p['sentence2'] for p in pairs})} "
+          f"distinct texts), all-MiniLM-L6-v2, widths {DIMS}, 2 threads")
+    ours_s, theirs_s, worst = [], [], 0.0
+    for _ in range(3):  # interleaved rounds
+        t0 = time.perf_counter()
+        ours = Similarity(Similarity.Params(path="pairs.jsonl")).score(ModelsTaskContext({"m": base}, DIMS, work), "m")
+        ours_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        theirs = {d: EmbeddingSimilarityEvaluator([p["sentence1"] for p in pairs], [p["sentence2"] for p in pairs],
+                                                  [p["score"] for p in pairs], truncate_dim=d, name="x")(base)
+                  for d in DIMS}
+        theirs_s.append(time.perf_counter() - t0)
+        worst = max(abs(ours[d]["spearman"] - theirs[d]["x_spearman_cosine"]) for d in DIMS)
+    print(f"{'dim':>4} {'Spearman (task)':>16} {'Spearman (ST)':>14}")
+    for d in DIMS:
+        print(f"{d:>4} {ours[d]['spearman']:>16.6f} {theirs[d]['x_spearman_cosine']:>14.6f}")
+    t_ours, t_theirs = sorted(ours_s)[1], sorted(theirs_s)[1]
+    print(f"largest difference of Spearman over the widths: {worst:.1e}; time (median of 3): task {t_ours:.2f} s, "
+          f"EmbeddingSimilarityEvaluator once per width {t_theirs:.2f} s ({t_theirs / t_ours:.1f}x the task's)")
+
+    ctx = ModelsTaskContext({"base": base, "MRL": mrl}, DIMS, SECTIONS.parent)
+    tasks = [("classification (accuracy)", "accuracy",
+              Classification(Classification.Params(path=SECTIONS.name, label_column="section"))),
+             ("clustering (V-measure)", "v_measure",
+              Clustering(Clustering.Params(path=SECTIONS.name, label_column="section")))]
+    print(f"\nsections: {SECTIONS.name}, 1,000 packages in 10 sections (none from the quickstart's sample)")
+    for title, metric, task in tasks:
+        print(f"{title:<28} " + " ".join(f"{d:>15}" for d in DIMS))
+        for name in ("base", "MRL"):
+            got = task.score(ctx, name)
+            top = got[DIMS[0]][metric]
+            print(f"{name:<28} " + " ".join(f"{got[d][metric]:.4f} ({got[d][metric] / top:>5.1%})" for d in DIMS))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

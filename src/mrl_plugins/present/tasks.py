@@ -1,0 +1,55 @@
+"""The report's sections for the ``[[task]]`` evaluations beyond retrieval (issue #39): per task,
+its main metric per width for each model of the run, with the share of the model's own
+full-width score each width keeps, and the smallest width keeping 95% and 99% of it. Measured on
+the task's own data; no choice of the run rests on them (the report says so).
+"""
+
+from __future__ import annotations
+
+from ..evidence.results import KEEP_SHARES, RunResults, TaskResult, share_label
+from .blocks import Section, Table
+
+NAMES = {"spearman": "Spearman", "pearson": "Pearson", "accuracy": "accuracy", "f1": "macro-F1",
+         "v_measure": "V-measure"}
+
+
+def task_sections(results: RunResults) -> list[Section]:
+    return [task_section(results, key, task) for key, task in results.tasks.items()]
+
+
+def _label(results: RunResults, model: str) -> str:
+    column = results.models.get(model) or results.validation.get(model)
+    return column.label if column is not None else model
+
+
+def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
+    metric, full = task.metric, results.full_dim
+    name = NAMES.get(metric, metric)
+    models = list(task.scores)
+    rows = []
+    for d in sorted(results.dims, reverse=True):
+        cells = [str(d)]
+        for m in models:
+            value, top = task.scores[m][d][metric], task.scores[m][full][metric]
+            cells.append(f"{value:.4f} ({value / top:.1%})" if top else f"{value:.4f}")
+        rows.append(cells)
+    lines = []
+    for m in models:
+        top = task.scores[m][full][metric]
+        kept = []
+        for share in sorted(KEEP_SHARES, reverse=True):
+            enough = [d for d in results.dims if top and task.scores[m][d][metric] >= share * top - 1e-12]
+            kept.append(f"{min(enough) if enough else 'no width'} keeps ≥ {share_label(share)}")
+        others = sorted({k for by in task.scores[m].values() for k in by} - {metric})
+        extra = (f"; also {', '.join(NAMES.get(k, k) for k in others)} in results.json (tasks.{key})" if others
+                 else "")
+        lines.append(f"{_label(results, m)}: {full}-dim {name} {top:.4f}; {', '.join(kept)}{extra}.")
+    params = ", ".join(f"{k} = {v}" for k, v in task.params.items() if k != "name")
+    own = task.plugin and not task.plugin.startswith("mrl_plugins.")
+    by = f" (plugin '{task.plugin}')" if own else ""
+    lines.append(f"Task `{task.name}`{by}: {params}. Scored on the task's own data, every width from embeddings "
+                 "encoded once (truncated, re-normalised); no choice of the run rests on it.")
+    return Section(f"task:{key}", f"{task.label}: {name} per dimension",
+                   console_title=f"{task.label}: {name} per dimension (value and retention vs. the same model's "
+                                 f"{full}-dim score)",
+                   table=Table(["dim", *(_label(results, m) for m in models)], rows), lines=lines)

@@ -1,0 +1,174 @@
+"""Evaluation tasks beyond retrieval: similarity, classification, clustering per width (issue #39)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrl_plugins.builtin.tasks import Classification, Clustering, Similarity
+from mrl_plugins.evaluation import tasks as protocols
+from mrl_plugins.testkit import TOPICS, ModelsTaskContext, run_recipe, write_jsonl
+
+SECTIONS = Path(__file__).resolve().parents[1] / "data" / "debian-sections.jsonl.xz"
+
+
+def scored_pairs(n: int = 80, seed: int = 0) -> list[dict]:
+    """CoSENT-style rows (sentence1, sentence2, score): pairs sharing more words score higher, texts
+    long and varied enough that no two pairs tie on cosine (ties make Spearman a coin toss)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        left = rng.sample(TOPICS, 5)
+        shared = rng.randint(0, 4)
+        right = left[:shared] + rng.sample([t for t in TOPICS if t not in left], 5 - shared)
+        rows.append({"sentence1": " ".join(left), "sentence2": " ".join(right), "score": shared + rng.random()})
+    return rows
+
+
+def labelled(n_per: int = 12, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    groups = [TOPICS[:6], TOPICS[6:12], TOPICS[12:18]]
+    rows = []
+    for label, words in enumerate(groups):
+        for i in range(n_per):
+            rows.append({"text": " ".join(rng.sample(words, 3)), "label": f"group {label}",
+                         "split": "train" if i < n_per // 2 else "test"})
+    return rows
+
+
+def test_similarity_equals_sentence_transformers_evaluator_at_every_width(tiny_model_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    rows = scored_pairs()
+    write_jsonl(tmp_path / "sts.jsonl", rows)
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    dims = [32, 16, 8]
+    task = Similarity(Similarity.Params(path="sts.jsonl"))
+    ours = task.score(ModelsTaskContext({"mrl": model}, dims, tmp_path), "mrl")
+    for d in dims:
+        evaluator = EmbeddingSimilarityEvaluator([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
+                                                 [r["score"] for r in rows], truncate_dim=d, name="sts")
+        theirs = evaluator(model)
+        assert ours[d]["spearman"] == pytest.approx(theirs["sts_spearman_cosine"], abs=1e-6)
+        assert ours[d]["pearson"] == pytest.approx(theirs["sts_pearson_cosine"], abs=1e-6)
+
+
+def test_classification_follows_the_undersampled_logistic_regression_protocol():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    labels = [f"c{i % 3}" for i in range(60)]
+    centres = rng.normal(size=(3, 16))
+    x = np.stack([centres[int(y[1])] + 0.5 * rng.normal(size=16) for y in labels]).astype(np.float32)
+    train, test = x[:30], x[30:]
+    picked = protocols.undersample(labels[:30], 4, np.random.RandomState(7))
+    assert all(sum(labels[i] == c for i in picked) == 4 for c in ("c0", "c1", "c2"))
+    got = protocols.classification(train, labels[:30], test, labels[30:], [16, 8], n_experiments=1,
+                                   samples_per_label=4, seed=7)
+    # one experiment by hand: the same undersampled rows, the same classifier, on the re-normalised prefix
+    idx = protocols.undersample(labels[:30], 4, np.random.RandomState(7))
+    unit = lambda a, d: a[:, :d] / np.linalg.norm(a[:, :d], axis=1, keepdims=True)  # noqa: E731
+    for d in (16, 8):
+        clf = LogisticRegression(random_state=7, max_iter=100).fit(unit(train, d)[idx], np.asarray(labels[:30])[idx])
+        assert got[d]["accuracy"] == pytest.approx(float((clf.predict(unit(test, d)) == np.asarray(labels[30:])).mean()))
+    again = protocols.classification(train, labels[:30], test, labels[30:], [16, 8], n_experiments=3, seed=7)
+    assert again == protocols.classification(train, labels[:30], test, labels[30:], [16, 8], n_experiments=3, seed=7)
+    assert again[16]["accuracy"] > 0.9  # well-separated classes
+
+
+def test_clustering_scores_v_measure_per_width_and_separable_groups_score_high():
+    rng = np.random.default_rng(1)
+    labels = [f"c{i % 4}" for i in range(80)]
+    centres = rng.normal(size=(4, 12)) * 4
+    x = np.stack([centres[int(y[1])] + rng.normal(size=12) for y in labels]).astype(np.float32)
+    got = protocols.clustering(x, labels, [12, 6], runs=3, seed=0)
+    assert set(got) == {12, 6} and got[12]["v_measure"] > 0.8
+    assert got == protocols.clustering(x, labels, [12, 6], runs=3, seed=0)
+    shuffled = protocols.clustering(rng.normal(size=(80, 12)).astype(np.float32), labels, [12], runs=3)
+    assert shuffled[12]["v_measure"] < 0.3  # noise has no clusters to find
+
+
+def test_a_run_scores_every_task_for_every_model_and_reports_them(tiny_recipe, recipe_path, tmp_path):
+    write_jsonl(tmp_path / "sts.jsonl", scored_pairs())
+    write_jsonl(tmp_path / "topics.jsonl", labelled())
+    tiny_recipe.set("task", [{"name": "similarity", "path": "sts.jsonl"},
+                             {"name": "classification", "path": "topics.jsonl", "n_experiments": 3},
+                             {"name": "clustering", "path": "topics.jsonl", "runs": 3}])
+    outcome = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success()
+    results = outcome.results
+    assert list(results.tasks) == ["similarity", "classification", "clustering"]
+    for task in results.tasks.values():
+        assert set(task.scores) == {"base", "mrl"} and all(set(s) == set(results.dims) for s in task.scores.values())
+    assert results.tasks["classification"].metric == "accuracy" and results.tasks["clustering"].metric == "v_measure"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Semantic similarity (sts.jsonl): Spearman per dimension" in report
+    assert "## Classification (topics.jsonl): accuracy per dimension" in report and "V-measure per dimension" in report
+    sim = results.tasks["similarity"].scores["mrl"]
+    assert "| 16 | " in report and f"{sim[16]['spearman']:.4f} ({sim[16]['spearman'] / sim[32]['spearman']:.1%})" in report
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["tasks"]["similarity"]["params"]["path"] == "sts.jsonl"
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert "Beyond retrieval, each on its own data" in card
+    assert f"| Semantic similarity (sts.jsonl) | Spearman | {sim[32]['spearman']:.4f} (100.0%) |" in card
+
+
+def test_a_task_file_that_is_missing_or_lacks_a_column_is_one_message(tiny_recipe, recipe_path, tmp_path):
+    write_jsonl(tmp_path / "topics.jsonl", [{"text": "alpha", "group": "a"}])
+    tiny_recipe.set("task", [{"name": "similarity", "path": "nowhere.jsonl"},
+                             {"name": "clustering", "path": "topics.jsonl"}])
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and "Traceback" not in outcome.err
+    err = " ".join(outcome.err.split())
+    assert "[[task]] #1 path" in err and "nowhere.jsonl" in err
+    assert "[[task]] #2" in err and "'label'" in err
+
+
+def test_a_third_party_task_reaches_the_report(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "length_task.py").write_text('''
+from mrl_plugins import hookimpl
+from mrl_plugins.components import Params, Task
+
+
+class Norms(Task[Params]):
+    """How long the truncated vectors are before re-normalising (a made-up task)."""
+
+    name = "norms"
+    title = "Prefix norms"
+    metric = "mean_norm"
+
+    def score(self, ctx, model):
+        import numpy as np
+
+        x = ctx.encode(model, ["alpha beta", "gamma delta"])
+        return {d: {"mean_norm": float(np.linalg.norm(x[:, :d], axis=1).mean())} for d in ctx.dims}
+
+
+@hookimpl
+def register_tasks(register):
+    register(Norms)
+''')
+    tiny_recipe.set("plugins", ["length_task.py"]).set("task", [{"name": "norms"}])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    assert results.tasks["norms"].plugin == "length_task.py"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Prefix norms: mean_norm per dimension" in report and "(plugin 'length_task.py')" in report
+
+
+@pytest.mark.slow
+def test_the_debian_sections_set_separates_sections_with_minilm():
+    """The committed set on the packaged all-MiniLM-L6-v2: a real check that the protocols see the
+    sections (well above chance, 10%) and lose some of it at small widths."""
+    from mrl_plugins.models import load_model, resolve_model
+
+    model = load_model(resolve_model("sentence-transformers/all-MiniLM-L6-v2", Path(".")), device="cpu")
+    ctx = ModelsTaskContext({"base": model}, [384, 48], SECTIONS.parent)
+    got = Classification(Classification.Params(path=SECTIONS.name, text_column="text",
+                                               label_column="section")).score(ctx, "base")
+    assert got[384]["accuracy"] > 0.4 and got[48]["accuracy"] > 0.2
+    clusters = Clustering(Clustering.Params(path=SECTIONS.name, label_column="section", runs=2)).score(ctx, "base")
+    assert clusters[384]["v_measure"] > 0.2
