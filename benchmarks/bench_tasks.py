@@ -73,7 +73,8 @@ def main() -> None:
     from mrl_plugins.testkit import ModelsTaskContext, write_jsonl
 
     torch.set_num_threads(2)
-    base = load_model(resolve_model("sentence-transformers/all-MiniLM-L6-v2", ROOT), device="cpu")
+    # the base model as the quickstart runs it ([model] max_seq_length = 128, what its MRL model keeps)
+    base = load_model(resolve_model("sentence-transformers/all-MiniLM-L6-v2", ROOT), device="cpu", max_seq_length=128)
     mrl = load_model(resolve_model_arg(args.run)[0], device="cpu")
     work = ROOT / "runs" / "bench-tasks"
     work.mkdir(parents=True, exist_ok=True)
