@@ -30,10 +30,12 @@ class FileTask(Task[Any]):
     """A task whose rows come from one local file, read once."""
 
     columns: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    """Roles read when the file has their column (``split``), else absent from :meth:`read`."""
     _rows: dict[str, list[Any]] | None = None
 
-    def wanted(self) -> list[str]:
-        return [getattr(self.params, f"{c}_column", c) for c in self.columns]
+    def wanted(self, roles: tuple[str, ...] | None = None) -> list[str]:
+        return [getattr(self.params, f"{c}_column", c) for c in (self.columns if roles is None else roles)]
 
     def check(self, ctx: ValidationContext) -> list[str]:
         path = ctx.recipe_dir / self.params.path
@@ -55,6 +57,8 @@ class FileTask(Task[Any]):
             require_columns(table.column_names, wanted, str(path))
             n = min(len(table), self.params.limit or len(table))
             rows = {role: list(table[name])[:n] for role, name in zip(self.columns, wanted)}
+            rows |= {role: list(table[name])[:n] for role, name in zip(self.optional, self.wanted(self.optional))
+                     if name in table.column_names}
             empty = [i for i in range(n) if any(rows[r][i] in (None, "") for r in self.columns)]
             if empty:
                 raise UserError(f"{path}: row {empty[0] + 1} has an empty {', '.join(self.columns)} value "
@@ -124,13 +128,13 @@ class Classification(FileTask):
     metric = "accuracy"
     Params = ClassificationParams
     columns = ("text", "label")
+    optional = ("split",)
 
     def splits(self, recipe_dir: Path, seed: int) -> tuple[list[int], list[int]]:
         rows = self.read(recipe_dir)
         path = recipe_dir / self.params.path
-        table = read_table(path)
-        if self.params.split_column in table.column_names:
-            split = list(table[self.params.split_column])[: len(rows["text"])]
+        if "split" in rows:
+            split = rows["split"]
             train = [i for i, s in enumerate(split) if s == "train"]
             test = [i for i, s in enumerate(split) if s == "test"]
         else:

@@ -85,13 +85,17 @@ class Embeddings:
                                              progress=self.progress)
         return self.cache[name]
 
-    def encode(self, name: str, texts: Sequence[str]) -> np.ndarray:
-        """Document embeddings of other texts (what comparisons fit on), encoded once per run: the
-        validation and evaluation passes of a comparison fit on the same training texts."""
-        key = (name, hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest())
+    def encode(self, name: str, texts: Sequence[str], role: str = "document",
+               batch_size: int | None = None) -> np.ndarray:
+        """Embeddings of other texts (what comparisons fit on, what tasks score), encoded once per
+        run: the validation and evaluation passes of a comparison fit on the same training texts.
+        ``batch_size``: the encoder's (default ``[eval] batch_size``; padding moves the last digits)."""
+        bs = batch_size or self.ctx.settings.eval.batch_size
+        digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+        plain = (role, bs) == ("document", self.ctx.settings.eval.batch_size)  # the comparisons' key, as before
+        key = (name, digest if plain else f"{digest}/{role}/{bs}")
         if key not in self.ctx.encoded_texts:
-            bs = self.ctx.settings.eval.batch_size
-            self.ctx.encoded_texts[key] = encode_texts(self.model(name), list(texts), role="document", batch_size=bs,
+            self.ctx.encoded_texts[key] = encode_texts(self.model(name), list(texts), role=role, batch_size=bs,
                                                        progress=self.progress)
         return self.ctx.encoded_texts[key].copy()  # a comparison may change its copy in place
 

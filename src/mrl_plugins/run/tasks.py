@@ -7,7 +7,6 @@ with its plugin.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,21 +25,14 @@ class RunTaskContext(TaskContext):
 
     def __init__(self, ctx: RunContext, emb: Embeddings, allowed: Sequence[str]):
         self.dims, self.seed, self.recipe_dir = ctx.dims, ctx.settings.seed, ctx.recipe.base_dir
-        self._ctx, self._emb, self._allowed = ctx, emb, set(allowed)
-        self._cache: dict[tuple[str, str, str], np.ndarray] = {}
+        self._emb, self._allowed = emb, set(allowed)
 
     def encode(self, model: str, texts: Sequence[str], role: Role = "document",
                batch_size: int | None = None) -> np.ndarray:
-        from ..evaluation.encode import encode_texts
-
         if model not in self._allowed:
             raise PluginError(f"a task asked for model '{model}'; the run's models are "
                               f"{', '.join(sorted(self._allowed))}.")
-        size = batch_size or self._ctx.settings.eval.batch_size
-        key = (model, f"{role}/{size}", hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest())
-        if key not in self._cache:
-            self._cache[key] = encode_texts(self._emb.model(model), list(texts), role=role, batch_size=size)
-        return self._cache[key].copy()
+        return self._emb.encode(model, texts, role=role, batch_size=batch_size)  # the run's encode-once cache
 
 
 def task_models(ctx: RunContext) -> list[str]:
