@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 packages=(-e ".[offline,demo,test,export,sweep]" -e plugins/mrl-msmarco -e plugins/mrl-homedepot -e plugins/mrl-pgvector
-          -e plugins/mrl-ray -e plugins/mrl-annoy -e plugins/mrl-spark)
+          -e plugins/mrl-ray -e plugins/mrl-annoy -e plugins/mrl-spark -e plugins/mrl-mteb)
 
 # plugins/mrl-spark runs Spark, which needs a Java 17+ runtime: Debian's, installed here when it is
 # missing and this runs as root with apt-get (as .ci/run installs Debian's chromium); otherwise

@@ -113,7 +113,7 @@ def test_the_guides_plugin_installs_and_passes_its_tests_as_written(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env=env,
     )
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
-    assert "4 passed" in tests.stdout
+    assert "5 passed" in tests.stdout
 
 
 def test_the_guides_kind_table_and_the_readmes_hook_count_match_the_registry():

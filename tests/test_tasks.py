@@ -108,13 +108,69 @@ def test_a_run_scores_every_task_for_every_model_and_reports_them(tiny_recipe, r
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Semantic similarity (sts.jsonl): Spearman per dimension" in report
     assert "## Classification (topics.jsonl): accuracy per dimension" in report and "V-measure per dimension" in report
-    sim = results.tasks["similarity"].scores["mrl"]
-    assert "| 16 | " in report and f"{sim[16]['spearman']:.4f} ({sim[16]['spearman'] / sim[32]['spearman']:.1%})" in report
+    found = results.tasks["similarity"]
+    sim, (low, high) = found.scores["mrl"], found.intervals["mrl"][16]
+    assert low <= sim[16]["spearman"] <= high and high - low > 0.01  # 80 pairs: an interval, not a point
+    delta = found.versus_base["mrl"][16]
+    assert delta.delta == pytest.approx(sim[16]["spearman"] - found.scores["base"][16]["spearman"], abs=1e-6)
+    cell = (f"{sim[16]['spearman']:.4f} [{low:.3f}, {high:.3f}] ({sim[16]['spearman'] / sim[32]['spearman']:.1%}) "
+            f"{delta.delta:+.3f} {'*' if delta.p < 0.05 else '≈'}")
+    assert "| 16 | " in report and cell in report, cell
+    assert "| dim | base | MRL vs base |" in report
+    for task in results.tasks.values():  # every built-in gives intervals, retention intervals and paired tests
+        assert set(task.intervals) == {"base", "mrl"} and set(task.kept["mrl"]) == set(results.dims)
+        assert set(task.versus_base) == {"mrl"}
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["tasks"]["similarity"]["params"]["path"] == "sts.jsonl"
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "Beyond retrieval, each on its own data" in card
+    from huggingface_hub import ModelCard
+
+    entry = {t["task"]: t for t in ModelCard(card).data["mrl_tasks"]}["similarity"]  # front matter per task
+    assert entry["metric"] == "spearman" and entry["scores"]["32"] == round(sim[32]["spearman"], 4)
+    assert entry["keeps"] == {"99%": found.smallest_keeping("mrl", 0.99), "95%": found.smallest_keeping("mrl", 0.95)}
     assert f"| Semantic similarity (sts.jsonl) | Spearman | {sim[32]['spearman']:.4f} (100.0%) |" in card
+
+
+def test_replicates_are_the_metric_recomputed_on_each_resample():
+    """The fast per-resample statistics equal SciPy's and scikit-learn's on the resampled items;
+    the identity resample gives the task's own value."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import v_measure_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 300).astype(str)
+    clusters = rng.integers(0, 7, 300)
+    clusters[:100] = labels[:100].astype(int)
+    idx = rng.integers(0, 300, (40, 300))
+    got = protocols.v_measure_rows(protocols.resample_counts(idx, 300), labels, clusters)
+    assert got == pytest.approx([v_measure_score(labels[i], clusters[i]) for i in idx], abs=1e-12)
+    assert protocols.v_measure_rows(np.ones((1, 300)), labels, clusters)[0] == pytest.approx(
+        v_measure_score(labels, clusters), abs=1e-12)
+    x = rng.normal(size=300)
+    gold, y = np.round(x), x + rng.normal(size=300)
+    assert protocols.spearman_rows(gold[idx], y[idx]) == pytest.approx([spearmanr(gold[i], y[i])[0] for i in idx],
+                                                                       abs=1e-12)
+    ctx = ModelsTaskContext({}, [8], Path("."))
+    a, b = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+    scored = protocols.similarity(a, b, rng.normal(size=60), [8, 4], resamples=ctx.resamples(60))
+    assert set(scored.replicates) == {8, 4} and len(scored.replicates[8]) == ctx.resample_count
+    assert np.array_equal(ctx.resamples(60), ModelsTaskContext({}, [8], Path(".")).resamples(60))  # paired
+
+
+def test_classification_replicates_average_to_the_accuracy():
+    rows = labelled(n_per=20)
+    rng = np.random.default_rng(1)
+    centres = {f"group {g}": rng.normal(size=16) for g in range(3)}
+    x = np.stack([centres[r["label"]] + rng.normal(scale=1.5, size=16) for r in rows])
+    train = [i for i, r in enumerate(rows) if r["split"] == "train"]
+    test = [i for i, r in enumerate(rows) if r["split"] == "test"]
+    labels = [r["label"] for r in rows]
+    identity = np.arange(len(test))[None, :]
+    got = protocols.classification(x[train], [labels[i] for i in train], x[test], [labels[i] for i in test], [16, 4],
+                                   n_experiments=4, resamples=identity)
+    for d in (16, 4):
+        assert got.replicates[d][0] == pytest.approx(got[d]["accuracy"], abs=1e-12)
 
 
 def test_a_task_file_that_is_missing_or_lacks_a_column_is_one_message(tiny_recipe, recipe_path, tmp_path):
@@ -172,3 +228,85 @@ def test_the_debian_sections_set_separates_sections_with_minilm():
     assert got[384]["accuracy"] > 0.4 and got[48]["accuracy"] > 0.2
     clusters = Clustering(Clustering.Params(path=SECTIONS.name, label_column="section", runs=2)).score(ctx, "base")
     assert clusters[384]["v_measure"] > 0.2
+
+
+REPLICATING = '''
+from mrl_plugins import hookimpl
+from mrl_plugins.components import Params, Task, TaskScores
+
+
+class Offset(Task[Params]):
+    """A made-up task whose trained models score OFFSET above the base on every resample."""
+
+    name = "offset"
+    metric = "score"
+
+    def score(self, ctx, model):
+        import numpy as np
+
+        n = 50
+        idx = ctx.resamples(n)
+        item = np.linspace(0, 1, n) + (0 if model == "base" else OFFSET)
+        return TaskScores({d: {"score": float(item.mean())} for d in ctx.dims},
+                          {d: item[idx].mean(axis=1)[:COUNT] for d in ctx.dims})
+
+
+@hookimpl
+def register_tasks(register):
+    register(Offset)
+'''
+
+
+@pytest.mark.parametrize("offset, mark", [(0.05, "*"), (0.0, "≈")])
+def test_a_plugins_replicates_give_intervals_and_paired_tests(offset, mark, tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "offset_task.py").write_text(REPLICATING.replace("OFFSET", str(offset)).replace("COUNT", "None"))
+    tiny_recipe.set("plugins", ["offset_task.py"]).set("task", [{"name": "offset"}])
+    task = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results.tasks["offset"]
+    versus = task.versus_base["mrl"][32]
+    assert versus.delta == pytest.approx(offset, abs=1e-6)
+    assert (versus.p < 0.05) == (mark == "*")
+    low, high = task.intervals["mrl"][32]
+    assert low < task.scores["mrl"][32]["score"] < high
+    assert task.kept["mrl"][32] == (1.0, 1.0)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"{offset:+.3f} {mark} |" in report
+
+
+def test_replicates_of_the_wrong_length_are_one_message_naming_the_plugin(tiny_recipe, recipe_path, tmp_path):
+    (tmp_path / "offset_task.py").write_text(REPLICATING.replace("OFFSET", "0.1").replace("COUNT", "5"))
+    tiny_recipe.set("plugins", ["offset_task.py"]).set("task", [{"name": "offset"}])
+    outcome = run_recipe(tiny_recipe.write(recipe_path), "-q")
+    err = " ".join(outcome.err.split())
+    assert outcome.code != 0 and "Traceback" not in outcome.err
+    assert "task 'offset' (plugin 'offset_task.py') returned 5 replicates" in err and "ctx.resamples(n)" in err, err
+
+
+def test_comparison_columns_are_scored_on_every_task(tiny_recipe, recipe_path, tmp_path):
+    """PCA and the adaptor transform any text's embeddings, so the tasks score their columns too;
+    at full width PCA (uncentred) is a rotation, so its cosines, and its similarity, are the base
+    model's own. A search setting (quantize) transforms nothing and is not a task column."""
+    write_jsonl(tmp_path / "sts.jsonl", scored_pairs())
+    tiny_recipe.set("task", [{"name": "similarity", "path": "sts.jsonl"}])
+    tiny_recipe.add_comparison("pca", model="base").add_comparison("adaptor", epochs=2)
+    tiny_recipe.add_comparison("quantize", precisions=["int8"])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    task = results.tasks["similarity"]
+    pca, adaptor = "pca(base)", next(k for k in task.scores if k.startswith("adaptor("))
+    assert set(task.scores) == {"base", "mrl", pca, adaptor}
+    assert task.scores[pca][32]["spearman"] == pytest.approx(task.scores["base"][32]["spearman"], abs=1e-5)
+    assert task.scores[pca][8]["spearman"] != pytest.approx(task.scores["base"][8]["spearman"], abs=1e-6)
+    assert set(task.versus_base) == {"mrl", pca, adaptor}
+    report = (tmp_path / "out" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| dim | base | MRL vs base |"))
+    assert results.models[pca].label + " vs base" in header and results.models[adaptor].label + " vs base" in header
+
+
+def test_label_pattern_cuts_the_class_out_of_the_label_column(tmp_path):
+    rows = [{"text": r["text"], "page": f"page{i}({r['label'][-1]})"} for i, r in enumerate(labelled())]
+    write_jsonl(tmp_path / "pages.jsonl", rows)
+    params = dict(path="pages.jsonl", label_column="page", label_pattern=r"\((\w+)\)$")
+    task = Clustering(Clustering.Params(**params))
+    assert sorted(set(task.read(tmp_path)["label"])) == ["0", "1", "2"]
+    write_jsonl(tmp_path / "pages.jsonl", [*rows, {"text": "alpha", "page": "no section"}])
+    with pytest.raises(Exception, match=r"row 37's page 'no section' does not match label_pattern"):
+        Clustering(Clustering.Params(**params)).read(tmp_path)

@@ -26,6 +26,7 @@ from .contexts import (
     ObjectiveContext,
     Role,
     TaskContext,
+    TaskScores,
     TextSide,
     ValidationContext,
     WarmStartContext,
@@ -45,6 +46,7 @@ from .indexes import (
 if TYPE_CHECKING:
     import argparse
 
+    import numpy as np
     import torch
 
     from .embed.job import EmbedJob, ShardTask, ShardVectors
@@ -222,6 +224,13 @@ class Comparison(Component[P]):
             if info.is_required() or dumped[name] != _json(info.get_default(call_default_factory=True)):
                 out[name] = dumped[name]
         return out
+
+    def task_transform(self, ctx: ComparisonContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """For the ``[[task]]`` evaluations: how this comparison's (first) column turns full-width
+        float32 embeddings of any text by the model it reads into its own, before truncation (a
+        PCA projection, an adaptor), or None (default): the column is not scored on tasks.
+        Called once after :meth:`run` on the evaluation pass, with the same context."""
+        return None
 
     @abc.abstractmethod
     def run(self, ctx: ComparisonContext) -> dict[int, Metrics] | list[Column]:
@@ -430,10 +439,17 @@ class Task(Component[P]):
         """How the report and ``results.json`` name this use of the task (a file name, say)."""
         return self.title or self.name
 
+    def key(self) -> str:
+        """Its key in ``results.json``'s ``tasks`` (``mteb:STS12``): the name unless a task says
+        more; ``#2``, ``#3``… are added when a recipe uses the same key twice."""
+        return self.name
+
     @abc.abstractmethod
     def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
         """The task's metrics for ``model`` (a model of the run) at every width of ``ctx.dims``:
-        width → metric key → value. Encode with ``ctx.encode`` (once per text and model)."""
+        width → metric key → value. Encode with ``ctx.encode`` (once per text and model). Return a
+        :class:`TaskScores` (a dict too) with bootstrap replicates of the main metric over
+        ``ctx.resamples(n)`` for intervals and paired tests."""
 
 
 @dataclass(frozen=True)
@@ -467,7 +483,7 @@ __all__ = [
     "KINDS", "Column", "Command", "Comparison", "ComparisonContext", "Component", "Control", "DataSource",
     "DimSchedule", "Engine", "Executor", "IndexBackend", "Kind", "Loss", "Manifest", "Metrics", "Objective",
     "ObjectiveContext", "ParamInfo", "Params", "Role", "SearchCost", "SearchHits", "SearchIndex", "SearchSetting",
-    "ServingChoice", "ServingSnippet", "ShortlistIndex", "Task", "TaskContext", "TextSide", "ValidationContext",
-    "Variant", "WarmStart",
+    "ServingChoice", "ServingSnippet", "ShortlistIndex", "Task", "TaskContext", "TaskScores", "TextSide",
+    "ValidationContext", "Variant", "WarmStart",
     "WarmStartContext", "missing_methods", "model_field", "param_infos",
 ]

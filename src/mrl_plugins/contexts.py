@@ -150,6 +150,20 @@ class ComparisonContext(abc.ABC):
         """The training rows as (query, relevant document) pairs; empty for scored pairs."""
 
 
+class TaskScores(dict[int, dict[str, float]]):
+    """What :meth:`Task.score <mrl_plugins.components.Task.score>` may return instead of a plain
+    dict: the same width → metric → value mapping, plus ``replicates``: per width, the task's main
+    metric recomputed on each of ``ctx.resamples(n)``'s bootstrap resamples of its ``n`` items
+    (pairs, test texts, clustered texts). The run turns them into 95% intervals and paired tests
+    between models (the same resamples for every model, so their replicates pair); a plain dict is
+    scored without them."""
+
+    def __init__(self, metrics: Mapping[int, dict[str, float]] | None = None,
+                 replicates: Mapping[int, Any] | None = None):
+        super().__init__(metrics or {})
+        self.replicates: dict[int, Any] = dict(replicates or {})
+
+
 class TaskContext(abc.ABC):
     """What the runner hands an evaluation task: the run's widths, its seed, where the recipe is,
     and each model's encoder (``mrl_plugins.testkit`` has one over a plain model, for tests)."""
@@ -159,6 +173,16 @@ class TaskContext(abc.ABC):
     seed: int
     recipe_dir: Path
     """Relative paths in a task's parameters are relative to this folder."""
+    resample_count: int = 2000
+    """Bootstrap resamples for a task's intervals (as many as retrieval's)."""
+
+    def resamples(self, n: int) -> np.ndarray:
+        """Bootstrap resamples of a task's ``n`` items: ``(resample_count, n)`` indices drawn with
+        replacement, seeded by the run's seed and ``n`` only, so that every model of the run gets
+        the same resamples and their replicates (:class:`TaskScores`) pair."""
+        import numpy
+
+        return numpy.random.default_rng([self.seed, n]).integers(0, n, size=(self.resample_count, n))
 
     @abc.abstractmethod
     def encode(self, model: str, texts: Sequence[str], role: Role = "document",

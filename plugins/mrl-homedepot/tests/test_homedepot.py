@@ -145,3 +145,68 @@ def test_keeps_the_data_source_contract(hub_file, tmp_path):
 
     assert_data_source_conforms(HomeDepotSource(HomeDepotSource.Params(data_files=hub_file.name)), recipe_dir=tmp_path)
     assert HomeDepotSource(HomeDepotSource.Params()).card_metadata() == {"datasets": ["bstds/home_depot"]}
+
+
+# -- the homedepot-similarity task ------------------------------------------------------------
+
+def test_similarity_task_scores_the_held_out_pairs_as_the_evaluator_does(hub_file, tmp_path, tiny_model_dir):
+    """Every held-out pair (a test query with each product it was judged against), none sharing a
+    query or product with training; Spearman against relevance equals sentence-transformers'
+    EmbeddingSimilarityEvaluator(truncate_dim=d) on those pairs at every width."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    from mrl_homedepot import HomeDepotSimilarity
+    from mrl_plugins.testkit import ModelsTaskContext
+
+    bundle = load(tmp_path, "scored-pairs", sample_size=None)
+    searched = set(bundle.eval.queries.values())  # the test queries with a positive
+    raw = [json.loads(line) for line in hub_file.read_text().splitlines()] if hub_file.suffix == ".jsonl" else \
+        datasets.Dataset.from_parquet(str(hub_file)).to_list()
+    expected = sorted((r["query"], r["description"], r["relevance"]) for r in raw
+                      if r["query"] in searched and r["relevance"] is not None and 1 <= r["relevance"] <= 3)
+    task = HomeDepotSimilarity(HomeDepotSimilarity.Params(data_files=hub_file.name, sample_size=None, max_pairs=None))
+    ctx = ModelsTaskContext({"mrl": SentenceTransformer(str(tiny_model_dir), device="cpu")}, [32, 16, 8], tmp_path,
+                            seed=0)
+    pairs = task.pairs(ctx)
+    got = sorted((p["query"], p["text"], p["relevance"]) for p in pairs)
+    assert [g for g in got if g[0] in searched] == expected  # every graded pair of every searched query
+    assert len({p["query"] for p in pairs}) == bundle.summary["test_queries"]  # and of those without a positive
+    assert not {p["query"] for p in pairs} & set(bundle.train["sentence1"])
+    assert not {p["text"] for p in pairs} & set(bundle.train["sentence2"])
+    ours = task.score(ctx, "mrl")
+    for d in (32, 16, 8):
+        evaluator = EmbeddingSimilarityEvaluator([p["query"] for p in pairs], [p["text"] for p in pairs],
+                                                 [p["relevance"] for p in pairs], truncate_dim=d, name="hd")
+        assert ours[d]["spearman"] == pytest.approx(evaluator(ctx.models["mrl"])["hd_spearman_cosine"], abs=1e-6)
+        assert len(ours.replicates[d]) == ctx.resample_count
+
+
+def test_similarity_task_samples_at_most_max_pairs_seeded(hub_file, tmp_path):
+    from mrl_homedepot import HomeDepotSimilarity
+    from mrl_plugins.testkit import ModelsTaskContext
+
+    task = HomeDepotSimilarity(HomeDepotSimilarity.Params(data_files=hub_file.name, sample_size=None, max_pairs=20))
+    ctx = ModelsTaskContext({}, [32], tmp_path, seed=0)
+    first, again = task.pairs(ctx), task.pairs(ctx)
+    assert len(first) == 20 and first == again
+
+
+def test_a_run_reports_home_depot_relevance_as_a_task(hub_file, tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.testkit import run_recipe
+
+    tiny_recipe.set("task", [{"name": "homedepot-similarity", "data_files": hub_file.name, "sample_size": 300}])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    found = results.tasks["homedepot-similarity"]
+    assert found.metric == "spearman" and found.plugin == "mrl-homedepot" and set(found.versus_base) == {"mrl"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Home Depot relevance: Spearman per dimension" in report
+
+
+def test_a_similarity_task_without_its_file_fails_at_validate(tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.testkit import run_recipe
+
+    tiny_recipe.set("task", [{"name": "homedepot-similarity", "kaggle_dir": "nowhere"}])
+    outcome = run_recipe(tiny_recipe.write(recipe_path), command="validate")
+    assert outcome.code == 2 and "Traceback" not in outcome.err
+    assert "[[task]] #1" in outcome.err and "kaggle_dir: 'nowhere' has no train.csv" in outcome.err

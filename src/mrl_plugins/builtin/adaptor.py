@@ -241,6 +241,10 @@ class Adaptor(Comparison[AdaptorParams]):
         self._fitted[key] = (net, facts)
         return net, facts
 
+    def task_transform(self, ctx: ComparisonContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The fitted net (the first column, adapted at every width), for the ``[[task]]`` evaluations."""
+        return self.fit(ctx)[0].apply
+
     def run(self, ctx: ComparisonContext) -> list[Column]:
         p = self.params
         net, facts = self.fit(ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -65,6 +65,8 @@ class PCA(Comparison[PCAParams]):
 
     name = "pca"
     Params = PCAParams
+    _projection: tuple[np.ndarray, np.ndarray] | None = None
+    """The principal axes and the shift the evaluation pass fitted (for the ``[[task]]`` evaluations)."""
 
     def label(self, models: Mapping[str, str]) -> str:
         fit = "" if self.params.fit_on == "train" else ", fit on eval corpus"
@@ -100,8 +102,16 @@ class PCA(Comparison[PCAParams]):
                 "use more training data, raise max_fit_texts, or set fit_on = \"eval-corpus\"."
             )
         components, mean = fit_pca(fit, full)
-        shift = mean if p.center else 0.0
+        shift = mean if p.center else np.zeros_like(mean)
+        self._projection = (components, shift)
         return ctx.score((queries - shift) @ components.T, (corpus - shift) @ components.T)
+
+    def task_transform(self, ctx: ComparisonContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The projection the evaluation pass fitted, for the ``[[task]]`` evaluations."""
+        if self._projection is None:
+            return None
+        components, shift = self._projection
+        return lambda x: (np.asarray(x, dtype=np.float32) - shift) @ components.T
 
 
 class NoMRL(Control):

@@ -63,11 +63,31 @@ class FileTask(Task[Any]):
             if empty:
                 raise UserError(f"{path}: row {empty[0] + 1} has an empty {', '.join(self.columns)} value "
                                 f"({len(empty)} such rows); fill or remove them.")
+            pattern = getattr(self.params, "label_pattern", None)
+            if pattern:
+                rows["label"] = self.pattern_labels(path, rows["label"], pattern)
             self._rows = rows
         return self._rows
 
     def label(self) -> str:
         return f"{self.title} ({Path(self.params.path).name})"
+
+    def pattern_labels(self, path: Path, values: list[Any], pattern: str) -> list[str]:
+        """Each label cut out of its column by ``label_pattern`` (its first group, else the match)."""
+        import re
+
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise UserError(f"label_pattern: '{pattern}' is not a regular expression ({exc}).") from None
+        out = []
+        for i, value in enumerate(values):
+            found = compiled.search(str(value))
+            if found is None:
+                raise UserError(f"{path}: row {i + 1}'s {self.params.label_column} '{value}' does not match "
+                                f"label_pattern '{pattern}'; fix the pattern or the row.")
+            out.append(found.group(1) if compiled.groups else found.group(0))
+        return out
 
 
 class SimilarityParams(FileParams):
@@ -102,12 +122,16 @@ class Similarity(FileTask):
         # each side encoded once for every width, in the batches the evaluator uses (its numbers to the last digit)
         a = ctx.encode(model, [str(t) for t in rows["sentence1"]], batch_size=self.params.batch_size)
         b = ctx.encode(model, [str(t) for t in rows["sentence2"]], batch_size=self.params.batch_size)
-        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims)
+        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims,
+                                    resamples=ctx.resamples(len(rows["score"])))
 
 
 class LabelledParams(FileParams):
     text_column: str = Field("text", description="The text.")
     label_column: str = Field("label", description="Its class.")
+    label_pattern: str | None = Field(None, description="A regular expression that cuts the class out of the label "
+                                                        "column (its first group): '\\((\\w+)\\)$' takes a manual "
+                                                        "page's section from 'open(2)'.")
 
 
 class ClassificationParams(LabelledParams):
@@ -169,7 +193,8 @@ class Classification(FileTask):
         p = self.params
         return protocols.classification(vectors[train], [labels[i] for i in train], vectors[test],
                                         [labels[i] for i in test], ctx.dims, n_experiments=p.n_experiments,
-                                        samples_per_label=p.samples_per_label, seed=ctx.seed)
+                                        samples_per_label=p.samples_per_label, seed=ctx.seed,
+                                        resamples=ctx.resamples(len(test)))
 
 
 class ClusteringParams(LabelledParams):
@@ -195,7 +220,7 @@ class Clustering(FileTask):
         rows = self.read(ctx.recipe_dir)
         vectors = ctx.encode(model, rows["text"])
         return protocols.clustering(vectors, [str(y) for y in rows["label"]], ctx.dims, runs=self.params.runs,
-                                    seed=ctx.seed)
+                                    seed=ctx.seed, resamples=ctx.resamples(len(rows["label"])))
 
 
 @hookimpl

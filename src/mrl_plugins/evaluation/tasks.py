@@ -13,6 +13,14 @@ once: each width is the first ``d`` dimensions, re-normalised (issue #39).
   ``MiniBatchKMeans`` with as many clusters as labels (``batch_size`` 500, ``n_init="auto"``),
   V-measure against the labels; the mean over ``runs`` seeds.
 
+Given ``resamples`` (bootstrap indices, ``TaskContext.resamples(n)``), each also returns
+replicates of its main metric on every resample (:class:`~mrl_plugins.contexts.TaskScores`):
+Spearman of the resampled pairs; accuracy over the resampled test texts (each text's share of
+experiments that classify it right: their mean is the accuracy); V-measure of the resampled
+texts against the clusters k-means found on all of them (the clustering is not refitted: the
+interval is over which texts were sampled, not over k-means' seeds, whose spread is
+``v_measure_sd``).
+
 NumPy, SciPy and scikit-learn only: no model, no torch.
 """
 
@@ -22,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..contexts import TaskScores
 from .encode import normalise
 
 
@@ -29,16 +38,68 @@ def _at(x: np.ndarray, d: int) -> np.ndarray:
     return normalise(np.asarray(x, dtype=np.float32)[:, :d])
 
 
-def similarity(a: np.ndarray, b: np.ndarray, gold: Sequence[float], dims: Sequence[int]) -> dict[int, dict[str, float]]:
+def similarity(a: np.ndarray, b: np.ndarray, gold: Sequence[float], dims: Sequence[int],
+               resamples: np.ndarray | None = None) -> TaskScores:
     """Spearman and Pearson of cosine(a_i, b_i) against ``gold`` at every width."""
     from scipy.stats import pearsonr, spearmanr
 
     gold_arr = np.asarray(gold, dtype=np.float64)
-    out: dict[int, dict[str, float]] = {}
+    out = TaskScores()
     for d in dims:
         cosine = np.sum(_at(a, d) * _at(b, d), axis=1)  # float32, as sentence-transformers' pairwise_cos_sim
         out[d] = {"spearman": float(spearmanr(gold_arr, cosine)[0]), "pearson": float(pearsonr(gold_arr, cosine)[0])}
+        if resamples is not None:
+            out.replicates[d] = spearman_rows(gold_arr[resamples], cosine.astype(np.float64)[resamples])
     return out
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of ``x`` with the same row of ``y`` (ties get average ranks, as
+    ``spearmanr``); NaN where a row is constant."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(rx * ry, axis=1) / np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
+
+
+def resample_counts(resamples: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``n`` items is drawn in each resample: ``(resamples, n)`` counts."""
+    counts = np.zeros((len(resamples), n), dtype=np.float64)
+    rows = np.repeat(np.arange(len(resamples)), resamples.shape[1])
+    np.add.at(counts, (rows, resamples.ravel()), 1.0)
+    return counts
+
+
+def v_measure_rows(counts: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """V-measure (``v_measure_score``'s, beta 1) of ``clusters`` against ``labels`` for each row of
+    item weights ``counts``: the contingency table of each resample from one matrix product."""
+    _, lab = np.unique(labels, return_inverse=True)
+    _, clu = np.unique(clusters, return_inverse=True)
+    n_lab, n_clu = lab.max() + 1, clu.max() + 1
+    joint = np.zeros((len(lab), n_lab * n_clu))
+    joint[np.arange(len(lab)), lab * n_clu + clu] = 1.0
+    table = (counts @ joint).reshape(len(counts), n_lab, n_clu)  # resample × label × cluster
+    total = table.sum(axis=(1, 2))[:, None]
+    per_label, per_cluster = table.sum(axis=2), table.sum(axis=1)
+
+    def entropy(parts: np.ndarray) -> np.ndarray:
+        share = np.where(parts > 0, parts / total, 1.0)
+        return -np.sum(np.where(parts > 0, share * np.log(share), 0.0), axis=1)
+
+    def conditional(given: np.ndarray) -> np.ndarray:  # H(one | other): given is the other's totals, broadcast
+        ratio = np.where(table > 0, table / np.where(given > 0, given, 1.0), 1.0)
+        return -np.sum(np.where(table > 0, table / total[:, :, None] * np.log(ratio), 0.0), axis=(1, 2))
+
+    h_label, h_cluster = entropy(per_label), entropy(per_cluster)
+    homogeneity = np.where(h_label > 0, 1 - conditional(per_cluster[:, None, :]) / np.where(h_label > 0, h_label, 1),
+                           1.0)
+    completeness = np.where(h_cluster > 0,
+                            1 - conditional(per_label[:, :, None]) / np.where(h_cluster > 0, h_cluster, 1), 1.0)
+    both = homogeneity + completeness
+    return np.where(both > 0, 2 * homogeneity * completeness / np.where(both > 0, both, 1), 0.0)
 
 
 def undersample(labels: Sequence[str], per_label: int, rng: np.random.RandomState) -> np.ndarray:
@@ -58,7 +119,7 @@ def undersample(labels: Sequence[str], per_label: int, rng: np.random.RandomStat
 
 def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndarray, test_labels: Sequence[str],
                    dims: Sequence[int], *, n_experiments: int = 10, samples_per_label: int = 8, seed: int = 42,
-                   max_iter: int = 100) -> dict[int, dict[str, float]]:
+                   max_iter: int = 100, resamples: np.ndarray | None = None) -> TaskScores:
     """Accuracy and macro-F1 of a logistic regression on the embeddings at every width, averaged
     over ``n_experiments`` undersampled training sets (the same sets at every width)."""
     from sklearn.linear_model import LogisticRegression
@@ -67,36 +128,46 @@ def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndar
     rng = np.random.RandomState(seed)
     samples = [undersample(train_labels, samples_per_label, rng) for _ in range(n_experiments)]
     y_train, y_test = np.asarray(train_labels), np.asarray(test_labels)
-    out: dict[int, dict[str, float]] = {}
+    out = TaskScores()
     for d in dims:
         x_train, x_test = _at(train, d), _at(test, d)
         accuracy, f1 = [], []
+        right = np.zeros(len(y_test))
         for idx in samples:
             clf = LogisticRegression(random_state=seed, max_iter=max_iter)
             clf.fit(x_train[idx], y_train[idx])
             predicted = clf.predict(x_test)
             accuracy.append(accuracy_score(y_test, predicted))
             f1.append(f1_score(y_test, predicted, average="macro"))
+            right += predicted == y_test
         out[d] = {"accuracy": float(np.mean(accuracy)), "f1": float(np.mean(f1)),
                   "accuracy_sd": float(np.std(accuracy))}
+        if resamples is not None:  # each test text's share of experiments right; their mean is the accuracy
+            out.replicates[d] = (right / len(samples))[resamples].mean(axis=1)
     return out
 
 
 def clustering(x: np.ndarray, labels: Sequence[str], dims: Sequence[int], *, runs: int = 10, seed: int = 42,
-               batch_size: int = 500) -> dict[int, dict[str, float]]:
+               batch_size: int = 500, resamples: np.ndarray | None = None) -> TaskScores:
     """V-measure of mini-batch k-means (as many clusters as labels) at every width, the mean and
     standard deviation over ``runs`` seeds."""
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import v_measure_score
 
     n_clusters = len(set(labels))
-    out: dict[int, dict[str, float]] = {}
+    counts = None if resamples is None else resample_counts(resamples, len(labels))
+    out = TaskScores()
     for d in dims:
         at = _at(x, d)
         scores = []
+        replicates = np.zeros(0 if counts is None else len(counts))
         for r in range(runs):
             found = MiniBatchKMeans(n_clusters=n_clusters, batch_size=batch_size, n_init="auto",
                                     random_state=seed + r).fit_predict(at)
             scores.append(v_measure_score(labels, found))
+            if counts is not None:
+                replicates = replicates + v_measure_rows(counts, np.asarray(labels), found) / runs
         out[d] = {"v_measure": float(np.mean(scores)), "v_measure_sd": float(np.std(scores))}
+        if counts is not None:
+            out.replicates[d] = replicates
     return out

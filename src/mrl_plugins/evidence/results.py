@@ -144,6 +144,15 @@ class ModelResult(_Schema):
     on validation, and its fit time), for the report."""
 
 
+class TaskDelta(_Schema):
+    """One model against the base model at one width of a task: the difference of the main metric
+    and a two-sided paired bootstrap p-value (the share of resamples on the other side of zero,
+    doubled)."""
+
+    delta: float
+    p: float
+
+
 class TaskResult(_Schema):
     """One ``[[task]]`` of the run (an evaluation beyond retrieval): its scores for each model of
     the run at every width."""
@@ -159,6 +168,22 @@ class TaskResult(_Schema):
     scores: dict[str, dict[int, dict[str, float]]]
     """Model key (``base``, ``mrl``…) → width → metric key → value."""
     plugin: str | None = None
+    intervals: dict[str, dict[int, tuple[float, float]]] = Field(default_factory=dict)
+    """Model → width → 95% bootstrap interval of the main metric (tasks that return replicates;
+    empty for those that do not, and in older files)."""
+    kept: dict[str, dict[int, tuple[float, float]]] = Field(default_factory=dict)
+    """Model → width → 95% interval of the share of the model's own full-width score it keeps
+    (the ratio on each resample: both widths see the same resampled items)."""
+    versus_base: dict[str, dict[int, TaskDelta]] = Field(default_factory=dict)
+    """Each trained model → width → its difference from the base model, paired over resamples."""
+
+    def smallest_keeping(self, model: str, share: float) -> int | None:
+        """The smallest width whose main metric is at least ``share`` of ``model``'s own full-width
+        score (the point estimates; ``kept`` has the interval), or None when the full width is 0."""
+        by_dim = self.scores[model]
+        top = by_dim[max(by_dim)][self.metric]
+        enough = [d for d in by_dim if top and by_dim[d][self.metric] >= share * top - 1e-12]
+        return min(enough) if enough else None
 
 
 class PairedTest(_Schema):

@@ -1,16 +1,19 @@
 """The report's sections for the ``[[task]]`` evaluations beyond retrieval (issue #39): per task,
-its main metric per width for each model of the run, with the share of the model's own
-full-width score each width keeps, and the smallest width keeping 95% and 99% of it. Measured on
-the task's own data; no choice of the run rests on them (the report says so).
+its main metric per width for each model of the run, with its 95% interval, the share of the
+model's own full-width score each width keeps, each trained model's difference from the base
+model (``*`` significant in a paired bootstrap test, ``≈`` not), and the smallest width keeping
+95% and 99% of it (with the interval of what it keeps). Measured on the task's own data; no
+choice of the run rests on them (the report says so).
 """
 
 from __future__ import annotations
 
-from ..evidence.results import KEEP_SHARES, RunResults, TaskResult, share_label
+from ..evidence.results import BASE, KEEP_SHARES, RunResults, TaskResult, share_label
+from ..evidence.stats import ALPHA
 from .blocks import Section, Table
 
 NAMES = {"spearman": "Spearman", "pearson": "Pearson", "accuracy": "accuracy", "f1": "macro-F1",
-         "v_measure": "V-measure"}
+         "v_measure": "V-measure", "main_score": "main score"}
 
 
 def task_sections(results: RunResults) -> list[Section]:
@@ -31,15 +34,33 @@ def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
         cells = [str(d)]
         for m in models:
             value, top = task.scores[m][d][metric], task.scores[m][full][metric]
-            cells.append(f"{value:.4f} ({value / top:.1%})" if top else f"{value:.4f}")
+            cell = f"{value:.4f}"
+            if d in task.intervals.get(m, {}):
+                low, high = task.intervals[m][d]
+                cell += f" [{low:.3f}, {high:.3f}]"
+            if top:
+                cell += f" ({value / top:.1%})"
+            if d in task.versus_base.get(m, {}):
+                versus = task.versus_base[m][d]
+                cell += f" {versus.delta:+.3f} {'*' if versus.p < ALPHA else '≈'}"
+            cells.append(cell)
         rows.append(cells)
     lines = []
+    if task.intervals:
+        lines.append("Each value with its 95% bootstrap interval over the task's items and (the share of the model's "
+                     f"own {full}-dim score it keeps)" + ("; trained models' difference from the base model at the "
+                                                          "same width, * significant in a paired bootstrap test "
+                                                          "(p < 0.05), ≈ not" if task.versus_base else "") + ".")
     for m in models:
         top = task.scores[m][full][metric]
         kept = []
         for share in sorted(KEEP_SHARES, reverse=True):
-            enough = [d for d in results.dims if top and task.scores[m][d][metric] >= share * top - 1e-12]
-            kept.append(f"{min(enough) if enough else 'no width'} keeps ≥ {share_label(share)}")
+            width = task.smallest_keeping(m, share)
+            said = f"{width or 'no width'} keeps ≥ {share_label(share)}"
+            if width and width != full and width in task.kept.get(m, {}):
+                low, high = task.kept[m][width]
+                said += f" ({task.scores[m][width][metric] / top:.1%} [{low:.1%}, {high:.1%}])"
+            kept.append(said)
         others = sorted({k for by in task.scores[m].values() for k in by} - {metric})
         extra = (f"; also {', '.join(NAMES.get(k, k) for k in others)} in results.json (tasks.{key})" if others
                  else "")
@@ -52,4 +73,5 @@ def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
     return Section(f"task:{key}", f"{task.label}: {name} per dimension",
                    console_title=f"{task.label}: {name} per dimension (value and retention vs. the same model's "
                                  f"{full}-dim score)",
-                   table=Table(["dim", *(_label(results, m) for m in models)], rows), lines=lines)
+                   table=Table(["dim", *(_label(results, m) + (" vs base" if m != BASE and m in task.versus_base
+                                                               else "") for m in models)], rows), lines=lines)

@@ -26,7 +26,7 @@ from ..evidence.decisions import (
     serving_choice,
     truncation_on_front,
 )
-from ..evidence.results import MRL, RunResults, share_label
+from ..evidence.results import KEEP_SHARES, MRL, RunResults, share_label
 from ..export.serving_configs import set_matryoshka_config, write_serving_configs
 from ..present.card import END, START, card_section
 
@@ -123,8 +123,11 @@ def update_card(model_dir: Path, results: RunResults, truncate_dim: int | None, 
     if contributed.get("tags"):
         tags = list(card.data.get("tags") or [])
         card.data["tags"] = tags + [t for t in contributed["tags"] if t not in tags]
-    for key, value in front_matter(results, rec, column).items():
+    facts = front_matter(results, rec, column)
+    for key, value in facts.items():
         card.data[key] = value
+    if "mrl_tasks" not in facts:  # a card published before from a run with tasks: not this run's facts
+        card.data.pop("mrl_tasks")
     if truncate_dim:
         card.data["mrl_truncate_dim"] = truncate_dim
     else:
@@ -141,8 +144,15 @@ def front_matter(results: RunResults, rec: dict[float, int], column: str = MRL) 
 
     widths = [{"dim": dim, "target": share, "kept": round(results.retention(column, dim) or 0.0, 4),
                "metric": PRIMARY.key(results.k)} for share, dim in sorted(rec.items(), reverse=True)]
-    return {"matryoshka_dims": results.dims, "mrl_recommended_dim": rec[max(rec)], "mrl_minimum_dim": rec[min(rec)],
-            "mrl_widths": widths, "mrl_chosen_on": results.chosen_on}
+    found = {"matryoshka_dims": results.dims, "mrl_recommended_dim": rec[max(rec)], "mrl_minimum_dim": rec[min(rec)],
+             "mrl_widths": widths, "mrl_chosen_on": results.chosen_on}
+    tasks = [{"task": key, "label": t.label, "metric": t.metric,
+              "scores": {str(d): round(t.scores[column][d][t.metric], 4) for d in sorted(results.dims, reverse=True)},
+              "keeps": {share_label(s): t.smallest_keeping(column, s) for s in sorted(KEEP_SHARES, reverse=True)}}
+             for key, t in results.tasks.items() if column in t.scores]
+    if tasks:  # the [[task]] evaluations beyond retrieval, on their own data: per task what each width keeps
+        found["mrl_tasks"] = tasks
+    return found
 
 
 def set_truncate_dim(model_dir: Path, truncate_dim: int | None) -> None:

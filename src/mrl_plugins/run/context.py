@@ -85,6 +85,9 @@ class RunContext:
     """Evaluation texts with a near-copy in training (``find_near_duplicates``), for results.json."""
     validation_near_duplicates: dict[str, Any] | None = None
     """The same, of the validation split."""
+    task_columns: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    """Comparison column key → (the model it reads, its :meth:`Comparison.task_transform`): the
+    comparison columns the ``[[task]]`` stage scores beside the run's models."""
 
     @property
     def settings(self) -> RecipeModel:

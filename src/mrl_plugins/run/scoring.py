@@ -404,4 +404,8 @@ def compute_comparison(ctx: RunContext, emb: Embeddings, spec: ComparisonSpec) -
             saved_model=saved_model if not results else None, no_intervals=keep_per_query(emb, key, column),
             facts=dict(column.facts),
         ))
+    if emb.split == "eval" and ctx.recipe.tasks and results:  # the [[task]] stage scores this column too
+        transform = plugin_call(spec, "task_transform", cctx)
+        if transform is not None and spec.reads:
+            ctx.task_columns[results[0].key] = (spec.reads[0].name, transform)
     return results

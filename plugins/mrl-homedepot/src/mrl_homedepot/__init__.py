@@ -12,6 +12,12 @@ relevant) by several people and averaged. A pair is a positive when its relevanc
 The split is by query *and* by product: test queries are drawn at random, every product they
 were judged against becomes a test product, and a training row must share neither. The
 evaluation searches the test queries (those with at least one positive) in all test products.
+
+Evaluation task ``homedepot-similarity``: the same held-out pairs (every test query with every
+product it was judged against), scored as semantic similarity: Spearman (and Pearson) of the
+cosine of query and product against the people's relevance, at every width. The graded
+relevance the retrieval evaluation only thresholds is what CoSENT trains on and what a
+similarity evaluation judges.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mrl_plugins import hookimpl
-from mrl_plugins.components import DataSource, Params, ValidationContext
-from mrl_plugins.data import DataBundle, DataRequest, IRSet, open_dataset, read_table, require_columns, rows_to_dataset
+from mrl_plugins.components import DataSource, Params, Task, TaskContext, TaskScores, ValidationContext
+from mrl_plugins.data import (
+    DataBundle,
+    DataRequest,
+    IRSet,
+    RowFormat,
+    open_dataset,
+    read_table,
+    require_columns,
+    rows_to_dataset,
+)
 from mrl_plugins.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -124,7 +139,10 @@ class HomeDepotSource(DataSource[HomeDepotParams]):
         return r[kind]
 
     # -- the split -----------------------------------------------------------------------
-    def load(self, request: DataRequest) -> DataBundle:
+    def split(self, request: DataRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], str]:
+        """Training rows, test rows (every pair of a test query: ``query``, ``product_id``,
+        ``text``, ``relevance``), summary facts and where the rows came from: the split
+        :meth:`load` evaluates on, and the ``homedepot-similarity`` task scores."""
         p = self.params
         seed = p.seed if p.seed is not None else request.seed
         records, where = self._records(request)
@@ -164,6 +182,17 @@ class HomeDepotSource(DataSource[HomeDepotParams]):
             if r["query"] not in test_queries and r["product_id"] not in test_products and r["text"] not in test_texts
         ]
 
+        summary = {
+            "rows": len(records), "skipped_bad_relevance": bad_relevance, "skipped_no_text": no_text,
+            "sampled": len(sampled), "test_queries": len(test_queries), "test_products": len(test_products),
+            "dropped_for_split": len(sampled) - len(train_rows) - len(test_rows),
+        }
+        return train_rows, test_rows, summary, where
+
+    def load(self, request: DataRequest) -> DataBundle:
+        p = self.params
+        train_rows, test_rows, summary, where = self.split(request)
+        test_queries = {r["query"] for r in test_rows}
         corpus = {pid: r["text"] for r in test_rows for pid in [r["product_id"]]}
         relevant: dict[str, set[str]] = {}
         qids = {q: f"q{i}" for i, q in enumerate(sorted(test_queries))}
@@ -182,14 +211,58 @@ class HomeDepotSource(DataSource[HomeDepotParams]):
                       "score": (r["relevance"] - 1.0) / 2.0} for r in train_rows]
         else:
             train = [{"anchor": r["query"], "positive": r["text"]} for r in train_rows if r["relevance"] > p.threshold]
-        summary = {
-            "rows": len(records), "skipped_bad_relevance": bad_relevance, "skipped_no_text": no_text,
-            "sampled": len(sampled), "test_queries": len(test_queries), "test_products": len(test_products),
-            "dropped_for_split": len(sampled) - len(train_rows) - len(test_rows),
-        }
         return DataBundle(rows_to_dataset(train, request.row_format), eval_set, request.row_format, summary)
+
+
+class HomeDepotSimilarityParams(HomeDepotParams):
+    max_pairs: int | None = Field(5000, gt=0, description="Score at most this many held-out pairs (a seeded "
+                                                            "sample; None: all of them).")
+    batch_size: int = Field(16, gt=0, description="Encoding batch size (16, as sentence-transformers' "
+                                                  "EmbeddingSimilarityEvaluator).")
+
+
+class HomeDepotSimilarity(Task[HomeDepotSimilarityParams]):
+    """Home Depot relevance as similarity: Spearman of query–product cosine against the people's grades, held out."""
+
+    name = "homedepot-similarity"
+    title = "Home Depot relevance"
+    metric = "spearman"
+    Params = HomeDepotSimilarityParams
+
+    def source(self) -> HomeDepotSource:
+        """The data source with this task's reading and split parameters: the same held-out pairs
+        as a ``[data] name = "homedepot"`` with the same parameters evaluates on."""
+        fields = HomeDepotParams.model_fields
+        return HomeDepotSource(HomeDepotParams(**{k: v for k, v in self.params.model_dump().items() if k in fields}))
+
+    def check(self, ctx: ValidationContext) -> list[str]:
+        return self.source().check(ctx)
+
+    def pairs(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        request = DataRequest(RowFormat.SCORED_PAIRS, seed=ctx.seed, recipe_dir=ctx.recipe_dir)
+        _, test_rows, _, _ = self.source().split(request)
+        limit = self.params.max_pairs
+        if limit is not None and len(test_rows) > limit:
+            seed = self.params.seed if self.params.seed is not None else ctx.seed
+            test_rows = random.Random(seed).sample(test_rows, limit)
+        return test_rows
+
+    def score(self, ctx: TaskContext, model: str) -> TaskScores:
+        from mrl_plugins.evaluation.tasks import similarity
+
+        rows = self.pairs(ctx)
+        bs = self.params.batch_size
+        queries = ctx.encode(model, [r["query"] for r in rows], role="query", batch_size=bs)
+        products = ctx.encode(model, [r["text"] for r in rows], role="document", batch_size=bs)
+        return similarity(queries, products, [r["relevance"] for r in rows], ctx.dims,
+                          resamples=ctx.resamples(len(rows)))
 
 
 @hookimpl
 def register_data_sources(register):
     register(HomeDepotSource)
+
+
+@hookimpl
+def register_tasks(register):
+    register(HomeDepotSimilarity)
