@@ -72,6 +72,8 @@ def similarity_pairs(seed: int = 0, per_kind: int = 500) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=str(ROOT / "runs" / "bench-search-quickstart"))
+    parser.add_argument("--validation", type=float, default=0.0,
+                        help="sections part: the tasks' validation share (choose widths there, report the rest)")
     parser.add_argument("--parts", default="similarity,sections,mteb,manpages",
                         help="which parts to run (comma-separated): similarity, sections, mteb, manpages")
     args = parser.parse_args()
@@ -91,7 +93,7 @@ def main() -> None:
     if "similarity" in parts:
         similarity(base, work)
     if "sections" in parts:
-        sections(base, mrl)
+        sections(base, mrl, args.validation)
     if "mteb" in parts:
         mteb_tasks(base, mrl)
     if "manpages" in parts:
@@ -128,14 +130,17 @@ def similarity(base, work: Path) -> None:
           f"EmbeddingSimilarityEvaluator once per width {t_theirs:.2f} s ({t_theirs / t_ours:.1f}x the task's)")
 
 
-def sections(base, mrl) -> None:
+def sections(base, mrl, validation: float = 0.0) -> None:
     from mrl_plugins.builtin.tasks import Classification, Clustering
 
     tasks = [("classification (accuracy)", "accuracy",
-              Classification(Classification.Params(path=SECTIONS.name, label_column="section"))),
+              Classification(Classification.Params(path=SECTIONS.name, label_column="section",
+                                                   validation=validation))),
              ("clustering (V-measure)", "v_measure",
-              Clustering(Clustering.Params(path=SECTIONS.name, label_column="section")))]
-    print(f"\nsections: {SECTIONS.name}, 1,000 packages in 10 sections (none from the quickstart's sample)")
+              Clustering(Clustering.Params(path=SECTIONS.name, label_column="section", validation=validation)))]
+    print(f"\nsections: {SECTIONS.name}, 1,000 packages in 10 sections (none from the quickstart's sample)"
+          + (f"; {validation:.0%} of the scored texts set apart to choose on, the tables held out" if validation
+             else ""))
     table(base, mrl, tasks)
 
 
@@ -178,6 +183,17 @@ def table(base, mrl, tasks) -> None:
                 f"[{found['intervals'][key][d][0]:.3f}, {found['intervals'][key][d][1]:.3f}]" for d in DIMS))
         print(f"{'  MRL - base (paired p)':<28} " + " ".join(
             f"{found['versus_base']['mrl'][d].delta:+.3f} ({found['versus_base']['mrl'][d].p:.3f})" for d in DIMS))
+        for name in ("base", "MRL"):
+            on = got[name].validation
+            if not on:
+                continue
+            print(f"{'  on validation, ' + name:<28} " + " ".join(
+                f"{on[d][metric]:.4f} ({on[d][metric] / on[DIMS[0]][metric]:>5.1%})" for d in DIMS))
+            for share in (0.99, 0.95):
+                chosen = min([d for d in DIMS if on[d][metric] >= share * on[DIMS[0]][metric] - 1e-12])
+                held = got[name][chosen][metric] / got[name][DIMS[0]][metric]
+                print(f"    {name}: {chosen} keeps >= {share:.0%} on validation; held out it keeps {held:.1%}"
+                      + (" (holds)" if held >= share else " (does not hold)"))
 
 
 def mteb_tasks(base, mrl) -> None:

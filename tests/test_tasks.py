@@ -310,3 +310,42 @@ def test_label_pattern_cuts_the_class_out_of_the_label_column(tmp_path):
     write_jsonl(tmp_path / "pages.jsonl", [*rows, {"text": "alpha", "page": "no section"}])
     with pytest.raises(Exception, match=r"row 37's page 'no section' does not match label_pattern"):
         Clustering(Clustering.Params(**params)).read(tmp_path)
+
+
+def test_a_validation_share_chooses_widths_on_its_items_and_scores_the_rest(tiny_model_dir, tmp_path):
+    """validation = 0.3: the metrics are the held-out 70% of the pairs (equal to SciPy on them), the
+    validation part is scored apart, and the same items are set apart for every model."""
+    from scipy.stats import spearmanr
+    from sentence_transformers import SentenceTransformer
+
+    rows = scored_pairs(100)
+    write_jsonl(tmp_path / "sts.jsonl", rows)
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    ctx = ModelsTaskContext({"mrl": model}, [32, 16, 8], tmp_path)
+    got = Similarity(Similarity.Params(path="sts.jsonl", validation=0.3)).score(ctx, "mrl")
+    mask = ctx.validation_items(100, 0.3)
+    assert mask.sum() == 30 and np.array_equal(mask, ModelsTaskContext({}, [32], tmp_path).validation_items(100, 0.3))
+    a = model.encode([r["sentence1"] for r in rows], batch_size=16)
+    b = model.encode([r["sentence2"] for r in rows], batch_size=16)
+    gold = np.array([r["score"] for r in rows])
+    for d in (32, 8):
+        cos = np.sum(protocols._at(a, d) * protocols._at(b, d), axis=1)
+        assert got[d]["spearman"] == pytest.approx(spearmanr(gold[~mask], cos[~mask])[0], abs=1e-6)
+        assert got.validation[d]["spearman"] == pytest.approx(spearmanr(gold[mask], cos[mask])[0], abs=1e-6)
+        assert len(got.replicates[d]) == ctx.resample_count
+
+
+def test_a_run_with_task_validation_chooses_there_and_reports_held_out(tiny_recipe, recipe_path, tmp_path):
+    write_jsonl(tmp_path / "topics.jsonl", labelled(n_per=20))
+    tiny_recipe.set("task", [{"name": "clustering", "path": "topics.jsonl", "runs": 2, "validation": 0.3}])
+    results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
+    task = results.tasks["clustering"]
+    assert set(task.validation) == {"base", "mrl"} and set(task.validation["mrl"]) == set(results.dims)
+    on_validation = {d: v / task.validation["mrl"][32] for d, v in task.validation["mrl"].items()}
+    assert task.smallest_keeping("mrl", 0.95) == min(d for d, kept in on_validation.items() if kept >= 0.95 - 1e-12)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "chosen on the task's validation part (0.3 of its items" in report
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((tmp_path / "out" / "model" / "README.md").read_text())
+    assert card.data["mrl_tasks"][0]["chosen_on"] == "validation"

@@ -159,9 +159,14 @@ class TaskScores(dict[int, dict[str, float]]):
     scored without them."""
 
     def __init__(self, metrics: Mapping[int, dict[str, float]] | None = None,
-                 replicates: Mapping[int, Any] | None = None):
+                 replicates: Mapping[int, Any] | None = None,
+                 validation: Mapping[int, dict[str, float]] | None = None):
         super().__init__(metrics or {})
         self.replicates: dict[int, Any] = dict(replicates or {})
+        self.validation: dict[int, dict[str, float]] = dict(validation or {})
+        """Per width, the main metric on a validation part of the items (``ctx.validation_items``),
+        the rest being what ``metrics`` and ``replicates`` score: the run then chooses the widths
+        that keep 95% / 99% there and reports what they keep held out."""
 
 
 class TaskContext(abc.ABC):
@@ -183,6 +188,16 @@ class TaskContext(abc.ABC):
         import numpy
 
         return numpy.random.default_rng([self.seed, n]).integers(0, n, size=(self.resample_count, n))
+
+    def validation_items(self, n: int, share: float) -> np.ndarray:
+        """Which of a task's ``n`` items form its validation part: a boolean mask of
+        ``round(share · n)`` items drawn at random, seeded by the run's seed and ``n`` only (the
+        same for every model). The run chooses widths on them and reports on the rest."""
+        import numpy
+
+        mask = numpy.zeros(n, dtype=bool)
+        mask[numpy.random.default_rng([self.seed, n, 1]).permutation(n)[: round(share * n)]] = True
+        return mask
 
     @abc.abstractmethod
     def encode(self, model: str, texts: Sequence[str], role: Role = "document",

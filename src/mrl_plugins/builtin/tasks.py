@@ -24,10 +24,26 @@ from ..hookspecs import hookimpl
 class FileParams(Params):
     path: str = Field(description="The task's file (JSON lines, JSON, CSV, TSV or Parquet), relative to the recipe.")
     limit: int | None = Field(None, gt=0, description="Use at most this many rows (the first ones).")
+    validation: float = Field(0.0, ge=0, lt=1, description="Share of the scored items (pairs, test texts, clustered "
+                                                          "texts) set apart, at random, to choose the widths that "
+                                                          "keep 95% / 99% on; the tables then report the rest. 0: "
+                                                          "none, the widths are read off all of them.")
 
 
 class FileTask(Task[Any]):
     """A task whose rows come from one local file, read once."""
+
+    def parts(self, ctx: TaskContext, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Bootstrap resamples of the held-out items and the validation mask (None without one)."""
+        share = self.params.validation
+        if not share:
+            return ctx.resamples(n), None
+        mask = ctx.validation_items(n, share)
+        if min(mask.sum(), n - mask.sum()) < 3:
+            raise UserError(f"[[task]] {self.name} ({self.params.path}): validation = {share} leaves "
+                            f"{int(mask.sum())} of {n} items to choose on and {n - int(mask.sum())} to report; "
+                            "give a share that leaves at least 3 on each side.")
+        return ctx.resamples(n - int(mask.sum())), mask
 
     columns: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -122,8 +138,9 @@ class Similarity(FileTask):
         # each side encoded once for every width, in the batches the evaluator uses (its numbers to the last digit)
         a = ctx.encode(model, [str(t) for t in rows["sentence1"]], batch_size=self.params.batch_size)
         b = ctx.encode(model, [str(t) for t in rows["sentence2"]], batch_size=self.params.batch_size)
-        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims,
-                                    resamples=ctx.resamples(len(rows["score"])))
+        resamples, validation = self.parts(ctx, len(rows["score"]))
+        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims, resamples=resamples,
+                                    validation=validation)
 
 
 class LabelledParams(FileParams):
@@ -188,13 +205,14 @@ class Classification(FileTask):
     def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
         rows = self.read(ctx.recipe_dir)
         train, test = self.splits(ctx.recipe_dir, ctx.seed)
+        resamples, validation = self.parts(ctx, len(test))
         vectors = ctx.encode(model, rows["text"])
         labels = [str(y) for y in rows["label"]]
         p = self.params
         return protocols.classification(vectors[train], [labels[i] for i in train], vectors[test],
                                         [labels[i] for i in test], ctx.dims, n_experiments=p.n_experiments,
-                                        samples_per_label=p.samples_per_label, seed=ctx.seed,
-                                        resamples=ctx.resamples(len(test)))
+                                        samples_per_label=p.samples_per_label, seed=ctx.seed, resamples=resamples,
+                                        validation=validation)
 
 
 class ClusteringParams(LabelledParams):
@@ -219,8 +237,9 @@ class Clustering(FileTask):
     def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
         rows = self.read(ctx.recipe_dir)
         vectors = ctx.encode(model, rows["text"])
+        resamples, validation = self.parts(ctx, len(rows["label"]))
         return protocols.clustering(vectors, [str(y) for y in rows["label"]], ctx.dims, runs=self.params.runs,
-                                    seed=ctx.seed, resamples=ctx.resamples(len(rows["label"])))
+                                    seed=ctx.seed, resamples=resamples, validation=validation)
 
 
 @hookimpl

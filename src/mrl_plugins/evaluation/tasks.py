@@ -21,6 +21,12 @@ texts against the clusters k-means found on all of them (the clustering is not r
 interval is over which texts were sampled, not over k-means' seeds, whose spread is
 ``v_measure_sd``).
 
+Given ``validation`` (a boolean mask over the items, ``TaskContext.validation_items``), each
+scores the items it marks apart, as the part the run chooses widths on
+(``TaskScores.validation``), and everything else it returns (metrics, replicates) on the rest,
+held out: the pairs, the test texts (the classifiers and the clusterings are the same, fitted
+before the items are told apart; only which items are scored differs).
+
 NumPy, SciPy and scikit-learn only: no model, no torch.
 """
 
@@ -38,18 +44,30 @@ def _at(x: np.ndarray, d: int) -> np.ndarray:
     return normalise(np.asarray(x, dtype=np.float32)[:, :d])
 
 
+def _parts(n: int, validation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices of the held-out items and of the validation items (None without a validation part)."""
+    if validation is None:
+        return np.arange(n), None
+    mask = np.asarray(validation, dtype=bool)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
 def similarity(a: np.ndarray, b: np.ndarray, gold: Sequence[float], dims: Sequence[int],
-               resamples: np.ndarray | None = None) -> TaskScores:
+               resamples: np.ndarray | None = None, validation: np.ndarray | None = None) -> TaskScores:
     """Spearman and Pearson of cosine(a_i, b_i) against ``gold`` at every width."""
     from scipy.stats import pearsonr, spearmanr
 
     gold_arr = np.asarray(gold, dtype=np.float64)
+    held, chosen_on = _parts(len(gold_arr), validation)
     out = TaskScores()
     for d in dims:
         cosine = np.sum(_at(a, d) * _at(b, d), axis=1)  # float32, as sentence-transformers' pairwise_cos_sim
-        out[d] = {"spearman": float(spearmanr(gold_arr, cosine)[0]), "pearson": float(pearsonr(gold_arr, cosine)[0])}
+        g, c = gold_arr[held], cosine[held]
+        out[d] = {"spearman": float(spearmanr(g, c)[0]), "pearson": float(pearsonr(g, c)[0])}
         if resamples is not None:
-            out.replicates[d] = spearman_rows(gold_arr[resamples], cosine.astype(np.float64)[resamples])
+            out.replicates[d] = spearman_rows(g[resamples], c.astype(np.float64)[resamples])
+        if chosen_on is not None:
+            out.validation[d] = {"spearman": float(spearmanr(gold_arr[chosen_on], cosine[chosen_on])[0])}
     return out
 
 
@@ -119,7 +137,8 @@ def undersample(labels: Sequence[str], per_label: int, rng: np.random.RandomStat
 
 def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndarray, test_labels: Sequence[str],
                    dims: Sequence[int], *, n_experiments: int = 10, samples_per_label: int = 8, seed: int = 42,
-                   max_iter: int = 100, resamples: np.ndarray | None = None) -> TaskScores:
+                   max_iter: int = 100, resamples: np.ndarray | None = None,
+                   validation: np.ndarray | None = None) -> TaskScores:
     """Accuracy and macro-F1 of a logistic regression on the embeddings at every width, averaged
     over ``n_experiments`` undersampled training sets (the same sets at every width)."""
     from sklearn.linear_model import LogisticRegression
@@ -127,47 +146,59 @@ def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndar
 
     rng = np.random.RandomState(seed)
     samples = [undersample(train_labels, samples_per_label, rng) for _ in range(n_experiments)]
-    y_train, y_test = np.asarray(train_labels), np.asarray(test_labels)
+    y_train, y_all = np.asarray(train_labels), np.asarray(test_labels)
+    held, chosen_on = _parts(len(y_all), validation)
+    y_test = y_all[held]
     out = TaskScores()
     for d in dims:
         x_train, x_test = _at(train, d), _at(test, d)
         accuracy, f1 = [], []
-        right = np.zeros(len(y_test))
+        right = np.zeros(len(y_all))
         for idx in samples:
             clf = LogisticRegression(random_state=seed, max_iter=max_iter)
             clf.fit(x_train[idx], y_train[idx])
             predicted = clf.predict(x_test)
-            accuracy.append(accuracy_score(y_test, predicted))
-            f1.append(f1_score(y_test, predicted, average="macro"))
-            right += predicted == y_test
+            accuracy.append(accuracy_score(y_test, predicted[held]))
+            f1.append(f1_score(y_test, predicted[held], average="macro"))
+            right += predicted == y_all
         out[d] = {"accuracy": float(np.mean(accuracy)), "f1": float(np.mean(f1)),
                   "accuracy_sd": float(np.std(accuracy))}
-        if resamples is not None:  # each test text's share of experiments right; their mean is the accuracy
-            out.replicates[d] = (right / len(samples))[resamples].mean(axis=1)
+        share = right / len(samples)  # each test text's share of experiments right; their mean is the accuracy
+        if resamples is not None:
+            out.replicates[d] = share[held][resamples].mean(axis=1)
+        if chosen_on is not None:
+            out.validation[d] = {"accuracy": float(share[chosen_on].mean())}
     return out
 
 
 def clustering(x: np.ndarray, labels: Sequence[str], dims: Sequence[int], *, runs: int = 10, seed: int = 42,
-               batch_size: int = 500, resamples: np.ndarray | None = None) -> TaskScores:
+               batch_size: int = 500, resamples: np.ndarray | None = None,
+               validation: np.ndarray | None = None) -> TaskScores:
     """V-measure of mini-batch k-means (as many clusters as labels) at every width, the mean and
     standard deviation over ``runs`` seeds."""
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import v_measure_score
 
     n_clusters = len(set(labels))
-    counts = None if resamples is None else resample_counts(resamples, len(labels))
+    all_labels = np.asarray(labels)
+    held, chosen_on = _parts(len(all_labels), validation)
+    counts = None if resamples is None else resample_counts(resamples, len(held))
     out = TaskScores()
     for d in dims:
         at = _at(x, d)
-        scores = []
+        scores, on_validation = [], []
         replicates = np.zeros(0 if counts is None else len(counts))
         for r in range(runs):
             found = MiniBatchKMeans(n_clusters=n_clusters, batch_size=batch_size, n_init="auto",
-                                    random_state=seed + r).fit_predict(at)
-            scores.append(v_measure_score(labels, found))
+                                    random_state=seed + r).fit_predict(at)  # every text clustered; labels unused
+            scores.append(v_measure_score(all_labels[held], found[held]))
             if counts is not None:
-                replicates = replicates + v_measure_rows(counts, np.asarray(labels), found) / runs
+                replicates = replicates + v_measure_rows(counts, all_labels[held], found[held]) / runs
+            if chosen_on is not None:
+                on_validation.append(v_measure_score(all_labels[chosen_on], found[chosen_on]))
         out[d] = {"v_measure": float(np.mean(scores)), "v_measure_sd": float(np.std(scores))}
         if counts is not None:
             out.replicates[d] = replicates
+        if chosen_on is not None:
+            out.validation[d] = {"v_measure": float(np.mean(on_validation))}
     return out

@@ -177,12 +177,18 @@ class TaskResult(_Schema):
     versus_base: dict[str, dict[int, TaskDelta]] = Field(default_factory=dict)
     """Each trained model → width → its difference from the base model, paired over resamples."""
 
+    validation: dict[str, dict[int, float]] = Field(default_factory=dict)
+    """Model → width → the main metric on the task's validation part (a task given a
+    ``validation`` share): the widths that keep 95% / 99% are chosen there, and ``scores`` are the
+    rest of the items, held out."""
+
     def smallest_keeping(self, model: str, share: float) -> int | None:
         """The smallest width whose main metric is at least ``share`` of ``model``'s own full-width
-        score (the point estimates; ``kept`` has the interval), or None when the full width is 0."""
-        by_dim = self.scores[model]
-        top = by_dim[max(by_dim)][self.metric]
-        enough = [d for d in by_dim if top and by_dim[d][self.metric] >= share * top - 1e-12]
+        score, on the validation part when the task has one (else on the scored items; ``kept``
+        has the held-out interval), or None when the full width scores 0."""
+        by_dim = self.validation.get(model) or {d: m[self.metric] for d, m in self.scores[model].items()}
+        top = by_dim[max(by_dim)]
+        enough = [d for d in by_dim if top and by_dim[d] >= share * top - 1e-12]
         return min(enough) if enough else None
 
 

@@ -51,15 +51,24 @@ def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
                      f"own {full}-dim score it keeps)" + ("; trained models' difference from the base model at the "
                                                           "same width, * significant in a paired bootstrap test "
                                                           "(p < 0.05), ≈ not" if task.versus_base else "") + ".")
+    if task.validation:
+        lines.append(f"The widths below are chosen on the task's validation part ({task.params.get('validation')} of "
+                     "its items, drawn at random), the table and what each chosen width keeps are the rest, held "
+                     "out.")
     for m in models:
         top = task.scores[m][full][metric]
         kept = []
         for share in sorted(KEEP_SHARES, reverse=True):
             width = task.smallest_keeping(m, share)
             said = f"{width or 'no width'} keeps ≥ {share_label(share)}"
-            if width and width != full and width in task.kept.get(m, {}):
-                low, high = task.kept[m][width]
-                said += f" ({task.scores[m][width][metric] / top:.1%} [{low:.1%}, {high:.1%}])"
+            if width and width != full and top:
+                held = f"{task.scores[m][width][metric] / top:.1%}"
+                if width in task.kept.get(m, {}):
+                    low, high = task.kept[m][width]
+                    held += f" [{low:.1%}, {high:.1%}]"
+                on = task.validation.get(m)
+                said += (f" on validation ({on[width] / on[full]:.1%}; held out {held})" if on and on[full]
+                         else f" ({held})")
             kept.append(said)
         others = sorted({k for by in task.scores[m].values() for k in by} - {metric})
         extra = (f"; also {', '.join(NAMES.get(k, k) for k in others)} in results.json (tasks.{key})" if others

@@ -148,7 +148,8 @@ def front_matter(results: RunResults, rec: dict[float, int], column: str = MRL) 
              "mrl_widths": widths, "mrl_chosen_on": results.chosen_on}
     tasks = [{"task": key, "label": t.label, "metric": t.metric,
               "scores": {str(d): round(t.scores[column][d][t.metric], 4) for d in sorted(results.dims, reverse=True)},
-              "keeps": {share_label(s): t.smallest_keeping(column, s) for s in sorted(KEEP_SHARES, reverse=True)}}
+              "keeps": {share_label(s): t.smallest_keeping(column, s) for s in sorted(KEEP_SHARES, reverse=True)},
+              "chosen_on": "validation" if column in t.validation else "all"}
              for key, t in results.tasks.items() if column in t.scores]
     if tasks:  # the [[task]] evaluations beyond retrieval, on their own data: per task what each width keeps
         found["mrl_tasks"] = tasks

@@ -65,7 +65,7 @@ def score_tasks(ctx: RunContext, emb: Embeddings) -> dict[str, TaskResult]:
         task = spec.component
         key = task.key() if names.count(task.key()) == 1 else f"{task.key()}#{i + 1}"
         with ctx.stage(f"task:{key}", f"task {task.label()}: {len(models)} models at {len(ctx.dims)} dims"):
-            scores, replicates = {}, {}
+            scores, replicates, validation = {}, {}, {}
             for model in models:
                 try:
                     returned = task.score(tctx, model)
@@ -78,9 +78,12 @@ def score_tasks(ctx: RunContext, emb: Embeddings) -> dict[str, TaskResult]:
                                       f"{type(exc).__name__}: {exc}") from exc
                 scores[model] = checked(returned, spec.name, spec.plugin, task.metric, ctx.dims)
                 replicates[model] = checked_replicates(returned, spec.name, spec.plugin, ctx.dims, tctx.resample_count)
+                chosen_on = checked_validation(returned, spec.name, spec.plugin, task.metric, ctx.dims)
+                if chosen_on:
+                    validation[model] = chosen_on
         found[key] = TaskResult(name=spec.name, label=task.label(), metric=task.metric,
                                 params=spec.as_table(), scores=scores, plugin=spec.plugin,
-                                **uncertainty(replicates, scores, task.metric, ctx.dims))
+                                validation=validation, **uncertainty(replicates, scores, task.metric, ctx.dims))
     return found
 
 
@@ -97,6 +100,21 @@ def checked_replicates(returned: Any, name: str, plugin: str, dims: Sequence[int
             raise PluginError(f"task '{name}' (plugin '{plugin}') returned {len(values)} replicates at width {d}; "
                               f"give one per row of ctx.resamples(n) ({count}) at every width.")
         out[d] = values
+    return out
+
+
+def checked_validation(returned: Any, name: str, plugin: str, metric: str, dims: Sequence[int]) -> dict[int, float]:
+    """A task's main metric on its validation part at every width, or {} (none)."""
+    given = getattr(returned, "validation", None)
+    if not given:
+        return {}
+    out = {}
+    for d in dims:
+        value = (given.get(d) or {}).get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise PluginError(f"task '{name}' (plugin '{plugin}') returned validation scores without a finite "
+                              f"'{metric}' at width {d}; give it at every width, or no validation scores at all.")
+        out[d] = round(float(value), 6)
     return out
 
 
