@@ -117,11 +117,21 @@ def test_a_run_scores_every_task_for_every_model_and_reports_them(tiny_recipe, r
             f"{delta.delta:+.3f} {'*' if delta.p < 0.05 else '≈'}")
     assert "| 16 | " in report and cell in report, cell
     assert "| dim | base | MRL vs base |" in report
+    assert "![each task's main metric per width](tasks.png)" in report
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "tasks.png") as image:  # one panel per task: wider than tall
+        assert image.size[0] > 2 * image.size[1]
     for task in results.tasks.values():  # every built-in gives intervals, retention intervals and paired tests
         assert set(task.intervals) == {"base", "mrl"} and set(task.kept["mrl"]) == set(results.dims)
         assert set(task.versus_base) == {"mrl"}
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["tasks"]["similarity"]["params"]["path"] == "sts.jsonl"
+    assert saved["tasks"]["similarity"]["params"]["path"] == "sts.jsonl" and saved["schema_version"] == 6
+    from mrl_plugins.evidence.results import RunResults
+
+    older = {k: v for k, v in saved.items() if k != "tasks"} | {"schema_version": 5}  # before tasks: loads, none
+    assert RunResults.from_json_dict(older).tasks == {} and RunResults.from_json_dict(older).models.keys() == \
+        results.models.keys()
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "Beyond retrieval, each on its own data" in card
     from huggingface_hub import ModelCard

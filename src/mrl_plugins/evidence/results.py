@@ -29,12 +29,14 @@ BASE, MRL, MRL_PLAIN = "base", "mrl", "mrl-plain"
 """The keys of the run's own models in every results file: the base model, the MRL model and, with
 a warm start, the same training without it (:mod:`mrl_plugins.recipe.run_models` plans the rest)."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
 the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
 ``no_intervals`` per column; 4: ``validation`` columns; 5: a sweep's trial keeps its scores in
 ``validation`` alone (``models``, the evaluation set's, is empty: a trial never scores it), each
-validation query's score (``validation_scores``) for choices with a margin, and ``checks``. Keys
+validation query's score (``validation_scores``) for choices with a margin, and ``checks``;
+6: ``tasks``, the ``[[task]]`` evaluations beyond retrieval (scores, intervals, ``kept``,
+``versus_base``, ``validation``; an older file has none, and needs no change to load). Keys
 of older files stay as they were written (they are opaque identifiers); their ``params`` are
 recovered once, in :func:`_upgrade`."""
 

@@ -21,6 +21,7 @@ from ..evidence.rundir import METRICS_PLOT
 from .render import console, markdown
 from .scaling import SCALING_PLOT, plot_scaling
 from .sections import report_sections, title
+from .tasks import TASKS_PLOT, plot_tasks
 
 
 def shown(results: RunResults) -> RunResults:
@@ -127,6 +128,10 @@ def write_report(folder: Path, results: RunResults) -> None:
         staged[scaling] = temporary(scaling)
         if not plot_scaling(results, staged[scaling]):
             del staged[scaling]
+        tasks = run.path / TASKS_PLOT
+        staged[tasks] = temporary(tasks)
+        if not plot_tasks(results, staged[tasks]):
+            del staged[tasks]
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

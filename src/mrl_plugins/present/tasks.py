@@ -8,6 +8,9 @@ choice of the run rests on them (the report says so).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from ..evidence.results import BASE, KEEP_SHARES, RunResults, TaskResult, share_label
 from ..evidence.stats import ALPHA
 from .blocks import Section, Table
@@ -16,8 +19,51 @@ NAMES = {"spearman": "Spearman", "pearson": "Pearson", "accuracy": "accuracy", "
          "v_measure": "V-measure", "main_score": "main score"}
 
 
+TASKS_PLOT = "tasks.png"
+"""One panel per task: its main metric against width for each model, with the intervals."""
+
+
 def task_sections(results: RunResults) -> list[Section]:
-    return [task_section(results, key, task) for key, task in results.tasks.items()]
+    sections = [task_section(results, key, task) for key, task in results.tasks.items()]
+    if sections:  # the plot of every task, under the first task's table
+        sections[0] = replace(sections[0], image=("each task's main metric per width", TASKS_PLOT))
+    return sections
+
+
+def plot_tasks(results: RunResults, path: Path) -> bool:
+    """Each task's main metric against width (log 2 scale) per model, with its 95% interval
+    where the task gave replicates; ``False`` (no file) for a run without tasks."""
+    if not results.tasks:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results.tasks)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4.2), constrained_layout=True, squeeze=False)
+    dims = sorted(results.dims)
+    for ax, task in zip(axes[0], results.tasks.values()):
+        for m in task.scores:
+            values = [task.scores[m][d][task.metric] for d in dims]
+            found = task.intervals.get(m, {})
+            if all(d in found for d in dims):
+                low = [v - found[d][0] for v, d in zip(values, dims)]
+                high = [found[d][1] - v for v, d in zip(values, dims)]
+                ax.errorbar(dims, values, yerr=[low, high], marker="o", capsize=3, label=_label(results, m))
+            else:
+                ax.plot(dims, values, marker="o", label=_label(results, m))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.set_xlabel("dimensions")
+        ax.set_ylabel(NAMES.get(task.metric, task.metric))
+        ax.set_title(task.label, fontsize="small")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"{results.name}: beyond retrieval, per width (95% intervals)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _label(results: RunResults, model: str) -> str:
