@@ -359,3 +359,19 @@ def test_a_run_with_task_validation_chooses_there_and_reports_held_out(tiny_reci
 
     card = ModelCard((tmp_path / "out" / "model" / "README.md").read_text())
     assert card.data["mrl_tasks"][0]["chosen_on"] == "validation"
+
+
+def test_task_width_choices_need_a_margin_on_validation():
+    """A width that keeps the share on average but within noise is passed over for the wider one."""
+    from mrl_plugins.run.tasks import choices
+
+    rng = np.random.default_rng(0)
+    full = rng.normal(0.80, 0.01, 2000)
+    validation = {"mrl": {32: 0.80, 16: 0.765, 8: 0.70}}  # 16 keeps 95.6% on average
+    noisy = {32: full, 16: full * 0.956 + rng.normal(0, 0.03, 2000), 8: full * 0.875}
+    steady = {32: full, 16: full * 0.956 + rng.normal(0, 0.001, 2000), 8: full * 0.875}
+    picked = choices(validation, {"mrl": noisy}, [32, 16, 8])["mrl"]["95%"]
+    assert (picked.width, picked.by_mean) == (32, 16) and picked.p is not None and picked.p >= 0.05
+    picked = choices(validation, {"mrl": steady}, [32, 16, 8])["mrl"]["95%"]
+    assert (picked.width, picked.by_mean, picked.p) == (16, 16, None)
+    assert choices(validation, {"mrl": None}, [32, 16, 8])["mrl"]["95%"].width == 16  # no replicates: on average

@@ -160,13 +160,17 @@ class TaskScores(dict[int, dict[str, float]]):
 
     def __init__(self, metrics: Mapping[int, dict[str, float]] | None = None,
                  replicates: Mapping[int, Any] | None = None,
-                 validation: Mapping[int, dict[str, float]] | None = None):
+                 validation: Mapping[int, dict[str, float]] | None = None,
+                 validation_replicates: Mapping[int, Any] | None = None):
         super().__init__(metrics or {})
         self.replicates: dict[int, Any] = dict(replicates or {})
         self.validation: dict[int, dict[str, float]] = dict(validation or {})
         """Per width, the main metric on a validation part of the items (``ctx.validation_items``),
         the rest being what ``metrics`` and ``replicates`` score: the run then chooses the widths
         that keep 95% / 99% there and reports what they keep held out."""
+        self.validation_replicates: dict[int, Any] = dict(validation_replicates or {})
+        """Per width, the main metric on each of ``ctx.resamples(n)`` of the ``n`` validation
+        items: with them a width is chosen only when it keeps the share beyond noise."""
 
 
 class TaskContext(abc.ABC):

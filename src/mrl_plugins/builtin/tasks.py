@@ -33,17 +33,19 @@ class FileParams(Params):
 class FileTask(Task[Any]):
     """A task whose rows come from one local file, read once."""
 
-    def parts(self, ctx: TaskContext, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Bootstrap resamples of the held-out items and the validation mask (None without one)."""
+    def parts(self, ctx: TaskContext, n: int) -> dict[str, Any]:
+        """Bootstrap resamples of the held-out items, the validation mask and resamples of the
+        validation items (None without a validation part): the protocols' keyword arguments."""
         share = self.params.validation
         if not share:
-            return ctx.resamples(n), None
+            return {"resamples": ctx.resamples(n), "validation": None, "validation_resamples": None}
         mask = ctx.validation_items(n, share)
         if min(mask.sum(), n - mask.sum()) < 3:
             raise UserError(f"[[task]] {self.name} ({self.params.path}): validation = {share} leaves "
                             f"{int(mask.sum())} of {n} items to choose on and {n - int(mask.sum())} to report; "
                             "give a share that leaves at least 3 on each side.")
-        return ctx.resamples(n - int(mask.sum())), mask
+        return {"resamples": ctx.resamples(n - int(mask.sum())), "validation": mask,
+                "validation_resamples": ctx.resamples(int(mask.sum()))}
 
     columns: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -138,9 +140,8 @@ class Similarity(FileTask):
         # each side encoded once for every width, in the batches the evaluator uses (its numbers to the last digit)
         a = ctx.encode(model, [str(t) for t in rows["sentence1"]], batch_size=self.params.batch_size)
         b = ctx.encode(model, [str(t) for t in rows["sentence2"]], batch_size=self.params.batch_size)
-        resamples, validation = self.parts(ctx, len(rows["score"]))
-        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims, resamples=resamples,
-                                    validation=validation)
+        return protocols.similarity(a, b, [float(s) for s in rows["score"]], ctx.dims,
+                                    **self.parts(ctx, len(rows["score"])))
 
 
 class LabelledParams(FileParams):
@@ -205,14 +206,13 @@ class Classification(FileTask):
     def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
         rows = self.read(ctx.recipe_dir)
         train, test = self.splits(ctx.recipe_dir, ctx.seed)
-        resamples, validation = self.parts(ctx, len(test))
+        parts = self.parts(ctx, len(test))
         vectors = ctx.encode(model, rows["text"])
         labels = [str(y) for y in rows["label"]]
         p = self.params
         return protocols.classification(vectors[train], [labels[i] for i in train], vectors[test],
                                         [labels[i] for i in test], ctx.dims, n_experiments=p.n_experiments,
-                                        samples_per_label=p.samples_per_label, seed=ctx.seed, resamples=resamples,
-                                        validation=validation)
+                                        samples_per_label=p.samples_per_label, seed=ctx.seed, **parts)
 
 
 class ClusteringParams(LabelledParams):
@@ -237,9 +237,8 @@ class Clustering(FileTask):
     def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
         rows = self.read(ctx.recipe_dir)
         vectors = ctx.encode(model, rows["text"])
-        resamples, validation = self.parts(ctx, len(rows["label"]))
         return protocols.clustering(vectors, [str(y) for y in rows["label"]], ctx.dims, runs=self.params.runs,
-                                    seed=ctx.seed, resamples=resamples, validation=validation)
+                                    seed=ctx.seed, **self.parts(ctx, len(rows["label"])))
 
 
 @hookimpl

@@ -23,9 +23,10 @@ interval is over which texts were sampled, not over k-means' seeds, whose spread
 
 Given ``validation`` (a boolean mask over the items, ``TaskContext.validation_items``), each
 scores the items it marks apart, as the part the run chooses widths on
-(``TaskScores.validation``), and everything else it returns (metrics, replicates) on the rest,
-held out: the pairs, the test texts (the classifiers and the clusterings are the same, fitted
-before the items are told apart; only which items are scored differs).
+(``TaskScores.validation``, with replicates over ``validation_resamples`` of them), and everything
+else it returns (metrics, replicates) on the rest, held out: the pairs, the test texts (the
+classifiers and the clusterings are the same, fitted before the items are told apart; only which
+items are scored differs).
 
 NumPy, SciPy and scikit-learn only: no model, no torch.
 """
@@ -53,7 +54,8 @@ def _parts(n: int, validation: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
 
 
 def similarity(a: np.ndarray, b: np.ndarray, gold: Sequence[float], dims: Sequence[int],
-               resamples: np.ndarray | None = None, validation: np.ndarray | None = None) -> TaskScores:
+               resamples: np.ndarray | None = None, validation: np.ndarray | None = None,
+               validation_resamples: np.ndarray | None = None) -> TaskScores:
     """Spearman and Pearson of cosine(a_i, b_i) against ``gold`` at every width."""
     from scipy.stats import pearsonr, spearmanr
 
@@ -67,7 +69,11 @@ def similarity(a: np.ndarray, b: np.ndarray, gold: Sequence[float], dims: Sequen
         if resamples is not None:
             out.replicates[d] = spearman_rows(g[resamples], c.astype(np.float64)[resamples])
         if chosen_on is not None:
-            out.validation[d] = {"spearman": float(spearmanr(gold_arr[chosen_on], cosine[chosen_on])[0])}
+            gv, cv = gold_arr[chosen_on], cosine[chosen_on]
+            out.validation[d] = {"spearman": float(spearmanr(gv, cv)[0])}
+            if validation_resamples is not None:
+                out.validation_replicates[d] = spearman_rows(gv[validation_resamples],
+                                                             cv.astype(np.float64)[validation_resamples])
     return out
 
 
@@ -138,7 +144,8 @@ def undersample(labels: Sequence[str], per_label: int, rng: np.random.RandomStat
 def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndarray, test_labels: Sequence[str],
                    dims: Sequence[int], *, n_experiments: int = 10, samples_per_label: int = 8, seed: int = 42,
                    max_iter: int = 100, resamples: np.ndarray | None = None,
-                   validation: np.ndarray | None = None) -> TaskScores:
+                   validation: np.ndarray | None = None, validation_resamples: np.ndarray | None = None
+                   ) -> TaskScores:
     """Accuracy and macro-F1 of a logistic regression on the embeddings at every width, averaged
     over ``n_experiments`` undersampled training sets (the same sets at every width)."""
     from sklearn.linear_model import LogisticRegression
@@ -168,12 +175,14 @@ def classification(train: np.ndarray, train_labels: Sequence[str], test: np.ndar
             out.replicates[d] = share[held][resamples].mean(axis=1)
         if chosen_on is not None:
             out.validation[d] = {"accuracy": float(share[chosen_on].mean())}
+            if validation_resamples is not None:
+                out.validation_replicates[d] = share[chosen_on][validation_resamples].mean(axis=1)
     return out
 
 
 def clustering(x: np.ndarray, labels: Sequence[str], dims: Sequence[int], *, runs: int = 10, seed: int = 42,
                batch_size: int = 500, resamples: np.ndarray | None = None,
-               validation: np.ndarray | None = None) -> TaskScores:
+               validation: np.ndarray | None = None, validation_resamples: np.ndarray | None = None) -> TaskScores:
     """V-measure of mini-batch k-means (as many clusters as labels) at every width, the mean and
     standard deviation over ``runs`` seeds."""
     from sklearn.cluster import MiniBatchKMeans
@@ -183,11 +192,14 @@ def clustering(x: np.ndarray, labels: Sequence[str], dims: Sequence[int], *, run
     all_labels = np.asarray(labels)
     held, chosen_on = _parts(len(all_labels), validation)
     counts = None if resamples is None else resample_counts(resamples, len(held))
+    val_counts = (None if validation_resamples is None or chosen_on is None
+                  else resample_counts(validation_resamples, len(chosen_on)))
     out = TaskScores()
     for d in dims:
         at = _at(x, d)
         scores, on_validation = [], []
         replicates = np.zeros(0 if counts is None else len(counts))
+        val_replicates = np.zeros(0 if val_counts is None else len(val_counts))
         for r in range(runs):
             found = MiniBatchKMeans(n_clusters=n_clusters, batch_size=batch_size, n_init="auto",
                                     random_state=seed + r).fit_predict(at)  # every text clustered; labels unused
@@ -196,9 +208,14 @@ def clustering(x: np.ndarray, labels: Sequence[str], dims: Sequence[int], *, run
                 replicates = replicates + v_measure_rows(counts, all_labels[held], found[held]) / runs
             if chosen_on is not None:
                 on_validation.append(v_measure_score(all_labels[chosen_on], found[chosen_on]))
+                if val_counts is not None:
+                    val_replicates = val_replicates + v_measure_rows(val_counts, all_labels[chosen_on],
+                                                                     found[chosen_on]) / runs
         out[d] = {"v_measure": float(np.mean(scores)), "v_measure_sd": float(np.std(scores))}
         if counts is not None:
             out.replicates[d] = replicates
         if chosen_on is not None:
             out.validation[d] = {"v_measure": float(np.mean(on_validation))}
+            if val_counts is not None:
+                out.validation_replicates[d] = val_replicates
     return out

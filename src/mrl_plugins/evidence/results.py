@@ -155,6 +155,17 @@ class TaskDelta(_Schema):
     p: float
 
 
+class TaskChoice(_Schema):
+    """The smallest width keeping a share of a model's full-width score on a task's validation
+    part, beyond noise (a paired bootstrap test over resamples of the validation items)."""
+
+    width: int
+    by_mean: int
+    """The smallest width keeping the share on average there."""
+    p: float | None = None
+    """When ``by_mean`` is smaller than ``width``: its test against the share (within noise)."""
+
+
 class TaskResult(_Schema):
     """One ``[[task]]`` of the run (an evaluation beyond retrieval): its scores for each model of
     the run at every width."""
@@ -184,10 +195,15 @@ class TaskResult(_Schema):
     ``validation`` share): the widths that keep 95% / 99% are chosen there, and ``scores`` are the
     rest of the items, held out."""
 
+    chosen: dict[str, dict[str, TaskChoice]] = Field(default_factory=dict)
+    """Model → share (``"95%"``) → the width chosen on the validation part with a margin."""
+
     def smallest_keeping(self, model: str, share: float) -> int | None:
         """The smallest width whose main metric is at least ``share`` of ``model``'s own full-width
-        score, on the validation part when the task has one (else on the scored items; ``kept``
-        has the held-out interval), or None when the full width scores 0."""
+        score: chosen on the validation part beyond noise when the task has one (:attr:`chosen`),
+        else read off the scored items (``kept`` has the interval); None when the full width scores 0."""
+        if share_label(share) in self.chosen.get(model, {}):
+            return self.chosen[model][share_label(share)].width
         by_dim = self.validation.get(model) or {d: m[self.metric] for d, m in self.scores[model].items()}
         top = by_dim[max(by_dim)]
         enough = [d for d in by_dim if top and by_dim[d] >= share * top - 1e-12]

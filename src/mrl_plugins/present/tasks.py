@@ -99,8 +99,9 @@ def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
                                                           "(p < 0.05), ≈ not" if task.versus_base else "") + ".")
     if task.validation:
         lines.append(f"The widths below are chosen on the task's validation part ({task.params.get('validation')} of "
-                     "its items, drawn at random), the table and what each chosen width keeps are the rest, held "
-                     "out.")
+                     "its items, drawn at random) with a margin: a width keeps a share only when a paired bootstrap "
+                     "test over those items finds it above the share of the full width (p < 0.05); the table and "
+                     "what each chosen width keeps are the rest, held out.")
     for m in models:
         top = task.scores[m][full][metric]
         kept = []
@@ -115,6 +116,10 @@ def task_section(results: RunResults, key: str, task: TaskResult) -> Section:
                 on = task.validation.get(m)
                 said += (f" on validation ({on[width] / on[full]:.1%}; held out {held})" if on and on[full]
                          else f" ({held})")
+            choice = task.chosen.get(m, {}).get(share_label(share))
+            if choice is not None and choice.p is not None:
+                said += (f" ({choice.by_mean} keeps it on average on validation, within noise, p = {choice.p:.2f}: "
+                         "the wider width is chosen)")
             kept.append(said)
         others = sorted({k for by in task.scores[m].values() for k in by} - {metric})
         extra = (f"; also {', '.join(NAMES.get(k, k) for k in others)} in results.json (tasks.{key})" if others

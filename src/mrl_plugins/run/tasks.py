@@ -20,8 +20,8 @@ import numpy as np
 
 from ..components import Role, TaskContext
 from ..errors import PluginError
-from ..evidence.results import BASE, TaskDelta, TaskResult
-from ..evidence.stats import RESAMPLES
+from ..evidence.results import BASE, KEEP_SHARES, TaskChoice, TaskDelta, TaskResult, share_label
+from ..evidence.stats import ALPHA, RESAMPLES
 from .context import RunContext
 from .scoring import Embeddings
 
@@ -65,7 +65,7 @@ def score_tasks(ctx: RunContext, emb: Embeddings) -> dict[str, TaskResult]:
         task = spec.component
         key = task.key() if names.count(task.key()) == 1 else f"{task.key()}#{i + 1}"
         with ctx.stage(f"task:{key}", f"task {task.label()}: {len(models)} models at {len(ctx.dims)} dims"):
-            scores, replicates, validation = {}, {}, {}
+            scores, replicates, validation, validation_replicates = {}, {}, {}, {}
             for model in models:
                 try:
                     returned = task.score(tctx, model)
@@ -77,20 +77,25 @@ def score_tasks(ctx: RunContext, emb: Embeddings) -> dict[str, TaskResult]:
                     raise PluginError(f"task '{spec.name}' (plugin '{spec.plugin}') failed on model '{model}': "
                                       f"{type(exc).__name__}: {exc}") from exc
                 scores[model] = checked(returned, spec.name, spec.plugin, task.metric, ctx.dims)
-                replicates[model] = checked_replicates(returned, spec.name, spec.plugin, ctx.dims, tctx.resample_count)
+                replicates[model] = checked_replicates(getattr(returned, "replicates", None), spec.name, spec.plugin,
+                                                       ctx.dims, tctx.resample_count)
                 chosen_on = checked_validation(returned, spec.name, spec.plugin, task.metric, ctx.dims)
                 if chosen_on:
                     validation[model] = chosen_on
+                    validation_replicates[model] = checked_replicates(
+                        getattr(returned, "validation_replicates", None), spec.name, spec.plugin, ctx.dims,
+                        tctx.resample_count)
         found[key] = TaskResult(name=spec.name, label=task.label(), metric=task.metric,
                                 params=spec.as_table(), scores=scores, plugin=spec.plugin,
-                                validation=validation, **uncertainty(replicates, scores, task.metric, ctx.dims))
+                                validation=validation, chosen=choices(validation, validation_replicates, ctx.dims),
+                                **uncertainty(replicates, scores, task.metric, ctx.dims))
     return found
 
 
-def checked_replicates(returned: Any, name: str, plugin: str, dims: Sequence[int],
+def checked_replicates(given: Any, name: str, plugin: str, dims: Sequence[int],
                        count: int) -> dict[int, np.ndarray] | None:
-    """A task's replicates of its main metric, one per resample at every width, or None (a plain dict)."""
-    given = getattr(returned, "replicates", None)
+    """A task's replicates of its main metric (``TaskScores.replicates`` or
+    ``validation_replicates``), one per resample at every width, or None (none given)."""
     if not given:
         return None
     out = {}
@@ -115,6 +120,39 @@ def checked_validation(returned: Any, name: str, plugin: str, metric: str, dims:
             raise PluginError(f"task '{name}' (plugin '{plugin}') returned validation scores without a finite "
                               f"'{metric}' at width {d}; give it at every width, or no validation scores at all.")
         out[d] = round(float(value), 6)
+    return out
+
+
+def choices(validation: dict[str, dict[int, float]], replicates: dict[str, dict[int, np.ndarray] | None],
+            dims: Sequence[int]) -> dict[str, dict[str, TaskChoice]]:
+    """Per model and share, the smallest width keeping the share of the full width on the
+    validation part beyond noise: on average, and in a paired bootstrap test of the width against
+    the share of the full width over resamples of the validation items (p < 0.05); widths that
+    keep it on average but within noise are passed over, the wider width being the simpler choice
+    (the rule the run's own width choices follow). Without replicates, on average alone."""
+    full = max(dims)
+    out: dict[str, dict[str, TaskChoice]] = {}
+    for model, on in validation.items():
+        reps = replicates.get(model)
+        out[model] = {}
+        for share in KEEP_SHARES:
+            keeping = [d for d in sorted(dims) if on[full] > 0 and on[d] >= share * on[full] - 1e-12]
+            by_mean = keeping[0] if keeping else full
+            width, noise = full, None
+            for d in keeping:
+                if d == full or reps is None:
+                    width = d
+                    break
+                diff = reps[d] - share * reps[full]
+                diff = diff[np.isfinite(diff)]
+                tail = min(np.count_nonzero(diff <= 0), np.count_nonzero(diff >= 0))
+                p = min(1.0, 2 * (1 + tail) / (len(diff) + 1))
+                if p < ALPHA:
+                    width = d
+                    break
+                noise = noise if noise is not None else round(p, 6)
+            out[model][share_label(share)] = TaskChoice(width=width, by_mean=by_mean,
+                                                        p=noise if by_mean < width else None)
     return out
 
 
