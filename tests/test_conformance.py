@@ -198,7 +198,7 @@ def test_a_comparison_returning_shares_above_one_and_changing_fails(tmp_path):
 
 
 def test_the_built_in_objectives_conform():
-    for name in ("matryoshka", "matryoshka-2d", "prefix-distill"):
+    for name in ("matryoshka", "matryoshka-2d", "prefix-distill", "binary-matryoshka"):
         assert_objective_conforms(name)
 
 

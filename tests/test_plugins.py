@@ -41,7 +41,7 @@ def test_builtins_register_through_hooks():
     assert registry.names("dims") == ["explicit", "halving"]
     assert registry.names("data") == ["debian", "docstrings", "local", "manpages"]
     assert registry.names("compare") == ["adaptor", "export", "funnel", "no-mrl", "pca", "quantize", "truncate", "variant"]
-    assert registry.names("objective") == ["matryoshka", "matryoshka-2d", "prefix-distill"]
+    assert registry.names("objective") == ["binary-matryoshka", "matryoshka", "matryoshka-2d", "prefix-distill"]
     assert registry.names("warm_start") == ["pca-rotation"]
     assert registry.names("index") == ["binary", "flat", "hnsw", "int8", "ivf"]
     assert registry.owner("loss", "mnr") == "mrl_plugins.builtin.losses"

@@ -28,7 +28,8 @@ def two_layer_model(tmp_path_factory):
 @pytest.mark.parametrize(
     ("objective", "label"),
     [({"name": "matryoshka"}, "MRL"), ({"name": "matryoshka-2d"}, "2D-MRL"),
-     ({"name": "prefix-distill", "weight": 0.5}, "MRL + prefix-distill")],
+     ({"name": "prefix-distill", "weight": 0.5}, "MRL + prefix-distill"),
+     ({"name": "binary-matryoshka", "binary_dims": [16, 8], "int8_weight": 0.5}, "MRL + binary")],
 )
 def test_each_objective_trains_a_tiny_model_end_to_end(tiny_recipe, recipe_path, two_layer_model, objective, label):
     tiny_recipe.set("model.name", str(two_layer_model)).set("objective", objective).add_comparison("no-mrl")
@@ -45,6 +46,10 @@ def test_each_objective_trains_a_tiny_model_end_to_end(tiny_recipe, recipe_path,
         ({"name": "matryoshka-2d", "last_layer_weight": 0}, "[objective] last_layer_weight: Input should be greater than 0"),
         ({"name": "prefix-distill", "weight": -1}, "[objective] weight: Input should be greater than or equal to 0"),
         ({"name": "matryoska"}, "unknown training objective 'matryoska'; did you mean 'matryoshka'?"),
+        ({"name": "binary-matryoshka", "binary_dims": [64]}, "binary_dims: 64 is wider than the model's 32"),
+        ({"name": "binary-matryoshka", "binary_dims": [16, 8], "binary_weights": [1.0]},
+         "binary_weights: 1 weights for 2 binary_dims"),
+        ({"name": "binary-matryoshka", "estimator": "sigmoid"}, "[objective] estimator: Input should be"),
     ],
 )
 def test_objectives_are_validated(tiny_recipe, recipe_path, two_layer_model, objective, message):
@@ -80,6 +85,35 @@ def test_prefix_distill_with_weight_zero_is_matryoshka(tiny_model_dir):
     plain = _loss_value(tiny_model_dir, {"name": "matryoshka"})
     assert _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 0.0}) == plain
     assert _loss_value(tiny_model_dir, {"name": "prefix-distill", "weight": 1.0}) > plain  # the KL term adds
+
+
+def test_binary_matryoshka_adds_the_codes_loss_and_is_matryoshka_without_it(tiny_model_dir):
+    plain = _loss_value(tiny_model_dir, {"name": "matryoshka"})
+    assert _loss_value(tiny_model_dir, {"name": "binary-matryoshka", "binary_weight": 0.0}) == plain
+    with_codes = _loss_value(tiny_model_dir, {"name": "binary-matryoshka", "binary_dims": [16, 8]})
+    with_int8 = _loss_value(tiny_model_dir, {"name": "binary-matryoshka", "binary_dims": [16, 8], "int8_weight": 1.0})
+    assert plain < with_codes < with_int8  # each term adds a base loss of its own
+
+
+def test_binary_codes_are_the_served_sign_bits_with_a_gradient_near_zero():
+    """Forward: exactly the sign bits a binary index keeps (x > 0), as ±1. Backward (tanh-ste): the
+    coordinates nearest zero, the ones an update flips, get the largest gradient; saturated ones
+    almost none. ste passes the gradient on whatever the magnitude."""
+    import torch
+
+    from mrl_plugins.builtin.objectives import binary_codes, int8_codes
+
+    x = torch.tensor([[0.01, -0.02, 0.9, -1.5, 0.3, -0.05]], requires_grad=True)
+    codes = binary_codes(x, "tanh-ste", 0.5)
+    assert torch.equal(codes.detach(), torch.where(x > 0, 1.0, -1.0))
+    codes[0, [0, 2]].sum().backward()
+    near, saturated = float(x.grad[0, 0]), float(x.grad[0, 2])
+    assert near > 10 * saturated > 0
+    x.grad = None
+    binary_codes(x, "ste")[0, [0, 2]].sum().backward()
+    assert float(x.grad[0, 2]) > 0.1 * float(x.grad[0, 0])
+    rounded = int8_codes(x.detach())
+    assert torch.allclose(rounded, x.detach(), atol=1.5 / 127) and len(set((rounded / (1.5 / 127)).round().tolist()[0])) == 6
 
 
 def _embedding_grads(model_dir, weight: float):

@@ -298,14 +298,15 @@ def test_comparison_columns_are_scored_on_every_task(tiny_recipe, recipe_path, t
     write_jsonl(tmp_path / "sts.jsonl", scored_pairs())
     tiny_recipe.set("task", [{"name": "similarity", "path": "sts.jsonl"}])
     tiny_recipe.add_comparison("pca", model="base").add_comparison("adaptor", epochs=2)
-    tiny_recipe.add_comparison("quantize", precisions=["int8"])
+    tiny_recipe.add_comparison("quantize", precisions=["int8"]).add_comparison("truncate", model="mrl")
     results = run_recipe(tiny_recipe.write(recipe_path), "-q").assert_success().results
     task = results.tasks["similarity"]
     pca, adaptor = "pca(base)", next(k for k in task.scores if k.startswith("adaptor("))
-    assert set(task.scores) == {"base", "mrl", pca, adaptor}
+    assert set(task.scores) == {"base", "mrl", pca, adaptor, "truncate(mrl)"}
+    assert task.scores["truncate(mrl)"] == task.scores["mrl"]  # the same model, as it is
     assert task.scores[pca][32]["spearman"] == pytest.approx(task.scores["base"][32]["spearman"], abs=1e-5)
     assert task.scores[pca][8]["spearman"] != pytest.approx(task.scores["base"][8]["spearman"], abs=1e-6)
-    assert set(task.versus_base) == {"mrl", pca, adaptor}
+    assert set(task.versus_base) == {"mrl", pca, adaptor, "truncate(mrl)"}
     report = (tmp_path / "out" / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| dim | base | MRL vs base |"))
     assert results.models[pca].label + " vs base" in header and results.models[adaptor].label + " vs base" in header

@@ -37,6 +37,10 @@ class Truncate(Comparison[TruncateParams]):
         queries, corpus = ctx.embeddings(self.params.model)
         return ctx.score(queries, corpus)
 
+    def task_transform(self, ctx: ComparisonContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The model's own embeddings (a model of another name, say): the tasks score it as it is."""
+        return lambda x: x
+
 
 class PCAParams(Params):
     model: str = Field("base", description=MODEL_HELP)
