@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -11,33 +10,17 @@ import pytest
 
 from mrl_plugins.builtin.tasks import Classification, Clustering, Similarity
 from mrl_plugins.evaluation import tasks as protocols
-from mrl_plugins.testkit import TOPICS, ModelsTaskContext, run_recipe, write_jsonl
+from mrl_plugins.testkit import ModelsTaskContext, run_recipe, toy_labelled, toy_scored_pairs, write_jsonl
 
 SECTIONS = Path(__file__).resolve().parents[1] / "data" / "debian-sections.jsonl.xz"
 
 
 def scored_pairs(n: int = 80, seed: int = 0) -> list[dict]:
-    """CoSENT-style rows (sentence1, sentence2, score): pairs sharing more words score higher, texts
-    long and varied enough that no two pairs tie on cosine (ties make Spearman a coin toss)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        left = rng.sample(TOPICS, 5)
-        shared = rng.randint(0, 4)
-        right = left[:shared] + rng.sample([t for t in TOPICS if t not in left], 5 - shared)
-        rows.append({"sentence1": " ".join(left), "sentence2": " ".join(right), "score": shared + rng.random()})
-    return rows
+    return toy_scored_pairs(n, seed)
 
 
 def labelled(n_per: int = 12, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    groups = [TOPICS[:6], TOPICS[6:12], TOPICS[12:18]]
-    rows = []
-    for label, words in enumerate(groups):
-        for i in range(n_per):
-            rows.append({"text": " ".join(rng.sample(words, 3)), "label": f"group {label}",
-                         "split": "train" if i < n_per // 2 else "test"})
-    return rows
+    return toy_labelled(n_per, seed)
 
 
 def test_similarity_equals_sentence_transformers_evaluator_at_every_width(tiny_model_dir, tmp_path):

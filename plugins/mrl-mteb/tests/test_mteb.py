@@ -4,32 +4,22 @@ local data (no Hub), a user's AbsTask subclass, a run's report and results.json,
 
 from __future__ import annotations
 
-import random
 import textwrap
 
 import pytest
 
-from mrl_plugins.testkit import TOPICS, ModelsTaskContext, run_recipe, write_jsonl
+from mrl_plugins.testkit import ModelsTaskContext, run_recipe, toy_labelled, toy_scored_pairs, write_jsonl
 
 DIMS = [32, 16, 8]
 
 
-def scored_pairs(n: int = 60, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        left = rng.sample(TOPICS, 5)
-        shared = rng.randint(0, 4)
-        right = left[:shared] + rng.sample([t for t in TOPICS if t not in left], 5 - shared)
-        rows.append({"a": " ".join(left), "b": " ".join(right), "score": shared + rng.random()})
-    return rows
+def scored_pairs(n: int = 60) -> list[dict]:
+    """The kit's similarity rows with columns of other names (mapped in the task's columns)."""
+    return [{"a": r["sentence1"], "b": r["sentence2"], "score": r["score"]} for r in toy_scored_pairs(n)]
 
 
-def labelled(n_per: int = 16, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    groups = [TOPICS[:6], TOPICS[6:12], TOPICS[12:18]]
-    return [{"text": " ".join(rng.sample(words, 3)), "topic": f"group {g}"}
-            for g, words in enumerate(groups) for _ in range(n_per)]
+def labelled(n_per: int = 16) -> list[dict]:
+    return [{"text": r["text"], "topic": r["label"]} for r in toy_labelled(n_per)]
 
 
 def own_run(model, task) -> float:

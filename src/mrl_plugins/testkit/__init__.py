@@ -3,7 +3,9 @@
 
 * ``tiny_model(path)``: a randomly initialised BERT sentence-transformer of a few thousand
   parameters with its own vocabulary; no download, loads in milliseconds.
-* ``toy_pairs(n)``: distinct (anchor, positive, negative) rows in words the tiny model knows.
+* ``toy_pairs(n)``: distinct (anchor, positive, negative) rows in words the tiny model knows;
+  ``toy_scored_pairs(n)`` and ``toy_labelled(n_per)`` rows for similarity, classification and
+  clustering tasks.
 * ``RecipeBuilder``: a recipe as nested tables, changed with ``set()``/``add_comparison()``
   and written as TOML, so tests never edit recipe text.
 * ``run_recipe(path, *args) -> RunOutcome``: ``mrl-run`` on a recipe, with ``.code``, ``.out``,
@@ -27,13 +29,22 @@ from typing import Any
 
 from .contexts import ArrayComparisonContext, ModelsTaskContext, TextsWarmStartContext
 from .models import TOPICS, isolated_registry, tiny_model
-from .recipes import RecipeBuilder, RunOutcome, run_cli, run_recipe, toy_pairs, write_jsonl
+from .recipes import (
+    RecipeBuilder,
+    RunOutcome,
+    run_cli,
+    run_recipe,
+    toy_labelled,
+    toy_pairs,
+    toy_scored_pairs,
+    write_jsonl,
+)
 
 _CONFORMANCE = ("ConformanceError", "assert_comparison_conforms", "assert_data_source_conforms",
                 "assert_index_backend_conforms", "assert_objective_conforms", "unit_vectors")
 __all__ = ["TOPICS", "ArrayComparisonContext", "ModelsTaskContext", "RecipeBuilder", "RunOutcome",
-           "TextsWarmStartContext", "isolated_registry", "run_cli", "run_recipe", "tiny_model", "toy_pairs",
-           "write_jsonl", *_CONFORMANCE]
+           "TextsWarmStartContext", "isolated_registry", "run_cli", "run_recipe", "tiny_model", "toy_labelled",
+           "toy_pairs", "toy_scored_pairs", "write_jsonl", *_CONFORMANCE]
 
 
 def __getattr__(name: str) -> Any:

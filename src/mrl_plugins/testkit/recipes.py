@@ -47,6 +47,34 @@ def toy_pairs(n: int = 160, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def toy_scored_pairs(n: int = 80, seed: int = 0) -> list[dict]:
+    """CoSENT-style rows (``sentence1``, ``sentence2``, ``score``) in ``tiny_model``'s words: pairs
+    sharing more words score higher, texts long and varied enough that no two pairs tie on cosine
+    (ties make Spearman a coin toss). For a similarity task's tests."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        left = rng.sample(TOPICS, 5)
+        shared = rng.randint(0, 4)
+        right = left[:shared] + rng.sample([t for t in TOPICS if t not in left], 5 - shared)
+        rows.append({"sentence1": " ".join(left), "sentence2": " ".join(right), "score": shared + rng.random()})
+    return rows
+
+
+def toy_labelled(n_per: int = 12, seed: int = 0) -> list[dict]:
+    """Rows (``text``, ``label``, ``split``) of three groups of ``tiny_model``'s words, ``n_per``
+    each, the first half of each group ``"train"``, the rest ``"test"``. For classification and
+    clustering tasks' tests."""
+    rng = random.Random(seed)
+    groups = [TOPICS[:6], TOPICS[6:12], TOPICS[12:18]]
+    rows = []
+    for label, words in enumerate(groups):
+        for i in range(n_per):
+            rows.append({"text": " ".join(rng.sample(words, 3)), "label": f"group {label}",
+                         "split": "train" if i < n_per // 2 else "test"})
+    return rows
+
+
 # -- recipes ---------------------------------------------------------------------------------
 @dataclass
 class RecipeBuilder:
