@@ -24,7 +24,12 @@ every width, for the same two models, and ``mteb``'s own run of the base model (
 sections with more than one page, plus one page of section 6), cut out of the ``page`` column by
 the task's ``label_pattern``, with the same intervals and test. Neither model trained on them.
 
-    .venv/bin/python benchmarks/bench_tasks.py [--run runs/quickstart-…] [--parts similarity,sections,mteb,manpages]
+**Retrieval on another domain** (``--parts docstrings``): the ``retrieval`` task on the 2,045
+(summary, rest of the docstring) pairs of ``data/python311-docstrings-pairs.jsonl.xz`` (CPython's
+standard library; neither model trained on it), MRR@10 per width with the same intervals and test.
+
+    .venv/bin/python benchmarks/bench_tasks.py [--run runs/quickstart-…] [--validation 0.3]
+        [--parts similarity,sections,mteb,manpages,docstrings]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ROOT / "data" / "debian-sections.jsonl.xz"
 MANPAGES = ROOT / "data" / "manpages-debian12-pairs.jsonl.xz"
+DOCSTRINGS = ROOT / "data" / "python311-docstrings-pairs.jsonl.xz"
 CATALOGUE = ROOT.parent / "shared" / "data" / "debian-bookworm-Translation-en.xz"
 DIMS = [384, 192, 96, 48]
 
@@ -74,8 +80,8 @@ def main() -> None:
     parser.add_argument("--run", default=str(ROOT / "runs" / "bench-search-quickstart"))
     parser.add_argument("--validation", type=float, default=0.0,
                         help="sections part: the tasks' validation share (choose widths there, report the rest)")
-    parser.add_argument("--parts", default="similarity,sections,mteb,manpages",
-                        help="which parts to run (comma-separated): similarity, sections, mteb, manpages")
+    parser.add_argument("--parts", default="similarity,sections,mteb,manpages,docstrings",
+                        help="which parts to run (comma-separated): similarity, sections, mteb, manpages, docstrings")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
@@ -98,6 +104,8 @@ def main() -> None:
         mteb_tasks(base, mrl)
     if "manpages" in parts:
         manpages(base, mrl)
+    if "docstrings" in parts:
+        docstrings(base, mrl)
     sys.stdout.flush()
 
 
@@ -161,6 +169,15 @@ def manpages(base, mrl) -> None:
     table(base, mrl, [("clustering (V-measure)", "v_measure",
                        Clustering(Clustering.Params(path=MANPAGES.name, text_column="document", label_column="page",
                                                     label_pattern=pattern)))])
+
+
+def docstrings(base, mrl) -> None:
+    from mrl_plugins.builtin.tasks import Retrieval
+
+    task = Retrieval(Retrieval.Params(path=DOCSTRINGS.name))
+    queries, documents, _ = task.ir(DOCSTRINGS.parent)
+    print(f"\ndocstrings: {DOCSTRINGS.name}, {len(queries):,} queries, {len(documents):,} documents (never trained on)")
+    table(base, mrl, [("retrieval (MRR@10)", "mrr", task)])
 
 
 def table(base, mrl, tasks) -> None:

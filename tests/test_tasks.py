@@ -359,3 +359,32 @@ def test_task_width_choices_need_a_margin_on_validation():
     picked = choices(validation, {"mrl": steady}, [32, 16, 8])["mrl"]["95%"]
     assert (picked.width, picked.by_mean, picked.p) == (16, 16, None)
     assert choices(validation, {"mrl": None}, [32, 16, 8])["mrl"]["95%"].width == 16  # no replicates: on average
+
+
+def test_retrieval_as_a_task_gives_the_runs_own_scorers_numbers(tiny_model_dir, tmp_path):
+    """``retrieval`` on a file of (query, document) rows: the same MRR, Recall and nDCG per width as
+    the run's evaluation of the same set (evaluation.retrieval.evaluate), with replicates."""
+    from sentence_transformers import SentenceTransformer
+
+    from mrl_plugins.builtin.tasks import Retrieval
+    from mrl_plugins.data.types import IRSet
+    from mrl_plugins.evaluation.retrieval import evaluate
+    from mrl_plugins.testkit import toy_pairs
+
+    rows = toy_pairs(60)
+    rows.append({**rows[0], "positive": "the second relevant document of the first query"})
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    task = Retrieval(Retrieval.Params(path="pairs.jsonl", query_column="anchor", document_column="positive"))
+    ctx = ModelsTaskContext({"mrl": model}, [32, 16, 8], tmp_path)
+    got = task.score(ctx, "mrl")
+    queries, documents, relevant = task.ir(tmp_path)
+    assert len(queries) == 60 and len(documents) == 61 and len(relevant[0]) == 2
+    ir = IRSet({f"q{i}": q for i, q in enumerate(queries)}, {f"d{i}": d for i, d in enumerate(documents)},
+               {f"q{i}": {f"d{j}" for j in rel} for i, rel in enumerate(relevant)})
+    theirs = evaluate(model, ir, [32, 16, 8])
+    for d in (32, 16, 8):
+        assert got[d]["mrr"] == pytest.approx(theirs[d]["mrr@10"], abs=1e-9)
+        assert got[d]["ndcg"] == pytest.approx(theirs[d]["ndcg@10"], abs=1e-9)
+        assert len(got.replicates[d]) == ctx.resample_count
+    assert task.label() == "Retrieval@10 (pairs.jsonl)"

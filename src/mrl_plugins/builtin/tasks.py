@@ -1,8 +1,10 @@
-"""Built-in evaluation tasks beyond retrieval (issue #39): ``similarity``, ``classification`` and
-``clustering``, each on a local file (JSON lines, JSON, CSV, TSV or Parquet, compressed or not),
+"""Built-in evaluation tasks (issue #39): ``similarity``, ``classification``, ``clustering`` and
+``retrieval``, each on a local file (JSON lines, JSON, CSV, TSV or Parquet, compressed or not),
 each scored for every model of the run at every width from embeddings encoded once
-(:mod:`mrl_plugins.evaluation.tasks` holds the protocols). Retrieval stays the run's own
-evaluation (``[data]``, ``[eval]``): these are added with ``[[task]]`` tables.
+(:mod:`mrl_plugins.evaluation.tasks` holds the protocols). The run's own retrieval evaluation
+(``[data]``, ``[eval]``) stays where it is, because the run's choices, validation split and search
+costs rest on it; the ``retrieval`` task scores retrieval on other data (another domain's query
+and document pairs) with the same scorer, beside the other tasks.
 """
 
 from __future__ import annotations
@@ -241,8 +243,47 @@ class Clustering(FileTask):
                                     seed=ctx.seed, **self.parts(ctx, len(rows["label"])))
 
 
+class RetrievalParams(FileParams):
+    query_column: str = Field("query", description="The query of each row.")
+    document_column: str = Field("document", description="A document relevant to it (a query on several rows "
+                                                         "has several relevant documents).")
+    k: int = Field(10, gt=0, description="Cut-off of MRR, Recall and nDCG.")
+
+
+class Retrieval(FileTask):
+    """Retrieval on (query, relevant document) rows: MRR, Recall and nDCG at k per width, the run's own scorer."""
+
+    name = "retrieval"
+    title = "Retrieval"
+    metric = "mrr"
+    Params = RetrievalParams
+    columns = ("query", "document")
+
+    def label(self) -> str:
+        return f"Retrieval@{self.params.k} ({Path(self.params.path).name})"
+
+    def ir(self, recipe_dir: Path) -> tuple[list[str], list[str], list[set[int]]]:
+        """Distinct queries, distinct documents (the corpus: every document of the file), and
+        each query's relevant documents by position."""
+        rows = self.read(recipe_dir)
+        queries = list(dict.fromkeys(str(q) for q in rows["query"]))
+        documents = list(dict.fromkeys(str(d) for d in rows["document"]))
+        qpos, dpos = {q: i for i, q in enumerate(queries)}, {d: i for i, d in enumerate(documents)}
+        relevant: list[set[int]] = [set() for _ in queries]
+        for q, d in zip(rows["query"], rows["document"]):
+            relevant[qpos[str(q)]].add(dpos[str(d)])
+        return queries, documents, relevant
+
+    def score(self, ctx: TaskContext, model: str) -> dict[int, dict[str, float]]:
+        queries, documents, relevant = self.ir(ctx.recipe_dir)
+        q = ctx.encode(model, queries, role="query")
+        c = ctx.encode(model, documents, role="document")
+        return protocols.retrieval(q, c, relevant, ctx.dims, k=self.params.k, **self.parts(ctx, len(queries)))
+
+
 @hookimpl
 def register_tasks(register):
     register(Similarity)
     register(Classification)
     register(Clustering)
+    register(Retrieval)

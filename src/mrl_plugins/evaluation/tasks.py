@@ -126,6 +126,28 @@ def v_measure_rows(counts: np.ndarray, labels: np.ndarray, clusters: np.ndarray)
     return np.where(both > 0, 2 * homogeneity * completeness / np.where(both > 0, both, 1), 0.0)
 
 
+def retrieval(queries: np.ndarray, corpus: np.ndarray, relevant: Sequence[set[int]], dims: Sequence[int], *,
+              k: int = 10, resamples: np.ndarray | None = None, validation: np.ndarray | None = None,
+              validation_resamples: np.ndarray | None = None) -> TaskScores:
+    """MRR, Recall and nDCG at ``k`` per width: the run's own retrieval scorer
+    (:func:`mrl_plugins.evaluation.retrieval.score_dims`, the same numbers), the queries the items."""
+    from .retrieval import score_dims
+
+    held, chosen_on = _parts(len(relevant), validation)
+    scored = score_dims(queries, corpus, relevant, dims, k=k)
+    out = TaskScores()
+    for d in dims:
+        per_query = {m.split("@")[0]: v for m, v in scored.per_query[d].items()}
+        out[d] = {m: float(v[held].mean()) for m, v in per_query.items()}
+        if resamples is not None:
+            out.replicates[d] = per_query["mrr"][held][resamples].mean(axis=1)
+        if chosen_on is not None:
+            out.validation[d] = {"mrr": float(per_query["mrr"][chosen_on].mean())}
+            if validation_resamples is not None:
+                out.validation_replicates[d] = per_query["mrr"][chosen_on][validation_resamples].mean(axis=1)
+    return out
+
+
 def undersample(labels: Sequence[str], per_label: int, rng: np.random.RandomState) -> np.ndarray:
     """Indices of at most ``per_label`` texts of each label, after a seeded shuffle (MTEB's
     ``_undersample_data``)."""

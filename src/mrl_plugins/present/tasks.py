@@ -16,7 +16,8 @@ from ..evidence.stats import ALPHA
 from .blocks import Section, Table
 
 NAMES = {"spearman": "Spearman", "pearson": "Pearson", "accuracy": "accuracy", "f1": "macro-F1",
-         "v_measure": "V-measure", "main_score": "main score"}
+         "v_measure": "V-measure", "main_score": "main score",
+         "mrr": "MRR", "recall": "Recall", "ndcg": "nDCG"}
 
 
 TASKS_PLOT = "tasks.png"
