@@ -229,6 +229,10 @@ class HomeDepotSimilarity(Task[HomeDepotSimilarityParams]):
     metric = "spearman"
     Params = HomeDepotSimilarityParams
 
+    def __init__(self, params: HomeDepotSimilarityParams | None = None):
+        super().__init__(params)
+        self._pairs: dict[tuple[int, str], list[dict[str, Any]]] = {}
+
     def source(self) -> HomeDepotSource:
         """The data source with this task's reading and split parameters: the same held-out pairs
         as a ``[data] name = "homedepot"`` with the same parameters evaluates on."""
@@ -239,13 +243,17 @@ class HomeDepotSimilarity(Task[HomeDepotSimilarityParams]):
         return self.source().check(ctx)
 
     def pairs(self, ctx: TaskContext) -> list[dict[str, Any]]:
-        request = DataRequest(RowFormat.SCORED_PAIRS, seed=ctx.seed, recipe_dir=ctx.recipe_dir)
-        _, test_rows, _, _ = self.source().split(request)
-        limit = self.params.max_pairs
-        if limit is not None and len(test_rows) > limit:
-            seed = self.params.seed if self.params.seed is not None else ctx.seed
-            test_rows = random.Random(seed).sample(test_rows, limit)
-        return test_rows
+        """The held-out pairs scored, read and split once (every model of the run scores the same)."""
+        key = (ctx.seed, str(ctx.recipe_dir))
+        if key not in self._pairs:
+            request = DataRequest(RowFormat.SCORED_PAIRS, seed=ctx.seed, recipe_dir=ctx.recipe_dir)
+            _, test_rows, _, _ = self.source().split(request)
+            limit = self.params.max_pairs
+            if limit is not None and len(test_rows) > limit:
+                seed = self.params.seed if self.params.seed is not None else ctx.seed
+                test_rows = random.Random(seed).sample(test_rows, limit)
+            self._pairs[key] = test_rows
+        return self._pairs[key]
 
     def score(self, ctx: TaskContext, model: str) -> TaskScores:
         from mrl_plugins.evaluation.tasks import similarity
