@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mrl_plugins.builtin.adaptor import Adaptor, AdaptorParams, adapted_model, fit_adaptor
-from mrl_plugins.evidence.stats import bootstrap_interval, paired_p_value
+from mrl_plugins.evidence.stats import bootstrap_interval, bootstrap_p_value, paired_p_value
 from mrl_plugins.testkit.contexts import ArrayComparisonContext
 from mrl_plugins.testkit.models import tiny_model
 from mrl_plugins.testkit.recipes import run_recipe, toy_pairs, write_jsonl
@@ -264,6 +264,13 @@ def test_the_paired_test_finds_no_difference_between_a_column_and_itself():
     assert paired_p_value(a, a) == 1.0
     assert paired_p_value(a, np.clip(a + 0.05, 0, 1)) < 0.01  # a real shift is found
     assert paired_p_value(a, a + rng.normal(0, 1e-3, 300) * (rng.random(300) > 0.5)) > 0.05  # noise is not
+
+
+def test_the_bootstrap_p_value_is_twice_the_smaller_tail_of_paired_replicates():
+    assert bootstrap_p_value(np.full(99, 0.2)) == pytest.approx(2 / 100)  # every replicate above zero
+    assert bootstrap_p_value(np.r_[np.full(49, 0.1), np.full(50, -0.1)]) == 1.0
+    assert bootstrap_p_value(np.r_[np.full(9, 0.1), [-0.1], [np.nan] * 50]) == pytest.approx(2 * 2 / 11)  # NaN left out
+    assert bootstrap_p_value(np.array([np.nan, np.nan])) == 1.0
 
 
 def test_reports_carry_intervals_and_significance(tiny_recipe, recipe_path, tmp_path):

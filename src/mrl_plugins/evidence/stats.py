@@ -6,6 +6,8 @@ Every column of a run is scored on the same evaluation queries, so its per-query
 :func:`paired_p_value` a two-sided sign-flip (randomisation) test of the mean per-query
 difference between two columns: it assumes nothing about the distribution of the differences,
 and a column compared with itself gets p = 1. Both are seeded, so a report is reproducible.
+:func:`bootstrap_p_value` asks the same question of paired bootstrap replicates, for statistics
+that are not a mean over items (a Spearman, a V-measure).
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def paired_p_value(a: np.ndarray, b: np.ndarray, *, resamples: int = RESAMPLES *
     signs = rng.integers(0, 2, size=(resamples, len(diff)), dtype=np.int8) * 2 - 1
     flipped = np.abs((signs * diff).mean(axis=1))
     return float((1 + np.count_nonzero(flipped >= observed - 1e-12)) / (resamples + 1))
+
+
+def bootstrap_p_value(diff: np.ndarray) -> float:
+    """Two-sided p-value that a difference is zero, from its paired bootstrap replicates (each
+    model's statistic on the same resample, subtracted): twice the smaller tail's share, counting
+    the observed as one replicate. Replicates on which a statistic is undefined (NaN) are left
+    out; with none left, 1."""
+    diff = np.asarray(diff, dtype=np.float64)
+    diff = diff[np.isfinite(diff)]
+    tail = min(np.count_nonzero(diff <= 0), np.count_nonzero(diff >= 0))
+    return float(min(1.0, 2 * (1 + tail) / (len(diff) + 1)))
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import numpy as np
 from ..components import Role, TaskContext
 from ..errors import PluginError
 from ..evidence.results import BASE, KEEP_SHARES, TaskChoice, TaskDelta, TaskResult, share_label
-from ..evidence.stats import ALPHA, RESAMPLES
+from ..evidence.stats import ALPHA, RESAMPLES, bootstrap_p_value
 from .context import RunContext
 from .scoring import Embeddings
 
@@ -143,10 +143,7 @@ def choices(validation: dict[str, dict[int, float]], replicates: dict[str, dict[
                 if d == full or reps is None:
                     width = d
                     break
-                diff = reps[d] - share * reps[full]
-                diff = diff[np.isfinite(diff)]
-                tail = min(np.count_nonzero(diff <= 0), np.count_nonzero(diff >= 0))
-                p = min(1.0, 2 * (1 + tail) / (len(diff) + 1))
+                p = bootstrap_p_value(reps[d] - share * reps[full])
                 if p < ALPHA:
                     width = d
                     break
@@ -178,11 +175,9 @@ def uncertainty(replicates: dict[str, dict[int, np.ndarray] | None], scores: dic
             versus[model] = {}
             for d in dims:
                 diff = by_dim[d] - base[d]
-                diff = diff[np.isfinite(diff)]
-                if len(diff):
-                    tail = min(np.count_nonzero(diff <= 0), np.count_nonzero(diff >= 0))
+                if np.isfinite(diff).any():
                     versus[model][d] = TaskDelta(delta=round(scores[model][d][metric] - scores[BASE][d][metric], 6),
-                                                 p=round(min(1.0, 2 * (1 + tail) / (len(diff) + 1)), 6))
+                                                 p=round(bootstrap_p_value(diff), 6))
     return {"intervals": intervals, "kept": kept, "versus_base": versus}
 
 
