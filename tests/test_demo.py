@@ -3,7 +3,6 @@ a real browser (Debian's chromium, driven by Selenium through Debian's chromium-
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from mrl_plugins.present.demo import DemoData, SideBySide, render_hits, render_summary
 from mrl_plugins.testkit.recipes import RecipeBuilder, run_recipe, toy_pairs, write_jsonl
+from mrl_plugins.testkit.required import missing
 
 pytestmark = pytest.mark.slow  # trains tiny runs or starts processes: outside the fast lane (-m 'not slow')
 
@@ -132,9 +132,8 @@ def test_an_index_built_with_another_model_is_refused(demo_run, tmp_path):
 @pytest.fixture
 def browser(tmp_path):
     if not (CHROMIUM and CHROMEDRIVER):
-        if os.environ.get("MRL_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium and chromium-driver are required here (MRL_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+        missing("MRL_REQUIRE_BROWSER", "the browser", "chromium or chromium-driver is not installed",
+                "apt-get install chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

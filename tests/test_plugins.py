@@ -304,3 +304,15 @@ def test_output_read_only_in_part_ends_quietly(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m mrl_plugins.cli plugins -v | head -1", shell=True, capture_output=True,
                           text=True, timeout=120)
     assert proc.stdout.strip() and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_a_required_test_fails_where_its_engine_is_missing_and_skips_elsewhere(monkeypatch):
+    from mrl_plugins.testkit.required import require_modules
+
+    monkeypatch.delenv("MRL_REQUIRE_NOTHING", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no_such_module_here is missing .pip install it."):
+        require_modules("MRL_REQUIRE_NOTHING", "these", "json", "no_such_module_here", hint="pip install it")
+    monkeypatch.setenv("MRL_REQUIRE_NOTHING", "1")
+    with pytest.raises(pytest.fail.Exception, match=r"these tests are required here \(MRL_REQUIRE_NOTHING=1\)"):
+        require_modules("MRL_REQUIRE_NOTHING", "these", "no_such_module_here")
+    require_modules("MRL_REQUIRE_NOTHING", "these", "json")  # present: nothing happens

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from mrl_plugins.cli import main
+from mrl_plugins.testkit.required import missing
 from tests.hub_server import FakeHub
 
 pytestmark = pytest.mark.slow  # starts other Pythons and a server: outside the fast lane
@@ -36,9 +37,8 @@ TEXTS = ["audio mixer for the desktop", "library to parse xml", "a game", "kerne
 def stack_python(name: str) -> Path:
     python = STACKS / name / "bin" / "python"
     if not python.is_file():
-        if os.environ.get("MRL_REQUIRE_STACKS") == "1":
-            pytest.fail(f"{python} is missing (MRL_REQUIRE_STACKS=1); ./setup.sh installs the serving stacks")
-        pytest.skip(f"{name} is not installed under .venv/stacks (./setup.sh installs it)")
+        missing("MRL_REQUIRE_STACKS", f"the {name} stack's", f"{python} is missing",
+                "./setup.sh installs the serving stacks under .venv/stacks")
     return python
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mrl_plugins.models import compat as _st
+from mrl_plugins.testkit.required import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "mrl_plugins"
@@ -77,9 +78,8 @@ print("shape", loaded.encode(["audio"]).shape)
 @pytest.mark.slow
 def test_a_whole_tiny_run_on_the_oldest_sentence_transformers_allowed(tmp_path):
     if not (OLDEST / "sentence_transformers" / "__init__.py").is_file():
-        if os.environ.get("MRL_REQUIRE_OLDEST_ST") == "1":
-            pytest.fail(f"{OLDEST} is missing (MRL_REQUIRE_OLDEST_ST=1); ./setup.sh unpacks it")
-        pytest.skip(f"{OLDEST} is missing; ./setup.sh unpacks sentence-transformers {FLOOR} there")
+        missing("MRL_REQUIRE_OLDEST_ST", "the oldest sentence-transformers'", f"{OLDEST} is missing",
+                f"./setup.sh unpacks sentence-transformers {FLOOR} there")
     env = {**os.environ, "PYTHONPATH": str(OLDEST), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", RUN, str(tmp_path)], capture_output=True, text=True, env=env,
                           timeout=600)

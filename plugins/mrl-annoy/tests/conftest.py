@@ -3,18 +3,12 @@ installed). CI sets ``MRL_REQUIRE_ANNOY=1``: annoy missing is then a failure, ne
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from mrl_plugins.testkit.required import require_modules
 
 
 @pytest.fixture(autouse=True)
 def annoy_installed():
-    try:
-        import annoy  # noqa: F401
-
-        import mrl_annoy  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("MRL_REQUIRE_ANNOY") == "1":
-            pytest.fail(f"the Annoy backend's tests are required here (MRL_REQUIRE_ANNOY=1) but {exc.name} is missing")
-        pytest.skip(f"{exc.name} is not installed (pip install -e plugins/mrl-annoy)")
+    require_modules("MRL_REQUIRE_ANNOY", "the Annoy backend's", "annoy", "mrl_annoy",
+                    hint="pip install -e plugins/mrl-annoy")

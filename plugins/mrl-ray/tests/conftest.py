@@ -4,19 +4,16 @@ starts. CI sets ``MRL_REQUIRE_RAY=1``: Ray missing is then a failure, never a si
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from mrl_plugins.testkit.required import require_modules
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    try:
-        import ray
-    except ImportError as exc:
-        if os.environ.get("MRL_REQUIRE_RAY") == "1":
-            pytest.fail(f"the Ray executor's tests are required here (MRL_REQUIRE_RAY=1) but {exc.name} is missing")
-        pytest.skip("ray is not installed (pip install -e plugins/mrl-ray)")
+    require_modules("MRL_REQUIRE_RAY", "the Ray executor's", "ray", hint="pip install -e plugins/mrl-ray")
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -19,7 +19,10 @@
   ``assert_comparison_conforms``, ``assert_objective_conforms``: each kind's whole contract in one
   call (:mod:`.conformance`, re-exported here with the rest of the kit).
 
-``models``, ``recipes``, ``contexts`` and ``conformance`` hold them; ``pytest_plugin`` makes them
+* ``required.require_modules(env_var, what, *modules)`` / ``required.missing(...)``: skip a test
+  whose engine is not installed, or fail it where CI requires it (``MRL_REQUIRE_<NAME>=1``).
+
+``models``, ``recipes``, ``contexts``, ``conformance`` and ``required`` hold them; ``pytest_plugin`` makes them
 fixtures (entry point ``pytest11``) for this repository's tests and any plugin's.
 """
 
