@@ -188,7 +188,7 @@ def test_the_packages_the_contract_stands_on_import_nothing_eagerly_above_them(p
 
 def test_the_results_schema_imports_no_contract_and_no_run_module():
     seen = reach(f"{PKG}.evidence.results")
-    assert sorted(seen) == ["mrl_plugins.errors", "mrl_plugins.evaluation.metrics"]
+    assert sorted(seen) == ["mrl_plugins.errors", "mrl_plugins.evaluation.metrics", "mrl_plugins.evidence.upgrade"]
 
 
 def test_nothing_imports_upward_into_commands():

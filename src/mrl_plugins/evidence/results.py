@@ -6,8 +6,9 @@ from what it *is* (:func:`column_key`: the component, the models it reads and th
 that identify it), never from its display label, so renaming a label changes no key, folder or
 decision; what a column was measured with is in ``ModelResult.params``. The JSON layout is the
 one earlier versions wrote, plus ``schema_version``; :meth:`RunResults.load` upgrades an older
-file in memory, so an older run can still be published or re-reported. Add a field with a
-default and bump :data:`SCHEMA_VERSION` when the layout changes.
+file in memory (:mod:`.upgrade`, which keeps the schema's history), so an older run can still be
+published or re-reported. Add a field with a default and bump
+:data:`~mrl_plugins.evidence.upgrade.SCHEMA_VERSION` when the layout changes.
 """
 
 from __future__ import annotations
@@ -24,22 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import UserError
 from ..evaluation.metrics import ENCODE_SPEEDUP, METRICS, OVERLAP, Metric, SearchCost, overlap_key
+from .upgrade import SCHEMA_VERSION, upgrade
 
 BASE, MRL, MRL_PLAIN = "base", "mrl", "mrl-plain"
 """The keys of the run's own models in every results file: the base model, the MRL model and, with
 a warm start, the same training without it (:mod:`mrl_plugins.recipe.run_models` plans the rest)."""
-
-SCHEMA_VERSION = 6
-"""1: mrl-plugins 0.1 (no ``schema_version`` key); 2: entry keys, ``reads``, search costs and
-the version; 3: comparison keys from parameters (:func:`column_key`), ``params`` and
-``no_intervals`` per column; 4: ``validation`` columns; 5: a sweep's trial keeps its scores in
-``validation`` alone (``models``, the evaluation set's, is empty: a trial never scores it), each
-validation query's score (``validation_scores``) for choices with a margin, and ``checks``;
-6: ``tasks``, the ``[[task]]`` evaluations beyond retrieval (scores, intervals, ``kept``,
-``versus_base``, ``validation``; an older file has none, and needs no change to load). Keys
-of older files stay as they were written (they are opaque identifiers); their ``params`` are
-recovered once, in :func:`_upgrade`."""
-
 
 PRIMARY = Metric.MRR
 """The metric that recommendations (smallest dimension keeping a share) are based on."""
@@ -95,7 +85,6 @@ class DataInfo(_Schema):
     held out for them) and the corpus size asked for (``corpus_asked``)."""
     validation_near_duplicates: dict[str, Any] | None = None
     """The same near-copy check as ``near_duplicates``, of the validation split against training."""
-    """Where the validation queries came from: ``spare`` rows of the source, ``training`` rows."""
     near_duplicates: dict[str, Any] | None = None
     """Evaluation queries and relevant documents with a near-copy in training
     (``mrl_plugins.data.find_near_duplicates``: threshold, counts, examples); ``None`` before 0.7.0."""
@@ -460,7 +449,7 @@ class RunResults(ColumnReading, _Schema):
             raise UserError(f"{where}: written by a newer mrl-plugins (schema {version}); upgrade mrl-plugins to read "
                             "it.")
         try:
-            return cls.model_validate(_upgrade(raw) if version < SCHEMA_VERSION else raw)
+            return cls.model_validate(upgrade(raw) if version < SCHEMA_VERSION else raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             at = ".".join(str(p) for p in first["loc"])
@@ -478,49 +467,6 @@ class RunResults(ColumnReading, _Schema):
         tmp.write_text(self.to_json(), encoding="utf-8")
         os.replace(tmp, path)
         return path
-
-
-def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older file to the current layout (in memory; the file is not rewritten)."""
-    version = raw.get("schema_version", 1)
-    models = raw.get("models", {})
-    if not isinstance(models, dict):
-        return {**raw, "schema_version": SCHEMA_VERSION}  # the schema reports what is wrong with it
-    out = {**raw, "schema_version": SCHEMA_VERSION, "models": {}}
-    for key, entry in models.items():
-        if not isinstance(entry, dict):
-            out["models"][key] = entry
-            continue
-        entry = dict(entry)
-        if version < 2:  # 1 → 2: entries gain their key and what they read; the no-MRL control, a
-            # comparison entry in schema 1, becomes the run model ``no-mrl`` it always was
-            if entry.get("kind") == "comparison" and entry.get("component") == "no-mrl":
-                key, entry["kind"], entry["reads"] = "no-mrl", "model", ["no-mrl"]
-            entry.setdefault("reads", [key] if entry.get("kind") == "model" else [])
-            entry["key"] = key
-        entry.setdefault("params", _params_from_label(entry))  # 2 → 3
-        out["models"][key] = entry
-    if version < 5 and out.get("trial") is not None and out.get("validation"):  # 4 → 5: a trial's models were
-        out["models"] = {}  # its validation scores, which ``validation`` holds too
-    return out
-
-
-def _params_from_label(entry: dict[str, Any]) -> dict[str, Any]:
-    """Schema 2 kept a search column's parameters only in its label (``MRL · funnel 100 hnsw →
-    192``, ``MRL · quantize int8 + rescore``): recovered here, once, so that nothing else ever
-    parses a label."""
-    label, component = str(entry.get("label", "")), entry.get("component")
-    if component == "funnel" and " · funnel " in label:
-        words = label.split(" · funnel ", 1)[1].split()
-        if words and words[0].isdigit():
-            rerank = words[words.index("→") + 1] if "→" in words[:-1] else None
-            index = next((w for w in words[1:] if w != "→" and w != rerank), None)  # none: the default, exact
-            return {"shortlist": int(words[0]), "index": index,
-                    "rerank_dim": int(rerank) if rerank and rerank.isdigit() else None}
-    if component == "quantize" and " · quantize " in label:
-        column = label.split(" · quantize ", 1)[1]
-        return {"precision": column.split()[0], "rescore": column.endswith("+ rescore")}
-    return {}
 
 
 def round_metrics(metrics: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
