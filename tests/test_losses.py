@@ -53,3 +53,13 @@ def test_mining_adds_negatives_to_pairs_only(tiny_recipe, recipe_path):
     recipe = tiny_recipe.set("mining", {}).set("data.format", "triplets")
     outcome = run_recipe(recipe.write(recipe_path), command="validate")
     assert outcome.code == 2 and "[mining]: data source 'local' gives triplets rows" in outcome.err
+
+
+def test_mining_switched_off_is_no_mining(tiny_recipe, recipe_path):
+    """``[mining] enabled = false`` (what a sweep switches) is the recipe without ``[mining]``: triplets data
+    with mining off validates, and the run trains on its pairs."""
+    recipe = tiny_recipe.set("mining", {"enabled": False, "num_negatives": 2}).set("data.format", "triplets")
+    assert run_recipe(recipe.write(recipe_path), command="validate").code == 0
+    off = tiny_recipe.set("data.format", "pairs").set("mining", {"enabled": False})
+    results = run_recipe(off.write(recipe_path), "-q").assert_success().results
+    assert results.data.row_format == "pairs" and "mining" not in results.data.summary

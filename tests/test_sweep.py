@@ -142,3 +142,21 @@ def test_two_workers_share_one_study_on_postgresql(tiny_recipe, recipe_path, tmp
     assert len({r["folder"] for r in rows}) == len(rows) and (tmp_path / "sweep" / "final" / "results.json").is_file()
     assert not (tmp_path / "sweep" / "study.db").exists()  # the study lived in PostgreSQL
     server.cleanup()
+
+
+def test_the_shipped_small_widths_sweep_runs_two_trials_on_the_tiny_model(tiny_recipe, recipe_path, tmp_path):
+    """recipes/sweep-small-widths.toml as shipped (its space, mining switch, warm start, adaptor and objective
+    column), on the tiny model and toy pairs: two trials and the final run."""
+    import tomllib
+
+    shipped = tomllib.loads((Path(__file__).parents[1] / "recipes" / "sweep-small-widths.toml").read_text())
+    table = {**shipped, "model": tiny_recipe.table["model"], "data": tiny_recipe.table["data"],
+             "dims": tiny_recipe.table["dims"], "train": {**shipped["train"], "max_steps": 2},
+             "output_dir": str(tmp_path / "out"),
+             "sweep": {**shipped["sweep"], "trials": 2, "dims": [16, 8], "output_dir": str(tmp_path / "sweep")}}
+    run_recipe(RecipeBuilder(table=table).write(recipe_path), "-q", command="sweep").assert_success()
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 2
+    assert set(shipped["sweep"]["space"]) == {k.removeprefix("params.") for k in rows[0] if k.startswith("params.")}
+    final = RunResults.load(tmp_path / "sweep" / "final" / "results.json")
+    assert "adaptor(mrl)" in final.models and final.trial is None

@@ -68,6 +68,8 @@ class MiningSection(Section):
     """Hard negatives mined for the training pairs before training (sentence-transformers'
     ``mine_hard_negatives``, among the training rows' own positives only)."""
 
+    enabled: bool = Field(True, description="false: no mining, as if the table were absent (what a sweep switches: "
+                          '"mining.enabled" = { choices = [true, false] }).')
     model: str = Field("base", description='The model that mines: "base" (the recipe\'s), or a folder or Hub id.')
     num_negatives: int = Field(1, ge=1, le=10, description="Negatives per pair (one triplet each).")
     range_min: int = Field(0, ge=0, description="Skip this many of the closest candidates.")
@@ -185,6 +187,12 @@ class RecipeModel(Section):
     serving: ServingSection = Field(default_factory=ServingSection)
     mining: MiningSection | None = None
     sweep: SweepSection | None = None
+
+    @model_validator(mode="after")
+    def _mining_off(self) -> RecipeModel:
+        if self.mining is not None and not self.mining.enabled:
+            self.mining = None  # the rest of the run knows one way to be without mining
+        return self
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {
