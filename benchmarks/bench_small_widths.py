@@ -1,0 +1,120 @@
+"""Does the swept small-widths recipe beat today's on data it was not swept on? (issue #38, item 3)
+
+``mrl-run sweep recipes/sweep-small-widths.toml`` chooses training settings (learning rate,
+epochs, batch size, loss, mining) on the Debian descriptions' validation split and writes them to
+``recipes/sweep-small-widths.sweep-best.toml``. This script runs the confirmation recipe
+(``recipes/confirm-docstrings.toml``: the small-widths setup on CPython's docstrings, which no
+default was chosen on) twice: as it is (today's settings: 1 epoch, batch 32, 5e-5, mnr, no mining)
+and with the swept ``[train]``, ``[loss]``, ``[mining]`` and ``[objective]`` tables put in. Both
+runs split the same file with the same seed, so they score the same held-out queries, and each
+column is compared query by query (a paired sign-flip test, ``mrl_plugins.evidence.stats``).
+
+    .venv/bin/python benchmarks/bench_small_widths.py [--best recipes/sweep-small-widths.sweep-best.toml]
+        [--today RUN]                 # a finished run of confirm-docstrings.toml as shipped (e.g. the one
+                                      # benchmarks/bench_validation.py makes: extra comparisons change no model)
+        [--runs TODAY SWEPT]          # read two finished run folders instead
+
+About 20 minutes on 2 CPU cores (two runs of about 8 and 12 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIRM = ROOT / "recipes" / "confirm-docstrings.toml"
+SWEPT_TABLES = ("train", "loss", "mining", "objective")
+COLUMNS = ("adaptor(mrl)", "mrl", "adaptor(mrl-plain)", "mrl-plain")
+
+
+def run(name: str, changes: dict) -> Path:
+    import tomli_w
+
+    from mrl_plugins.cli import main as mrl_run
+
+    raw = tomllib.loads(CONFIRM.read_text())
+    for table, value in changes.items():
+        if value is None:
+            raw.pop(table, None)
+        else:
+            raw[table] = value
+    out = ROOT / "runs" / f"bench-small-widths-{name}"
+    raw["output_dir"] = str(out)
+    recipe = ROOT / "runs" / f"bench-small-widths-{name}.toml"  # runs/ sits beside data/ as recipes/ does
+    recipe.parent.mkdir(exist_ok=True)
+    recipe.write_text(tomli_w.dumps(raw))
+    print(f"\n=== {name}: {', '.join(f'[{k}] {v}' for k, v in changes.items()) or 'as shipped'} -> {out}", flush=True)
+    if mrl_run([str(recipe), "--overwrite", "-q"]):
+        sys.exit(f"the {name} run failed")
+    return out
+
+
+def swept(best: Path) -> dict:
+    """The tables the sweep chose (a table the best recipe lacks is removed: no [mining], say)."""
+    raw = tomllib.loads(best.read_text())
+    return {table: raw.get(table) for table in SWEPT_TABLES}
+
+
+def compare(today: Path, new: Path) -> None:
+    from mrl_plugins.evidence.results import PRIMARY, RunResults
+    from mrl_plugins.evidence.saved import load_per_query
+    from mrl_plugins.evidence.stats import paired_p_value
+
+    sets = [gzip.decompress((run / "evaluation" / "eval_set.json.gz").read_bytes()) for run in (today, new)]
+    if sets[0] != sets[1]:
+        sys.exit("the two runs did not score the same held-out set; nothing to pair")
+    results = {"today": RunResults.load(today / "results.json"), "swept": RunResults.load(new / "results.json")}
+    scores = {"today": load_per_query(today), "swept": load_per_query(new)}
+    key = PRIMARY.key(results["today"].k)
+    held = results["today"].data
+    print(f"\nHeld out: {held.eval_queries} queries, {held.corpus} documents (source '{held.source}'). "
+          f"MRR@{results['today'].k}, swept − today, paired sign-flip test over the queries:\n")
+    dims = results["today"].dims
+    print("| column | " + " | ".join(f"{d}" for d in dims) + " |\n|---|" + "---|" * len(dims))
+    for column in COLUMNS:
+        if column not in scores["today"] or column not in scores["swept"]:
+            continue
+        cells = []
+        for d in dims:
+            a, b = scores["swept"][column][d][key], scores["today"][column][d][key]
+            delta = a.mean() - b.mean()
+            cells.append(f"{b.mean():.4f} → {a.mean():.4f} ({delta:+.4f}, p = {paired_p_value(a, b):.3f})")
+        print(f"| {results['today'].models[column].label} | " + " | ".join(cells) + " |")
+    publish = "adaptor(mrl)"
+    if publish in scores["today"] and publish in scores["swept"]:
+        diffs = {d: (scores["swept"][publish][d][key], scores["today"][publish][d][key]) for d in dims}
+        small = min(dims)
+        a, b = diffs[small]
+        wins = a.mean() > b.mean() and paired_p_value(a, b) < 0.05
+        losses = [d for d, (a, b) in diffs.items() if a.mean() < b.mean() and paired_p_value(a, b) < 0.05]
+        print(f"\nAt {small} dims the swept recipe's adapted model {'beats' if wins else 'does not beat'} today's "
+              f"beyond noise; it loses significantly at {', '.join(map(str, losses)) if losses else 'no width'}.")
+    for name, r in results.items():
+        seconds = {k: v for k, v in r.timings.items() if k.startswith("train:")}
+        print(f"{name}: {r.train['mrl'].steps} training steps of the MRL model; training seconds {seconds}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--best", type=Path, default=ROOT / "recipes" / "sweep-small-widths.sweep-best.toml")
+    parser.add_argument("--today", type=Path, help="A finished run of the confirmation recipe as shipped.")
+    parser.add_argument("--runs", nargs=2, type=Path, metavar=("TODAY", "SWEPT"))
+    args = parser.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    if args.runs:
+        compare(*args.runs)
+        return
+    if not args.best.is_file():
+        sys.exit(f"{args.best}: no such file; run 'mrl-run sweep recipes/sweep-small-widths.toml' first, "
+                 "or pass --best")
+    new = swept(args.best)
+    compare(args.today or run("today", {}), run("swept", new))
+
+
+if __name__ == "__main__":
+    main()
