@@ -14,8 +14,12 @@ results.json:
   flatters shows a larger gap than the fine-tuned models.
 
     .venv/bin/python benchmarks/bench_validation.py [--datasets debian manpages docstrings] [--runs RUN ...]
+        [--cv-folds 5]
 
-``--runs`` reads finished run folders instead of running the recipes.
+``--runs`` reads finished run folders instead of running the recipes. ``--cv-folds K`` adds, beside
+every adaptor of the recipe, its twin with ``cv_folds = K`` (issue #36, item 4: the stopping epoch
+and the per-width gate chosen by K-fold cross-validation over the training pairs instead of on the
+validation split), so that both ways of choosing are checked held out in the same run.
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ RECIPES = {"debian": "quickstart.toml", "manpages": "manpages.toml", "docstrings
 EXTRA = {"manpages": [{"name": "adaptor", "model": "mrl"}]}  # so every dataset has a fitted post-hoc column
 
 
-def run_dataset(name: str) -> Path:
+def run_dataset(name: str, cv_folds: int = 0) -> Path:
     import tomli_w
 
     from mrl_plugins.cli import main as mrl_run
 
     raw = tomllib.loads((ROOT / "recipes" / RECIPES[name]).read_text())
     raw["compare"] = [*raw.get("compare", []), *EXTRA.get(name, [])]
+    if cv_folds:
+        raw["compare"] += [{**c, "cv_folds": cv_folds} for c in raw["compare"] if c["name"] == "adaptor"]
     out = ROOT / "runs" / f"bench-validation-{name}"
     raw["output_dir"] = str(out)
     recipe = ROOT / "runs" / f"bench-validation-{name}.toml"  # runs/ sits beside data/ as recipes/ does
@@ -87,15 +93,50 @@ def report(run: Path) -> None:
         for column, gap in fitted.items():
             print(f"\n{results.models[column].label}: gap {gap:+.4f}, fine-tuned models' {reference:+.4f}: "
                   f"{gap - reference:+.4f} apart ({'within' if abs(gap - reference) <= 0.01 else 'beyond'} 0.01).")
+    gates(results)
+
+
+def gates(results) -> None:
+    """Each adaptor's choices side by side with how it made them, and what held out says of them."""
+    from mrl_plugins.evidence.decisions import adaptor_gates
+
+    found = adaptor_gates(results)
+    if not any(g.cross_validated for g in found):
+        return
+    head = " | ".join(f"{d}: chosen Δ / held-out Δ" for d in results.dims)
+    print(f"\n| adaptor | chosen by | stopping epoch | {head} |\n|---|---|---|" + "---|" * len(results.dims))
+    for gate in found:
+        facts = results.models[gate.column].facts
+        cells = [f"{'use' if d in gate.helps else 'no'} {gate.validation_delta[d]:+.3f} / {gate.held_out_delta[d]:+.3f}"
+                 for d in results.dims]
+        print(f"| {results.models[gate.column].label} | {gate.cross_validated or 'validation split'} | "
+              f"{facts.get('epochs', '-')} | " + " | ".join(cells) + " |")
+    # what each gate serves, held out: the adapted embedding where it says "use", else the model alone
+    served = {g.column: {d: results.value(g.column if d in g.helps else g.model, d) for d in results.dims}
+              for g in found}
+    print("\nHeld-out MRR@10 of what each gate serves (the adapted embedding where it says use, else the model):\n")
+    print("| adaptor | " + " | ".join(map(str, results.dims)) + " | mean |\n|---|" + "---|" * (len(results.dims) + 1))
+    for gate in found:
+        values = served[gate.column]
+        print(f"| {results.models[gate.column].label} | " + " | ".join(f"{values[d]:.4f}" for d in results.dims)
+              + f" | {np.mean(list(values.values())):.4f} |")
+    for gate in found:
+        twin = next((g for g in found if g is not gate and g.model == gate.model and not g.cross_validated), None)
+        if gate.cross_validated and twin is not None:
+            diff = {d: served[gate.column][d] - served[twin.column][d] for d in results.dims}
+            print(f"\n{results.models[gate.column].label} − {results.models[twin.column].label} (validation split), "
+                  "held out: " + ", ".join(f"{d}: {v:+.4f}" for d, v in diff.items()) + ".")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(RECIPES), default=["debian", "manpages", "docstrings"])
     parser.add_argument("--runs", nargs="+", type=Path, help="Finished run folders to read instead.")
+    parser.add_argument("--cv-folds", type=int, default=0,
+                        help="Add each adaptor's twin choosing by this many folds of cross-validation (0: none).")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    runs = args.runs or [run_dataset(name) for name in args.datasets]
+    runs = args.runs or [run_dataset(name, args.cv_folds) for name in args.datasets]
     for run in runs:
         report(run)
 

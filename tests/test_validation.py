@@ -420,3 +420,124 @@ def test_the_validation_split_holds_out_whole_families_as_the_evaluation_split_d
     assert carved.bundle.groups is original.groups
     by_query = carve_validation(bundle(rows(300)), ValidationSize(queries=20, corpus=40), seed=0).bundle.validation
     assert by_query is not None and len({family[q] for q in by_query.queries.values()}) > 4  # without it: by query
+
+
+# -- cross-validation for post-hoc choices (issue #36, item 4) ------------------------------------------------
+def test_folds_share_no_text_and_deal_every_row_once():
+    from mrl_plugins.data.split import pair_folds
+
+    pairs = [(f"query {i}", f"document {i}") for i in range(40)]
+    pairs += [("Query 3 ", "another document"),  # the same query, written differently
+              ("query 41", "document 5"), ("query 42", "DOCUMENT 5")]  # a document relevant to three queries
+    folds = pair_folds(pairs, 4, seed=1)
+    assert sorted(i for fold in folds for i in fold) == list(range(len(pairs)))
+    texts = [{normalise_text(t) for i in fold for t in pairs[i]} for fold in folds]
+    assert all(not a & b for a, b in itertools.combinations(texts, 2))
+    assert max(map(len, folds)) - min(map(len, folds)) <= 3  # whole groups, dealt to the smallest fold
+    assert pair_folds(pairs, 4, seed=1) == folds and pair_folds(pairs, 4, seed=2) != folds
+
+
+def cv_context(n: int = 120, dim: int = 16, seed: int = 0):
+    """Training pairs whose vectors carry their signal in the last dimensions (where the adaptor
+    helps the prefixes), each text with its own vector; a small held-out set beside them."""
+    from mrl_plugins.testkit.contexts import ArrayComparisonContext
+
+    rng = np.random.default_rng(seed)
+    scale = np.linspace(1.0, 3.0, dim)
+
+    def pairs_of(m: int) -> tuple[np.ndarray, np.ndarray]:
+        docs = rng.normal(size=(m, dim)) * scale
+        return (docs + 0.6 * scale * rng.normal(size=(m, dim))).astype(np.float32), docs.astype(np.float32)
+
+    q, d = pairs_of(n)
+    pairs = [(f"q{i}", f"d{i}") for i in range(n)]
+    vectors = {**{f"q{i}": q[i] for i in range(n)}, **{f"d{i}": d[i] for i in range(n)}}
+    eq, ed = pairs_of(30)
+    return ArrayComparisonContext(eq, ed, [{i} for i in range(30)], [16, 8, 4], texts=list(vectors), pairs=pairs,
+                                  text_vectors=vectors)
+
+
+def test_cross_validation_fits_each_fold_without_its_text_and_scores_it_on_it(monkeypatch):
+    from mrl_plugins.builtin import adaptor as module
+
+    ctx = cv_context()
+    vectors = ctx.text_vectors
+    assert vectors is not None
+    calls: list[tuple[np.ndarray, int, bool, object]] = []
+    real = module.fit_adaptor
+    monkeypatch.setattr(module, "fit_adaptor",
+                        lambda texts, pairs, dims, p, judge=None: calls.append((texts, p.epochs, judge is not None,
+                                                                                pairs))
+                        or real(texts, pairs, dims, p, judge))
+    params = module.AdaptorParams(epochs=6, validate_every=2, batch_size=32, save=False, cv_folds=3)
+    (column,) = module.Adaptor(params).run(ctx)
+    cv = column.facts["cv"]
+    assert cv["folds"] == 3 and cv["queries"] == 120  # every training query validated once
+    assert column.facts["epochs_chosen_on"] == "3-fold cross-validation"
+    *fold_fits, final = calls
+    assert len(fold_fits) == 3 and all(judged for _, _, judged, _ in fold_fits)
+    folds = module.pair_folds(ctx.pairs, 3, params.seed)
+    for (texts, _, _, fold_pairs), rows in zip(fold_fits, folds):
+        assert len(fold_pairs[0]) == 120 - len(rows)  # the ranking term's pairs: none of the fold's
+        held = np.stack([vectors[t] for i in rows for t in ctx.pairs[i]])
+        assert len(texts) == 240 - len(held)  # everything else, and nothing of the fold
+        assert not (np.abs(texts[:, None, :] - held[None, :, :]).max(axis=2) == 0).any()
+    # the final net is fitted on everything, for the chosen number of epochs, and is what the column scored
+    assert final[1] == column.facts["epochs"] and not final[2] and len(final[0]) == 240
+    refit, _ = real(final[0], final[3], ctx.dims, params.model_copy(update={"epochs": column.facts["epochs"]}))
+    assert column.metrics == ctx.score(refit.apply(ctx.queries), refit.apply(ctx.corpus))
+
+
+def test_the_cross_validated_epoch_is_the_best_mean_over_every_fold_s_queries():
+    from mrl_plugins.builtin.adaptor import AdaptorParams, checkpoints, cross_validate
+
+    ctx = cv_context(seed=3)
+    vectors = dict(ctx.text_vectors or {})
+    params = AdaptorParams(epochs=8, validate_every=2, batch_size=32, cv_folds=4, ranking_weight=0)
+    fit = sorted(vectors)
+    found = cross_validate(vectors, fit, list(ctx.pairs), ctx.dims, params)
+    assert checkpoints(params) == [0, 2, 4, 6, 8] and found.epoch in checkpoints(params) and found.folds == 4
+    facts = found.facts()
+    for d in ctx.dims:
+        assert facts["delta"][str(d)] == pytest.approx(found.adapted[d].mean() - found.plain[d].mean(), abs=1e-4)
+        assert 0 <= facts["p"][str(d)] <= 1
+    # epoch 0 is the identity: its scores are the un-adapted vectors' own, fold by fold
+    assert found.epoch > 0 and facts["delta"]["4"] > 0  # the signal sits in the last dimensions: the prefix gains
+    never = cross_validate(vectors, fit, list(ctx.pairs), ctx.dims, params.model_copy(update={"learning_rate": 1e-9}))
+    assert never.epoch == 0 and all(np.array_equal(never.adapted[d], never.plain[d]) for d in ctx.dims)
+
+
+def test_the_gate_follows_cross_validation_when_the_adaptor_chose_by_it():
+    results = planted()  # on validation the adaptor helps at 16 and 8, hurts at 32
+    column = results.models["compare:MRL · adaptor"]
+    column.facts = {"epochs": 10, "epochs_chosen_on": "5-fold cross-validation",
+                    "cv": {"folds": 5, "queries": 1500, "delta": {"32": 0.004, "16": -0.002, "8": 0.03},
+                           "p": {"32": 0.4, "16": 0.6, "8": 0.001}}}
+    (gate,) = decisions.adaptor_gates(results)
+    assert gate.helps == [32, 8] and gate.hurts == [16] and gate.noise == [32]
+    assert gate.cross_validated == "5-fold cross-validation over 1,500 training queries"
+    section = choices(results)
+    line = next(line for line in section.lines if line.startswith("MRL · adaptor"))
+    assert "stopping epoch 10, chosen by 5-fold cross-validation" in line
+    assert "by 5-fold cross-validation over 1,500 training queries it beats" in line
+    assert "chose by cross-validation over the training side" in (section.note or "")
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"cv_folds": 1}, "cv_folds = 1 leaves nothing to fit on"),
+    ({"cv_folds": 50}, "cv_folds = 50: cross-validation needs (query, document) training rows, at least 20 per fold"),
+])
+def test_cross_validation_is_checked_before_the_run(tiny_recipe, recipe_path, params, message):
+    outcome = run_recipe(tiny_recipe.add_comparison("adaptor", **params).write(recipe_path), "--data", command="validate")
+    assert outcome.code == 2 and message in outcome.err and "Traceback" not in outcome.err
+
+
+def test_a_run_chooses_the_adaptor_by_cross_validation_and_says_so(tiny_recipe, recipe_path):
+    recipe = tiny_recipe.add_comparison("adaptor", model="mrl", epochs=4, validate_every=2, cv_folds=3)
+    run = run_recipe(recipe.write(recipe_path), "-q").assert_success()
+    column = run.results.models["adaptor(mrl, cv_folds=3, epochs=4, validate_every=2)"]
+    assert column.label == "MRL · adaptor (3-fold)" and column.facts["cv"]["folds"] == 3
+    assert 0 < column.facts["cv"]["queries"] <= run.results.data.train_rows
+    report = (run.output_dir / "report.md").read_text()
+    assert "MRL · adaptor (3-fold) (stopping epoch" in report and "by 3-fold cross-validation over" in report
+    assert any(c.choice.startswith("MRL · adaptor (3-fold) at") for c in run.results.checks)

@@ -18,22 +18,41 @@ Its stopping epoch is chosen on the run's validation split: the fit is scored th
 with the best mean MRR over the run's widths is kept, so on validation the adaptor cannot do
 worse than no adaptor on that average. The net is fitted once, on the validation pass, and the
 evaluation pass reports it. Which widths it helps at is a decision of its own
-(:func:`mrl_plugins.evidence.decisions.adaptor_gate`).
+(:func:`mrl_plugins.evidence.decisions.adaptor_gates`).
+
+With ``cv_folds = k`` (issue #36, item 4) both choices are made by **k-fold cross-validation over
+the training pairs** instead: the pairs are dealt into k folds that share no text
+(:func:`mrl_plugins.data.split.pair_folds`); for each fold a net is fitted on every fitting text
+and pair outside it and scored at each checkpoint on that fold's queries, ranked among that
+fold's own documents; the epoch with the best mean over all folds' queries is kept and the net is
+fitted once more on everything for that many epochs. The per-width gate then compares the adapted
+and un-adapted per-query scores of all folds (as many queries as the training pairs, against
+the validation split's 200 or fewer) with the run's paired test; the report says the gate was
+chosen so. What it costs: k + 1 fits (seconds each). What it does not buy: the transformer was
+fine-tuned on those pairs, so both sides of the comparison are scored on text the model has seen,
+and each fold's corpus is only that fold's documents; the validation split stays the run's
+basis for every other choice (search settings are tuned at the corpus size they serve, issue
+#37, and a fold of training documents is not that corpus).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..components import Column, Comparison, ComparisonContext, Params, ValidationContext
-from ..data.split import seeded_sample
+from ..data.split import pair_folds, seeded_sample
+from ..data.types import normalise_text
 from ..evaluation.encode import normalise
+from ..evaluation.metrics import Metric
+from ..evaluation.retrieval import score_dims
+from ..evidence.stats import paired_p_value
 from ..hookspecs import hookimpl
 from .comparisons import MODEL_HELP
 
@@ -60,6 +79,18 @@ class AdaptorParams(Params):
                                 "epoch (0, the identity, included) is kept.")
     rerank_full: int = Field(0, ge=0, description="Also measure a shortlist of this many on the adapted prefix, "
                              "reranked with the un-adapted full vector (both from one forward pass); 0: not.")
+    cv_folds: int = Field(0, ge=0, description="Choose the stopping epoch and the widths to use the adaptor at by "
+                          "k-fold cross-validation over the training pairs (k + 1 fits; each fold's queries ranked "
+                          "among its own documents by a net fitted without any text of that fold) instead of on the "
+                          "validation split; 0: the validation split.")
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("cv_folds = 1 leaves nothing to fit on; use 0 (choose on the validation split) or "
+                             "at least 2 folds (5 is usual)")
+        return value
 
 
 class AdaptorNet:
@@ -100,12 +131,18 @@ class AdaptorNet:
                                  init_bias=bias, use_residual=True)
 
 
+def checkpoints(p: AdaptorParams) -> list[int]:
+    """The epochs at which :func:`fit_adaptor` judges the net, in order: 0 (the identity), every
+    ``validate_every``-th, and the last."""
+    return [0, *(e for e in range(1, p.epochs + 1) if e % p.validate_every == 0 or e == p.epochs)]
+
+
 def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, dims: list[int], p: AdaptorParams,
                 judge: Callable[[AdaptorNet], float] | None = None) -> tuple[AdaptorNet, int]:
     """Train the adaptor on frozen, normalised embeddings of training-side texts (and pairs).
-    With ``judge`` (higher is better), the net is judged before training and every
-    ``validate_every`` epochs, and the best state is returned with its epoch; without, the net
-    after ``epochs`` epochs."""
+    With ``judge`` (higher is better), the net is judged at each of :func:`checkpoints`, and the
+    best state is returned with its epoch (the earliest of equals); without, the net after
+    ``epochs`` epochs."""
     import torch
     import torch.nn.functional as F
 
@@ -121,6 +158,7 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
             if best is None or score > best[0] + 1e-9:
                 best = (score, epoch, copy.deepcopy(net.linear.state_dict()))
 
+    judged = set(checkpoints(p))
     consider(0)
     if p.epochs == 0:
         return net, 0
@@ -155,12 +193,97 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
             optimiser.zero_grad()
             (loss / len(dims)).backward()
             optimiser.step()
-        if epoch % p.validate_every == 0 or epoch == p.epochs:
+        if epoch in judged:
             consider(epoch)
     if best is None:
         return net, p.epochs
     net.linear.load_state_dict(best[2])
     return net, best[1]
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """What k-fold cross-validation over the training pairs chose, and the per-query evidence
+    behind the per-width gate (every fold's queries, in fold order)."""
+
+    folds: int
+    epoch: int
+    adapted: dict[int, np.ndarray]
+    """Per width: each query's MRR@k under the net of its fold's fit, stopped at :attr:`epoch`."""
+    plain: dict[int, np.ndarray]
+    """Per width: each query's MRR@k un-adapted (epoch 0, the identity)."""
+
+    @property
+    def queries(self) -> int:
+        return len(next(iter(self.plain.values())))
+
+    def facts(self) -> dict[str, Any]:
+        """For results.json (``facts["cv"]``): the gate reads ``delta`` and ``p`` per width."""
+        dims = sorted(self.plain, reverse=True)
+        return {"folds": self.folds, "queries": self.queries,
+                "adapted": {str(d): round(float(self.adapted[d].mean()), 4) for d in dims},
+                "plain": {str(d): round(float(self.plain[d].mean()), 4) for d in dims},
+                "delta": {str(d): round(float((self.adapted[d] - self.plain[d]).mean()), 4) for d in dims},
+                "p": {str(d): round(paired_p_value(self.adapted[d], self.plain[d]), 4) for d in dims}}
+
+
+def fold_retrieval(pairs: Sequence[tuple[str, str]], rows: Sequence[int]
+                   ) -> tuple[list[str], list[str], list[set[int]]]:
+    """A fold's retrieval set: its distinct queries, its distinct documents (one per normalised
+    text) and each query's relevant documents among them."""
+    queries: dict[str, str] = {}
+    documents: dict[str, int] = {}
+    doc_texts: list[str] = []
+    relevant: dict[str, set[int]] = {}
+    for i in rows:
+        query, document = pairs[i]
+        q, d = normalise_text(query), normalise_text(document)
+        queries.setdefault(q, query)
+        if d not in documents:
+            documents[d] = len(doc_texts)
+            doc_texts.append(document)
+        relevant.setdefault(q, set()).add(documents[d])
+    return list(queries.values()), doc_texts, [relevant[q] for q in queries]
+
+
+def cross_validate(known: Mapping[str, np.ndarray], fit: Sequence[str], pairs: Sequence[tuple[str, str]],
+                   dims: list[int], p: AdaptorParams, k: int = 10) -> CrossValidation:
+    """k-fold cross-validation of the adaptor over ``pairs`` (see the module's docstring):
+    ``known`` maps every text of ``fit`` and ``pairs`` to its (full-width) embedding. The chosen
+    epoch is the one with the best mean MRR@k over every fold's queries and the run's widths;
+    epoch 0 (no adaptor) included, the earliest of equals."""
+    key = Metric.MRR.key(k)
+    epochs = checkpoints(p)
+    scored: dict[int, dict[int, list[np.ndarray]]] = {e: {d: [] for d in dims} for e in epochs}
+    folds = [rows for rows in pair_folds(pairs, p.cv_folds, p.seed) if rows]
+    for rows in folds:
+        held = {normalise_text(t) for i in rows for t in pairs[i]}
+        inside = set(rows)
+        fold_fit = [t for t in fit if normalise_text(t) not in held]
+        fold_pairs = [pair for i, pair in enumerate(pairs) if i not in inside]
+        queries, documents, relevant = fold_retrieval(pairs, rows)
+        q_emb = np.stack([known[t] for t in queries])
+        c_emb = np.stack([known[t] for t in documents])
+        encoded = None
+        if fold_pairs and p.ranking_weight > 0:
+            encoded = (np.stack([known[q] for q, _ in fold_pairs]), np.stack([known[d] for _, d in fold_pairs]))
+        at = iter(epochs)
+
+        def judge(net: AdaptorNet, at: Any = at, q_emb: np.ndarray = q_emb, c_emb: np.ndarray = c_emb,
+                  relevant: list[set[int]] = relevant) -> float:
+            found = score_dims(net.apply(q_emb), net.apply(c_emb), relevant, dims, k=k)
+            for d, by_width in scored[next(at)].items():
+                by_width.append(found.per_query[d][key])
+            return float(np.mean([found[d][key] for d in dims]))
+
+        fit_adaptor(np.stack([known[t] for t in fold_fit]), encoded, dims, p, judge)
+    joined = {e: {d: np.concatenate(parts) for d, parts in by_width.items()} for e, by_width in scored.items()}
+    means = {e: float(np.mean([v.mean() for v in by_width.values()])) for e, by_width in joined.items()}
+    best = epochs[0]
+    for e in epochs[1:]:
+        if means[e] > means[best] + 1e-9:
+            best = e
+    return CrossValidation(len(folds), best, joined[best], joined[0])
 
 
 def adapted_model(model: Any, net: AdaptorNet) -> Any:
@@ -189,22 +312,33 @@ class Adaptor(Comparison[AdaptorParams]):
         self._fitted: dict[tuple[str, tuple[int, ...]], tuple[AdaptorNet, dict[str, Any]]] = {}
 
     def label(self, models: Mapping[str, str]) -> str:
-        return f"{models[self.params.model]} · adaptor" + ("" if self.params.kind == "linear" else " (mlp)")
+        base = f"{models[self.params.model]} · adaptor"
+        extra = [*(["mlp"] if self.params.kind != "linear" else []),
+                 *([f"{self.params.cv_folds}-fold"] if self.params.cv_folds else [])]
+        return base + (f" ({', '.join(extra)})" if extra else "")
 
     def check(self, ctx: ValidationContext) -> list[str]:
-        if ctx.data is not None and len(ctx.data.training_texts("all")) < 2 * self.params.top_k:
+        if ctx.data is None:
+            return []
+        problems = []
+        if len(ctx.data.training_texts("all")) < 2 * self.params.top_k:
             n = len(ctx.data.training_texts("all"))
-            return [f"top_k: {self.params.top_k} neighbours per text need at least {2 * self.params.top_k} training "
-                    f"texts to fit on, and there are {n}; lower top_k to at most {max(1, n // 2)} or use more data."]
-        return []
+            problems.append(f"top_k: {self.params.top_k} neighbours per text need at least {2 * self.params.top_k} "
+                            f"training texts to fit on, and there are {n}; lower top_k to at most {max(1, n // 2)} "
+                            "or use more data.")
+        if self.params.cv_folds:
+            n = len(ctx.data.training_pairs())
+            if n < MIN_CV_PAIRS * self.params.cv_folds:
+                problems.append(f"cv_folds = {self.params.cv_folds}: cross-validation needs (query, document) "
+                                f"training rows, at least {MIN_CV_PAIRS} per fold, and the data has {n}; lower "
+                                "cv_folds, use more data, or set cv_folds = 0 to choose on the validation split.")
+        return problems
 
     def encode_pairs(self, ctx: ComparisonContext, pairs: list[tuple[str, str]], known: dict[str, np.ndarray]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """The pairs' embeddings, reusing those of the fitting texts (usually all of them)."""
+                     ) -> dict[str, np.ndarray]:
+        """``known`` with the pairs' texts added (most are fitting texts already: only the rest are encoded)."""
         missing = sorted({t for pair in pairs for t in pair} - known.keys())
-        if missing:
-            known = {**known, **dict(zip(missing, ctx.encode(self.params.model, missing)))}
-        return np.stack([known[q] for q, _ in pairs]), np.stack([known[d] for _, d in pairs])
+        return {**known, **dict(zip(missing, ctx.encode(self.params.model, missing)))} if missing else known
 
     def fit_texts(self, ctx: ComparisonContext) -> list[str]:
         return seeded_sample(sorted(set(ctx.train_texts("all"))), self.params.max_fit_texts, self.params.seed)
@@ -220,10 +354,21 @@ class Adaptor(Comparison[AdaptorParams]):
         fit = self.fit_texts(ctx)
         texts = ctx.encode(p.model, fit)
         pairs = seeded_sample(ctx.train_pairs(), p.max_fit_texts, p.seed)
+        known = dict(zip(fit, texts))
+        if pairs and (p.ranking_weight > 0 or p.cv_folds):
+            known = self.encode_pairs(ctx, pairs, known)
         encoded_pairs = None
         if pairs and p.ranking_weight > 0:
-            encoded_pairs = self.encode_pairs(ctx, pairs, dict(zip(fit, texts)))
+            encoded_pairs = np.stack([known[q] for q, _ in pairs]), np.stack([known[d] for _, d in pairs])
         t1 = time.perf_counter()
+        if p.cv_folds:  # both passes use it: it needs no validation split
+            cv = cross_validate(known, fit, pairs, ctx.dims, p, ctx.k)
+            net, _ = fit_adaptor(texts, encoded_pairs, ctx.dims, p.model_copy(update={"epochs": cv.epoch}))
+            facts = {"epochs": cv.epoch, "epochs_chosen_on": f"{cv.folds}-fold cross-validation",
+                     "cv": cv.facts(), "fit_texts": len(fit), "fit_pairs": len(pairs) if encoded_pairs else 0,
+                     "encode_seconds": round(t1 - t0, 2), "fit_seconds": round(time.perf_counter() - t1, 2)}
+            self._fitted[key] = (net, facts)
+            return net, facts
         judge = None
         if ctx.split == "validation":
             queries, corpus = ctx.embeddings(p.model)
@@ -275,6 +420,10 @@ def shortlist_rerank(adapted_q: np.ndarray, adapted_c: np.ndarray, queries: np.n
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         ranked[d] = np.take_along_axis(candidates, order, axis=1)
     return ranked
+
+
+MIN_CV_PAIRS = 20
+"""Training pairs per fold below which ``cv_folds`` is refused at ``validate``."""
 
 
 @hookimpl

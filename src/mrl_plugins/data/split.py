@@ -12,8 +12,11 @@ run *chooses* (the recommended width, what to serve, which column to publish, th
 stopping epoch and where it is used) and *reports* those choices held out. Its queries come
 first from the source's **spare** rows (read, but beyond what it trains on), then from training
 rows, at most ``from_training`` of them, which leave training; its corpus is their documents,
-then distractors: spare documents first, then documents of the remaining training rows (those
-stay in training); nothing in it occurs in the evaluation set. ``[validation] queries = 0`` turns
+then distractors that no fitted part of the run sees: spare documents first, then (only when
+the queries came from training) documents of training rows held out for them, which leave
+training too; it is smaller than asked rather than topped up with a training document, and
+nothing in it occurs in the evaluation set. Post-hoc components that fit on the training side
+may also choose by cross-validation over it (:func:`pair_folds`). ``[validation] queries = 0`` turns
 it off, and every choice is then made on the evaluation set, which the report says.
 """
 
@@ -237,6 +240,37 @@ def find_leaks(train_texts: Iterable[str], eval_set: IRSet) -> tuple[int, int]:
     leaked_queries = sum(1 for q in eval_set.queries.values() if normalise_text(q) in seen)
     leaked_docs = sum(1 for d in eval_set.relevant_texts() if normalise_text(d) in seen)
     return leaked_queries, leaked_docs
+
+
+def pair_folds(pairs: Sequence[tuple[str, ...]], k: int, seed: int) -> list[list[int]]:
+    """Row indices of ``pairs`` dealt into ``k`` folds for cross-validation, so that **no text of a
+    fold occurs in another fold** (compared as :func:`~mrl_plugins.data.types.normalise_text`): rows
+    that share a text (a query asked twice, a document relevant to two queries) form one group, as
+    the held-out splits group rows by query, and whole groups are dealt, in a seeded shuffle, each
+    to the fold with the fewest rows so far. Each fold lists its rows in input order; a fold is
+    empty only when there are fewer groups than ``k``."""
+    parent = list(range(len(pairs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, row in enumerate(pairs):
+        for text in row:
+            j = owner.setdefault(normalise_text(text), i)
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(pairs)):
+        groups[root(i)].append(i)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for rows in order:
+        min(folds, key=len).extend(rows)
+    return [sorted(fold) for fold in folds]
 
 
 def seeded_sample(items: list[T], limit: int | None, seed: int) -> list[T]:

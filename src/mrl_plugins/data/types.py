@@ -142,6 +142,13 @@ class DataBundle:
         cols = [c for c in self.train.column_names if c != "score" and (side == "all" or c in _SIDES[side])]
         return list(dict.fromkeys(t for col in cols for t in self.train[col]))
 
+    def training_pairs(self) -> list[tuple[str, str]]:
+        """The training rows as (query, relevant document) pairs, in order; none for scored pairs."""
+        if "anchor" not in self.train.column_names:
+            return []
+        return list(zip(self.train["anchor"], self.train["positive"]))
+
+
 
 _SIDES = {"queries": ("anchor", "sentence1"), "documents": ("positive", "negative", "sentence2")}
 

@@ -354,22 +354,37 @@ class Gate:
     noise: list[int] = field(default_factory=list)
     """Widths (among ``helps``) where its lead on validation is within noise: used there all the
     same (it costs no more to serve), and the report says so."""
+    cross_validated: str | None = None
+    """How the gate was chosen when not on the validation split: ``"5-fold cross-validation over
+    1,997 training queries"`` (the adaptor's ``cv_folds``); ``validation_delta`` and ``noise`` are
+    then the cross-validated differences and their paired tests."""
 
 
 def adaptor_gates(results: RunResults) -> list[Gate]:
     """For each adaptor column: the widths where it beats its model on validation (its
-    :data:`PRIMARY` score; the leads within noise named), and the same differences held out."""
+    :data:`PRIMARY` score; the leads within noise named), or by the cross-validation it recorded
+    (``facts["cv"]``, the adaptor's ``cv_folds``), and the same differences held out."""
     on, gates = basis(results), []
     for key, column in results.models.items():
         model = column.reads[0] if column.reads else None
-        if column.component != "adaptor" or model not in results.models or key not in on.models:
+        cv = column.facts.get("cv") if column.component == "adaptor" else None
+        if column.component != "adaptor" or model not in results.models or (key not in on.models and not cv):
             continue
-        val = {d: on.value(key, d) - on.value(model, d) for d in results.dims}
         held = {d: results.value(key, d) - results.value(model, d) for d in results.dims}
-        margins = {d: margin(results, key, d, against=model) for d in results.dims}
-        helps = [d for d in results.dims if val[d] > 0]
-        noise = [d for d in helps if (m := margins[d]) is not None and not m.beyond_noise]
-        gates.append(Gate(key, model, helps, [d for d in results.dims if d not in helps], val, held, noise))
+        how = None
+        if cv and all(str(d) in cv.get("delta", {}) and str(d) in cv.get("p", {}) for d in results.dims):
+            val = {d: float(cv["delta"][str(d)]) for d in results.dims}
+            helps = [d for d in results.dims if val[d] > 0]
+            noise = [d for d in helps if float(cv["p"][str(d)]) >= ALPHA]
+            how = f"{cv['folds']}-fold cross-validation over {cv['queries']:,} training queries"
+        elif key in on.models:
+            val = {d: on.value(key, d) - on.value(model, d) for d in results.dims}
+            margins = {d: margin(results, key, d, against=model) for d in results.dims}
+            helps = [d for d in results.dims if val[d] > 0]
+            noise = [d for d in helps if (m := margins[d]) is not None and not m.beyond_noise]
+        else:
+            continue
+        gates.append(Gate(key, model, helps, [d for d in results.dims if d not in helps], val, held, noise, how))
     return gates
 
 

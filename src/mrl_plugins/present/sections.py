@@ -225,10 +225,13 @@ def choices(results: RunResults) -> Section | None:
         front = front_sentence(results)
         if front:
             lines.append(front)
-    for gate in adaptor_gates(results):
+    gates = adaptor_gates(results)
+    for gate in gates:
         column, model = results.models[gate.column], results.models[gate.model].label
         facts = column.facts
-        epoch = (f"stopping epoch {facts['epochs']}, chosen on validation; " if facts.get("epochs_chosen_on") else "")
+        basis_words = str(facts.get("epochs_chosen_on") or "")
+        epoch = (f"stopping epoch {facts['epochs']}, chosen {'by' if 'cross' in basis_words else 'on'} {basis_words}; "
+                 if basis_words else "")
         cost = (f"fitted in {facts['fit_seconds']:.1f} s after {facts['encode_seconds']:.1f} s encoding its "
                 f"{facts['fit_texts']:,} texts" if "fit_seconds" in facts else "")
         how = f" ({epoch}{cost})" if epoch or cost else ""
@@ -237,8 +240,9 @@ def choices(results: RunResults) -> Section | None:
         if gate.noise:
             use += (f" (ahead only within noise at {', '.join(map(str, gate.noise))}: used there all the same, as it "
                     "costs no more to serve)")
+        where = f"by {gate.cross_validated}" if gate.cross_validated else f"on {results.chosen_on}"
         lines.append(
-            f"{column.label}{how}: on {results.chosen_on} it beats {model} at "
+            f"{column.label}{how}: {where} it beats {model} at "
             f"{_dims_text(gate.helps, gate.validation_delta) or 'no width'} and not at "
             f"{_dims_text(gate.hurts, gate.validation_delta) or 'any other'}; {use}. Held out: "
             f"{_dims_text(results.dims, gate.held_out_delta)}."
@@ -254,7 +258,9 @@ def choices(results: RunResults) -> Section | None:
     lines.append(f"The model to publish for each width (best {metric} among the models the run can publish): "
                  + "; ".join(parts) + ".")
     return Section("choices", "What the run chooses", console_title=f"What the run chooses ({chosen_on(results)})",
-                   note=f"Every choice below is {chosen_on(results)}.", lines=lines)
+                   note=f"Every choice below is {chosen_on(results)}" + (
+                       ", but for the adaptors whose lines say they chose by cross-validation over the training "
+                       "side." if any(g.cross_validated for g in gates) else "."), lines=lines)
 
 
 CHECKS_NOTE = (

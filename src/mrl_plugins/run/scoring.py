@@ -157,10 +157,7 @@ class RunComparisonContext(ComparisonContext):
         return self.folder
 
     def train_pairs(self) -> list[tuple[str, str]]:
-        train = self._emb.ctx.bundle.train
-        if "anchor" not in train.column_names:
-            return []
-        return list(zip(train["anchor"], train["positive"]))
+        return self._emb.ctx.bundle.training_pairs()
 
     def index_backend(self, name: str, params: Mapping[str, Any] | None = None) -> IndexBackend:
         try:  # validation checked the recipe's; this is a plugin asking for others

@@ -23,7 +23,8 @@ from .models import isolated_registry
 @dataclass
 class ArrayComparisonContext(ComparisonContext):
     """A comparison's context over arrays: every model's embeddings are ``queries``/``corpus``,
-    ``encode`` returns ``fit_vectors`` and records the texts it was asked for in ``encoded``."""
+    ``encode`` returns ``fit_vectors`` (or, given ``text_vectors``, each text's own vector) and
+    records the texts it was asked for in ``encoded``."""
 
     queries: np.ndarray
     corpus: np.ndarray
@@ -37,6 +38,7 @@ class ArrayComparisonContext(ComparisonContext):
     """Loaded models ``model()`` serves, when the comparison under test needs one."""
     pairs: Sequence[tuple[str, str]] = ()
     folder: Path | None = None
+    text_vectors: Mapping[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.exact_index = isolated_registry().exact_index()
@@ -51,6 +53,8 @@ class ArrayComparisonContext(ComparisonContext):
 
     def encode(self, model: str, texts: Sequence[str]) -> np.ndarray:
         self.encoded.extend(texts)
+        if self.text_vectors is not None:
+            return np.stack([self.text_vectors[t] for t in texts]).astype(np.float32)
         if self.fit_vectors is None:
             raise ValueError("ArrayComparisonContext: pass fit_vectors to test a comparison that encodes texts")
         return self.fit_vectors
