@@ -180,6 +180,25 @@ def test_binary_search_matches_sentence_transformers_semantic_search_faiss(vecto
         assert set(their[:-1][keep]) <= set(mine)
 
 
+def test_long_binary_shortlists_select_by_counting_and_find_the_same_distances():
+    """From ``COUNTING_FROM`` the binary index selects by counting (faster for a funnel's long
+    shortlists): the same Hamming distances as the heap, the same ids above the last tie."""
+    from mrl_plugins.builtin.index_backends import COUNTING_FROM
+
+    rng = np.random.default_rng(4)
+    corpus, queries = rng.normal(size=(3000, 48)).astype(np.float32), rng.normal(size=(5, 48)).astype(np.float32)
+    shortlist = backend("binary").create(48)
+    shortlist.add(corpus)
+    for k in (10, COUNTING_FROM, 1000):
+        scores, ids = shortlist.search(queries, k)
+        assert shortlist.index.use_heap == (k < COUNTING_FROM)
+        shortlist.index.use_heap = True
+        heap_scores, heap_ids = shortlist.index.search(np.packbits(queries > 0, axis=1), k)
+        np.testing.assert_allclose(scores, 1.0 - 2.0 * heap_scores / 48, rtol=1e-6)
+        for mine, theirs, d in zip(ids, heap_ids, heap_scores):
+            assert set(theirs[d < d[-1]]) <= set(mine)
+
+
 def test_int8_keeps_rankings_close_to_float(vectors):
     queries, corpus, exact = vectors
     index = FunnelIndex(64, 64, backend("int8"))
