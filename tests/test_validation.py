@@ -532,12 +532,13 @@ def test_cross_validation_is_checked_before_the_run(tiny_recipe, recipe_path, pa
     assert outcome.code == 2 and message in outcome.err and "Traceback" not in outcome.err
 
 
-def test_a_run_chooses_the_adaptor_by_cross_validation_and_says_so(tiny_recipe, recipe_path):
+def test_a_run_chooses_the_adaptor_by_cross_validation_and_says_so(tiny_recipe, recipe_path, caplog):
     recipe = tiny_recipe.add_comparison("adaptor", model="mrl", epochs=4, validate_every=2, cv_folds=3)
     run = run_recipe(recipe.write(recipe_path), "-q").assert_success()
     column = run.results.models["adaptor(mrl, cv_folds=3, epochs=4, validate_every=2)"]
     assert column.label == "MRL · adaptor (3-fold)" and column.facts["cv"]["folds"] == 3
     assert 0 < column.facts["cv"]["queries"] <= run.results.data.train_rows
+    assert "that model was fine-tuned on the training pairs the folds are cut from" in caplog.text  # measured: it loses
     report = (run.output_dir / "report.md").read_text()
     assert "MRL · adaptor (3-fold) (stopping epoch" in report and "by 3-fold cross-validation over" in report
     assert any(c.choice.startswith("MRL · adaptor (3-fold) at") for c in run.results.checks)

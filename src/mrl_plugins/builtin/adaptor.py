@@ -28,7 +28,8 @@ fold's own documents; the epoch with the best mean over all folds' queries is ke
 fitted once more on everything for that many epochs. The per-width gate then compares the adapted
 and un-adapted per-query scores of all folds (as many queries as the training pairs, against
 the validation split's 200 or fewer) with the run's paired test; the report says the gate was
-chosen so. What it costs: k + 1 fits (seconds each). What it does not buy: the transformer was
+chosen so. What it costs: k + 1 fits. What it does not buy (measured: docs/benchmarks.md, it
+chose worse than the validation split on two of three datasets): the transformer was
 fine-tuned on those pairs, so both sides of the comparison are scored on text the model has seen,
 and each fold's corpus is only that fold's documents; the validation split stays the run's
 basis for every other choice (search settings are tuned at the corpus size they serve, issue
@@ -38,6 +39,7 @@ basis for every other choice (search settings are tuned at the corpus size they 
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ from ..evaluation.retrieval import score_dims
 from ..evidence.stats import paired_p_value
 from ..hookspecs import hookimpl
 from .comparisons import MODEL_HELP
+
+logger = logging.getLogger("mrl_plugins")
 
 
 class AdaptorParams(Params):
@@ -82,7 +86,8 @@ class AdaptorParams(Params):
     cv_folds: int = Field(0, ge=0, description="Choose the stopping epoch and the widths to use the adaptor at by "
                           "k-fold cross-validation over the training pairs (k + 1 fits; each fold's queries ranked "
                           "among its own documents by a net fitted without any text of that fold) instead of on the "
-                          "validation split; 0: the validation split.")
+                          "validation split; 0: the validation split. For a model the run fine-tuned on those "
+                          "pairs it chose worse than the validation split (docs/benchmarks.md).")
 
     @field_validator("cv_folds")
     @classmethod
@@ -362,6 +367,11 @@ class Adaptor(Comparison[AdaptorParams]):
             encoded_pairs = np.stack([known[q] for q, _ in pairs]), np.stack([known[d] for _, d in pairs])
         t1 = time.perf_counter()
         if p.cv_folds:  # both passes use it: it needs no validation split
+            if p.model in FINE_TUNED:
+                logger.warning("adaptor of '%s' with cv_folds = %d: that model was fine-tuned on the training pairs "
+                               "the folds are cut from, where it is already good; measured, cross-validation then "
+                               "chose worse than the validation split (docs/benchmarks.md); cv_folds = 0 uses it.",
+                               p.model, p.cv_folds)
             cv = cross_validate(known, fit, pairs, ctx.dims, p, ctx.k)
             net, _ = fit_adaptor(texts, encoded_pairs, ctx.dims, p.model_copy(update={"epochs": cv.epoch}))
             facts = {"epochs": cv.epoch, "epochs_chosen_on": f"{cv.folds}-fold cross-validation",
@@ -422,6 +432,8 @@ def shortlist_rerank(adapted_q: np.ndarray, adapted_c: np.ndarray, queries: np.n
     return ranked
 
 
+FINE_TUNED = frozenset({"mrl", "mrl-plain", "no-mrl"})
+"""The run's own models trained on its training pairs (variants are too, under their own keys)."""
 MIN_CV_PAIRS = 20
 """Training pairs per fold below which ``cv_folds`` is refused at ``validate``."""
 
