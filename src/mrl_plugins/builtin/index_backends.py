@@ -301,7 +301,8 @@ class BinaryIndex(ShortlistIndex):
         codes = np.packbits(queries > 0, axis=1) if self.dim % 8 == 0 else ubinary(queries)
         # FAISS keeps the k best in a heap by default; for a funnel's long shortlists its counting
         # selection (one counter per Hamming distance) is faster: 1.2-2.4x at k = 500-1000 on
-        # 135,117 codes, and never slower from k = 200 at any code width (benchmarks/bench_hamming.py)
+        # 135,117 codes one query at a time, never slower there from k = 200 at any code width,
+        # within 2% batched (benchmarks/bench_hamming.py)
         self.index.use_heap = k < COUNTING_FROM
         distances, ids = self.index.search(codes, k)
         return 1.0 - 2.0 * distances.astype(np.float32) / self.dim, ids
