@@ -15,6 +15,7 @@ from mrl_plugins.evaluation.encode import normalise
 from mrl_plugins.search.index import FunnelIndex
 from mrl_plugins.search.tuning import (
     FASTER,
+    NEAR_FASTEST,
     Candidate,
     Probes,
     Tuning,
@@ -58,21 +59,34 @@ def candidate(dim, index, bytes_, recall=0.97, p50=0.1, shortlist=100, store="fl
     return Candidate(dim, index, store, shortlist, recall, bytes_, 256.0, p50, p50 * 2, p50 / 4)
 
 
-def tuning_of(*candidates, exact_ms=1.0, latency=None, target=0.95):
+def tuning_of(*candidates, exact_ms=1.0, latency=None, target=0.95, memory=32.0):
     probes = Probes(np.zeros((1, 4), np.float32), "file", "")
     return Tuning(target, latency, probes, 1000, {"p50_ms": exact_ms, "p95_ms": 2.0, "batch_ms": 0.1},
-                  list(candidates))
+                  list(candidates), memory_bytes=memory)
 
 
 # -- the rule -----------------------------------------------------------------------------------------------
-def test_the_least_memory_among_the_fast_settings_that_keep_the_target_is_chosen():
+def test_the_fastest_within_the_memory_budget_is_chosen_and_near_ties_go_to_less_memory():
     small_slow = candidate(8, "binary", 1, p50=0.95)  # least memory, but not 20% faster than exact
     small_fast = candidate(16, "binary", 2, p50=0.3)
-    big_fastest = candidate(32, "flat", 128, p50=0.05)
+    budget_fastest = candidate(256, "binary", 32, p50=0.1)
+    big_fastest = candidate(32, "flat", 128, p50=0.05)  # faster still, but over 32 bytes a vector
     below = Candidate(4, "binary", "float32", 1000, 0.80, 0.5, 256.0)  # missed the target: never timed
-    chosen, reason = choose(tuning_of(small_slow, small_fast, big_fastest, below))
-    assert chosen == small_fast and "least memory" in reason
-    assert choose(tuning_of(small_fast, candidate(16, "int8", 2, p50=0.2)))[0].p50_ms == 0.2  # a tie: the faster
+    chosen, reason = choose(tuning_of(small_slow, small_fast, budget_fastest, big_fastest, below))
+    assert chosen == budget_fastest and "the fastest one query at a time within 32 bytes" in reason
+    near = candidate(128, "binary", 16, p50=0.1 * NEAR_FASTEST * 0.99)  # within 10% of the fastest: less memory wins
+    assert choose(tuning_of(small_fast, budget_fastest, near))[0] == near
+
+
+def test_without_a_budget_or_over_it_the_least_memory_is_chosen():
+    small_fast = candidate(16, "binary", 2, p50=0.3)
+    budget_fastest = candidate(256, "binary", 32, p50=0.1)
+    chosen, reason = choose(tuning_of(small_fast, budget_fastest, memory=0))  # --memory 0: 0.9's rule
+    assert chosen == small_fast and reason.startswith("the least memory, keeping")
+    big = [candidate(32, "flat", 128, p50=0.05), candidate(32, "int8", 64, p50=0.2)]
+    chosen, reason = choose(tuning_of(*big))  # nothing within 32 bytes: the least memory of those that qualify
+    assert chosen == big[1] and "none fits --memory 32 bytes" in reason
+    assert choose(tuning_of(small_fast, candidate(16, "int8", 2, p50=0.2), memory=0))[0].p50_ms == 0.2  # tie: faster
 
 
 def test_a_setting_slower_than_exact_search_is_never_chosen():
@@ -114,7 +128,12 @@ def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl
     if result.chosen is not None:  # whichever the timings allowed, it meets the rule
         assert result.chosen.recall >= 0.9 and result.chosen.p50_ms <= FASTER * result.exact["p50_ms"]
         fast = [c for c in result.candidates if c.p50_ms is not None and c.p50_ms <= FASTER * result.exact["p50_ms"]]
-        assert result.chosen.index_bytes == min(c.index_bytes for c in fast)
+        within = [c for c in fast if c.index_bytes <= 32]
+        if within:  # the fastest within the budget, or less memory within 10% of it
+            assert result.chosen in within
+            assert result.chosen.p50_ms <= NEAR_FASTEST * min(c.p50_ms for c in within)
+        else:
+            assert result.chosen.index_bytes == min(c.index_bytes for c in fast)
     record = json.loads(json.dumps(result.record()))  # what the manifest keeps is JSON
     assert record["chosen"] == (result.chosen.label if result.chosen else None)
     assert "recall@10" in explain(record) and summary(record).startswith("tuned on this corpus (150 probe queries")
@@ -157,6 +176,7 @@ def test_index_tunes_by_default_and_records_what_it_measured(tiny_model_dir, cor
     tuning = m["tuning"]
     assert tuning["probe"]["source"] == "pseudo-queries" and tuning["probe"]["queries"] == 150
     assert tuning["corpus"] == 150 and tuning["recall_target"] == 0.95 and tuning["threads"] == 1
+    assert tuning["memory_bytes"] == 32
     assert len(tuning["candidates"]) >= 4 and "tuned on this corpus" in out
     chosen = next((c for c in tuning["candidates"] if c["label"] == tuning["chosen"]), None)
     if chosen is None:  # exact search: full width, flat, no rerank default
@@ -195,6 +215,7 @@ def test_recall_1_probe_files_setting_run_and_explicit_settings(tiny_model_dir, 
 @pytest.mark.parametrize(("args", "message"), [
     (["--recall", "1.5"], "--recall 1.5: must be above 0 and at most 1"),
     (["--latency-ms", "0"], "--latency-ms 0.0: must be a positive number"),
+    (["--memory", "-1"], "--memory -1.0: must be 0 or more bytes per vector"),
     (["--probe", "nowhere.txt"], "--probe nowhere.txt: no such file"),
 ])
 def test_bad_tuning_options_are_one_message(tiny_model_dir, corpus_file, tmp_path, args, message):

@@ -15,6 +15,7 @@ from ..data.corpus import FORMATS
 from ..errors import UserError
 from ..models import ResolvedModel, embedding_dim_from_files
 from ..search.indexing import IndexRequest
+from ..search.tuning import MEMORY_BYTES
 from .args import backend_for, make_backend, positive, resolve_model_arg
 from .logs import setup_logging
 
@@ -63,12 +64,16 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
     index.add_argument("--setting", choices=["tune", "run"], default="tune",
                        help="What to build when --dim, --index, --quantize, --store and --rerank-dim are left out: "
                        "'tune' (default) measures widths, backends and shortlists on this corpus and builds the "
-                       "least memory keeping --recall of the exact top 10 at least 20%% faster than exact search "
-                       "(else exact search); 'run': the run's serving choice, as before 0.9.")
+                       "fastest within --memory bytes per vector keeping --recall of the exact top 10 at least 20%% "
+                       "faster than exact search (else exact search); 'run': the run's serving choice, as before "
+                       "0.9.")
     index.add_argument("--recall", type=float, default=0.95,
                        help="Tuning: the share of the exact full-width top 10 to keep (default 0.95; 1.0: exact).")
     index.add_argument("--latency-ms", type=float,
                        help="Tuning: also require a median one-query time within this many milliseconds.")
+    index.add_argument("--memory", type=float, default=MEMORY_BYTES, metavar="BYTES",
+                       help="Tuning: choose the fastest setting whose index holds at most this many bytes per vector "
+                       "in RAM (default %(default)g), else the least memory; 0: always the least memory.")
     index.add_argument("--probe", type=Path,
                        help="Tuning: your own queries, one per line (plain or JSON with 'query'); default: the "
                        "openings of 200 documents of the corpus, embedded as queries.")
@@ -126,6 +131,8 @@ def index_request(args: argparse.Namespace) -> tuple[IndexRequest, int | None, d
     explicit = bool(args.index or args.dim or args.quantize or args.store or args.rerank_dim)
     if args.latency_ms is not None and args.latency_ms <= 0:
         raise UserError(f"--latency-ms {args.latency_ms}: must be a positive number of milliseconds.")
+    if not args.memory >= 0:  # NaN too
+        raise UserError(f"--memory {args.memory}: must be 0 or more bytes per vector (0: always the least memory).")
     if not 0 < args.recall <= 1:
         raise UserError(f"--recall {args.recall}: must be above 0 and at most 1 (a share of the exact top 10).")
     if args.probe is not None and not args.probe.is_file():
@@ -153,7 +160,8 @@ def index_request(args: argparse.Namespace) -> tuple[IndexRequest, int | None, d
         shortlist=chosen.shortlist if chosen is not None else None, chosen=chosen,
         text_column=args.text_column, id_column=args.id_column, format=args.format, encoding=args.encoding,
         batch_size=args.batch_size, device=args.device, overwrite=args.overwrite, query_encoder=args.query_encoder,
-        tune=tune, measure=explicit, recall=args.recall, latency_ms=args.latency_ms, probe=args.probe,
+        tune=tune, measure=explicit, recall=args.recall, latency_ms=args.latency_ms, memory_bytes=args.memory,
+        probe=args.probe,
     )
     return request, full, manifest
 

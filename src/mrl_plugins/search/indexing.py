@@ -23,6 +23,7 @@ from ..evidence.rundir import RunDir
 from ..models import ResolvedModel
 from ..outputs.destination import building, replace_folder
 from .destination import check_destination, check_room, discard_old
+from .tuning import MEMORY_BYTES
 
 if TYPE_CHECKING:
     from ..components import IndexBackend, SearchIndex
@@ -72,6 +73,8 @@ class IndexRequest:
     """A setting given on the command line: measure its recall and times on the corpus and record them."""
     recall: float = 0.95
     latency_ms: float | None = None
+    memory_bytes: float = MEMORY_BYTES
+    """``--memory``: tuning chooses the fastest setting within this many bytes per vector in RAM."""
     probe: Path | None = None
     """``--probe``: the user's own queries to tune with (else pseudo-queries from the corpus)."""
 
@@ -252,6 +255,7 @@ def _tune(request: IndexRequest, index: SearchIndex, folder: Path, embed: Any) -
     if request.tune:
         tuning = tune(unit, probes, make_backend=make, names=in_folder, exact=registry.exact_index(),
                       matryoshka=_matryoshka(request), recall_target=request.recall, latency_ms=request.latency_ms,
+                      memory_bytes=request.memory_bytes,
                       progress=logger.info)
         if tuning.chosen is not None:
             index = _rebuild(folder, unit, tuning.chosen, make(tuning.chosen.index), index.model)

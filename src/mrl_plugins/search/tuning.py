@@ -22,11 +22,18 @@ What is measured, on the vectors just embedded (every document of the corpus):
 - **time**: every candidate that meets the target and exact search, one query at a time (p50
   and p95 milliseconds) and in one batch, interleaved round by round so that noise falls on all
   alike, at one thread (OpenMP and BLAS; a one-query search is not worth spreading);
-- **choice**: the least memory per vector (the shortlist index, which must sit in RAM; the rerank
-  store is memory-mapped from disk) among the candidates that meet ``--recall`` (default 0.95 of
-  the exact top 10), that are at least 20% faster than exact search one query at a time (a
-  setting slower than exact is never the one to serve; 20% keeps timing noise from choosing),
-  and, with ``--latency-ms``, whose p50 is within it; ties go to the faster. When none
+- **choice**: among the candidates that meet ``--recall`` (default 0.95 of the exact top 10),
+  that are at least 20% faster than exact search one query at a time (a setting slower than
+  exact is never the one to serve; 20% keeps timing noise from choosing) and, with
+  ``--latency-ms``, whose p50 is within it: **the fastest one query at a time among those whose
+  shortlist index holds at most ``--memory`` bytes per vector in RAM** (default 32, a 48th of
+  float32 at 384 dims; the rerank store is memory-mapped from disk), the least memory among
+  those within 10% of the fastest (timing noise does not choose); when none fits the budget,
+  the least memory, ties to the faster. ``--memory 0`` is the least memory always (0.9's rule).
+  Why a budget and not the least memory: below a few tens of bytes a vector the RAM is rarely
+  what binds, and the least memory can cost several times the time: FAISS scans codes of 16 and
+  32 bytes with dedicated kernels, 12, 24 and 48 bytes without, so binary 192 (24 bytes) took
+  2–3× binary 256's scan time on 135,117 documents (``benchmarks/bench_hamming.py``). When none
   qualifies, the index is exact search, and the record says why.
 
 Everything measured goes into the index's ``manifest.json`` (``tuning``), which ``mrl-run search
@@ -55,6 +62,10 @@ SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
 """Shortlist sizes tried, smallest first (each at most the corpus)."""
 FASTER = 0.8
 """A candidate must take at most this share of exact search's time one query at a time."""
+MEMORY_BYTES = 32.0
+"""``--memory``'s default: bytes per vector of shortlist index within which tuning chooses by time."""
+NEAR_FASTEST = 1.1
+"""Within the budget, settings within this factor of the fastest p50 count as equally fast."""
 PROBES = 200
 """Pseudo-queries drawn from the corpus when no --probe file is given."""
 PSEUDO_WORDS = 12
@@ -114,10 +125,13 @@ class Tuning:
     """Backends and widths that could not be built here, with why."""
     explicit: bool = False
     """The setting was given on the command line: measured, not chosen."""
+    memory_bytes: float = MEMORY_BYTES
+    """``--memory``: bytes per vector of shortlist index within which the choice goes by time."""
 
     def record(self) -> dict[str, Any]:
         return {
-            "recall_target": self.recall_target, "latency_ms": self.latency_ms, "k": K,
+            "recall_target": self.recall_target, "latency_ms": self.latency_ms, "memory_bytes": self.memory_bytes,
+            "k": K,
             "probe": {"source": self.probes.source, "queries": len(self.probes.vectors),
                       "detail": self.probes.detail},
             "corpus": self.corpus, "threads": 1, "exact": self.exact, "explicit": self.explicit,
@@ -179,7 +193,7 @@ def timed(searches: dict[Any, Callable[[np.ndarray], object]], queries: np.ndarr
 
 def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any], names: Sequence[str], exact: str,
          matryoshka: Sequence[int] | None = None, recall_target: float = 0.95, latency_ms: float | None = None,
-         progress: Callable[[str], None] = lambda _: None) -> Tuning:
+         memory_bytes: float = MEMORY_BYTES, progress: Callable[[str], None] = lambda _: None) -> Tuning:
     """Measure the candidate settings on ``unit`` (the corpus's unit-length full-width float32
     vectors) with ``probes`` and choose one (:data:`Tuning.chosen`; ``None``: exact search).
     ``names``: the shortlist backends to try (every registered one that keeps its index in the
@@ -194,7 +208,7 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
     queries = probes.vectors
     exact_ids = exact_top(unit, queries)
     exact_index = FunnelIndex.over(unit, make_backend(exact), full)
-    tuning = Tuning(recall_target, latency_ms, probes, count, {})
+    tuning = Tuning(recall_target, latency_ms, probes, count, {}, memory_bytes=memory_bytes)
     if recall_target >= 1:  # the exact top 10 for every query, not only for the probes: exact search
         times = timed({"exact": lambda q: exact_index.search(q, K)}, queries)
         tuning.exact = {**times["exact"], "index_bytes": round(exact_index.index_bytes(), 2)}
@@ -241,8 +255,10 @@ def _searcher(index: Any, shortlist: int) -> Callable[[np.ndarray], object]:
 
 
 def choose(tuning: Tuning) -> tuple[Candidate | None, str]:
-    """The least memory among the timed candidates that meet the target, are fast enough and
-    within the latency bound; ``None`` (exact search) with the reason when none is."""
+    """Among the timed candidates that meet the target, are fast enough and within the latency
+    bound: the fastest within the memory budget (the least memory among those within
+    :data:`NEAR_FASTEST` of it), else the least memory; ``None`` (exact search) with the reason
+    when none qualifies (the module's docstring says why)."""
     exact_ms = tuning.exact["p50_ms"]
     timed_ones = [c for c in tuning.candidates if c.p50_ms is not None]
     if not timed_ones:
@@ -256,9 +272,18 @@ def choose(tuning: Tuning) -> tuple[Candidate | None, str]:
     bounded = [c for c in fast if tuning.latency_ms is None or (c.p50_ms or 0) <= tuning.latency_ms]
     if not bounded:
         return None, f"no setting that meets the recall target answers within --latency-ms {tuning.latency_ms}"
-    chosen = min(bounded, key=lambda c: (c.index_bytes, c.p50_ms))
-    return chosen, (f"the least memory keeping ≥ {tuning.recall_target:.0%} of the exact top {K} and at most "
-                    f"{FASTER:.0%} of exact search's time one query at a time")
+    keeping = (f"keeping ≥ {tuning.recall_target:.0%} of the exact top {K} in at most {FASTER:.0%} of exact "
+               "search's time one query at a time")
+    within = [c for c in bounded if c.index_bytes <= tuning.memory_bytes]
+    if within:
+        fastest = min(c.p50_ms or 0.0 for c in within)
+        near = [c for c in within if (c.p50_ms or 0.0) <= NEAR_FASTEST * fastest]
+        chosen = min(near, key=lambda c: (c.index_bytes, c.p50_ms or 0.0))
+        return chosen, (f"the fastest one query at a time within {tuning.memory_bytes:g} bytes per vector in memory "
+                        f"(--memory; the least memory within {NEAR_FASTEST - 1:.0%} of the fastest), {keeping}")
+    chosen = min(bounded, key=lambda c: (c.index_bytes, c.p50_ms or 0.0))
+    over = f" (none fits --memory {tuning.memory_bytes:g} bytes per vector)" if tuning.memory_bytes > 0 else ""
+    return chosen, f"the least memory{over}, {keeping}"
 
 
 def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: Callable[[str], Any], exact: str,
