@@ -33,9 +33,7 @@ COLUMNS = ("adaptor(mrl)", "mrl", "adaptor(mrl-plain)", "mrl-plain")
 
 
 def run(name: str, changes: dict) -> Path:
-    import tomli_w
-
-    from mrl_plugins.cli import main as mrl_run
+    from recipe_runs import run_table
 
     raw = tomllib.loads(CONFIRM.read_text())
     for table, value in changes.items():
@@ -43,15 +41,8 @@ def run(name: str, changes: dict) -> Path:
             raw.pop(table, None)
         else:
             raw[table] = value
-    out = ROOT / "runs" / f"bench-small-widths-{name}"
-    raw["output_dir"] = str(out)
-    recipe = ROOT / "runs" / f"bench-small-widths-{name}.toml"  # runs/ sits beside data/ as recipes/ does
-    recipe.parent.mkdir(exist_ok=True)
-    recipe.write_text(tomli_w.dumps(raw))
-    print(f"\n=== {name}: {', '.join(f'[{k}] {v}' for k, v in changes.items()) or 'as shipped'} -> {out}", flush=True)
-    if mrl_run([str(recipe), "--overwrite", "-q"]):
-        sys.exit(f"the {name} run failed")
-    return out
+    what = ", ".join(f"[{k}] {v}" for k, v in changes.items()) or "as shipped"
+    return run_table(raw, f"bench-small-widths-{name}", f"{name}: {what}")
 
 
 def swept(best: Path) -> dict:

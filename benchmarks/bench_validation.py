@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tomllib
 from pathlib import Path
 
@@ -38,23 +37,13 @@ EXTRA = {"manpages": [{"name": "adaptor", "model": "mrl"}]}  # so every dataset 
 
 
 def run_dataset(name: str, cv_folds: int = 0) -> Path:
-    import tomli_w
-
-    from mrl_plugins.cli import main as mrl_run
+    from recipe_runs import run_table
 
     raw = tomllib.loads((ROOT / "recipes" / RECIPES[name]).read_text())
     raw["compare"] = [*raw.get("compare", []), *EXTRA.get(name, [])]
     if cv_folds:
         raw["compare"] += [{**c, "cv_folds": cv_folds} for c in raw["compare"] if c["name"] == "adaptor"]
-    out = ROOT / "runs" / f"bench-validation-{name}"
-    raw["output_dir"] = str(out)
-    recipe = ROOT / "runs" / f"bench-validation-{name}.toml"  # runs/ sits beside data/ as recipes/ does
-    recipe.parent.mkdir(exist_ok=True)
-    recipe.write_text(tomli_w.dumps(raw))
-    print(f"\n=== {name}: {RECIPES[name]} -> {out}", flush=True)
-    if mrl_run([str(recipe), "--overwrite", "-q"]):
-        sys.exit(f"the {name} run failed")
-    return out
+    return run_table(raw, f"bench-validation-{name}", f"{name}: {RECIPES[name]}")
 
 
 def report(run: Path) -> None:
