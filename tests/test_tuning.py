@@ -24,6 +24,7 @@ from mrl_plugins.search.tuning import (
     explain,
     recall_at,
     summary,
+    tied_recall,
     tune,
     widths,
 )
@@ -105,6 +106,23 @@ def test_the_latency_bound_and_no_setting_at_the_target():
     assert chosen is None and "no setting finds 95%" in reason
 
 
+def test_recall_counts_a_document_tied_with_the_exact_tenth_as_found():
+    """A corpus with repeated vectors (repeated texts): a setting that returns the other copy of a
+    tied document finds the exact top 10 up to ties, though not its ids."""
+    rng = np.random.default_rng(3)
+    unit = normalise(rng.normal(size=(200, 16)))
+    unit = np.concatenate([unit, unit[:100]])  # rows 200..299 repeat rows 0..99
+    queries = normalise(unit[:20] + 0.3 * rng.normal(size=(20, 16)))
+    exact = exact_top(unit, queries)
+    twin = np.where(exact < 100, exact + 200, np.where((exact >= 200) & (exact < 300), exact - 200, exact))
+    assert tied_recall(twin, exact, unit, queries) == 1.0 and recall_at(twin, exact) < 1.0
+    worse = exact.copy()
+    worse[:, -1] = [next(i for i in np.argsort(-(queries[j] @ unit.T))[10:] if unit[i] @ queries[j] <
+                         unit[exact[j, -1]] @ queries[j] - 1e-3) for j in range(20)]
+    assert tied_recall(worse, exact, unit, queries) == pytest.approx(0.9)  # a document below the 10th is a miss
+    assert tied_recall(np.full_like(exact, -1), exact, unit, queries) == 0.0
+
+
 def test_widths_are_the_models_matryoshka_widths_else_fractions_of_full():
     assert widths(384, [384, 256, 128, 64, 32]) == [32, 64, 128, 256, 384]
     assert widths(384, None) == [48, 96, 192, 384]
@@ -120,8 +138,8 @@ def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl
     assert result.exact["p50_ms"] > 0 and result.exact["index_bytes"] == 64 * 4
     for c in result.candidates:  # each recall is what that setting finds, measured again here
         index = FunnelIndex.over(corpus, make(c.index), c.dim, store_dtype=c.store)
-        assert recall_at(index.search(probes.vectors, 10, shortlist=c.shortlist).ids, exact) == \
-            pytest.approx(c.recall, abs=1e-4)
+        found = index.search(probes.vectors, 10, shortlist=c.shortlist).ids
+        assert tied_recall(found, exact, corpus, probes.vectors) == pytest.approx(c.recall, abs=1e-4)
         assert (c.p50_ms is not None) == (c.recall >= 0.9)  # only those at the target are timed
     assert {(c.index, c.dim) for c in result.candidates} == {  # every backend at every width, exact search aside
         (name, dim) for name in ("flat", "binary", "int8") for dim in (16, 32, 64)} - {("flat", 64)}
