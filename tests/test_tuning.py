@@ -157,6 +157,17 @@ def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl
     assert "recall@10" in explain(record) and summary(record).startswith("tuned on this corpus (150 probe queries")
 
 
+def test_tuning_tries_a_backends_fast_widths_besides_the_models_widths():
+    rng = np.random.default_rng(2)
+    corpus = normalise(rng.normal(size=(1500, 256)) * np.linspace(3.0, 0.3, 256))
+    probes = Probes(normalise(corpus[:40] + 0.3 * rng.normal(size=(40, 256))), "file", "40 synthetic queries")
+    result = tune(corpus, probes, make_backend=make, names=["flat", "binary"], exact="flat", matryoshka=[256, 64],
+                  recall_target=0.9)
+    tried = {(c.index, c.dim) for c in result.candidates}
+    assert ("binary", 128) in tried and ("flat", 128) not in tried  # 16-byte codes: FAISS's fast kernel
+    assert {("binary", 64), ("binary", 256), ("flat", 64)} <= tried
+
+
 def test_recall_1_is_exact_search(mrl_like):
     corpus, probes = mrl_like
     result = tune(corpus, probes, make_backend=make, names=["flat", "binary"], exact="flat", recall_target=1.0)

@@ -297,6 +297,10 @@ class IndexBackend(Component[P]):
     ``{"int8": ("hnsw", {"storage": "int8"})}`` for HNSW."""
     stores: ClassVar[frozenset[str]] = frozenset({"float32", "float16", "int8"})
     """The dtypes of rerank vectors (``--store``, a funnel's ``store``) the backend can hold."""
+    fast_dims: ClassVar[tuple[int, ...]] = ()
+    """Widths this backend searches markedly faster than their neighbours (``binary``: 128, 256
+    and 512, codes of 16, 32 and 64 bytes, which FAISS scans with dedicated kernels): ``mrl-run
+    index`` tunes at them too, besides the model's Matryoshka widths (those below the full width)."""
 
     @abc.abstractmethod
     def create(self, dim: int) -> ShortlistIndex:

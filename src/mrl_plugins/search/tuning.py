@@ -14,7 +14,9 @@ What is measured, on the vectors just embedded (every document of the corpus):
   pseudo-queries: the first words of a seeded sample of the corpus's documents, embedded as
   queries (said so: real queries may differ from the corpus's own openings);
 - **candidates**: shortlist widths (the model's Matryoshka widths when a run or ``mrl.json``
-  names them, else an eighth, a quarter and a half of the full width, and the full width) ×
+  names them, else an eighth, a quarter and a half of the full width, and the full width, plus
+  the widths a backend is fastest at, :attr:`~mrl_plugins.components.IndexBackend.fast_dims`:
+  binary codes of 128 and 256 dims, whatever the model was trained at) ×
   every registered shortlist backend that keeps its index in the folder (built in: flat, int8,
   binary codes, HNSW, IVF; a plugin's too), each with its default parameters and a float32
   rerank store (:data:`STORES` says why not int8) × shortlist sizes (10 to 1,000): for each
@@ -239,10 +241,12 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
     built: dict[Candidate, FunnelIndex] = {}
     sizes = [s for s in SHORTLISTS if s < count] + [count] if count <= SHORTLISTS[-1] else list(SHORTLISTS)
     for name in names:
-        stores = [store for store in STORES if store in make_backend(name).stores]
+        backend = make_backend(name)
+        stores = [store for store in STORES if store in backend.stores]
+        dims = sorted({*widths(full, matryoshka), *(d for d in getattr(backend, "fast_dims", ()) if d < full)})
         progress(f"tuning: {name} shortlists ({', '.join(stores)} rerank) at widths "
-                 f"{', '.join(str(d) for d in widths(full, matryoshka))} on {count:,} documents")
-        for store, dim in ((store, dim) for store in stores for dim in widths(full, matryoshka)):
+                 f"{', '.join(str(d) for d in dims)} on {count:,} documents")
+        for store, dim in ((store, dim) for store in stores for dim in dims):
             if (name, store, dim) == (exact, "float32", full):
                 continue  # that is exact search, the reference
             try:
