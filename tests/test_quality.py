@@ -347,3 +347,38 @@ def test_an_adapted_model_publishes_like_the_mrl_model(tiny_recipe, recipe_path,
     assert f"| 8 | {m['mrr@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} |" in card
     refused = run_recipe(tmp_path / "out", "--repo-id", "a/b", "--model", "variants/none", command="publish")
     assert refused.code == 2
+
+
+def test_binary_matryoshka_refuses_a_base_loss_that_embeds_an_input_twice(tiny_model_dir):
+    """The code terms replay one captured forward per input; a base loss that runs the model
+    twice per input must stop the run with a clear error, not train plain MRL in silence."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from mrl_plugins.builtin.losses import MNRLoss
+    from mrl_plugins.builtin.objectives import BinaryMatryoshka, BinaryMatryoshkaParams
+    from mrl_plugins.components import ObjectiveContext
+    from mrl_plugins.errors import UserError
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    mnr = MNRLoss().build(model)
+
+    class Twice(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features, labels):
+            for f in features:
+                self.model(f)  # an extra pass per input (a loss of its own kind)
+            return mnr(features, labels)
+
+    def value(params: BinaryMatryoshkaParams):
+        loss = BinaryMatryoshka(params).build(model, Twice(), ObjectiveContext([32, 16, 8], None, 32))
+        rows = toy_pairs(8)
+        features = [model.tokenize([r[c] for r in rows]) for c in ("anchor", "positive")]
+        return loss(features, torch.zeros(8))
+
+    with pytest.raises(UserError, match=r"ran the model 4 times for 2 inputs"):
+        value(BinaryMatryoshkaParams(binary_dims=[16]))
+    value(BinaryMatryoshkaParams(binary_weight=0.0))  # no code term: nothing replayed, plain MRL

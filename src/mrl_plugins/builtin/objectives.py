@@ -280,8 +280,15 @@ def binary_matryoshka_loss(model: Any, loss: Any, ctx: ObjectiveContext, p: Bina
                 total = self.matryoshka(sentence_features, labels)
             finally:
                 self.model.forward = original
-            if len(full) != len(sentence_features):
-                return total  # not the one forward per input this term replays (a loss of its own kind)
+            if terms and len(full) != len(sentence_features):
+                # the code terms replay one captured forward per input; a base loss that embeds an
+                # input more than once (or never) would get the wrong embeddings replayed, and 0.9
+                # silently trained plain MatryoshkaLoss then: stop instead
+                raise UserError(
+                    f"[objective] binary-matryoshka: the base loss ({type(self.loss).__name__}) ran the model "
+                    f"{len(full)} times for {len(sentence_features)} inputs, and the binary terms replay exactly "
+                    "one forward pass per input, so they cannot be added to it. Use a base loss that embeds each "
+                    "input once (mnr, cosent, gist), or set [objective] name = \"matryoshka\".")
             for d, w, kind in terms:
                 served = iter(full)
 
