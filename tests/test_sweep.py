@@ -137,6 +137,8 @@ def test_two_workers_share_one_study_on_postgresql(tiny_recipe, recipe_path, tmp
     assert all(w.returncode == 0 for w in workers), outputs
     finish = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stderr[-3000:]
+    # -q: no progress bar from any process (tqdm reads TQDM_DISABLE once, when first imported)
+    assert not any("it/s]" in err or "s/it]" in err for err in [finish.stderr, *(e for _, e in outputs)])
     rows = trials(tmp_path)  # two workers racing for the last trial may both start one: 4 or 5
     assert len(rows) in (4, 5) and {r["state"] for r in rows} == {"COMPLETE"}
     assert len({r["folder"] for r in rows}) == len(rows) and (tmp_path / "sweep" / "final" / "results.json").is_file()
@@ -160,3 +162,14 @@ def test_the_shipped_small_widths_sweep_runs_two_trials_on_the_tiny_model(tiny_r
     assert set(shipped["sweep"]["space"]) == {k.removeprefix("params.") for k in rows[0] if k.startswith("params.")}
     final = RunResults.load(tmp_path / "sweep" / "final" / "results.json")
     assert "adaptor(mrl)" in final.models and final.trial is None
+
+
+def test_quiet_means_no_progress_bar_even_from_mining(tiny_recipe, recipe_path, tmp_path):
+    """-q sets TQDM_DISABLE before anything imports tqdm (Optuna does): sentence-transformers'
+    hard-negative mining shows its bars whatever it is asked, so only that keeps them out."""
+    recipe = sweep_recipe(tiny_recipe, tmp_path, trials=1).set("mining", {"enabled": True, "num_negatives": 1})
+    command = [sys.executable, "-m", "mrl_plugins.cli", "sweep", str(recipe.write(recipe_path)), "-q", "--worker"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "it/s]" not in done.stderr and "s/it]" not in done.stderr, done.stderr[-2000:]

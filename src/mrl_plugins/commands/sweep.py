@@ -50,6 +50,7 @@ class Sweep(Command):
 
 def sweep(request: SweepRequest) -> int:
     """Run the study's trials (and, unless a worker, its outputs and its final run)."""
+    setup_logging(quiet=request.quiet)  # first: tqdm reads TQDM_DISABLE when it is imported (Optuna does)
     try:
         import optuna
     except ImportError:
@@ -58,7 +59,6 @@ def sweep(request: SweepRequest) -> int:
     from ..sweep.study import Sweep as Study
     from ..sweep.study import assignments, final_run
 
-    setup_logging(quiet=request.quiet)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported once, by the sweep
     import warnings
 

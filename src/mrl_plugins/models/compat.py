@@ -42,10 +42,26 @@ def quantize_embeddings(vectors: np.ndarray, precision: str) -> np.ndarray:
                                                        precision=precision))
 
 
-def mine_hard_negatives(*args: Any, **kwargs: Any) -> Any:
-    """sentence-transformers' hard-negative miner (``sentence_transformers.util``, in every version we allow)."""
-    return _first("sentence_transformers.util.hard_negatives", "sentence_transformers.util").mine_hard_negatives(
-        *args, **kwargs)
+def mine_hard_negatives(dataset: Any, model: Any, *, progress: bool = True, **kwargs: Any) -> Any:
+    """sentence-transformers' hard-negative miner (``sentence_transformers.util``, in every version we allow).
+
+    ``progress=False``: no progress bars. The miner encodes with ``show_progress_bar=True`` whatever
+    it is asked (``verbose`` covers its statistics only), and an explicit ``disable=False`` beats
+    ``TQDM_DISABLE``, so the model's encoders are wrapped on the instance for the call."""
+    miner = _first("sentence_transformers.util.hard_negatives", "sentence_transformers.util").mine_hard_negatives
+    if progress:
+        return miner(dataset, model, **kwargs)
+    names = [name for name in ("encode", "encode_query", "encode_document") if callable(getattr(model, name, None))]
+    for name in names:
+        def quiet(*args: Any, _call: Any = getattr(model, name), **kw: Any) -> Any:
+            return _call(*args, **{**kw, "show_progress_bar": False})
+
+        object.__setattr__(model, name, quiet)  # on the instance: the class's method is untouched
+    try:
+        return miner(dataset, model, **kwargs)
+    finally:
+        for name in names:
+            model.__dict__.pop(name, None)
 
 
 def uses_gradient_cache(loss: Any) -> bool:

@@ -267,6 +267,7 @@ def mine_negatives(ctx: RunContext) -> None:
             range_min=m.range_min, range_max=m.range_max, relative_margin=m.relative_margin,
             absolute_margin=m.absolute_margin, num_negatives=m.num_negatives, sampling_strategy=m.sampling_strategy,
             batch_size=m.batch_size, output_format="triplet", verbose=False,
+            progress=logger.getEffectiveLevel() <= logging.INFO,
         )
         seconds = time.perf_counter() - t0
     if len(mined) == 0:
