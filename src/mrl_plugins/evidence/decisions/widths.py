@@ -1,0 +1,53 @@
+"""How narrow to go: the smallest width keeping a share of full-width quality, with a margin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..results import KEEP_SHARES, MRL, RunResults
+from .margins import Margin, basis, margin, smallest_width
+
+
+@dataclass(frozen=True)
+class WidthChoice:
+    """The smallest width keeping a share of a column's full-width quality, chosen with a margin."""
+
+    share: float
+    width: int
+    by_mean: int
+    """The smallest width whose mean keeps the share on validation (what 0.8 chose)."""
+    noise: Margin | None = None
+    """When ``by_mean`` is smaller than ``width``: its margin over the share, within noise."""
+
+
+def width_choice(results: RunResults, share: float, column: str = MRL) -> WidthChoice:
+    """The smallest width whose validation score keeps ``share`` of the column's full-width score
+    beyond noise; the full width when none does. Widths that keep it on average but within noise
+    are passed over (the wider one is the simpler choice)."""
+    on, full = basis(results, column), results.full_dim
+    by_mean = smallest_width(on, column, share) or full
+    noise = None
+    for d in sorted(results.dims):
+        if d == full:
+            return WidthChoice(share, full, by_mean, noise)
+        if on.value(column, d) < share * on.value(column, full):
+            continue
+        found = margin(results, column, d, against=column, against_dim=full, share=share)
+        if found is None or found.beyond_noise:
+            return WidthChoice(share, d, by_mean, noise)
+        noise = noise or found
+    return WidthChoice(share, full, by_mean, noise)
+
+
+def recommended_widths(results: RunResults, column: str = MRL) -> dict[float, int]:
+    """Per share in :data:`KEEP_SHARES` (0.99, 0.95): the smallest width keeping that share of the
+    column's full-width :data:`PRIMARY` score on validation beyond noise (:func:`width_choice`);
+    the full width when no smaller one does."""
+    return {share: width_choice(results, share, column).width for share in KEEP_SHARES}
+
+
+def example_width(results: RunResults, column: str = MRL) -> tuple[float, int]:
+    """A real truncation to show: the ≥ 99% width, or the ≥ 95% one when only the full width keeps 99%."""
+    widths = recommended_widths(results, column)
+    high, low = max(widths), min(widths)
+    return (high, widths[high]) if widths[high] < results.full_dim else (low, widths[low])
