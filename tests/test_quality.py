@@ -382,3 +382,13 @@ def test_binary_matryoshka_refuses_a_base_loss_that_embeds_an_input_twice(tiny_m
     with pytest.raises(UserError, match=r"ran the model 4 times for 2 inputs"):
         value(BinaryMatryoshkaParams(binary_dims=[16]))
     value(BinaryMatryoshkaParams(binary_weight=0.0))  # no code term: nothing replayed, plain MRL
+
+
+def test_the_stopping_epoch_is_the_best_and_the_earliest_of_equals():
+    from mrl_plugins.builtin.adaptor import best_epoch
+
+    assert best_epoch({0: 0.50, 5: 0.61, 10: 0.60, 15: 0.61}) == 5  # a tie does not move it later
+    assert best_epoch({0: 0.50, 5: 0.50 + 1e-10, 10: 0.49}) == 0  # nor a difference within 1e-9
+    assert best_epoch({10: 0.7, 0: 0.4, 5: 0.7}) == 5  # judged in epoch order, whatever the dict's
+    with pytest.raises(ValueError):
+        best_epoch({})

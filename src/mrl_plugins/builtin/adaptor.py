@@ -154,14 +154,13 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
     torch.manual_seed(p.seed)
     x_all = torch.from_numpy(normalise(texts))
     net = AdaptorNet(x_all.shape[1], p.kind)
-    best: tuple[float, int, Any] | None = None
+    scores: dict[int, float] = {}
+    states: dict[int, Any] = {}
 
     def consider(epoch: int) -> None:
-        nonlocal best
         if judge is not None:
-            score = judge(net)
-            if best is None or score > best[0] + 1e-9:
-                best = (score, epoch, copy.deepcopy(net.linear.state_dict()))
+            scores[epoch] = judge(net)
+            states[epoch] = copy.deepcopy(net.linear.state_dict())  # a few hundred kB: one per checkpoint
 
     judged = set(checkpoints(p))
     consider(0)
@@ -200,10 +199,24 @@ def fit_adaptor(texts: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None, 
             optimiser.step()
         if epoch in judged:
             consider(epoch)
-    if best is None:
+    if not scores:
         return net, p.epochs
-    net.linear.load_state_dict(best[2])
-    return net, best[1]
+    best = best_epoch(scores)
+    net.linear.load_state_dict(states[best])
+    return net, best
+
+
+def best_epoch(scores: Mapping[int, float]) -> int:
+    """The epoch to stop at, from each judged epoch's score (higher is better): the best, the
+    earliest of equals (a later epoch must beat the best so far by more than 1e-9). The one rule
+    for the validation split (:func:`fit_adaptor`) and for cross-validation (:func:`cross_validate`)."""
+    best: int | None = None
+    for epoch in sorted(scores):
+        if best is None or scores[epoch] > scores[best] + 1e-9:
+            best = epoch
+    if best is None:
+        raise ValueError("no epoch was judged")
+    return best
 
 
 @dataclass(frozen=True)
@@ -284,10 +297,7 @@ def cross_validate(known: Mapping[str, np.ndarray], fit: Sequence[str], pairs: S
         fit_adaptor(np.stack([known[t] for t in fold_fit]), encoded, dims, p, judge)
     joined = {e: {d: np.concatenate(parts) for d, parts in by_width.items()} for e, by_width in scored.items()}
     means = {e: float(np.mean([v.mean() for v in by_width.values()])) for e, by_width in joined.items()}
-    best = epochs[0]
-    for e in epochs[1:]:
-        if means[e] > means[best] + 1e-9:
-            best = e
+    best = best_epoch(means)
     return CrossValidation(len(folds), best, joined[best], joined[0])
 
 
