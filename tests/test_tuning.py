@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mrl_plugins.evaluation.encode import normalise
+from mrl_plugins.evaluation.retrieval import overlap_at_k
 from mrl_plugins.search.index import FunnelIndex
 from mrl_plugins.search.tuning import (
     FASTER,
@@ -22,9 +23,7 @@ from mrl_plugins.search.tuning import (
     choose,
     exact_top,
     explain,
-    recall_at,
     summary,
-    tied_recall,
     tune,
     widths,
 )
@@ -115,12 +114,13 @@ def test_recall_counts_a_document_tied_with_the_exact_tenth_as_found():
     queries = normalise(unit[:20] + 0.3 * rng.normal(size=(20, 16)))
     exact = exact_top(unit, queries)
     twin = np.where(exact < 100, exact + 200, np.where((exact >= 200) & (exact < 300), exact - 200, exact))
-    assert tied_recall(twin, exact, unit, queries) == 1.0 and recall_at(twin, exact) < 1.0
+    assert overlap_at_k(twin, exact, 10, queries=queries, corpus=unit) == 1.0 and overlap_at_k(twin, exact, 10) < 1.0
     worse = exact.copy()
     worse[:, -1] = [next(i for i in np.argsort(-(queries[j] @ unit.T))[10:] if unit[i] @ queries[j] <
                          unit[exact[j, -1]] @ queries[j] - 1e-3) for j in range(20)]
-    assert tied_recall(worse, exact, unit, queries) == pytest.approx(0.9)  # a document below the 10th is a miss
-    assert tied_recall(np.full_like(exact, -1), exact, unit, queries) == 0.0
+    assert overlap_at_k(worse, exact, 10, queries=queries, corpus=unit) == pytest.approx(0.9)  # a document below the 10th is a miss
+    assert overlap_at_k(np.full_like(exact, -1), exact, 10, queries=queries, corpus=unit) == 0.0
+    assert overlap_at_k(np.full_like(exact, -1), exact, 10) == 0.0  # by id, an empty slot is never found
 
 
 def test_widths_are_the_models_matryoshka_widths_else_fractions_of_full():
@@ -139,7 +139,7 @@ def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl
     for c in result.candidates:  # each recall is what that setting finds, measured again here
         index = FunnelIndex.over(corpus, make(c.index), c.dim, store_dtype=c.store)
         found = index.search(probes.vectors, 10, shortlist=c.shortlist).ids
-        assert tied_recall(found, exact, corpus, probes.vectors) == pytest.approx(c.recall, abs=1e-4)
+        assert overlap_at_k(found, exact, 10, queries=probes.vectors, corpus=corpus) == pytest.approx(c.recall, abs=1e-4)
         assert (c.p50_ms is not None) == (c.recall >= 0.9)  # only those at the target are timed
     assert {(c.index, c.dim) for c in result.candidates} == {  # every backend at every width, exact search aside
         (name, dim) for name in ("flat", "binary", "int8") for dim in (16, 32, 64)} - {("flat", 64)}

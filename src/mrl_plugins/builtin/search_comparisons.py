@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..components import Column, Comparison, ComparisonContext, IndexBackend, Params, SearchIndex, ValidationContext
+from ..evaluation.encode import normalise
 from ..evaluation.metrics import overlap_key
 from ..evaluation.retrieval import overlap_at_k
 from ..hookspecs import hookimpl
@@ -200,7 +201,7 @@ class Funnel(Comparison[FunnelParams]):
             return [
                 Column(
                     self.column_name(c),
-                    with_overlap(ctx.score_ranked(ranked[c]), ranked[c], exact_ids, ctx.k),
+                    with_overlap(ctx.score_ranked(ranked[c]), ranked[c], exact_ids, ctx.k, queries, corpus),
                     {d: search_cost(timings[c, d], timings["exact"], index_bytes=indexes[c, d].index_bytes(),
                                     rerank_bytes=indexes[c, d].rerank_bytes()) for d in ctx.dims},
                     params=c.params(p.index_params),
@@ -299,10 +300,12 @@ def build(backend: IndexBackend, corpus: np.ndarray, dim: int, rerank_dim: int |
 
 
 def with_overlap(metrics: dict[int, dict[str, float]], ranked: dict[int, np.ndarray], exact_ids: np.ndarray,
-                 k: int) -> dict[int, dict[str, float]]:
-    """Add overlap@k with the exact top k to each dimension's metrics (in place: per-query scores stay)."""
+                 k: int, queries: np.ndarray, corpus: np.ndarray) -> dict[int, dict[str, float]]:
+    """Add overlap@k with the exact top k, up to ties at full width (``queries`` and ``corpus``:
+    the full-width vectors searched), to each dimension's metrics (in place: per-query scores stay)."""
+    unit_q, unit_c = normalise(queries), normalise(corpus)
     for d, m in metrics.items():
-        m[overlap_key(k)] = overlap_at_k(ranked[d], exact_ids, k)
+        m[overlap_key(k)] = overlap_at_k(ranked[d], exact_ids, k, queries=unit_q, corpus=unit_c)
     return metrics
 
 
@@ -386,7 +389,7 @@ class Quantize(Comparison[QuantizeParams]):
             return [
                 Column(
                     name,
-                    with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k),
+                    with_overlap(ctx.score_ranked(ranked[name]), ranked[name], exact_ids, ctx.k, queries, corpus),
                     {d: search_cost(timings[f"{name}/{d}"], timings["exact"], index_bytes=ib, rerank_bytes=rb)
                      for d, (ib, rb) in costs[name].items()},
                     params=params[name], facts=facts[name],

@@ -190,11 +190,13 @@ def add_costs(ctx: RunContext, emb: Embeddings, columns: list[ModelResult]) -> N
         if column.kind == "model":
             column.costs = costs
             enc = emb.encoded(column.key)
-            exact = top_k(normalise(enc.queries), normalise(enc.corpus), k)
+            unit_q, unit_c = normalise(enc.queries), normalise(enc.corpus)
+            exact = top_k(unit_q, unit_c, k)
             for d in ctx.dims:
                 ranked = exact if d == ctx.full_dim else top_k(normalise(enc.queries[:, :d]),
                                                                normalise(enc.corpus[:, :d]), k)
-                column.metrics[d][overlap_key(k)] = round(overlap_at_k(ranked, exact, k), 4)
+                column.metrics[d][overlap_key(k)] = round(overlap_at_k(ranked, exact, k, queries=unit_q,
+                                                                       corpus=unit_c), 4)
 
 
 def end_process_group() -> None:

@@ -6,7 +6,7 @@ hundred times that corpus the same shortlist finds less, and exact search is slo
 run's choice can both lose recall and stop paying. The corpus being indexed is the one place
 where both are known, without labels: for a set of probe queries, how much of the exact
 full-width top 10 a setting finds (recall@10 against exact, a document tied with the exact 10th
-counting as found: :func:`tied_recall`), and how long it takes.
+counting as found: :func:`~mrl_plugins.evaluation.retrieval.overlap_at_k`), and how long it takes.
 
 What is measured, on the vectors just embedded (every document of the corpus):
 
@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..evaluation.retrieval import overlap_at_k
 
 K = 10
 SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
@@ -170,33 +171,6 @@ def exact_top(unit: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
     return ids
 
 
-def recall_at(ids: np.ndarray, exact: np.ndarray) -> float:
-    """Mean share of each query's exact top k found in its returned ids (by id: see
-    :func:`tied_recall` for what tuning measures)."""
-    k = exact.shape[1]
-    return float(np.mean([len(set(a[:k].tolist()) & set(b.tolist())) / k for a, b in zip(ids, exact)]))
-
-
-TIE = 1e-5
-"""Full-width cosines this close count as equal (float32 sums in another order differ by ~1e-7)."""
-
-
-def tied_recall(ids: np.ndarray, exact: np.ndarray, unit: np.ndarray, queries: np.ndarray) -> float:
-    """Mean share of each query's exact top k that its returned ids match, a returned document
-    counting when its full-width cosine is at least the exact k-th's (within :data:`TIE`): ties
-    are exact search's too. By id alone (:func:`recall_at`) a corpus with repeated texts (7% of
-    30,550 Debian paragraphs are the same vector as another) scores a setting by how it breaks
-    ties: a float 192-dim funnel with a shortlist of 1,000 found 0.93 of the exact ids there and
-    1.00 of the exact top 10 up to ties."""
-    k = exact.shape[1]
-    q = np.asarray(queries, dtype=np.float32)
-    kth = np.einsum("qd,qd->q", q, unit[exact[:, -1]])
-    found = np.asarray(ids)[:, :k]
-    valid = found >= 0
-    scores = np.einsum("qd,qnd->qn", q, unit[np.where(valid, found, 0)])
-    return float(np.mean(((scores >= kth[:, None] - TIE) & valid).sum(axis=1) / k))
-
-
 def one_thread() -> contextlib.AbstractContextManager[None]:
     """OpenMP (FAISS) and BLAS at one thread for the block, restored after."""
     from .index import search_threads
@@ -257,7 +231,8 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
             best = None
             for size in sizes:
                 ids = index.search(queries, K, shortlist=max(size, K)).ids
-                best = Candidate(dim, name, store, max(size, K), round(tied_recall(ids, exact_ids, unit, queries), 4),
+                recall = overlap_at_k(ids, exact_ids, exact_ids.shape[1], queries=queries, corpus=unit)
+                best = Candidate(dim, name, store, max(size, K), round(recall, 4),
                                  round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
                 if best.recall >= recall_target:
                     break
@@ -320,7 +295,8 @@ def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: 
 
     queries = probes.vectors
     ids = index.search(queries, K, shortlist=shortlist).ids
-    recall = tied_recall(ids, exact_top(unit, queries), unit, queries)
+    top = exact_top(unit, queries)
+    recall = overlap_at_k(ids, top, top.shape[1], queries=queries, corpus=unit)
     measured = Candidate(dim, name, store, shortlist or K, round(recall, 4),
                          round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
     exact_index = FunnelIndex.over(unit, make_backend(exact), unit.shape[1])
