@@ -162,6 +162,9 @@ def test_the_shipped_small_widths_sweep_runs_two_trials_on_the_tiny_model(tiny_r
     assert set(shipped["sweep"]["space"]) == {k.removeprefix("params.") for k in rows[0] if k.startswith("params.")}
     final = RunResults.load(tmp_path / "sweep" / "final" / "results.json")
     assert "adaptor(mrl)" in final.models and final.trial is None
+    # a trial trains and compares only what its objective column needs: not the warm start's plain twin
+    trial = RunResults.load(Path(rows[0]["folder"]) / "results.json")
+    assert set(trial.validation) == {"base", "mrl", "adaptor(mrl)"} and "mrl-plain" in final.models
 
 
 def test_quiet_means_no_progress_bar_even_from_mining(tiny_recipe, recipe_path, tmp_path):

@@ -38,15 +38,16 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunAbandoned, UserError
 from ..evaluation.metrics import Metric
-from ..evidence.results import RunResults
+from ..evidence.results import BASE, MRL, RunResults
 from ..evidence.rundir import RunDir
 from ..recipe.load import Recipe, load_recipe
+from ..recipe.run_models import RunModels
 from ..recipe.schema import SweepParam, SweepSection, toml_value
 
 logger = logging.getLogger("mrl_plugins")
@@ -136,7 +137,8 @@ class Sweep:
         trial.set_user_attr("folder", str(out))
         trial.set_user_attr("worker", worker())
         try:
-            recipe = load_recipe(self.recipe.path, overrides, registry=self.recipe.registry)
+            recipe = trial_recipe(load_recipe(self.recipe.path, overrides, registry=self.recipe.registry),
+                                  self.settings.column)
             results = run(recipe, overwrite=True, trial=TrialHooks(self, trial), documents=write_run_documents)
         except Pruned as exc:
             import optuna
@@ -190,6 +192,19 @@ class Sweep:
                            was.get("pid"))
             if self.settings.sampler == "grid" and "retry_of" not in trial.user_attrs and trial.params:
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def trial_recipe(recipe: Recipe, column: str) -> Recipe:
+    """The recipe as a trial runs it: only what the objective's ``column`` needs. The comparisons
+    that make it (its key, or a column of a comparison that makes several), the run's models they
+    read, and always the base model and MRL; not the plain twin of a warm start, other seeds or
+    variants, other comparisons, nor ``[[task]]`` tables, none of which the objective reads and
+    each of which costs a trial time (the plain twin doubles a warm-started trial's training).
+    The best recipe's final run trains and compares everything the recipe names."""
+    compare = [c for c in recipe.compare if c.key == column or column.startswith(c.key[:-1] + ", ")]
+    keep = {BASE, MRL, column} | {ref.run_key for c in compare for ref in c.reads if ref.run_key}
+    models = RunModels({key: m for key, m in recipe.models.by_key.items() if key in keep})
+    return replace(recipe, compare=compare, models=models, tasks=[])
 
 
 def worker() -> dict[str, Any]:
