@@ -542,3 +542,14 @@ def test_a_run_chooses_the_adaptor_by_cross_validation_and_says_so(tiny_recipe, 
     report = (run.output_dir / "report.md").read_text()
     assert "MRL · adaptor (3-fold) (stopping epoch" in report and "by 3-fold cross-validation over" in report
     assert any(c.choice.startswith("MRL · adaptor (3-fold) at") for c in run.results.checks)
+
+
+def test_the_width_rule_takes_the_narrowest_width_beyond_noise_and_names_the_first_passed_over():
+    from mrl_plugins.evidence.decisions.widths import narrowest
+
+    keeps = {8: True, 16: True, 32: True, 64: True}.__getitem__
+    assert narrowest([64, 8, 16, 32], keeps, {8: False, 16: True, 32: True}.get) == (16, 8)
+    assert narrowest([64, 8, 16, 32], keeps, {8: False, 16: False, 32: False}.get) == (64, 8)  # none: the full width
+    assert narrowest([64, 8, 16, 32], keeps, {}.get) == (8, None)  # nothing to weigh it: the mean decides
+    assert narrowest([64, 8, 16, 32], {8: False, 16: True, 32: True, 64: True}.__getitem__,
+                     {16: False, 32: True}.get) == (32, 16)  # a width that does not keep the share is no candidate

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..components import Role, TaskContext
 from ..errors import PluginError
+from ..evidence.decisions.widths import narrowest
 from ..evidence.results import BASE, KEEP_SHARES, TaskChoice, TaskDelta, TaskResult, share_label
 from ..evidence.stats import ALPHA, RESAMPLES, bootstrap_p_value
 from .context import RunContext
@@ -136,20 +137,13 @@ def choices(validation: dict[str, dict[int, float]], replicates: dict[str, dict[
         reps = replicates.get(model)
         out[model] = {}
         for share in KEEP_SHARES:
-            keeping = [d for d in sorted(dims) if on[full] > 0 and on[d] >= share * on[full] - 1e-12]
-            by_mean = keeping[0] if keeping else full
-            width, noise = full, None
-            for d in keeping:
-                if d == full or reps is None:
-                    width = d
-                    break
-                p = bootstrap_p_value(reps[d] - share * reps[full])
-                if p < ALPHA:
-                    width = d
-                    break
-                noise = noise if noise is not None else round(p, 6)
-            out[model][share_label(share)] = TaskChoice(width=width, by_mean=by_mean,
-                                                        p=noise if by_mean < width else None)
+            keeping = [d for d in dims if on[full] > 0 and on[d] >= share * on[full] - 1e-12]
+            p = ({d: bootstrap_p_value(reps[d] - share * reps[full]) for d in keeping if d != full}
+                 if reps is not None else {})
+            beyond = {d: value < ALPHA for d, value in p.items()}  # no replicates: none, and the mean decides
+            width, passed = narrowest(dims, keeping.__contains__, beyond.get)
+            out[model][share_label(share)] = TaskChoice(width=width, by_mean=min(keeping, default=full),
+                                                        p=round(p[passed], 6) if passed is not None else None)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..results import KEEP_SHARES, MRL, RunResults
@@ -20,23 +21,38 @@ class WidthChoice:
     """When ``by_mean`` is smaller than ``width``: its margin over the share, within noise."""
 
 
+def narrowest(dims: Iterable[int], keeps: Callable[[int], bool],
+              beyond_noise: Callable[[int], bool | None]) -> tuple[int, int | None]:
+    """The width rule every width choice follows (the run's, and each ``[[task]]``'s): the
+    narrowest width that keeps the share on average (``keeps``) and beyond noise
+    (``beyond_noise``: ``None`` when nothing can weigh it, and the mean decides); the full width
+    when none does. Widths that keep it on average but within noise are passed over, the wider
+    being the simpler choice. Returns the width and the first width passed over (or ``None``)."""
+    ordered = sorted(dims)
+    passed = None
+    for d in ordered[:-1]:
+        if not keeps(d):
+            continue
+        verdict = beyond_noise(d)
+        if verdict is None or verdict:
+            return d, passed
+        passed = d if passed is None else passed
+    return ordered[-1], passed
+
+
 def width_choice(results: RunResults, share: float, column: str = MRL) -> WidthChoice:
     """The smallest width whose validation score keeps ``share`` of the column's full-width score
-    beyond noise; the full width when none does. Widths that keep it on average but within noise
-    are passed over (the wider one is the simpler choice)."""
+    beyond noise (a paired sign-flip test over the validation queries: :func:`narrowest`); the
+    full width when none does."""
     on, full = basis(results, column), results.full_dim
-    by_mean = smallest_width(on, column, share) or full
-    noise = None
-    for d in sorted(results.dims):
-        if d == full:
-            return WidthChoice(share, full, by_mean, noise)
-        if on.value(column, d) < share * on.value(column, full):
-            continue
-        found = margin(results, column, d, against=column, against_dim=full, share=share)
-        if found is None or found.beyond_noise:
-            return WidthChoice(share, d, by_mean, noise)
-        noise = noise or found
-    return WidthChoice(share, full, by_mean, noise)
+
+    def test(d: int) -> Margin | None:
+        return margin(results, column, d, against=column, against_dim=full, share=share)
+
+    width, passed = narrowest(results.dims, lambda d: on.value(column, d) >= share * on.value(column, full),
+                              lambda d: None if (found := test(d)) is None else found.beyond_noise)
+    return WidthChoice(share, width, smallest_width(on, column, share) or full,
+                       test(passed) if passed is not None else None)
 
 
 def recommended_widths(results: RunResults, column: str = MRL) -> dict[float, int]:
