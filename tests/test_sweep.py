@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,14 @@ def test_a_sweep_never_scores_the_evaluation_set_and_runs_its_best_recipe_once(
     # run again with more trials: the study continues (one new trial) and the final run is made again
     run_recipe(recipe, "-q", "--trials", "4", command="sweep").assert_success()
     assert [r["number"] for r in trials(tmp_path)] == ["0", "1", "2", "3"]
+
+    # --no-final: the trials' outputs and the best recipe are written again, and nothing is run
+    shutil.rmtree(tmp_path / "sweep" / "final")
+    (recipe_path.with_name("recipe.sweep-best.toml")).unlink()
+    outcome = run_recipe(recipe, "-q", "--trials", "4", "--no-final", command="sweep")
+    outcome.assert_success()
+    assert "best validation" in outcome.out and recipe_path.with_name("recipe.sweep-best.toml").is_file()
+    assert not (tmp_path / "sweep" / "final").exists() and len(trials(tmp_path)) == 4
 
 
 def _eval_queries(run: Path) -> set[str]:

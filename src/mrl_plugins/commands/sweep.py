@@ -22,10 +22,13 @@ class SweepRequest:
     storage: str | None
     worker: bool
     quiet: bool
+    final: bool = True
+    """Run the best recipe once, in full, after writing it (``--no-final``: write it only)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SweepRequest:
-        return cls(args.recipe, tuple(args.overrides), args.trials, args.storage, args.worker, args.quiet)
+        return cls(args.recipe, tuple(args.overrides), args.trials, args.storage, args.worker, args.quiet,
+                   not args.no_final)
 
 
 class Sweep(Command):
@@ -42,6 +45,9 @@ class Sweep(Command):
         parser.add_argument("--worker", action="store_true",
                             help="Run trials only: leave the best recipe and the final run to one 'mrl-run sweep' "
                             "without --worker.")
+        parser.add_argument("--no-final", action="store_true",
+                            help="Write the trials table, the plots and the best recipe, but do not run it (the "
+                            "final run is a full run of the recipe: run it later with 'mrl-run BEST_RECIPE').")
         parser.add_argument("-q", "--quiet", action="store_true", help="Only warnings and the sweep's summary.")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -71,6 +77,8 @@ def sweep(request: SweepRequest) -> int:
     params = write_outputs(found, study)
     print(f"sweep '{study.study_name}': best validation {study.best_value:.4f} with "
           f"{', '.join(assignments(params))} (trials: {found.folder / 'sweep.md'}).")
+    if not request.final:
+        return 0
     results = final_run(found, params)
     if results is not None:
         from ..present.report import format_table
