@@ -185,3 +185,35 @@ def test_quiet_means_no_progress_bar_even_from_mining(tiny_recipe, recipe_path, 
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "it/s]" not in done.stderr and "s/it]" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_trial_whose_worker_was_killed_is_marked_failed_and_its_half_run_removed(tiny_recipe, recipe_path,
+                                                                                     tmp_path, caplog):
+    """A worker killed mid-trial (SIGKILL: nothing of it runs again) leaves its trial RUNNING and a
+    half-written run folder; the next 'mrl-run sweep' marks it failed, removes that folder, and goes
+    on to the total."""
+    import signal
+    import time
+
+    recipe = sweep_recipe(tiny_recipe, tmp_path, trials=2).set("train.max_steps", 2000).write(recipe_path)
+    command = [sys.executable, "-m", "mrl_plugins.cli", "sweep", str(recipe), "-q", "--worker"]
+    worker = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    staging = tmp_path / "sweep" / "trials" / ".trial-0000.partial"
+    deadline = time.monotonic() + 300
+    while not (staging / "checkpoints").exists() and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)  # until it trains
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    assert staging.is_dir(), "the worker was not killed mid-trial"
+
+    outcome = run_recipe(recipe, "-q", "--trials", "2", "--worker", "--set", "train.max_steps=2", command="sweep")
+    outcome.assert_success()
+    assert any("trial 0: its worker" in r.getMessage() and "was killed; marked failed" in r.getMessage()
+               for r in caplog.records)
+    import optuna
+
+    study = optuna.load_study(study_name=tiny_recipe.table["name"], storage=f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE"] and "killed" in study.trials[0].user_attrs["error"]
+    assert not staging.exists() and not (tmp_path / "sweep" / "trials" / ".trial-0000.lock").exists()

@@ -175,8 +175,9 @@ class Sweep:
 
 
     def fail_killed(self, study: Any) -> None:
-        """Mark failed every RUNNING trial whose worker was on this machine and is gone (and, on a
-        grid, queue its values once more); other machines' trials are the heartbeat's."""
+        """Mark failed every RUNNING trial whose worker was on this machine and is gone, and remove
+        what its run left half-written (and, on a grid, queue its values once more); other
+        machines' trials are the heartbeat's."""
         import optuna
         from optuna.trial import TrialState
 
@@ -190,6 +191,11 @@ class Sweep:
             study.tell(trial.number, state=TrialState.FAIL)
             logger.warning("trial %d: its worker (process %s) was killed; marked failed", trial.number,
                            was.get("pid"))
+            folder = trial.user_attrs.get("folder")
+            if isinstance(folder, str):  # its staging folder: never resumed (a retry is a new trial, a new folder)
+                staging = Path(folder).with_name(f".{Path(folder).name}.partial")
+                shutil.rmtree(staging, ignore_errors=True)
+                Path(folder).with_name(f".{Path(folder).name}.lock").unlink(missing_ok=True)
             if self.settings.sampler == "grid" and "retry_of" not in trial.user_attrs and trial.params:
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
