@@ -13,6 +13,9 @@ column is compared query by query (a paired sign-flip test, ``mrl_plugins.eviden
         [--today RUN]                 # a finished run of confirm-docstrings.toml as shipped (e.g. the one
                                       # benchmarks/bench_validation.py makes: extra comparisons change no model)
         [--runs TODAY SWEPT]          # read two finished run folders instead
+    .venv/bin/python benchmarks/bench_small_widths.py --sweep runs/sweep-small-widths-sweep
+                                      # the sweep's trials against today's settings on validation (paired
+                                      # tests); a trial with today's settings must be in the study
 
 About 20 minutes on 2 CPU cores (two runs of about 8 and 12 minutes).
 """
@@ -25,6 +28,8 @@ import os
 import sys
 import tomllib
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIRM = ROOT / "recipes" / "confirm-docstrings.toml"
@@ -90,13 +95,68 @@ def compare(today: Path, new: Path) -> None:
         print(f"{name}: {r.train['mrl'].steps} training steps of the MRL model; training seconds {seconds}")
 
 
+def trials(folder: Path) -> None:
+    """The sweep's trials on the validation split, each against the trial with today's settings
+    (``recipes/small-widths.toml``'s ``[train]``, mnr, no mining): the objective (MRR@10 of the
+    adapted MRL model, mean of 96 and 48 dims) per trial, and a paired sign-flip test of each
+    trial's per-query objective against today's over the 200 validation queries. The margin rule
+    of the run's own choices (docs/defaults.md) then keeps today's settings unless a trial beats
+    them beyond noise."""
+    import optuna
+
+    from mrl_plugins.evidence.results import RunResults
+    from mrl_plugins.evidence.stats import paired_p_value
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    shipped = tomllib.loads((ROOT / "recipes" / "small-widths.toml").read_text())
+    today = {"train.learning_rate": shipped["train"]["learning_rate"], "train.epochs": shipped["train"]["epochs"],
+             "train.batch_size": shipped["train"]["batch_size"], "loss.name": shipped["loss"]["name"],
+             "mining.enabled": False}
+    study = optuna.load_study(study_name="sweep-small-widths", storage=f"sqlite:///{folder / 'study.db'}")
+    sweep = tomllib.loads((ROOT / "recipes" / "sweep-small-widths.toml").read_text())["sweep"]
+    column, dims = sweep["column"], sweep["dims"]
+
+    def per_query(trial) -> np.ndarray:
+        results = RunResults.load(Path(trial.user_attrs["folder"]) / "results.json")
+        return np.mean([np.asarray(results.validation_scores[column][d]) for d in dims], axis=0)
+
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    base = next((t for t in done if t.params == today), None)
+    if base is None:
+        sys.exit(f"{folder}: no completed trial has today's settings {today}; enqueue one (optuna's enqueue_trial)")
+    ref = per_query(base)
+    minutes = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() / 60 for t in done}
+    print(f"{len(study.trials)} trials ({len(done)} complete), {sum(minutes.values()):.0f} minutes of trials on 2 "
+          f"CPU cores; objective: validation MRR@10 of {column}, mean of {dims} dims ({len(ref)} queries)\n")
+    print("| trial | learning rate | epochs | batch | loss | mining | objective | − today's | p | minutes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for t in sorted(study.trials, key=lambda t: -(t.value or -1)):
+        p = t.params
+        mark = " (today)" if t.number == base.number else ""
+        row = (f"| {t.number}{mark} | {p.get('train.learning_rate', 0):.2e} | {p.get('train.epochs')} | "
+               f"{p.get('train.batch_size')} | {p.get('loss.name')} | {'on' if p.get('mining.enabled') else 'off'} | ")
+        if t.state.name != "COMPLETE":
+            print(row + f"{t.state.name.lower()} | | | |")
+            continue
+        mine = per_query(t)
+        diff = "- | -"
+        if t.number != base.number:
+            diff = f"{mine.mean() - ref.mean():+.4f} | {paired_p_value(mine, ref):.3f}"
+        print(row + f"{t.value:.4f} | {diff} | {minutes[t.number]:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--best", type=Path, default=ROOT / "recipes" / "sweep-small-widths.sweep-best.toml")
     parser.add_argument("--today", type=Path, help="A finished run of the confirmation recipe as shipped.")
     parser.add_argument("--runs", nargs=2, type=Path, metavar=("TODAY", "SWEPT"))
+    parser.add_argument("--sweep", type=Path, help="The sweep's folder (runs/sweep-small-widths-sweep): print its "
+                        "trials against today's settings on the validation split, and stop.")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if args.sweep:
+        trials(args.sweep)
+        return
     if args.runs:
         compare(*args.runs)
         return
