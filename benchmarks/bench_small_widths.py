@@ -125,9 +125,11 @@ def trials(folder: Path) -> None:
     if base is None:
         sys.exit(f"{folder}: no completed trial has today's settings {today}; enqueue one (optuna's enqueue_trial)")
     ref = per_query(base)
-    minutes = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() / 60 for t in done}
+    minutes = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() / 60 for t in study.trials
+               if t.datetime_complete is not None}
     print(f"{len(study.trials)} trials ({len(done)} complete), {sum(minutes.values()):.0f} minutes of trials on 2 "
-          f"CPU cores; objective: validation MRR@10 of {column}, mean of {dims} dims ({len(ref)} queries)\n")
+          f"CPU cores, pruned and failed ones included; objective: validation MRR@10 of {column}, mean of {dims} "
+          f"dims ({len(ref)} queries)\n")
     print("| trial | learning rate | epochs | batch | loss | mining | objective | − today's | p | minutes |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for t in sorted(study.trials, key=lambda t: -(t.value or -1)):
