@@ -459,16 +459,18 @@ def cv_context(n: int = 120, dim: int = 16, seed: int = 0):
 
 def test_cross_validation_fits_each_fold_without_its_text_and_scores_it_on_it(monkeypatch):
     from mrl_plugins.builtin import adaptor as module
+    from mrl_plugins.builtin import adaptor_cv
 
     ctx = cv_context()
     vectors = ctx.text_vectors
     assert vectors is not None
     calls: list[tuple[np.ndarray, int, bool, object]] = []
     real = module.fit_adaptor
-    monkeypatch.setattr(module, "fit_adaptor",
-                        lambda texts, pairs, dims, p, judge=None: calls.append((texts, p.epochs, judge is not None,
-                                                                                pairs))
-                        or real(texts, pairs, dims, p, judge))
+    for where in (module, adaptor_cv):  # the final fit's caller, and each fold's
+        monkeypatch.setattr(where, "fit_adaptor",
+                            lambda texts, pairs, dims, p, judge=None: calls.append((texts, p.epochs, judge is not None,
+                                                                                    pairs))
+                            or real(texts, pairs, dims, p, judge))
     params = module.AdaptorParams(epochs=6, validate_every=2, batch_size=32, save=False, cv_folds=3)
     (column,) = module.Adaptor(params).run(ctx)
     cv = column.facts["cv"]
@@ -476,7 +478,7 @@ def test_cross_validation_fits_each_fold_without_its_text_and_scores_it_on_it(mo
     assert column.facts["epochs_chosen_on"] == "3-fold cross-validation"
     *fold_fits, final = calls
     assert len(fold_fits) == 3 and all(judged for _, _, judged, _ in fold_fits)
-    folds = module.pair_folds(ctx.pairs, 3, params.seed)
+    folds = adaptor_cv.pair_folds(ctx.pairs, 3, params.seed)
     for (texts, _, _, fold_pairs), rows in zip(fold_fits, folds):
         assert len(fold_pairs[0]) == 120 - len(rows)  # the ranking term's pairs: none of the fold's
         held = np.stack([vectors[t] for i in rows for t in ctx.pairs[i]])
