@@ -19,6 +19,7 @@ from ..evidence.decisions import (
     width_choice,
 )
 from ..evidence.results import KEEP_SHARES, MRL, PRIMARY, RunResults, share_label
+from ..indexes import FASTER_THAN_EXACT
 from .blocks import Section, Table
 from .costs import describe, front_sentence, quality_versus_cost, speed
 from .scaling import scaling_section
@@ -202,20 +203,22 @@ def choices(results: RunResults) -> Section | None:
         exact = point.is_exact(results.full_dim) and decision.margin is None
         how = (f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality beyond noise, so exact "
                "search" if exact and decision.within_noise else
-               f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality and is faster than exact "
-               "search, so exact search" if exact else
-               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, no slower than "
-               "exact search")
+               f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality and is clearly faster "
+               f"than exact search (at most {FASTER_THAN_EXACT:.0%} of its time), so exact search" if exact else
+               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, at most "
+               f"{FASTER_THAN_EXACT:.0%} of exact search's time")
         lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
         if decision.slower:
             size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
             slow = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, {p.ratio_single:.2f}× exact's time)"
                              for p in decision.slower[:3])
             more = f" and {len(decision.slower) - 3} more" if len(decision.slower) > 3 else ""
-            lines.append(f"Settings that keep the share with less memory take longer than exact search one query at a "
-                         f"time on the {size:,} documents they were measured on, so they are not to serve at that "
-                         f"size: {slow}{more}. At this size exact search is the answer to beat; for a larger corpus, "
-                         "see how the settings scale below, and let `mrl-run index` tune on the corpus itself.")
+            lines.append(f"Settings that keep the share with less memory are not clearly faster than exact search one "
+                         f"query at a time on the {size:,} documents they were measured on (more than "
+                         f"{FASTER_THAN_EXACT:.0%} of its time: slower, or within timing noise), so they are not to "
+                         f"serve at that size: {slow}{more}. At this size exact search is the answer to beat; for a "
+                         "larger corpus, see how the settings scale below, and let `mrl-run index` tune on the corpus "
+                         "itself.")
         if decision.within_noise:
             passed = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, p = {m.p:.2f})"
                                for p, m in decision.within_noise[:3])

@@ -60,11 +60,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..evaluation.retrieval import overlap_at_k
+from ..indexes import FASTER_THAN_EXACT
 
 K = 10
 SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
 """Shortlist sizes tried, smallest first (each at most the corpus)."""
-FASTER = 0.8
+FASTER = FASTER_THAN_EXACT
 """A candidate must take at most this share of exact search's time one query at a time."""
 MEMORY_BYTES = 32.0
 """``--memory``'s default: bytes per vector of shortlist index within which tuning chooses by time."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ...evaluation.metrics import Metric, overlap_key
-from ...indexes import SearchSetting, ServingChoice
+from ...indexes import FASTER_THAN_EXACT, SearchSetting, ServingChoice
 from ..results import KEEP_SHARES, MRL, PRIMARY, ColumnReading, RunResults
 from .margins import Margin, basis, margin
 from .widths import recommended_widths
@@ -77,10 +77,12 @@ class OperatingPoint:
         """Whether this is exact full-width search (a model's own column at its full width)."""
         return self.component is None and self.dim == full_dim
 
-    def slower_than_exact(self, full_dim: int) -> bool:
-        """Whether one query at a time takes longer than exact full-width search measured beside
-        it: such a setting is never the one to serve at the corpus size it was measured on."""
-        return not self.is_exact(full_dim) and self.ratio_single > 1.0
+    def not_faster_than_exact(self, full_dim: int) -> bool:
+        """Whether one query at a time takes more than :data:`~mrl_plugins.indexes.FASTER_THAN_EXACT`
+        of exact full-width search's time measured beside it: such a setting is never the one to
+        serve at the corpus size it was measured on (slower than a scan, or within timing noise of
+        it, where exact search, the simpler option, is kept)."""
+        return not self.is_exact(full_dim) and self.ratio_single > FASTER_THAN_EXACT
 
 
 def column_setting(dim: int, params: Mapping[str, Any]) -> SearchSetting:
@@ -167,17 +169,20 @@ class ServingDecision:
     within_noise: list[tuple[OperatingPoint, Margin]] = field(default_factory=list)
     """Cheaper settings that kept the share on average, within noise: passed over."""
     slower: list[OperatingPoint] = field(default_factory=list)
-    """Settings on the front that keep the share with less memory than the choice but take longer
-    than exact search one query at a time on the corpus they were measured on: passed over."""
+    """Settings on the front that keep the share with less memory than the choice but are not
+    clearly faster than exact search one query at a time on the corpus they were measured on
+    (more than :data:`~mrl_plugins.indexes.FASTER_THAN_EXACT` of its time): passed over."""
 
 
 def serving_decision(results: RunResults) -> ServingDecision | None:
     """What to serve: the configuration on the Pareto front using least memory that keeps ≥ 99%
     of exact quality (else ≥ 95%) on validation beyond noise, among those the run measured and
-    no slower than exact search one query at a time on the corpus it was measured on (issue #37:
-    on a 1,000-document validation corpus exact search takes microseconds, and an index slower
-    than it there is no advice to serve; how a setting scales to a larger corpus is the funnel's
-    growth measurement, and ``mrl-run index`` tunes on the corpus itself). It is a full-width
+    clearly faster than exact search one query at a time on the corpus it was measured on (at
+    most :data:`~mrl_plugins.indexes.FASTER_THAN_EXACT` of its time; issue #37: on a
+    1,000-document validation corpus exact search takes microseconds, and an index slower than it
+    there is no advice to serve; issue #36: within timing noise the simpler option, exact search,
+    is kept; how a setting scales to a larger corpus is the funnel's growth measurement, and
+    ``mrl-run index`` tunes on the corpus itself). It is a full-width
     setting whenever no truncated one is on the front (or none keeps the share beyond noise);
     exact full-width search when no setting on the front does."""
     on, full = basis(results), results.full_dim
@@ -187,7 +192,7 @@ def serving_decision(results: RunResults) -> ServingDecision | None:
     for share in sorted(KEEP_SHARES, reverse=True):
         keeping = sorted((p for p in front if p.kept >= share - 1e-9), key=lambda p: (p.index_bytes, p.ratio_single))
         for point in keeping:
-            if point.slower_than_exact(full):
+            if point.not_faster_than_exact(full):
                 slower += [point] if point not in slower else []
                 continue
             found = margin(results, point.column, point.dim, against=point.model, against_dim=full, share=share)
