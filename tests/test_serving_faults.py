@@ -284,6 +284,16 @@ def test_a_folder_or_missing_corpus_says_what_it_is(tiny_model_dir, tmp_path):
     one_message(code, err, "corpus file not found")
 
 
+def test_a_missing_model_folder_is_not_looked_up_on_the_hub(corpus_file, tmp_path):
+    from mrl_plugins.models.loading import could_be_hub_id
+
+    assert could_be_hub_id("sentence-transformers/all-MiniLM-L6-v2") and could_be_hub_id("all-MiniLM-L6-v2")
+    assert not any(map(could_be_hub_id, ["/abs/run/model", "./model", "../run/model", "~/m", "runs/x/model"]))
+    code, _, err = index(tmp_path / "run" / "model" / "mrl", corpus_file, tmp_path / "idx")
+    one_message(code, err, "no such model folder (and not a Hub id")
+    assert "a finished run's model/ folder" in err and not (tmp_path / "idx").exists()
+
+
 def test_a_huge_document_is_cut_before_tokenising_and_counted(tiny_model_dir, tmp_path, caplog):
     from sentence_transformers import SentenceTransformer
 

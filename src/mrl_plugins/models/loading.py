@@ -59,6 +59,13 @@ def resolve_model(name: str, base_dir: Path = Path(".")) -> ResolvedModel:
     return ResolvedModel(name, name, "hub")
 
 
+def could_be_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face Hub repo id (``name`` or ``org/name``), not
+    of a file-system path (absolute, relative with ``./``, ``../`` or ``~``, or deeper than one
+    slash)."""
+    return not (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or not name.strip("/"))
+
+
 def embedding_dim_from_files(path: str | Path) -> int | None:
     """The sentence-embedding width of a saved model, read from its module configs."""
     root = Path(path)
@@ -131,6 +138,10 @@ def load_model(resolved: ResolvedModel, *, device: str, max_seq_length: int | No
     try:
         model = SentenceTransformer(resolved.location, device=device, local_files_only=resolved.is_local)
     except (OSError, ValueError) as exc:  # missing files, no network, a gated repo: say which model and why
+        if resolved.origin == "hub" and not could_be_hub_id(resolved.requested):
+            raise UserError(f"{resolved.requested}: no such model folder (and not a Hub id, which is 'org/name'). Give "
+                            "the folder of a saved model: a finished run's model/ folder, one of its "
+                            "model/variants/ folders, or a folder SentenceTransformer.save wrote.") from None
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         raise UserError(f"cannot load the model '{resolved.requested}' from {resolved.location} ({resolved.origin}): "
                         f"{type(exc).__name__}: {first}") from None

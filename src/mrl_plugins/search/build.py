@@ -60,6 +60,8 @@ def build_from_texts(
             if batch:
                 index.add(encode_texts(model, batch, role="document", batch_size=batch_size), batch)
                 bar.update(len(batch))
+            bar.total = bar.n  # the total was an upper bound (lines of the file): end at what was encoded
+            bar.refresh()
         corpus.report()
         if index.count == 0:
             raise UserError(f"{corpus.name}: every document of the corpus is empty; nothing to index.")
