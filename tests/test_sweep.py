@@ -86,13 +86,50 @@ def _eval_queries(run: Path) -> set[str]:
         return {text for _, text in json.load(fh)["queries"]}
 
 
-def test_a_failed_trial_is_recorded_with_its_message_and_the_study_goes_on(tiny_recipe, recipe_path, tmp_path):
-    space = {"train.batch_size": {"choices": [16, 1]}}  # 1 is refused by the recipe's schema
+def test_a_list_choice_such_as_the_widths_loss_weights_is_swept_and_written_back(tiny_recipe, recipe_path, tmp_path):
+    import tomllib
+
+    choices = [[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]]  # Optuna's categorical choices are scalars: lists go as TOML text
+    tiny = tiny_recipe.set("dims", {"name": "explicit", "values": [32, 16, 8]})
+    recipe = sweep_recipe(tiny, tmp_path, trials=2, sampler="grid",
+                          space={"dims.weights": {"choices": choices}}).write(recipe_path)
+    run_recipe(recipe, "-q", "--no-final", command="sweep").assert_success()
+    rows = trials(tmp_path)
+    assert sorted(r["params.dims.weights"] for r in rows) == ["[1.0, 1.0, 1.0]", "[1.0, 2.0, 4.0]"]
+    for row in rows:  # each trial trained with its list, and records it as a list
+        results = RunResults.load(Path(row["folder"]) / "results.json")
+        assert results.trial is not None and results.trial["params"]["dims.weights"] in choices
+        assert results.weights == results.trial["params"]["dims.weights"]
+    best = tomllib.loads(recipe_path.with_name("recipe.sweep-best.toml").read_text())
+    assert best["dims"]["weights"] in choices and best["dims"]["values"] == [32, 16, 8]
+    # a choice the recipe cannot take is refused before any trial, naming it
+    shutil.rmtree(tmp_path / "sweep")
+    bad = sweep_recipe(tiny, tmp_path, trials=2, sampler="grid",
+                       space={"dims.weights": {"choices": [[1.0, 1.0, 1.0], [1.0, 2.0]]}}).write(recipe_path)
+    outcome = run_recipe(bad, "-q", command="sweep")
+    assert outcome.code == 2 and '[sweep.space] "dims.weights" = [1.0, 2.0]' in outcome.err, outcome.err
+    assert "Traceback" not in outcome.err and not (tmp_path / "sweep" / "trials").exists()
+
+
+def test_a_failed_trial_is_recorded_with_its_message_and_the_study_goes_on(tiny_recipe, recipe_path, tmp_path,
+                                                                           monkeypatch):
+    import mrl_plugins.run as running
+    from mrl_plugins.errors import UserError
+
+    real = running.run
+
+    def run(recipe, **kw):  # a failure no check can see before the trial runs (a choice's own run fails)
+        if recipe.settings.train.batch_size == 8:
+            raise UserError("[train] batch_size = 8: out of memory (planted)")
+        return real(recipe, **kw)
+
+    monkeypatch.setattr(running, "run", run)
+    space = {"train.batch_size": {"choices": [16, 8]}}
     recipe = sweep_recipe(tiny_recipe, tmp_path, trials=2, sampler="grid", space=space).write(recipe_path)
     run_recipe(recipe, "-q", command="sweep").assert_success()
     rows = {r["params.train.batch_size"]: r for r in trials(tmp_path)}
     assert rows["16"]["state"] == "COMPLETE"
-    assert rows["1"]["state"] == "FAIL" and "batch_size" in rows["1"]["error"]
+    assert rows["8"]["state"] == "FAIL" and "batch_size = 8: out of memory" in rows["8"]["error"]
 
 
 def test_a_pruned_trial_keeps_no_run_folder(tiny_recipe, recipe_path, tmp_path):

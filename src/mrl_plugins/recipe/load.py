@@ -424,11 +424,14 @@ def sweep_problems(path: Path, overrides: tuple[str, ...], settings: RecipeModel
         problems.append("[sweep]: [validation] queries = 0, but a sweep chooses on the validation split; remove that "
                         "line (the default is 200 queries).")
     for key, param in s.space.items():
-        try:  # every key must exist in the recipe's schema: a typo fails here, not in trial 7
-            load_recipe(path, [*overrides, f"{key}={toml_value(sample_value(param))}"], registry=registry,
-                        check_sweep=False)
-        except UserError as exc:
-            problems.append(f"[sweep.space] \"{key}\": {exc}")
+        # every key must exist in the recipe's schema, and every choice must be a value it takes (a list
+        # of weights as long as the widths): a typo fails here, not in trial 7
+        for value in param.choices if param.choices is not None else [sample_value(param)]:
+            try:
+                load_recipe(path, [*overrides, f"{key}={toml_value(value)}"], registry=registry, check_sweep=False)
+            except UserError as exc:
+                problems.append(f"[sweep.space] \"{key}\" = {toml_value(value)}: {exc}")
+                break
     if s.sampler == "grid" and any(p.choices is None and p.step is None for p in s.space.values()):
         problems.append("[sweep] sampler = \"grid\" needs choices (or low, high and step) for every key.")
     if s.dims and s.weights and len(s.weights) != len(s.dims):

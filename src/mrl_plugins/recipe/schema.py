@@ -133,9 +133,15 @@ def sample_value(param: SweepParam) -> Any:
 
 
 def toml_value(value: Any) -> str:
-    """A value as ``--set`` reads it (TOML syntax)."""
+    """A value as ``--set`` reads it (TOML syntax), on one line: arrays and tables inline, so that
+    it fits a comment, a table cell and an Optuna choice (tomli_w writes arrays over several lines)."""
     import tomli_w
 
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{tomli_w.dumps({k: 0}).split('=', 1)[0].strip()} = {toml_value(v)}"
+                                for k, v in value.items()) + " }"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

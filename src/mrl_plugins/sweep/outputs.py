@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..recipe.schema import apply_override, read_toml
-from .study import Sweep, assignments
+from .study import Sweep, assignments, decoded
 
 BEST_MARK = "# written by mrl-run sweep"
 
@@ -44,11 +44,11 @@ def write_outputs(sweep: Sweep, study: Any) -> dict[str, Any]:
                         f"{sweep.folder / 'trials.csv'} for their messages). Fix the cause and run the sweep again, "
                         "with more --trials.")
     plots = write_plots(sweep, study)
-    best = study.best_trial
-    best_recipe = write_best_recipe(sweep, best.params)
+    best = decoded(study.best_trial.params, sweep.settings.space)
+    best_recipe = write_best_recipe(sweep, best)
     sweep.folder.joinpath("sweep.md").write_text(sweep_markdown(sweep, study, rows, plots, best_recipe),
                                                  encoding="utf-8")
-    return dict(best.params)
+    return best
 
 
 def write_plots(sweep: Sweep, study: Any) -> dict[str, str]:
@@ -103,7 +103,7 @@ def sweep_markdown(sweep: Sweep, study: Any, rows: list[dict[str, Any]], plots: 
              f"{s.weights or 'equal'}), maximised by {s.sampler} sampling with {s.pruner} pruning; storage "
              f"`{sweep.storage_url}`. No trial scored the evaluation set.", "",
              f"Best: trial {study.best_trial.number}, validation {study.best_value:.4f}, "
-             f"{', '.join(assignments(study.best_params))}. Its recipe: `{best}`.", ""]
+             f"{', '.join(assignments(decoded(study.best_params, s.space)))}. Its recipe: `{best}`.", ""]
     header = [c for c in dict.fromkeys(k for row in rows for k in row) if c != "folder"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:

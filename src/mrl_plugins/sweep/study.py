@@ -280,9 +280,35 @@ def retry(optuna: Any) -> dict[str, Any]:
     return {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=1)}
 
 
+def _scalar(choice: Any) -> bool:
+    return choice is None or isinstance(choice, (bool, int, float, str))
+
+
+def optuna_choices(param: SweepParam) -> list[Any]:
+    """A key's choices as Optuna stores them: its categorical choices must be scalars, so a list
+    or table choice (``"dims.weights" = { choices = [[1, 1, 1, 1], [1, 1, 2, 4]] }``) goes to it as
+    its TOML text, which :func:`decoded` reads back."""
+    assert param.choices is not None
+    return [c if _scalar(c) else toml_value(c) for c in param.choices]
+
+
+def decoded(params: dict[str, Any], space: dict[str, SweepParam]) -> dict[str, Any]:
+    """A trial's values as the recipe takes them: list and table choices read back from the TOML
+    text Optuna holds (:func:`optuna_choices`); every other value as it is."""
+    import tomllib
+
+    out = {}
+    for key, value in params.items():
+        param = space.get(key)
+        if param is not None and param.choices is not None and isinstance(value, str) and value not in param.choices:
+            value = tomllib.loads(f"v = {value}")["v"]
+        out[key] = value
+    return out
+
+
 def grid(param: SweepParam) -> list[Any]:
     if param.choices is not None:
-        return list(param.choices)
+        return optuna_choices(param)
     assert param.low is not None and param.high is not None and param.step is not None
     count = math.floor((param.high - param.low) / param.step + 1e-9) + 1
     values = [param.low + i * param.step for i in range(count)]
@@ -291,7 +317,7 @@ def grid(param: SweepParam) -> list[Any]:
 
 def suggest(trial: Any, key: str, param: SweepParam) -> Any:
     if param.choices is not None:
-        return trial.suggest_categorical(key, param.choices)
+        return decoded({key: trial.suggest_categorical(key, optuna_choices(param))}, {key: param})[key]
     assert param.low is not None and param.high is not None
     if param.integer:
         return trial.suggest_int(key, int(param.low), int(param.high), log=param.log,
@@ -310,7 +336,8 @@ class TrialHooks:
         self.sweep, self.trial = sweep, trial
 
     def describe(self) -> dict[str, Any]:
-        return {"study": self.sweep.recipe.settings.name, "number": self.trial.number, "params": self.trial.params}
+        return {"study": self.sweep.recipe.settings.name, "number": self.trial.number,
+                "params": decoded(self.trial.params, self.sweep.settings.space)}
 
     def report(self, step: int, metrics: dict[int, dict[str, float]]) -> None:
         value = self.sweep.objective_value(metrics)
