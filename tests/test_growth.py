@@ -121,6 +121,24 @@ def test_a_setting_not_clearly_faster_than_exact_search_is_never_the_one_to_serv
     assert f"{ratio:.2f}× exact's time" in report
 
 
+def test_when_nothing_cheaper_is_clearly_faster_exact_search_is_served_and_the_report_says_why(finished_tiny_run):
+    from mrl_plugins.present.sections import choices
+
+    results = RunResults.load(finished_tiny_run / "results.json")
+    small = min(results.dims)
+    for columns in (results.models, results.validation):  # the cheapest keeps everything at 0.9x exact's time
+        mrl = columns["mrl"]
+        mrl.metrics[small] = dict(mrl.metrics[results.full_dim])
+        mrl.costs = {d: c.model_copy(update={"ratio_single": 0.9 if d < results.full_dim else c.ratio_single})
+                     for d, c in (mrl.costs or {}).items()}
+    results.validation_scores = {}
+    decision = decisions.serving_decision(results)
+    assert decision is not None and decision.point.is_exact(results.full_dim) and decision.slower
+    line = next(x for x in choices(results).lines if x.startswith("To serve"))
+    assert "no setting on the Pareto front keeps ≥ 99% of exact quality and is clearly faster than exact search " \
+           "(at most 80% of its time), so exact search" in line
+
+
 def test_a_setting_clearly_faster_than_exact_search_is_served(finished_tiny_run):
     results = RunResults.load(finished_tiny_run / "results.json")
     small = min(results.dims)

@@ -200,13 +200,14 @@ def choices(results: RunResults) -> Section | None:
         share, point = decision.share, decision.point
         twin = chosen_point(results, point)
         there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
-        exact = point.is_exact(results.full_dim) and decision.margin is None
-        how = (f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality beyond noise, so exact "
-               "search" if exact and decision.within_noise else
-               f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality and is clearly faster "
-               f"than exact search (at most {FASTER_THAN_EXACT:.0%} of its time), so exact search" if exact else
-               f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, at most "
-               f"{FASTER_THAN_EXACT:.0%} of exact search's time")
+        if point.is_exact(results.full_dim):  # why nothing cheaper: within noise, not clearly faster, or both
+            why = (" beyond noise" if decision.within_noise else "") + (
+                f" and is clearly faster than exact search (at most {FASTER_THAN_EXACT:.0%} of its time)"
+                if decision.slower or not decision.within_noise else "")
+            how = f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality{why}, so exact search"
+        else:
+            how = (f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, at most "
+                   f"{FASTER_THAN_EXACT:.0%} of exact search's time")
         lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
         if decision.slower:
             size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
