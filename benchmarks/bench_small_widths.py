@@ -95,13 +95,44 @@ def compare(today: Path, new: Path) -> None:
         print(f"{name}: {r.train['mrl'].steps} training steps of the MRL model; training seconds {seconds}")
 
 
+def today_value(shipped: dict, key: str):
+    """What ``recipes/small-widths.toml`` sets for a swept key (the defaults where it sets none:
+    no mining, equal weights)."""
+    if key == "mining.enabled":
+        return shipped.get("mining", {}).get("enabled", False)
+    if key == "dims.weights":
+        return [float(w) for w in shipped["dims"].get("weights") or [1.0] * len(shipped["dims"]["values"])]
+    table, name = key.split(".", 1)
+    return shipped[table][name]
+
+
+def trial_value(value):
+    """A trial's value as the recipe takes it (a list choice is held by Optuna as its TOML text)."""
+    if isinstance(value, str) and value[:1] in "[{":
+        value = tomllib.loads(f"v = {value}")["v"]
+    return [float(v) for v in value] if isinstance(value, list) else value
+
+
+def shown(key: str, value) -> str:
+    if value is None:
+        return ""
+    if key.endswith("learning_rate"):
+        return f"{value:.2e}"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:g}" for v in value) + "]"
+    return str(value)
+
+
 def trials(folder: Path) -> None:
-    """The sweep's trials on the validation split, each against the trial with today's settings
-    (``recipes/small-widths.toml``'s ``[train]``, mnr, no mining): the objective (MRR@10 of the
-    adapted MRL model, mean of 96 and 48 dims) per trial, and a paired sign-flip test of each
-    trial's per-query objective against today's over the 200 validation queries. The margin rule
-    of the run's own choices (docs/defaults.md) then keeps today's settings unless a trial beats
-    them beyond noise."""
+    """A sweep's trials on the validation split, each against the trial with today's settings
+    (``recipes/small-widths.toml``'s values of the swept keys: for the shipped sweep its
+    ``[train]``, mnr, no mining; for a sweep of ``dims.weights``, equal weights): the objective
+    (MRR@10 of the adapted MRL model, mean of 96 and 48 dims) per trial, and a paired sign-flip
+    test of each trial's per-query objective against today's over the 200 validation queries. The
+    margin rule of the run's own choices (docs/defaults.md) then keeps today's settings unless a
+    trial beats them beyond noise."""
     import optuna
 
     from mrl_plugins.evidence.results import RunResults
@@ -109,10 +140,9 @@ def trials(folder: Path) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     shipped = tomllib.loads((ROOT / "recipes" / "small-widths.toml").read_text())
-    today = {"train.learning_rate": shipped["train"]["learning_rate"], "train.epochs": shipped["train"]["epochs"],
-             "train.batch_size": shipped["train"]["batch_size"], "loss.name": shipped["loss"]["name"],
-             "mining.enabled": False}
     study = optuna.load_study(study_name="sweep-small-widths", storage=f"sqlite:///{folder / 'study.db'}")
+    keys = list(dict.fromkeys(k for t in study.trials for k in t.params))
+    today = {k: today_value(shipped, k) for k in keys}
     sweep = tomllib.loads((ROOT / "recipes" / "sweep-small-widths.toml").read_text())["sweep"]
     column, dims = sweep["column"], sweep["dims"]
 
@@ -120,23 +150,26 @@ def trials(folder: Path) -> None:
         results = RunResults.load(Path(trial.user_attrs["folder"]) / "results.json")
         return np.mean([np.asarray(results.validation_scores[column][d]) for d in dims], axis=0)
 
+    def values(trial) -> dict:
+        return {k: trial_value(v) for k, v in trial.params.items()}
+
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    base = next((t for t in done if t.params == today), None)
+    base = next((t for t in done if values(t) == today), None)
     if base is None:
         sys.exit(f"{folder}: no completed trial has today's settings {today}; enqueue one (optuna's enqueue_trial)")
     ref = per_query(base)
+    # a killed trial's end is when the next sweep marked it failed, not when it stopped: not counted
     minutes = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() / 60 for t in study.trials
-               if t.datetime_complete is not None}
-    print(f"{len(study.trials)} trials ({len(done)} complete), {sum(minutes.values()):.0f} minutes of trials on 2 "
-          f"CPU cores, pruned and failed ones included; objective: validation MRR@10 of {column}, mean of {dims} "
-          f"dims ({len(ref)} queries)\n")
-    print("| trial | learning rate | epochs | batch | loss | mining | objective | − today's | p | minutes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+               if t.datetime_complete is not None and t.state.name != "FAIL"}
+    states = {state: sum(t.state.name == state for t in study.trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    print(f"{len(study.trials)} trials ({states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} "
+          f"failed or killed), {sum(minutes.values()):.0f} minutes of complete and pruned trials on 2 CPU cores; "
+          f"objective: validation MRR@10 of {column}, mean of {dims} dims ({len(ref)} queries)\n")
+    print("| trial | " + " | ".join(keys) + " | objective | − today's | p | minutes |")
+    print("|---|" + "---|" * len(keys) + "---|---|---|---|")
     for t in sorted(study.trials, key=lambda t: -(t.value or -1)):
-        p = t.params
         mark = " (today)" if t.number == base.number else ""
-        row = (f"| {t.number}{mark} | {p.get('train.learning_rate', 0):.2e} | {p.get('train.epochs')} | "
-               f"{p.get('train.batch_size')} | {p.get('loss.name')} | {'on' if p.get('mining.enabled') else 'off'} | ")
+        row = f"| {t.number}{mark} | " + " | ".join(shown(k, values(t).get(k)) for k in keys) + " | "
         if t.state.name != "COMPLETE":
             print(row + f"{t.state.name.lower()} | | | |")
             continue
