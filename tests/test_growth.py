@@ -122,6 +122,7 @@ def test_a_setting_not_clearly_faster_than_exact_search_is_never_the_one_to_serv
 
 
 def test_when_nothing_cheaper_is_clearly_faster_exact_search_is_served_and_the_report_says_why(finished_tiny_run):
+    from mrl_plugins.present.card import card_section
     from mrl_plugins.present.sections import choices
 
     results = RunResults.load(finished_tiny_run / "results.json")
@@ -135,8 +136,11 @@ def test_when_nothing_cheaper_is_clearly_faster_exact_search_is_served_and_the_r
     decision = decisions.serving_decision(results)
     assert decision is not None and decision.point.is_exact(results.full_dim) and decision.slower
     line = next(x for x in choices(results).lines if x.startswith("To serve"))
-    assert "no setting on the Pareto front keeps ≥ 99% of exact quality and is clearly faster than exact search " \
-           "(at most 80% of its time), so exact search" in line
+    why = "no setting on the Pareto front keeps ≥ 99% of exact quality and is clearly faster than exact search " \
+          "(at most 80% of its time), so exact search"
+    assert why in line
+    card = " ".join(card_section(results, None, "alice/x").split())  # the card says the same, and what to do at scale
+    assert f"Recommended ({why};" in card and "for a larger corpus, `mrl-run index` measures the settings" in card
 
 
 def test_a_setting_clearly_faster_than_exact_search_is_served(finished_tiny_run):

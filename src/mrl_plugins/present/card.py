@@ -16,14 +16,14 @@ from ..evidence.decisions import (
     basis,
     example_width,
     recommended_widths,
-    serving_choice,
+    serving_decision,
     truncation_on_front,
 )
 from ..evidence.results import MRL, PRIMARY, RunResults, share_label
 from .blocks import Section, Table
 from .costs import describe, front_sentence, speed
 from .render import markdown_table
-from .sections import chosen_on
+from .sections import chosen_on, serving_rule
 
 START, END = "<!-- mrl-plugins:start -->", "<!-- mrl-plugins:end -->"
 
@@ -51,12 +51,16 @@ run's results and the chosen point: the publisher asks the plugins
 
 def serving_section(results: RunResults, snippets: Snippets | None = None) -> tuple[Section, dict[str, Any]] | None:
     """What to serve (the decision), worded, and what the card's funnel snippet needs."""
-    found = serving_choice(results)
-    if found is None:
+    decision = serving_decision(results)
+    if decision is None:
         return None
-    share, point = found
-    line = (f"Recommended (on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, "
-            f"{chosen_on(results)}): {describe(point, results)}.")
+    point = decision.point
+    rule = serving_rule(decision, results.full_dim)
+    line = f"Recommended ({rule}; {chosen_on(results)}): {describe(point, results)}."
+    if point.is_exact(results.full_dim) and decision.slower:
+        size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
+        line += (f" That is the answer at the {size:,} documents it was measured on; for a larger corpus, "
+                 "`mrl-run index` measures the settings again on the corpus itself and chooses there.")
     front = front_sentence(results)
     if front and not truncation_on_front(basis(results)):
         line += " " + front

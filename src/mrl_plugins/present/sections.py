@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..evaluation.metrics import METRICS, Metric
 from ..evidence.decisions import (
+    ServingDecision,
     adaptor_gates,
     basis,
     chosen_point,
@@ -166,6 +167,19 @@ def saved_models(results: RunResults) -> Section | None:
 
 
 # -- choices -------------------------------------------------------------------------------------
+def serving_rule(decision: ServingDecision, full_dim: int) -> str:
+    """How the serving choice was made, in words: the rule, or, when exact search is the choice,
+    why nothing cheaper was (within noise of the share, not clearly faster, or both)."""
+    share = share_label(decision.share)
+    if decision.point.is_exact(full_dim):
+        why = (" beyond noise" if decision.within_noise else "") + (
+            f" and is clearly faster than exact search (at most {FASTER_THAN_EXACT:.0%} of its time)"
+            if decision.slower or not decision.within_noise else "")
+        return f"no setting on the Pareto front keeps ≥ {share} of exact quality{why}, so exact search"
+    return (f"on the Pareto front, least memory keeping ≥ {share} of exact quality, at most "
+            f"{FASTER_THAN_EXACT:.0%} of exact search's time")
+
+
 def chosen_on(results: RunResults) -> str:
     """On which data the run's choices rest, in words."""
     data = results.data
@@ -200,14 +214,7 @@ def choices(results: RunResults) -> Section | None:
         share, point = decision.share, decision.point
         twin = chosen_point(results, point)
         there = f"{twin.kept:.1%} on validation, " if twin is not None and results.chosen_on == "validation" else ""
-        if point.is_exact(results.full_dim):  # why nothing cheaper: within noise, not clearly faster, or both
-            why = (" beyond noise" if decision.within_noise else "") + (
-                f" and is clearly faster than exact search (at most {FASTER_THAN_EXACT:.0%} of its time)"
-                if decision.slower or not decision.within_noise else "")
-            how = f"no setting on the Pareto front keeps ≥ {share_label(share)} of exact quality{why}, so exact search"
-        else:
-            how = (f"on the Pareto front, least memory keeping ≥ {share_label(share)} of exact quality, at most "
-                   f"{FASTER_THAN_EXACT:.0%} of exact search's time")
+        how = serving_rule(decision, results.full_dim)
         lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
         if decision.slower:
             size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
