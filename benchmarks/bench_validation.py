@@ -66,15 +66,19 @@ def report(run: Path) -> None:
         print(f"| {c.choice} | {c.chosen} | {value(c.held_out)} | {alt} | {test} | {'yes' if c.holds else '**no**'} |")
     held = sum(c.holds for c in results.checks)
     print(f"\n{held} of {len(results.checks)} choices held.")
-    print("\n| column | kind | validation − held out, MRR@10 (mean over widths) |\n|---|---|---|")
+    widths = " | ".join(f"at {d}" for d in results.dims)
+    print(f"\n| column | kind | validation − held out, MRR@10 (mean over widths) | {widths} |\n"
+          f"|---|---|---|{'---|' * len(results.dims)}")
     gaps = {}
     for column, entry in results.quality_columns().items():
         if column not in results.validation:
             continue
         on = results.validation[column].metrics
-        gap = float(np.mean([on[d][key] - entry.metrics[d][key] for d in results.dims]))
+        each = [on[d][key] - entry.metrics[d][key] for d in results.dims]
+        gap = float(np.mean(each))
         gaps[column] = gap
-        print(f"| {entry.label} | {entry.component or entry.kind} | {gap:+.4f} |")
+        print(f"| {entry.label} | {entry.component or entry.kind} | {gap:+.4f} | "
+              + " | ".join(f"{g:+.3f}" for g in each) + " |")
     fine_tuned = [g for c, g in gaps.items() if results.models[c].kind == "model" and c != "base"]
     fitted = {c: g for c, g in gaps.items() if results.models[c].component == "adaptor"}
     if fine_tuned and fitted:
