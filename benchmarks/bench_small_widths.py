@@ -150,8 +150,8 @@ def trials(folder: Path) -> None:
         results = RunResults.load(Path(trial.user_attrs["folder"]) / "results.json")
         return np.mean([np.asarray(results.validation_scores[column][d]) for d in dims], axis=0)
 
-    def values(trial) -> dict:
-        return {k: trial_value(v) for k, v in trial.params.items()}
+    def values(trial) -> dict:  # a baseline trial (mrl-run sweep's, the recipe as written) ran today's values
+        return dict(today) if trial.user_attrs.get("baseline") else {k: trial_value(v) for k, v in trial.params.items()}
 
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     base = next((t for t in done if values(t) == today), None)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import optuna
@@ -43,7 +44,10 @@ def test_a_sweep_never_scores_the_evaluation_set_and_runs_its_best_recipe_once(
     recipe = sweep_recipe(tiny_recipe, tmp_path).write(recipe_path)
     run_recipe(recipe, "-q", command="sweep").assert_success()
     rows = trials(tmp_path)
-    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 and all(r["params.train.learning_rate"] for r in rows)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    # the first trial is the recipe as written (none of the space's values set), the others drew theirs
+    assert [r["baseline"] for r in rows] == ["True", "False", "False"]
+    assert rows[0]["params.train.learning_rate"] == "" and all(r["params.train.learning_rate"] for r in rows[1:])
     final = RunResults.load(tmp_path / "sweep" / "final" / "results.json")
     eval_queries = _eval_queries(tmp_path / "sweep" / "final")
     touching = [i for i, s in enumerate(seen) if s & eval_queries]
@@ -59,7 +63,15 @@ def test_a_sweep_never_scores_the_evaluation_set_and_runs_its_best_recipe_once(
     best = max(rows, key=lambda r: float(r["value"]))
     written = (recipe_path.with_name("recipe.sweep-best.toml")).read_text()
     assert written.startswith("# written by mrl-run sweep") and "[sweep]" not in written
-    assert f"learning_rate = {float(best['params.train.learning_rate'])}" in written
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    chosen = next(r for r in rows if f"Chosen: trial {r['number']}:" in md)
+    from mrl_plugins.sweep.study import recipe_values
+
+    own = recipe_values(Path(rows[0]["folder"]), ["train.learning_rate"])["train.learning_rate"]  # the recipe's own
+    assert own == 2e-5  # the schema's default: the tiny recipe sets none
+    lr = own if chosen["baseline"] == "True" else float(chosen["params.train.learning_rate"])
+    assert tomllib.loads(written)["train"]["learning_rate"] == lr
+    assert recipe_values(tmp_path / "sweep" / "final", ["train.learning_rate"]) == {"train.learning_rate": lr}
     assert final.trial is None and final.models["mrl"].intervals  # scored held out, with intervals
     md = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "No trial scored the evaluation set" in md and f"trial {best['number']}" in md
@@ -84,6 +96,40 @@ def _eval_queries(run: Path) -> set[str]:
 
     with gzip.open(run / "evaluation" / "eval_set.json.gz", "rt", encoding="utf-8") as fh:
         return {text for _, text in json.load(fh)["queries"]}
+
+
+def test_the_sweep_keeps_the_recipe_as_written_unless_a_trial_beats_it_beyond_noise(tiny_recipe, recipe_path,
+                                                                                    tmp_path, monkeypatch):
+    import numpy as np
+
+    from mrl_plugins.sweep import outputs
+    from mrl_plugins.sweep.study import Sweep
+
+    sweep = Sweep.open(sweep_recipe(tiny_recipe, tmp_path).write(recipe_path), [], storage=None, trials=None)
+    rng = np.random.default_rng(0)
+    recipe_q = rng.uniform(0.3, 0.9, 200)  # the baseline's per-query objective on 200 validation queries
+    space = {"train.learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
+    monkeypatch.setattr(outputs, "recipe_values", lambda out, keys: {"train.learning_rate": 5e-5})
+
+    def choose(trial_q):
+        scores = {"t0": recipe_q, "t1": trial_q}
+        monkeypatch.setattr(outputs, "per_query", lambda sweep, t: scores[t.user_attrs["folder"]])
+        study = optuna.create_study(direction="maximize")
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=float(recipe_q.mean()),
+                                                  user_attrs={"baseline": True, "folder": "t0"}))
+        study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 1e-4}, distributions=space,
+                                                  value=float(trial_q.mean()), user_attrs={"folder": "t1"}))
+        return outputs.choose(sweep, study)
+
+    noise = rng.normal(0, 0.1, 200)
+    within = choose(recipe_q + 0.004 + noise - noise.mean())  # ahead on average, by less than its noise
+    assert within.best.number == 1 and within.trial.number == 0 and within.p is not None and within.p >= 0.05
+    assert within.params == {"train.learning_rate": 5e-5} and "within noise" in within.note
+    beyond = choose(recipe_q + 0.03 + rng.normal(0, 0.01, 200))
+    assert beyond.trial.number == 1 and beyond.p < 0.05 and beyond.params == {"train.learning_rate": 1e-4}
+    assert "beyond noise" in beyond.note
+    behind = choose(recipe_q - 0.01)  # the recipe as written is the best trial
+    assert behind.trial.number == 0 and behind.p is None
 
 
 def test_a_list_choice_such_as_the_widths_loss_weights_is_swept_and_written_back(tiny_recipe, recipe_path, tmp_path):

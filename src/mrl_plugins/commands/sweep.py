@@ -74,12 +74,13 @@ def sweep(request: SweepRequest) -> int:
     if request.worker:
         print(f"sweep '{study.study_name}': this worker is done ({len(study.trials)} trials in the study).")
         return 0
-    params = write_outputs(found, study)
-    print(f"sweep '{study.study_name}': best validation {study.best_value:.4f} with "
-          f"{', '.join(assignments(params))} (trials: {found.folder / 'sweep.md'}).")
+    choice = write_outputs(found, study)
+    print(f"sweep '{study.study_name}': best validation {study.best_value:.4f} (trial {choice.best.number}); chosen: "
+          f"{choice.note}; {', '.join(assignments(choice.params)) or 'the recipe as written'} "
+          f"(trials: {found.folder / 'sweep.md'}).")
     if not request.final:
         return 0
-    results = final_run(found, params)
+    results = final_run(found, choice.params)
     if results is not None:
         from ..present.report import format_table
 

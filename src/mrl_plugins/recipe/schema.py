@@ -124,6 +124,11 @@ class SweepSection(Section):
     output_dir: str = Field("runs/{name}-sweep", description="The sweep's folder (study, trials), relative to the "
                                                              "recipe's folder.")
     seed: int | None = Field(None, description="The sampler's seed (default: the recipe's).")
+    baseline: bool = Field(True, description="Run the recipe as written (none of the space's values set) as the "
+                                             "study's first trial, and keep it unless a trial beats it on validation "
+                                             "beyond noise (paired test over the validation queries, p < 0.05; with "
+                                             "metric = \"mrr\"). Not with sampler = \"grid\": put the recipe's "
+                                             "values among its choices.")
 
 
 def sample_value(param: SweepParam) -> Any:

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import csv
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import UserError
+from ..evidence.results import RunResults
+from ..evidence.stats import paired_p_value
 from ..recipe.schema import apply_override, read_toml
-from .study import Sweep, assignments, decoded
+from .study import Sweep, assignments, decoded, recipe_values
+
+NOISE_P = 0.05
+"""A trial replaces the recipe as written only when it beats it on validation with p below this."""
 
 BEST_MARK = "# written by mrl-run sweep"
 
@@ -22,15 +30,89 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
             else None
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
+        rows.append({"number": t.number, "baseline": bool(t.user_attrs.get("baseline")), "state": t.state.name,
+                     "value": t.value,
                      **{f"params.{k}": v for k, v in t.params.items()},
                      "seconds": round(seconds, 1) if seconds is not None else None,
                      "folder": t.user_attrs.get("folder", ""), "error": t.user_attrs.get("error", "")})
     return rows
 
 
-def write_outputs(sweep: Sweep, study: Any) -> dict[str, Any]:
-    """trials.csv, sweep.md, the two plots, and the best recipe; returns the best trial's params."""
+@dataclass(frozen=True)
+class Choice:
+    """What the sweep chose: the best trial, or the baseline (the recipe as written) when no trial
+    beats it on validation beyond noise (the margin rule of a run's own choices, issue #36)."""
+
+    trial: Any
+    """The chosen trial (Optuna's ``FrozenTrial``)."""
+    params: dict[str, Any]
+    """Its values as the recipe takes them (the baseline's: the recipe's own, read from its run)."""
+    best: Any
+    """The trial with the best validation objective."""
+    p: float | None
+    """The paired test of the best trial against the baseline (``None``: none made)."""
+    note: str
+    """The choice in words (why the baseline was kept, or what beat it)."""
+
+
+def trial_values(sweep: Sweep, trial: Any) -> dict[str, Any]:
+    """A trial's values of the space's keys as the recipe takes them; the baseline's are the
+    recipe's own, read from its run folder (keys the recipe leaves unset are left out)."""
+    if trial.user_attrs.get("baseline"):
+        found = recipe_values(Path(trial.user_attrs.get("folder", "")), sweep.settings.space) or {}
+        return {k: v for k, v in found.items() if v is not None}
+    return decoded(trial.params, sweep.settings.space)
+
+
+def per_query(sweep: Sweep, trial: Any) -> np.ndarray | None:
+    """The objective per validation query (the weighted mean of the primary metric at the sweep's
+    widths), from the trial's ``results.json``; ``None`` where it was not kept."""
+    try:
+        results = RunResults.load(Path(trial.user_attrs.get("folder", "")) / "results.json")
+    except Exception:
+        return None
+    scores = results.validation_scores.get(sweep.settings.column, {})
+    dims = sweep.settings.dims or sorted(scores, reverse=True)
+    if not dims or any(d not in scores for d in dims):
+        return None
+    weights = sweep.settings.weights or [1.0] * len(dims)
+    stacked = np.asarray([scores[d] for d in dims], dtype=np.float64)
+    return np.asarray(weights, dtype=np.float64) @ stacked / float(sum(weights))
+
+
+def choose(sweep: Sweep, study: Any) -> Choice:
+    """The best trial, unless the baseline (the recipe as written) is within noise of it: then the
+    recipe's own values are kept, as a run keeps the simpler option."""
+    from optuna.trial import TrialState
+
+    best = study.best_trial
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    base = next((t for t in complete if t.user_attrs.get("baseline")), None)
+
+    def chosen(trial: Any, p: float | None, note: str) -> Choice:
+        return Choice(trial, trial_values(sweep, trial), best, p, note)
+
+    if base is None:
+        why = ("no baseline trial finished" if sweep.settings.baseline and sweep.settings.sampler != "grid" else
+               "no baseline trial (a grid, or [sweep] baseline = false)")
+        return chosen(best, None, f"the best trial ({why}: not weighed against the recipe as written)")
+    if best.number == base.number:
+        return chosen(base, None, "the recipe as written is the best trial")
+    a, b = per_query(sweep, best), per_query(sweep, base)
+    delta = best.value - base.value
+    if sweep.settings.metric != "mrr" or a is None or b is None or len(a) != len(b):
+        return chosen(best, None, f"the best trial, {delta:+.4f} over the recipe as written (trial {base.number}; no "
+                                  "paired test: per-query scores are kept for MRR@k only)")
+    p = paired_p_value(a, b)
+    if p < NOISE_P:
+        return chosen(best, p, f"trial {best.number} beats the recipe as written (trial {base.number}) by "
+                               f"{delta:+.4f} on validation, beyond noise (p = {p:.3f})")
+    return chosen(base, p, f"trial {best.number} leads the recipe as written (trial {base.number}) by {delta:+.4f} "
+                           f"on validation, within noise (p = {p:.3f}): the recipe's own values are kept")
+
+
+def write_outputs(sweep: Sweep, study: Any) -> Choice:
+    """trials.csv, sweep.md, the two plots, and the chosen recipe (:func:`choose`)."""
     rows = trials_table(study)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with (sweep.folder / "trials.csv").open("w", newline="", encoding="utf-8") as f:
@@ -44,11 +126,11 @@ def write_outputs(sweep: Sweep, study: Any) -> dict[str, Any]:
                         f"{sweep.folder / 'trials.csv'} for their messages). Fix the cause and run the sweep again, "
                         "with more --trials.")
     plots = write_plots(sweep, study)
-    best = decoded(study.best_trial.params, sweep.settings.space)
-    best_recipe = write_best_recipe(sweep, best)
-    sweep.folder.joinpath("sweep.md").write_text(sweep_markdown(sweep, study, rows, plots, best_recipe),
+    choice = choose(sweep, study)
+    best_recipe = write_best_recipe(sweep, choice.params, choice.note)
+    sweep.folder.joinpath("sweep.md").write_text(sweep_markdown(sweep, study, rows, plots, best_recipe, choice),
                                                  encoding="utf-8")
-    return best
+    return choice
 
 
 def write_plots(sweep: Sweep, study: Any) -> dict[str, str]:
@@ -75,9 +157,9 @@ def write_plots(sweep: Sweep, study: Any) -> dict[str, str]:
     return made
 
 
-def write_best_recipe(sweep: Sweep, params: dict[str, Any]) -> Path:
-    """The recipe with the best trial's values, beside the original (its relative paths hold there).
-    A file of that name that this command did not write is never replaced."""
+def write_best_recipe(sweep: Sweep, params: dict[str, Any], why: str = "") -> Path:
+    """The recipe with the chosen trial's values, beside the original (its relative paths hold
+    there). A file of that name that this command did not write is never replaced."""
     import tomli_w
 
     path = sweep.recipe.path
@@ -90,12 +172,14 @@ def write_best_recipe(sweep: Sweep, params: dict[str, Any]) -> Path:
         apply_override(raw, assignment)
     raw.pop("sweep", None)
     header = (f"{BEST_MARK} from {path.name}: trial values chosen on the validation split\n"
-              f"# ({', '.join(assignments(params))}); the sweep's final run scored it on the evaluation set.\n")
+              f"# ({', '.join(assignments(params)) or 'the recipe as written'}); the sweep's final run scored it on "
+              "the evaluation set.\n" + (f"# {why}.\n" if why else ""))
     target.write_text(header + tomli_w.dumps(raw), encoding="utf-8")
     return target
 
 
-def sweep_markdown(sweep: Sweep, study: Any, rows: list[dict[str, Any]], plots: dict[str, str], best: Path) -> str:
+def sweep_markdown(sweep: Sweep, study: Any, rows: list[dict[str, Any]], plots: dict[str, str], best: Path,
+                   choice: Choice) -> str:
     s = sweep.settings
     dims = ", ".join(map(str, s.dims)) if s.dims else "every width"
     lines = [f"# Sweep '{study.study_name}'", "",
@@ -103,7 +187,8 @@ def sweep_markdown(sweep: Sweep, study: Any, rows: list[dict[str, Any]], plots: 
              f"{s.weights or 'equal'}), maximised by {s.sampler} sampling with {s.pruner} pruning; storage "
              f"`{sweep.storage_url}`. No trial scored the evaluation set.", "",
              f"Best: trial {study.best_trial.number}, validation {study.best_value:.4f}, "
-             f"{', '.join(assignments(decoded(study.best_params, s.space)))}. Its recipe: `{best}`.", ""]
+             f"{', '.join(assignments(trial_values(sweep, study.best_trial))) or 'the recipe as written'}.", "",
+             f"Chosen: trial {choice.trial.number}: {choice.note}. Its recipe: `{best}`.", ""]
     header = [c for c in dict.fromkeys(k for row in rows for k in row) if c != "folder"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:

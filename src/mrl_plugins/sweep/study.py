@@ -38,6 +38,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,10 @@ class Sweep:
         from ..publish.documents import write_run_documents
         from ..run import run
 
-        params = {key: suggest(trial, key, p) for key, p in self.settings.space.items()}
+        # the baseline runs the recipe as written: none of the space's values set (its own are read back from its
+        # run folder when it is chosen, :func:`recipe_values`)
+        baseline = bool(trial.user_attrs.get("baseline"))
+        params = {} if baseline else {key: suggest(trial, key, p) for key, p in self.settings.space.items()}
         out = self.folder / "trials" / f"trial-{trial.number:04d}"
         overrides = [*self.recipe.overrides, *assignments(params), f"output_dir={toml_value(str(out))}"]
         if self.settings.report_every:  # the validation curve the pruner reads (else once per epoch)
@@ -163,6 +167,9 @@ class Sweep:
 
         study = self.study()
         self.fail_killed(study)
+        if self.settings.baseline and self.settings.sampler != "grid" and "baseline" not in study.user_attrs:
+            study.set_user_attr("baseline", "enqueued")  # once per study, whichever worker comes first
+            study.enqueue_trial({}, user_attrs={"baseline": True})
         done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         left = self.trials - len(study.get_trials(deepcopy=False, states=done))
         if left > 0:
@@ -198,6 +205,8 @@ class Sweep:
                 Path(folder).with_name(f".{Path(folder).name}.lock").unlink(missing_ok=True)
             if self.settings.sampler == "grid" and "retry_of" not in trial.user_attrs and trial.params:
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            elif trial.user_attrs.get("baseline") is True:  # the recipe as written is run again, once
+                study.enqueue_trial({}, user_attrs={"baseline": "retry", "retry_of": trial.number})
 
 
 def trial_recipe(recipe: Recipe, column: str) -> Recipe:
@@ -366,19 +375,25 @@ def final_run(sweep: Sweep, params: dict[str, Any]) -> RunResults | None:
     return results
 
 
-def _same_params(out: Path, params: dict[str, Any]) -> bool:
+def recipe_values(out: Path, keys: Iterable[str]) -> dict[str, Any] | None:
+    """The values a finished run's resolved recipe has at dotted keys (``None`` for a key it does
+    not set); ``None`` when the run folder has no readable recipe."""
     import tomllib
 
     try:
         resolved = tomllib.loads(RunDir(out).recipe_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    probe: dict[str, Any] = {}
-    for assignment in assignments(params):
-        key = assignment.split("=", 1)[0]
+        return None
+    found: dict[str, Any] = {}
+    for key in keys:
         node: Any = resolved
         for part in key.split("."):
-            node = node[int(part)] if isinstance(node, list) and part.isdigit() else (node or {}).get(part) \
-                if isinstance(node, dict) else None
-        probe[key] = node
-    return probe == params
+            node = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else \
+                node.get(part) if isinstance(node, dict) else None
+        found[key] = node
+    return found
+
+
+def _same_params(out: Path, params: dict[str, Any]) -> bool:
+    """Whether the final run in ``out`` ran these values (never for no values: nothing to compare)."""
+    return bool(params) and recipe_values(out, params) == params
