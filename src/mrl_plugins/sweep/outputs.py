@@ -82,7 +82,10 @@ def per_query(sweep: Sweep, trial: Any) -> np.ndarray | None:
 
 def choose(sweep: Sweep, study: Any) -> Choice:
     """The best trial, unless the baseline (the recipe as written) is within noise of it: then the
-    recipe's own values are kept, as a run keeps the simpler option."""
+    recipe's own values are kept, as a run keeps the simpler option. One paired test of the best
+    trial against the baseline, not corrected for the trials searched (the best of many is picked
+    for its lead, so its p is optimistic): a margin against chance leads, not a proof; the final
+    run's held-out scores are the check."""
     from optuna.trial import TrialState
 
     best = study.best_trial
