@@ -369,11 +369,13 @@ def test_a_part_with_nothing_left_exits_0(tiny_model_dir, corpus_file, tmp_path)
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_trial_is_marked_failed_and_the_rerun_samples_anew(tiny_recipe, recipe_path, tmp_path):
+@pytest.mark.parametrize("baseline", [False, True])
+def test_a_killed_sweep_trial_is_marked_failed_and_the_rerun_samples_anew(tiny_recipe, recipe_path, tmp_path,
+                                                                          baseline):
     import optuna
 
     table = {"trials": 2, "sampler": "random", "dims": [16, 8], "output_dir": str(tmp_path / "sweep"),
-             "space": {"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}}
+             "baseline": baseline, "space": {"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}}
     recipe = tiny_recipe.set("train.max_steps", 2).set("sweep", table).write(recipe_path)
     db = f"sqlite:///{tmp_path / 'sweep' / 'study.db'}"
     worker = subprocess.Popen([sys.executable, "-m", "mrl_plugins.cli", "sweep", str(recipe), "-q", "--set",
@@ -387,7 +389,7 @@ def test_a_killed_sweep_trial_is_marked_failed_and_the_rerun_samples_anew(tiny_r
             if (tmp_path / "sweep" / "study.db").is_file():
                 with contextlib.suppress(Exception):
                     trial = optuna.load_study(study_name="tiny", storage=db).trials
-                    if trial and trial[0].params:
+                    if trial and "folder" in trial[0].user_attrs:  # set as its run starts
                         break
             time.sleep(0.2)
         worker.send_signal(signal.SIGKILL)
@@ -402,7 +404,10 @@ def test_a_killed_sweep_trial_is_marked_failed_and_the_rerun_samples_anew(tiny_r
         rows = list(csv.DictReader(fh))
     assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"]
     assert "ended without finishing it (killed?)" in rows[0]["error"]
-    assert rows[1]["params.train.learning_rate"] != rows[0]["params.train.learning_rate"]  # sampled anew
+    if baseline:  # the recipe as written is run again, once, still with none of the space's values set
+        assert [r["baseline"] for r in rows] == ["True", "True"] and not rows[1].get("params.train.learning_rate")
+    else:
+        assert rows[1]["params.train.learning_rate"] != rows[0]["params.train.learning_rate"]  # sampled anew
 
 
 def test_a_seeded_sweep_samples_the_same_values_whether_interrupted_or_not(tmp_path):
