@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..evidence.results import RunResults
+from ..evidence.rundir import RunDir
 from ..evidence.stats import paired_p_value
 from ..recipe.schema import apply_override, read_toml
 from .study import Sweep, assignments, decoded, recipe_values
@@ -68,7 +69,7 @@ def per_query(sweep: Sweep, trial: Any) -> np.ndarray | None:
     """The objective per validation query (the weighted mean of the primary metric at the sweep's
     widths), from the trial's ``results.json``; ``None`` where it was not kept."""
     try:
-        results = RunResults.load(Path(trial.user_attrs.get("folder", "")) / "results.json")
+        results = RunResults.load(RunDir(Path(trial.user_attrs.get("folder", ""))).results_file)
     except Exception:
         return None
     scores = results.validation_scores.get(sweep.settings.column, {})
