@@ -98,8 +98,8 @@ def choose(sweep: Sweep, study: Any) -> Choice:
 
     if base is None:
         why = ("no baseline trial finished" if sweep.settings.baseline and sweep.settings.sampler != "grid" else
-               "no baseline trial (a grid, or [sweep] baseline = false)")
-        return chosen(best, None, f"the best trial ({why}: not weighed against the recipe as written)")
+               "no baseline trial ran (a grid, or [sweep] baseline = false)")
+        return chosen(best, None, f"the best trial; {why}, so it was not weighed against the recipe as written")
     if best.number == base.number:
         return chosen(base, None, "the recipe as written is the best trial")
     a, b = per_query(sweep, best), per_query(sweep, base)
