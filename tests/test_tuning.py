@@ -13,9 +13,9 @@ import pytest
 
 from mrl_plugins.evaluation.encode import normalise
 from mrl_plugins.evaluation.retrieval import overlap_at_k
+from mrl_plugins.indexes import FASTER_THAN_EXACT as FASTER
 from mrl_plugins.search.index import FunnelIndex
 from mrl_plugins.search.tuning import (
-    FASTER,
     NEAR_FASTEST,
     Candidate,
     Probes,

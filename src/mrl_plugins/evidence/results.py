@@ -415,6 +415,11 @@ class RunResults(ColumnReading, _Schema):
         written before schema 4) the evaluation set itself."""
         return "validation" if self.validation else "evaluation"
 
+    @property
+    def chosen_corpus(self) -> int:
+        """Documents in the corpus the choices were made on (:attr:`chosen_on`)."""
+        return self.data.validation_corpus if self.chosen_on == "validation" else self.data.corpus
+
     def scored(self, split: Split) -> ScoredColumns:
         """The columns scored on one set: ``"evaluation"`` (``models``: what the run reports; empty
         in a sweep's trial) or ``"validation"`` (``validation``: what it chooses on)."""

@@ -58,7 +58,7 @@ def serving_section(results: RunResults, snippets: Snippets | None = None) -> tu
     rule = serving_rule(decision, results.full_dim)
     line = f"Recommended ({rule}; {chosen_on(results)}): {describe(point, results)}."
     if point.is_exact(results.full_dim) and decision.slower:
-        size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
+        size = results.chosen_corpus
         line += (f" That is the answer at the {size:,} documents it was measured on; for a larger corpus, "
                  "`mrl-run index` measures the settings again on the corpus itself and chooses there.")
     front = front_sentence(results)

@@ -217,7 +217,7 @@ def choices(results: RunResults) -> Section | None:
         how = serving_rule(decision, results.full_dim)
         lines.append(f"To serve ({how}; {there}held out {point.kept:.1%}): {describe(point, results)}.")
         if decision.slower:
-            size = results.data.validation_corpus if results.chosen_on == "validation" else results.data.corpus
+            size = results.chosen_corpus
             slow = "; ".join(f"{p.label} at {p.dim} ({p.kept:.1%}, {p.ratio_single:.2f}× exact's time)"
                              for p in decision.slower[:3])
             more = f" and {len(decision.slower) - 3} more" if len(decision.slower) > 3 else ""

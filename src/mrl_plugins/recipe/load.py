@@ -10,7 +10,6 @@ imports torch or loads a model.
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ from ..plugins import Registry, load_registry
 from . import checks
 from .checks import fill_output_dir, output_dir_problems
 from .run_models import ModelRef, RunModels, plan_models, resolve_ref
-from .schema import RecipeModel, apply_override, pydantic_problems, read_toml, sample_value, toml_value
+from .schema import RecipeModel, apply_override, pydantic_problems, read_toml
+from .sweep import sweep_problems
 
 C = TypeVar("C", bound=Component[Any])
 
@@ -385,7 +385,8 @@ def load_recipe(
     if settings is not None and settings.sweep is not None and check_sweep and not problems:
         schedule = specs.get("dims")
         full_widths = schedule.component.dims(full_dim) if full_dim and schedule is not None else None
-        problems.extend(sweep_problems(path, tuple(overrides), settings, models, compare, full_widths, registry))
+        problems.extend(sweep_problems(path, tuple(overrides), settings, models, compare, full_widths, registry,
+                                       load=load_recipe))
     if problems or settings is None:
         raise RecipeError(str(path), problems)
     # no problems: every required component, the row format, the model and the output folder were found
@@ -409,43 +410,6 @@ def load_recipe(
         overrides=tuple(overrides),
         tasks=tasks,
     )
-
-
-def sweep_problems(path: Path, overrides: tuple[str, ...], settings: RecipeModel, models: RunModels,
-                   compare: list[ComparisonSpec], widths: list[int] | None, registry: Registry) -> list[str]:
-    """What a ``[sweep]`` table gets wrong that would otherwise fail in every trial: a key of its
-    space the recipe does not have (each is set to a value of its range and the recipe loaded), a
-    grid without steps, weights that do not match its widths, widths the run does not train, and a
-    column the run will not have (a model of the run, or a comparison's column)."""
-    s = settings.sweep
-    assert s is not None
-    problems = []
-    if settings.validation.queries == 0:
-        problems.append("[sweep]: [validation] queries = 0, but a sweep chooses on the validation split; remove that "
-                        "line (the default is 200 queries).")
-    for key, param in s.space.items():
-        # every key must exist in the recipe's schema, and every choice must be a value it takes (a list
-        # of weights as long as the widths): a typo fails here, not in trial 7
-        for value in param.choices if param.choices is not None else [sample_value(param)]:
-            try:
-                load_recipe(path, [*overrides, f"{key}={toml_value(value)}"], registry=registry, check_sweep=False)
-            except UserError as exc:
-                problems.append(f"[sweep.space] \"{key}\" = {toml_value(value)}: {exc}")
-                break
-    if s.sampler == "grid" and any(p.choices is None and p.step is None for p in s.space.values()):
-        problems.append("[sweep] sampler = \"grid\" needs choices (or low, high and step) for every key.")
-    if s.dims and s.weights and len(s.weights) != len(s.dims):
-        problems.append(f"[sweep] weights: {len(s.weights)} weights for {len(s.dims)} dims.")
-    if s.dims and widths is not None and set(s.dims) - set(widths):
-        problems.append(f"[sweep] dims: {sorted(set(s.dims) - set(widths), reverse=True)} are not among the widths the "
-                        f"run trains and scores ({widths}); name some of those.")
-    columns = [*models.keys(), *(c.key for c in compare)]
-    if s.column not in columns and not any(s.column.startswith(c.key[:-1] + ", ") for c in compare):
-        close = difflib.get_close_matches(s.column, columns, n=1, cutoff=0.5)
-        problems.append(f"[sweep] column: '{s.column}' is not a column the run will have"
-                        + (f"; did you mean '{close[0]}'?" if close else ".")
-                        + f" It will have: {', '.join(columns)}.")
-    return problems
 
 
 def output_path(recipe_dir: Path, filled: str) -> Path:

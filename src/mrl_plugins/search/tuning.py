@@ -65,8 +65,6 @@ from ..indexes import FASTER_THAN_EXACT
 K = 10
 SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
 """Shortlist sizes tried, smallest first (each at most the corpus)."""
-FASTER = FASTER_THAN_EXACT
-"""A candidate must take at most this share of exact search's time one query at a time."""
 MEMORY_BYTES = 32.0
 """``--memory``'s default: bytes per vector of shortlist index within which tuning chooses by time."""
 NEAR_FASTEST = 1.1
@@ -266,15 +264,15 @@ def choose(tuning: Tuning) -> tuple[Candidate | None, str]:
     if not timed_ones:
         return None, (f"no setting finds {tuning.recall_target:.0%} of the exact top {K} with a shortlist of up to "
                       f"{max(c.shortlist for c in tuning.candidates) if tuning.candidates else 0}: exact search")
-    fast = [c for c in timed_ones if c.p50_ms is not None and c.p50_ms <= FASTER * exact_ms]
+    fast = [c for c in timed_ones if c.p50_ms is not None and c.p50_ms <= FASTER_THAN_EXACT * exact_ms]
     if not fast:
         return None, (f"every setting that finds {tuning.recall_target:.0%} of the exact top {K} is slower than "
-                      f"{FASTER:.0%} of exact search one query at a time ({exact_ms:.3f} ms) on {tuning.corpus:,} "
-                      "documents: at this size exact search is the answer")
+                      f"{FASTER_THAN_EXACT:.0%} of exact search one query at a time ({exact_ms:.3f} ms) on "
+                      f"{tuning.corpus:,} documents: at this size exact search is the answer")
     bounded = [c for c in fast if tuning.latency_ms is None or (c.p50_ms or 0) <= tuning.latency_ms]
     if not bounded:
         return None, f"no setting that meets the recall target answers within --latency-ms {tuning.latency_ms}"
-    keeping = (f"keeping ≥ {tuning.recall_target:.0%} of the exact top {K} in at most {FASTER:.0%} of exact "
+    keeping = (f"keeping ≥ {tuning.recall_target:.0%} of the exact top {K} in at most {FASTER_THAN_EXACT:.0%} of exact "
                "search's time one query at a time")
     within = [c for c in bounded if c.index_bytes <= tuning.memory_bytes]
     if within:

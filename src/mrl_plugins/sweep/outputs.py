@@ -73,10 +73,9 @@ def per_query(sweep: Sweep, trial: Any) -> np.ndarray | None:
     except Exception:
         return None
     scores = results.validation_scores.get(sweep.settings.column, {})
-    dims = sweep.settings.dims or sorted(scores, reverse=True)
+    dims, weights = sweep.widths(scores)
     if not dims or any(d not in scores for d in dims):
         return None
-    weights = sweep.settings.weights or [1.0] * len(dims)
     stacked = np.asarray([scores[d] for d in dims], dtype=np.float64)
     return np.asarray(weights, dtype=np.float64) @ stacked / float(sum(weights))
 

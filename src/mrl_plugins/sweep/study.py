@@ -72,7 +72,7 @@ class Sweep:
 
     @classmethod
     def open(cls, path: Path, overrides: list[str], *, storage: str | None, trials: int | None) -> Sweep:
-        recipe = load_recipe(path, overrides)  # its [sweep] table checked with it (recipe.load.sweep_problems)
+        recipe = load_recipe(path, overrides)  # its [sweep] table checked with it (recipe.sweep.sweep_problems)
         s = recipe.settings.sweep
         if s is None:
             raise UserError(f"{path}: no [sweep] table; add one naming the search space, e.g. [sweep.space] "
@@ -118,12 +118,16 @@ class Sweep:
         return optuna.create_study(study_name=self.recipe.settings.name, storage=storage, sampler=sampler,
                                    pruner=pruner, direction="maximize", load_if_exists=True)
 
+    def widths(self, scored: Iterable[int]) -> tuple[list[int], list[float]]:
+        """The widths the objective averages (``[sweep] dims``, else every width scored) and their
+        weights (``[sweep] weights``, else equal)."""
+        dims = self.settings.dims or sorted(scored, reverse=True)
+        return dims, self.settings.weights or [1.0] * len(dims)
+
     def objective_value(self, metrics: dict[int, dict[str, float]]) -> float:
         """The weighted mean of the metric at the sweep's widths."""
-        s = self.settings
-        dims = s.dims or sorted(metrics, reverse=True)
-        weights = s.weights or [1.0] * len(dims)
-        key = Metric(s.metric).key(self.recipe.settings.eval.k)
+        dims, weights = self.widths(metrics)
+        key = Metric(self.settings.metric).key(self.recipe.settings.eval.k)
         return sum(w * metrics[d][key] for w, d in zip(weights, dims)) / sum(weights)
 
     def run_trial(self, trial: Any) -> float:
