@@ -204,17 +204,18 @@ def evaluate(name: str, run_dir: Path, docs: list[dict], relevant: list[int], qu
         searches[label] = (lambda x, i=corpus_index.index, n=n: i.search(x, K, shortlist=n))
     times = timed(searches, q)
     ex_single, ex_batch = times["exact (FAISS flat, full width)"]
-    print(f"{'setting':<36} {'chosen':<34} {'MRR@10':>7} {'kept':>7} {'R@10 vs exact':>13} {'B/vec':>6} "
+    print(f"{'setting':<36} {'chosen':<60} {'MRR@10':>7} {'kept':>7} {'R@10 vs exact':>13} {'B/vec':>6} "
           f"{'× exact 1 query':>15} {'× exact batch':>13} {'p50 ms':>7} {'build s':>7}")
-    print(f"{'exact (FAISS flat, full width)':<36} {'':<34} {exact_mrr:>7.4f} {1:>7.1%} {1:>13.3f} {full * 4:>6} "
+    print(f"{'exact (FAISS flat, full width)':<36} {'':<60} {exact_mrr:>7.4f} {1:>7.1%} {1:>13.3f} {full * 4:>6} "
           f"{1:>15.2f} {1:>13.2f} {ex_single:>7.3f} {'':>7}")
     for label, corpus_index in opened.items():
         m = corpus_index.manifest
         ids = corpus_index.index.search(q, K, shortlist=m.shortlist).ids
         value = mrr(ids, relevant)
         single, batch = times[label]
-        setting = f"{m.index.name} {m.shortlist_dim}, {m.store_dtype}, S {m.shortlist}"
-        print(f"{label:<36} {setting:<34} {value:>7.4f} {value / exact_mrr:>7.1%} {recall(ids, exact_ids):>13.3f} "
+        chosen = (m.tuning or {}).get("chosen") if not (m.tuning or {}).get("explicit") else None
+        setting = chosen or f"{m.index.name} {m.shortlist_dim}, {m.store_dtype}, S {m.shortlist}"
+        print(f"{label:<36} {setting:<60} {value:>7.4f} {value / exact_mrr:>7.1%} {recall(ids, exact_ids):>13.3f} "
               f"{corpus_index.index.index_bytes():>6.0f} {ex_single / single:>15.2f} {ex_batch / batch:>13.2f} "
               f"{single:>7.3f} {built[label][1]:>7.0f}")
     if tuned.manifest.tuning:

@@ -126,6 +126,25 @@ def test_an_ivf_shortlist_that_probes_every_cell_equals_the_flat_one(vectors, tm
         FunnelIndex(64, 8, backend("ivf", pq=5))
 
 
+def test_a_fast_scan_ivf_probing_every_cell_reranks_to_the_exact_top_and_saves(vectors, tmp_path):
+    queries, corpus, exact = vectors
+    index = FunnelIndex(64, 32, backend("ivf", pq=16, pq_bits=4, nprobe=20))  # 20 cells: 800 vectors / 39
+    index.add(corpus)
+    # 8 bytes of code (16 sub-vectors of 4 bits), 8 of id, the centroids shared out, and each cell's
+    # last block of 32 codes padded
+    centroids = 20 * 32 * 4 / 800
+    assert 8 + 8 + centroids < index.index_bytes() <= 8 + 8 + centroids + 20 * 31 * 8 / 800
+    assert type(index.shortlist.index).__name__ == "IndexIVFPQFastScan"  # FAISS's IVF20,PQ16x4fs
+    hits = index.search(queries, 10, shortlist=len(corpus))  # every document reranked at full width
+    assert np.array_equal(hits.ids, exact)
+    approximate = index.search(queries, 10).ids  # the codes' own ranking, without the rerank
+    assert 0.5 < np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approximate, exact)]) < 1.0
+    index.save(tmp_path / "fs")
+    loaded = open_index(tmp_path / "fs", registry=isolated_registry())
+    assert loaded.manifest.index.params["pq_bits"] == 4
+    assert np.array_equal(loaded.index.search(queries, 10, shortlist=50).ids, index.search(queries, 10, shortlist=50).ids)
+
+
 def test_an_int8_store_reranks_close_to_float_in_a_quarter_of_the_bytes(vectors, tmp_path):
     queries, corpus, exact = vectors
     index = FunnelIndex(64, 64, backend("binary"), store_dtype="int8")

@@ -168,6 +168,20 @@ def test_tuning_tries_a_backends_fast_widths_besides_the_models_widths():
     assert {("binary", 64), ("binary", 256), ("flat", 64)} <= tried
 
 
+def test_a_backend_that_cannot_build_at_its_first_search_is_left_out_with_why(mrl_like):
+    corpus, probes = mrl_like
+    small = corpus[:200]  # product-quantiser codebooks need 256 vectors; ivf trains at its first search
+
+    def make_pq(name: str):
+        return isolated_registry().build("index", name, {"pq": 8} if name == "ivf" else {})
+
+    result = tune(small, Probes(probes.vectors, "file", ""), make_backend=make_pq, names=["flat", "ivf"],
+                  exact="flat", recall_target=0.9)
+    assert {c.index for c in result.candidates} == {"flat"}
+    assert [s.split(":")[0] for s in result.skipped] == ["ivf 16 (float32)", "ivf 32 (float32)", "ivf 64 (float32)"]
+    assert all("its codebooks need at least 256 vectors, got 200" in s for s in result.skipped)
+
+
 def test_recall_1_is_exact_search(mrl_like):
     corpus, probes = mrl_like
     result = tune(corpus, probes, make_backend=make, names=["flat", "binary"], exact="flat", recall_target=1.0)

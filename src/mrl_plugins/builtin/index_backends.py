@@ -182,15 +182,22 @@ class IVFParams(Params):
                                                       "one cell per 39 of them, FAISS's minimum).")
     nprobe: int = Field(16, ge=1, description="Cells scanned per query: more is more accurate and slower; nprobe = "
                                               "nlist scans everything (exact for Flat cells).")
-    pq: int = Field(0, ge=0, description="0: cells hold float vectors (IVF,Flat); m > 0: m-byte product-quantiser "
-                                         "codes (IVF,PQm, 8 bits each; m must divide the dimension).")
+    pq: int = Field(0, ge=0, description="0: cells hold float vectors (IVF,Flat); m > 0: product-quantiser codes of "
+                                         "m sub-vectors (IVF,PQm; m must divide the dimension).")
+    pq_bits: Literal[4, 8] = Field(8, description="Bits per sub-vector code with pq > 0: 8 (IVF,PQm: m bytes a vector) "
+                                                  "or 4 (FAISS's fast scan, IVF,PQmx4fs: m/2 bytes, scored 32 codes "
+                                                  "at a time in SIMD registers).")
     train_size: int = Field(65_536, ge=256, description="Vectors buffered before the cells are trained (all of them "
                                                         "when fewer are added).")
 
 
 class IVF(IndexBackend[IVFParams]):
     """Approximate search that scans only the ``nprobe`` nearest of ``nlist`` k-means cells (FAISS
-    IndexIVFFlat / IndexIVFPQ, inner product): a shortlist that does not score every vector."""
+    IndexIVFFlat / IndexIVFPQ / IndexIVFPQFastScan with ``pq_bits = 4``, inner product): a
+    shortlist that does not score every vector. On the Debian catalogue's real queries
+    (``benchmarks/bench_fast_scan.py``) fast-scan cells keep 99% of exact MRR@10 only with a
+    quarter of the cells probed, and the pseudo-queries ``mrl-run index`` tunes with do not tell
+    those settings from ones that keep less, so its tuning tries only this backend's defaults."""
 
     name = "ivf"
     Params = IVFParams
@@ -208,6 +215,16 @@ class IVF(IndexBackend[IVFParams]):
         return _IVFIndex(index, dim, self.params)
 
 
+PQ_TRAINING = 256
+"""Vectors an ``ivf`` with product-quantiser cells needs to train its codebooks."""
+
+
+def ivf_cells(n: int, nlist: int | None) -> int:
+    """The cells an IVF trained on ``n`` vectors gets: ``nlist``, else 4·√n; at most one per 39
+    vectors (FAISS's minimum for k-means)."""
+    return max(1, min(nlist or round(4 * n ** 0.5), n // 39 or 1))
+
+
 class _IVFIndex(ShortlistIndex):
     """Buffers the first ``train_size`` vectors, trains the cells on them, then adds as it goes:
     cells trained on one small batch of a streamed build would be poor."""
@@ -219,15 +236,18 @@ class _IVFIndex(ShortlistIndex):
     def _build(self, sample: np.ndarray) -> None:
         faiss, p = _faiss(), self.params
         n = len(sample)
-        nlist = max(1, min(p.nlist or round(4 * n ** 0.5), n // 39 or 1))
+        nlist = ivf_cells(n, p.nlist)
         quantizer = faiss.IndexFlatIP(self.dim)
         if p.pq:
-            if n < 256:
+            if n < PQ_TRAINING:
                 from ..errors import UserError
 
-                raise UserError(f"index ivf with pq = {p.pq}: its codebooks need at least 256 vectors, got {n}; use "
-                                "pq = 0 (float cells) for so small a corpus.")
-            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, p.pq, 8, faiss.METRIC_INNER_PRODUCT)
+                raise UserError(f"index ivf with pq = {p.pq}: its codebooks need at least {PQ_TRAINING} vectors, got "
+                                f"{n}; use pq = 0 (float cells) for so small a corpus.")
+            if p.pq_bits == 4:
+                index = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, p.pq, 4, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, p.pq, 8, faiss.METRIC_INNER_PRODUCT)
         else:
             index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234  # k-means is seeded: the same vectors give the same cells
@@ -262,8 +282,14 @@ class _IVFIndex(ShortlistIndex):
     def bytes_per_vector(self) -> float:
         self._flush()
         n = max(self.index.ntotal, 1)
+        lists = _faiss().downcast_InvertedLists(self.index.invlists)
+        if hasattr(lists, "n_per_block"):  # fast scan: codes in blocks of 32 vectors, the last of a cell padded
+            blocks = sum(-(-lists.list_size(i) // lists.n_per_block) for i in range(self.index.nlist))
+            codes = blocks * lists.block_size / n
+        else:
+            codes = self.index.code_size
         # each vector's code and its 8-byte id in an inverted list, and the centroids shared out
-        return self.index.code_size + 8 + self.index.nlist * self.dim * 4 / n
+        return codes + 8 + self.index.nlist * self.dim * 4 / n
 
     def __len__(self) -> int:
         return (int(self.index.ntotal) if self.index is not None else 0) + sum(len(v) for v in self._pending)

@@ -222,8 +222,9 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
         for store, dim in ((store, dim) for store in stores for dim in dims):
             if (name, store, dim) == (exact, "float32", full):
                 continue  # that is exact search, the reference
-            try:
+            try:  # a backend may build on its first search (ivf trains its cells then): searched once here
                 index = FunnelIndex.over(unit, make_backend(name), dim, store_dtype=store)  # type: ignore[arg-type]
+                index.search(queries[:1], K, shortlist=max(sizes[0], K))
             except Exception as exc:  # a backend's own limits (any plugin's)
                 tuning.skipped.append(f"{name} {dim} ({store}): {str(exc).splitlines()[0] if str(exc) else exc!r}")
                 continue
