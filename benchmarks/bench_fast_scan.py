@@ -25,42 +25,42 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_index_tuning import K, corpora, mrr, recall, timed  # noqa: E402
+from bench_index_tuning import K, corpora, corpus_vectors, mrr, recall, timed  # noqa: E402
 
 
 def evaluate(name: str, run_dir: Path, docs: list[dict], relevant: list[int], queries: list[str],
              grid: tuple[list[int], list[int], list[int]]) -> None:
     import faiss
 
-    from mrl_plugins.embed.folder import EmbeddingsDir
     from mrl_plugins.evaluation.encode import encode_texts, normalise
     from mrl_plugins.evaluation.retrieval import overlap_at_k
     from mrl_plugins.evidence.rundir import resolve_model_arg
     from mrl_plugins.models import load_model
     from mrl_plugins.plugins import load_registry
     from mrl_plugins.search.index import FunnelIndex
-    from mrl_plugins.search.tuning import PROBES, PSEUDO_WORDS, exact_top
+    from mrl_plugins.search.tuning import exact_top, make_probes
 
-    emb = ROOT / "runs" / "bench-index-tuning" / f"{name}-{len(docs)}-emb"
-    if not (emb / "manifest.json").is_file():
-        sys.exit(f"{emb}: not there; run benchmarks/bench_index_tuning.py --corpora {name} first (it embeds)")
-    shards = EmbeddingsDir(emb)
-    unit = np.concatenate([normalise(np.asarray(v, dtype=np.float32)) for v, _ in shards.shards(shards.open())])
+    work = ROOT / "runs" / "bench-index-tuning"
+    emb, tuned = work / f"{name}-{len(docs)}-emb", work / f"{name}-{len(docs)}-0"
+    if not (emb / "manifest.json").is_file() or not (tuned / "manifest.json").is_file():
+        sys.exit(f"{emb} or {tuned}: not there; run benchmarks/bench_index_tuning.py --corpora {name} first (it "
+                 "embeds the corpus and tunes an index on it)")
+    unit = corpus_vectors(emb)
     model = load_model(resolve_model_arg(str(run_dir))[0], device="cpu")
     q = normalise(encode_texts(model, queries, role="query"))
     flat = faiss.IndexFlatIP(unit.shape[1])
     flat.add(unit)
     exact_ids = flat.search(q, K)[1]
     exact_mrr = mrr(exact_ids, relevant)
-    # what mrl-run index's tuning sees without labels: its pseudo-queries (the openings of a seeded
-    # sample of the documents) and their recall of the exact top 10, ties counted as found
-    picked = np.sort(np.random.default_rng(0).choice(len(unit), size=PROBES, replace=False))
-    pseudo = normalise(encode_texts(model, [" ".join(docs[int(r)]["text"].split()[:PSEUDO_WORDS]) for r in picked],
-                                    role="query"))
+    # what mrl-run index's tuning sees without labels: the pseudo-queries it made for the tuned index
+    # (the openings of a seeded sample of its documents) and their recall of the exact top 10, ties
+    # counted as found
+    probes = make_probes(tuned, unit, lambda texts: encode_texts(model, texts, role="query"), None)
+    if probes.source != "pseudo-queries":
+        sys.exit(f"{tuned}: no texts to make pseudo-queries from ({probes.detail})")
+    pseudo = probes.vectors
     pseudo_exact = exact_top(unit, pseudo)
     registry = load_registry()
     searches, rows = {"exact": lambda x: flat.search(x, K)}, []

@@ -154,6 +154,15 @@ def by_hand(unit: np.ndarray, q: np.ndarray, exact_ids: np.ndarray) -> None:
               f"{recall(hands[dim].search(q), exact_ids):.3f} by hand")
 
 
+def corpus_vectors(emb: Path) -> np.ndarray:
+    """Every vector of ``mrl-run embed``'s shards in ``emb``, unit length, in corpus order."""
+    from mrl_plugins.embed.folder import EmbeddingsDir
+    from mrl_plugins.evaluation.encode import normalise
+
+    shards = EmbeddingsDir(emb)
+    return np.concatenate([normalise(np.asarray(v, dtype=np.float32)) for v, _ in shards.shards(shards.open())])
+
+
 def run(command: list[str]) -> float:
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -187,14 +196,10 @@ def evaluate(name: str, run_dir: Path, docs: list[dict], relevant: list[int], qu
     model = load_model(resolve_model_arg(str(run_dir))[0], device="cpu")
     q = normalise(encode_texts(model, queries, role="query"))
     opened = {label: open_index(out) for label, (out, _) in built.items()}
-    from mrl_plugins.embed.folder import EmbeddingsDir
-
     tuned = opened["tuned (default)"]
     full = tuned.index.full_dim
     flat = faiss.IndexFlatIP(full)
-    shards = EmbeddingsDir(emb)
-    parts = [normalise(np.asarray(vectors, dtype=np.float32)) for vectors, _ in shards.shards(shards.open())]
-    unit = np.concatenate(parts)
+    unit = corpus_vectors(emb)
     flat.add(unit)
     exact_ids = flat.search(q, K)[1]
     exact_mrr = mrr(exact_ids, relevant)

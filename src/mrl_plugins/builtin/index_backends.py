@@ -215,16 +215,6 @@ class IVF(IndexBackend[IVFParams]):
         return _IVFIndex(index, dim, self.params)
 
 
-PQ_TRAINING = 256
-"""Vectors an ``ivf`` with product-quantiser cells needs to train its codebooks."""
-
-
-def ivf_cells(n: int, nlist: int | None) -> int:
-    """The cells an IVF trained on ``n`` vectors gets: ``nlist``, else 4·√n; at most one per 39
-    vectors (FAISS's minimum for k-means)."""
-    return max(1, min(nlist or round(4 * n ** 0.5), n // 39 or 1))
-
-
 class _IVFIndex(ShortlistIndex):
     """Buffers the first ``train_size`` vectors, trains the cells on them, then adds as it goes:
     cells trained on one small batch of a streamed build would be poor."""
@@ -236,14 +226,14 @@ class _IVFIndex(ShortlistIndex):
     def _build(self, sample: np.ndarray) -> None:
         faiss, p = _faiss(), self.params
         n = len(sample)
-        nlist = ivf_cells(n, p.nlist)
+        nlist = max(1, min(p.nlist or round(4 * n ** 0.5), n // 39 or 1))
         quantizer = faiss.IndexFlatIP(self.dim)
         if p.pq:
-            if n < PQ_TRAINING:
+            if n < 256:
                 from ..errors import UserError
 
-                raise UserError(f"index ivf with pq = {p.pq}: its codebooks need at least {PQ_TRAINING} vectors, got "
-                                f"{n}; use pq = 0 (float cells) for so small a corpus.")
+                raise UserError(f"index ivf with pq = {p.pq}: its codebooks need at least 256 vectors, got {n}; use "
+                                "pq = 0 (float cells) for so small a corpus.")
             if p.pq_bits == 4:
                 index = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, p.pq, 4, faiss.METRIC_INNER_PRODUCT)
             else:
