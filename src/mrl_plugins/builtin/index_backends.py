@@ -321,7 +321,10 @@ class BinaryIndex(ShortlistIndex):
         # within 2% batched (benchmarks/bench_hamming.py)
         self.index.use_heap = k < COUNTING_FROM
         distances, ids = self.index.search(codes, k)
-        return 1.0 - 2.0 * distances.astype(np.float32) / self.dim, ids
+        scores = distances.astype(np.float32)  # cosine of the ±1 codes, in place: 1 - 2 · hamming / bits
+        scores *= -2.0 / self.dim
+        scores += 1.0
+        return scores, ids
 
     def save(self, path: Path) -> None:
         _faiss().write_index_binary(self.index, str(path))

@@ -57,6 +57,7 @@ class FunnelIndex(SearchIndex):
     0.4 on; older ones stored what the model returned and rerank in numpy)."""
     ranges: np.ndarray | None = field(default=None, init=False, repr=False)
     """An ``int8`` store's calibration: per dimension, the minimum and maximum ``(2, full_dim)``."""
+    _affine: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     _chunks: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _vectors: np.ndarray | None = field(default=None, init=False, repr=False)
     _spool: NpyAppender | None = field(default=None, init=False, repr=False)
@@ -162,18 +163,23 @@ class FunnelIndex(SearchIndex):
             raise UserError(f"the shortlist ({shortlist}) must be at least k ({k}).")
         n = min(shortlist or k, self.count)
         with one_query_threads(len(queries)):
-            scores, ids = self.shortlist.search(normalise(queries[:, : self.shortlist_dim]), n)
+            # normalised once at full width: the shortlist's query when it is full width too, the
+            # rerank's always (one query is searched in ~0.1 ms, and each pass costs several µs)
+            unit = normalise(queries)
+            prefix = unit if self.shortlist_dim == self.full_dim else normalise(unit[:, : self.shortlist_dim])
+            scores, ids = self.shortlist.search(prefix, n)
             if shortlist is None:
                 return _pad(SearchHits(ids[:, :k], scores[:, :k]), k)
-            return _pad(self._rerank(queries, ids, k), k)
+            return _pad(self._rerank(unit, ids, k), k)
 
-    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+    def _rerank(self, unit: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
+        """The candidates reranked for the queries ``unit`` (unit length at full width)."""
         if self.rerank_dim == self.full_dim and self.normalised:
             if self.store_dtype == "float32":
-                return self._rerank_faiss(normalise(queries), candidates, k)
+                return self._rerank_faiss(unit, candidates, k)
             if self.store_dtype == "int8":
-                return self._rerank_int8(normalise(queries), candidates, k)
-        return self._rerank_numpy(queries, candidates, k)
+                return self._rerank_int8(unit, candidates, k)
+        return self._rerank_numpy(unit, candidates, k)
 
     def _rerank_faiss(self, q: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         """Inner products with the candidates' stored unit vectors and the top k, in FAISS's C++
@@ -204,12 +210,10 @@ class FunnelIndex(SearchIndex):
         wrote blocks of tens of MB several times over and ran 1.6× slower batched than these lines
         written by hand at a shortlist of 500, and one query paid for a deduplication it did not
         need (``benchmarks/bench_index_tuning.py`` compares them)."""
-        assert self.ranges is not None
         n, width = candidates.shape
         kk = min(k, width)
         ids, scores = np.full((n, kk), -1, np.int64), np.full((n, kk), -np.inf, np.float32)
-        steps = (self.ranges[1] - self.ranges[0]) / 255
-        base = self.ranges[0] + 128 * steps
+        steps, base = self._int8_affine()
         store = self.vectors
         for row in range(n):
             cand = candidates[row]
@@ -226,6 +230,15 @@ class FunnelIndex(SearchIndex):
             top = top[np.argsort(-cosine[top], kind="stable")]
             ids[row, :m], scores[row, :m] = cand[top], cosine[top]
         return SearchHits(ids, scores)
+
+    def _int8_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 store's decoding ``codes · steps + base``, computed once per calibration."""
+        assert self.ranges is not None
+        cached = self._affine
+        if cached is None or cached[0] is not self.ranges:
+            steps = (self.ranges[1] - self.ranges[0]) / 255
+            cached = self._affine = (self.ranges, steps, self.ranges[0] + 128 * steps)
+        return cached[1], cached[2]
 
     def _rerank_numpy(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> SearchHits:
         r = self.rerank_dim or self.full_dim
@@ -303,7 +316,7 @@ class FunnelIndex(SearchIndex):
         index.full_dim, index.shortlist_dim, index.rerank_dim = m.full_dim, m.shortlist_dim, m.rerank_dim
         index.backend, index.store_dtype = backend, m.store_dtype
         index.model = ModelStamp(m.model.name, tuple(m.model.probe)) if m.model else None
-        index._chunks, index.normalised, index.ranges = [], m.normalised, None
+        index._chunks, index.normalised, index.ranges, index._affine = [], m.normalised, None, None
         index._spool = None
         try:
             index.shortlist = backend.load(folder / "shortlist.index", m.shortlist_dim)
