@@ -255,7 +255,7 @@ def test_the_hub_client_is_its_own_module():
 
 # -- what code may say ---------------------------------------------------------------------------
 LAYOUT = {"results.json", "recipe.toml", "report.md", "metrics.png", "costs.png", "variants", "comparisons", "evaluation",
-          "per_query.json", "per_query.npz"}
+          "per_query.json", "per_query.npz", "validation_queries.json.gz"}
 
 
 def test_only_the_run_folder_owner_spells_its_layout():

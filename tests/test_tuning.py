@@ -255,6 +255,41 @@ def test_recall_1_probe_files_setting_run_and_explicit_settings(tiny_model_dir, 
     assert 0 < given["candidates"][0]["recall"] <= 1 and "measured on this corpus" in out
 
 
+def test_a_runs_index_tunes_with_its_validation_queries(finished_tiny_run, corpus_file, tmp_path):
+    """A run keeps its validation queries; ``mrl-run index RUN …`` measures with them (before the
+    pseudo-queries, after ``--probe``), and a run that kept none falls back to pseudo-queries."""
+    import gzip
+    import shutil
+
+    from mrl_plugins.evidence.saved import VALIDATION_QUERIES, load_validation_queries
+
+    kept = load_validation_queries(finished_tiny_run)
+    results = json.loads((finished_tiny_run / "results.json").read_text())
+    assert kept and len(kept) == results["data"]["validation_queries"]
+    base = ("--text-column", "body", "--no-query-encoder")
+    assert cli("index", finished_tiny_run, corpus_file, "-o", tmp_path / "idx", *base)[0] == 0
+    probe = manifest(tmp_path / "idx")["tuning"]["probe"]
+    assert probe["source"] == "validation queries" and probe["queries"] == min(200, len(kept))
+    assert f"validation queries of the run {finished_tiny_run}" in probe["detail"]
+
+    file = tmp_path / "probe.txt"
+    file.write_text("the audio player\na text editor\n")
+    assert cli("index", finished_tiny_run, corpus_file, "-o", tmp_path / "probed", "--probe", file, *base)[0] == 0
+    assert manifest(tmp_path / "probed")["tuning"]["probe"]["source"] == "file"  # the user's own come first
+
+    older = tmp_path / "older-run"
+    shutil.copytree(finished_tiny_run, older)
+    (older / "evaluation" / VALIDATION_QUERIES).unlink()  # a run written before runs kept them
+    assert cli("index", older, corpus_file, "-o", tmp_path / "old", *base)[0] == 0
+    assert manifest(tmp_path / "old")["tuning"]["probe"]["source"] == "pseudo-queries"
+
+    with gzip.open(older / "evaluation" / VALIDATION_QUERIES, "wt") as fh:
+        fh.write("{not json")
+    code, _, err = cli("index", older, corpus_file, "-o", tmp_path / "damaged", *base)
+    assert code == 2 and VALIDATION_QUERIES in err and "Traceback" not in err
+    assert not (tmp_path / "damaged").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--recall", "1.5"], "--recall 1.5: must be above 0 and at most 1"),
     (["--latency-ms", "0"], "--latency-ms 0.0: must be a positive number"),

@@ -44,6 +44,45 @@ def save_evaluation(folder: Path, ir: IRSet, encoded: dict[str, EncodedIRSet]) -
     return out
 
 
+VALIDATION_QUERIES = "validation_queries.json.gz"
+"""The validation split's queries (ids and texts), beside the evaluation set."""
+
+
+def save_validation_queries(folder: Path, ir: IRSet) -> Path:
+    """The run's validation queries, without their documents: what ``mrl-run index RUN …`` measures
+    its candidate settings with (issue #37: probes worded as the run's queries are, and text that
+    no fitted part of the run saw)."""
+    import gzip
+    import json
+
+    out = RunDir(folder).evaluation
+    out.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out / VALIDATION_QUERIES, "wt", encoding="utf-8") as fh:
+        json.dump({"queries": [[q, text] for q, text in ir.queries.items()]}, fh, ensure_ascii=False)
+    return out / VALIDATION_QUERIES
+
+
+def load_validation_queries(run_dir: Path) -> list[str] | None:
+    """The texts :func:`save_validation_queries` kept, in their order; ``None`` when the run kept
+    none (``[validation] queries = 0``, or a run written before runs kept them)."""
+    import gzip
+    import json
+
+    from ..errors import UserError
+
+    path = RunDir(run_dir).evaluation / VALIDATION_QUERIES
+    if not path.is_file():
+        return None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            texts = [text for _, text in json.load(fh)["queries"]]
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); {DAMAGED}") from None
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise UserError(f"{path}: holds no queries, or one that is not text; {DAMAGED}")
+    return texts
+
+
 @dataclass
 class SavedEvaluation:
     """A run's saved evaluation set, and the embeddings of each of its models."""

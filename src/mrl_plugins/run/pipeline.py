@@ -29,7 +29,7 @@ from ..data.types import DataBundle, RowFormat
 from ..errors import PluginError, UserError
 from ..evidence.results import BASE, PRIMARY, DataInfo, ModelInfo, ModelResult, RunResults, TaskResult, TrainingFacts
 from ..evidence.rundir import RunDir
-from ..evidence.saved import save_evaluation, save_per_query
+from ..evidence.saved import save_evaluation, save_per_query, save_validation_queries
 from ..models import full_width, load_model, pick_device
 from ..recipe import checks
 from ..recipe.data import data_lines, read_data_source, with_validation
@@ -368,6 +368,8 @@ def save(ctx: RunContext, results: RunResults, documents: Documents | None) -> N
         encoded = {m.key: ctx.embeddings.cache[m.key] for m in ctx.recipe.models if m.key in ctx.embeddings.cache}
         save_evaluation(folder, ctx.bundle.eval, encoded)
         save_per_query(folder, ctx.per_query)
+        if ctx.bundle.validation is not None:  # what 'mrl-run index RUN …' tunes with
+            save_validation_queries(folder, ctx.bundle.validation)
     if documents is not None:
         documents(run, results, ctx.recipe)
     results.save(folder)

@@ -76,7 +76,8 @@ class IndexRequest:
     memory_bytes: float = MEMORY_BYTES
     """``--memory``: tuning chooses the fastest setting within this many bytes per vector in RAM."""
     probe: Path | None = None
-    """``--probe``: the user's own queries to tune with (else pseudo-queries from the corpus)."""
+    """``--probe``: the user's own queries to tune with (else the run's validation queries, when the
+    model is a run's, else pseudo-queries from the corpus)."""
 
     @property
     def source(self) -> str:
@@ -251,7 +252,12 @@ def _tune(request: IndexRequest, index: SearchIndex, folder: Path, embed: Any) -
     in_folder = [n for n in registry.names("index") if not issubclass(registry.get("index", n), Engine)]
 
     unit = index.vectors if index.store_dtype == "float32" and index.normalised else normalise(index.decoded())
-    probes = make_probes(folder, unit, embed, request.probe)
+    run_queries = None
+    if request.probe is None and request.run is not None:
+        from ..evidence.saved import load_validation_queries
+
+        run_queries = load_validation_queries(request.run)
+    probes = make_probes(folder, unit, embed, request.probe, run_queries=run_queries, run=request.run)
     if request.tune:
         tuning = tune(unit, probes, make_backend=make, names=in_folder, exact=registry.exact_index(),
                       matryoshka=_matryoshka(request), recall_target=request.recall, latency_ms=request.latency_ms,
