@@ -23,6 +23,8 @@ from mrl_plugins.search.tuning import (
     choose,
     exact_top,
     explain,
+    meets,
+    recall_bounds,
     summary,
     tune,
     widths,
@@ -129,6 +131,23 @@ def test_widths_are_the_models_matryoshka_widths_else_fractions_of_full():
     assert widths(32, None) == [16, 32]
 
 
+def test_a_setting_meets_the_recall_target_only_beyond_the_probes_noise():
+    """The target is met by the one-sided 95% lower bound of the mean recall, not the mean: a mean
+    of 0.953 over 200 probes with the spread of binary 256 + 200 on the Debian catalogue (sd 0.12)
+    does not meet 0.95; the same mean with no spread does; one probe has no spread to measure."""
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.round(rng.normal(0.953, 0.12, size=200) * 10) / 10, 0, 1)
+    noisy += 0.953 - noisy.mean()  # exactly that mean
+    mean, low = recall_bounds(noisy)
+    assert mean == pytest.approx(0.953) and low == pytest.approx(0.953 - 1.645 * noisy.std(ddof=1) / np.sqrt(200))
+    assert low < 0.95 and recall_bounds(np.full(200, 0.953)) == pytest.approx((0.953, 0.953))
+    assert recall_bounds(np.array([0.7])) == (0.7, 0.7)
+    at = candidate(32, "binary", 4, recall=round(mean, 4))
+    assert not meets(Candidate(**{**at.__dict__, "recall_low": round(low, 4)}), 0.95)
+    assert meets(Candidate(**{**at.__dict__, "recall_low": 0.953}), 0.95)
+    assert meets(at, 0.95)  # a manifest written before the bound was kept: its mean
+
+
 # -- measuring -------------------------------------------------------------------------------------------
 def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl_like):
     corpus, probes = mrl_like
@@ -140,11 +159,12 @@ def test_tuning_measures_recall_against_exact_search_and_the_choice_keeps_it(mrl
         index = FunnelIndex.over(corpus, make(c.index), c.dim, store_dtype=c.store)
         found = index.search(probes.vectors, 10, shortlist=c.shortlist).ids
         assert overlap_at_k(found, exact, 10, queries=probes.vectors, corpus=corpus) == pytest.approx(c.recall, abs=1e-4)
-        assert (c.p50_ms is not None) == (c.recall >= 0.9)  # only those at the target are timed
+        assert c.recall_low is not None and c.recall_low <= c.recall
+        assert (c.p50_ms is not None) == (c.recall_low >= 0.9)  # only those at the target (95% bound) are timed
     assert {(c.index, c.dim) for c in result.candidates} == {  # every backend at every width, exact search aside
         (name, dim) for name in ("flat", "binary", "int8") for dim in (16, 32, 64)} - {("flat", 64)}
     if result.chosen is not None:  # whichever the timings allowed, it meets the rule
-        assert result.chosen.recall >= 0.9 and result.chosen.p50_ms <= FASTER * result.exact["p50_ms"]
+        assert result.chosen.recall_low >= 0.9 and result.chosen.p50_ms <= FASTER * result.exact["p50_ms"]
         fast = [c for c in result.candidates if c.p50_ms is not None and c.p50_ms <= FASTER * result.exact["p50_ms"]]
         within = [c for c in fast if c.index_bytes <= 32]
         if within:  # the fastest within the budget, or less memory within 10% of it

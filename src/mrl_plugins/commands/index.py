@@ -68,15 +68,17 @@ def index_arguments(index: argparse.ArgumentParser) -> None:
                        "faster than exact search (else exact search); 'run': the run's serving choice, as before "
                        "0.9.")
     index.add_argument("--recall", type=float, default=0.95,
-                       help="Tuning: the share of the exact full-width top 10 to keep (default 0.95; 1.0: exact).")
+                       help="Tuning: the share of the exact full-width top 10 to keep, met by its one-sided 95%% "
+                       "lower bound over the probe queries (default 0.95; 1.0: exact).")
     index.add_argument("--latency-ms", type=float,
                        help="Tuning: also require a median one-query time within this many milliseconds.")
     index.add_argument("--memory", type=float, default=MEMORY_BYTES, metavar="BYTES",
                        help="Tuning: choose the fastest setting whose index holds at most this many bytes per vector "
                        "in RAM (default %(default)g), else the least memory; 0: always the least memory.")
     index.add_argument("--probe", type=Path,
-                       help="Tuning: your own queries, one per line (plain or JSON with 'query'); default: the "
-                       "openings of 200 documents of the corpus, embedded as queries.")
+                       help="Tuning: your own queries, one per line (plain or JSON with 'query'); default: the run's "
+                       "validation queries when MODEL is a run, else the openings of 200 documents of the corpus, "
+                       "embedded as queries.")
     index.add_argument("--no-query-encoder", dest="query_encoder", action="store_false",
                        help="Do not write the query encoder (the model as an ONNX graph with its tokenizer, checked "
                        "against the model) that lets 'mrl-run search' embed queries without torch.")

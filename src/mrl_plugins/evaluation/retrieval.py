@@ -56,7 +56,13 @@ TIE = 1e-5
 
 def overlap_at_k(ranked: np.ndarray, exact: np.ndarray, k: int, *, queries: np.ndarray | None = None,
                  corpus: np.ndarray | None = None) -> float:
-    """The mean share of the exact top ``k`` that ``ranked`` returns in its top ``k`` (recall@k
+    """The mean over queries of :func:`overlap_per_query`."""
+    return float(np.mean(overlap_per_query(ranked, exact, k, queries=queries, corpus=corpus)))
+
+
+def overlap_per_query(ranked: np.ndarray, exact: np.ndarray, k: int, *, queries: np.ndarray | None = None,
+                      corpus: np.ndarray | None = None) -> np.ndarray:
+    """Per query, the share of the exact top ``k`` that ``ranked`` returns in its top ``k`` (recall@k
     against exact search; -1, an empty slot, is never found).
 
     Given the full-width unit ``queries`` and ``corpus`` that ``exact`` was searched with, **up to
@@ -69,12 +75,12 @@ def overlap_at_k(ranked: np.ndarray, exact: np.ndarray, k: int, *, queries: np.n
     found = np.asarray(ranked)[:, :k]
     exact = np.asarray(exact)[:, :k]
     if queries is None or corpus is None or exact.shape[1] < k or (exact < 0).any():
-        return float(np.mean([len(set(a.tolist()) & set(e.tolist()) - {-1}) / k for a, e in zip(found, exact)]))
+        return np.array([len(set(a.tolist()) & set(e.tolist()) - {-1}) / k for a, e in zip(found, exact)])
     q = np.asarray(queries, dtype=np.float32)
     kth = np.einsum("qd,qd->q", q, corpus[exact[:, -1]])
     valid = found >= 0
     scores = np.einsum("qd,qnd->qn", q, corpus[np.where(valid, found, 0)])
-    return float(np.mean(((scores >= kth[:, None] - TIE) & valid).sum(axis=1) / k))
+    return ((scores >= kth[:, None] - TIE) & valid).sum(axis=1) / k
 
 
 class Scores(dict):

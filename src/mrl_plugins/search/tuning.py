@@ -27,8 +27,15 @@ What is measured, on the vectors just embedded (every document of the corpus):
   binary codes, HNSW, IVF; a plugin's too), each with its default parameters and a float32
   rerank store (:data:`STORES` says why not int8) × shortlist sizes (10 to 1,000): for each
   backend and width, the smallest shortlist that meets the recall target, or the largest
-  measured when none does;
-- **time**: every candidate that meets the target and exact search, one query at a time (p50
+  measured when none does. **Meets with a margin**: the one-sided 95% lower bound of the mean
+  recall over the probe queries (mean − 1.645 · standard error, :func:`recall_bounds`) must reach
+  the target, not the mean alone, as a run's own choices leave the safe option only beyond the
+  noise of their validation queries (issue #36). On the whole Debian catalogue the quickstart's
+  validation queries put binary 256 with a shortlist of 200 at a mean of 0.953, just over 0.95,
+  and the benchmark's 1,000 real queries found 0.933 through it; with the margin tuning takes a
+  shortlist of 500 there, and the real queries find 0.963 (docs/benchmarks.md, "Recall with a
+  margin");
+- **time**: every candidate that meets the target (with the margin) and exact search, one query at a time (p50
   and p95 milliseconds) and in one batch, interleaved round by round so that noise falls on all
   alike, at one thread (OpenMP and BLAS; a one-query search is not worth spreading);
 - **choice**: among the candidates that meet ``--recall`` (default 0.95 of the exact top 10),
@@ -65,7 +72,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..evaluation.retrieval import overlap_at_k
+from ..evaluation.retrieval import overlap_per_query
 from ..indexes import FASTER_THAN_EXACT
 
 K = 10
@@ -112,6 +119,9 @@ class Candidate:
     p95_ms: float | None = None
     batch_ms: float | None = None
     """Milliseconds per query, all probes in one call."""
+    recall_low: float | None = None
+    """The one-sided 95% lower bound of :attr:`recall` over the probes (:func:`recall_bounds`);
+    ``None`` in a manifest written before tuning kept it."""
 
     @property
     def label(self) -> str:
@@ -149,6 +159,26 @@ class Tuning:
             "chosen": None if self.chosen is None else self.chosen.label, "reason": self.reason,
             "skipped": self.skipped,
         }
+
+
+MARGIN_Z = 1.645
+"""Standard errors below the mean recall that a setting must still meet the target at: a one-sided
+95% lower bound (the normal approximation; 200 probe queries by default)."""
+
+
+def recall_bounds(shares: np.ndarray) -> tuple[float, float]:
+    """The mean of per-query recalls and its one-sided 95% lower bound (the mean itself for one
+    query, which has no spread to measure)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    mean = float(shares.mean())
+    if len(shares) < 2:
+        return mean, mean
+    return mean, mean - MARGIN_Z * float(shares.std(ddof=1)) / float(np.sqrt(len(shares)))
+
+
+def meets(candidate: Candidate, target: float) -> bool:
+    """Whether ``candidate`` finds ``target`` of the exact top 10 beyond the probes' noise."""
+    return (candidate.recall if candidate.recall_low is None else candidate.recall_low) >= target
 
 
 def widths(full: int, matryoshka: Sequence[int] | None) -> list[int]:
@@ -236,19 +266,21 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
                 best = None
                 for size in sizes:
                     ids = index.search(queries, K, shortlist=max(size, K)).ids
-                    recall = overlap_at_k(ids, exact_ids, exact_ids.shape[1], queries=queries, corpus=unit)
-                    best = Candidate(dim, name, store, max(size, K), round(recall, 4),
-                                     round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
-                    if best.recall >= recall_target:
+                    recall, low = recall_bounds(overlap_per_query(ids, exact_ids, exact_ids.shape[1],
+                                                                  queries=queries, corpus=unit))
+                    best = Candidate(dim, name, store, max(size, K), round(recall, 4), round(index.index_bytes(), 2),
+                                     round(index.rerank_bytes(), 2), recall_low=round(low, 4))
+                    if meets(best, recall_target):
                         break
             except Exception as exc:
                 tuning.skipped.append(f"{name} {dim} ({store}): {str(exc).splitlines()[0] if str(exc) else exc!r}")
                 continue
             assert best is not None
             tuning.candidates.append(best)
-            if best.recall >= recall_target:
+            if meets(best, recall_target):
                 built[best] = index
-    progress(f"tuning: timing {len(built)} settings that keep ≥ {recall_target:.0%} beside exact search")
+    progress(f"tuning: timing {len(built)} settings that keep ≥ {recall_target:.0%} (95% lower bound) beside exact "
+             "search")
     searches: dict[Any, Callable[[np.ndarray], object]] = {"exact": lambda q: exact_index.search(q, K)}
     for candidate, funnel in built.items():
         searches[candidate] = _searcher(funnel, candidate.shortlist)
@@ -271,7 +303,8 @@ def choose(tuning: Tuning) -> tuple[Candidate | None, str]:
     exact_ms = tuning.exact["p50_ms"]
     timed_ones = [c for c in tuning.candidates if c.p50_ms is not None]
     if not timed_ones:
-        return None, (f"no setting finds {tuning.recall_target:.0%} of the exact top {K} with a shortlist of up to "
+        return None, (f"no setting finds {tuning.recall_target:.0%} of the exact top {K} (at the 95% lower bound over "
+                      f"the {len(tuning.probes.vectors)} probe queries) with a shortlist of up to "
                       f"{max(c.shortlist for c in tuning.candidates) if tuning.candidates else 0}: exact search")
     fast = [c for c in timed_ones if c.p50_ms is not None and c.p50_ms <= FASTER_THAN_EXACT * exact_ms]
     if not fast:
@@ -304,9 +337,9 @@ def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: 
     queries = probes.vectors
     ids = index.search(queries, K, shortlist=shortlist).ids
     top = exact_top(unit, queries)
-    recall = overlap_at_k(ids, top, top.shape[1], queries=queries, corpus=unit)
-    measured = Candidate(dim, name, store, shortlist or K, round(recall, 4),
-                         round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
+    recall, low = recall_bounds(overlap_per_query(ids, top, top.shape[1], queries=queries, corpus=unit))
+    measured = Candidate(dim, name, store, shortlist or K, round(recall, 4), round(index.index_bytes(), 2),
+                         round(index.rerank_bytes(), 2), recall_low=round(low, 4))
     exact_index = FunnelIndex.over(unit, make_backend(exact), unit.shape[1])
     times = timed({"exact": lambda q: exact_index.search(q, K),
                    "given": lambda q: index.search(q, K, shortlist=shortlist)}, queries)
@@ -377,7 +410,9 @@ def summary(record: dict[str, Any]) -> str:
     than = f"{speed:.1f}× faster" if speed >= 1 else f"{1 / speed:.1f}× slower"
     listed = "" if record.get("explicit") else \
         f"; {len(record['candidates'])} settings measured ('mrl-run search INDEX --explain' lists them)"
-    return (f"{head}: {chosen['label']} finds {chosen['recall']:.1%} of the exact top {record['k']}, "
+    low = chosen.get("recall_low")
+    bound = "" if low is None else f" (at least {low:.1%} at 95% confidence)"
+    return (f"{head}: {chosen['label']} finds {chosen['recall']:.1%}{bound} of the exact top {record['k']}, "
             f"{chosen['index_bytes']:,.0f} bytes per vector in memory, p50 {chosen['p50_ms']:.3f} ms and p95 "
             f"{chosen['p95_ms']:.3f} ms one query at a time ({than} than exact search's {exact['p50_ms']:.3f} ms), "
             f"{chosen['batch_ms']:.4f} ms a query batched (exact: {exact['batch_ms']:.4f} ms){listed}.")
@@ -386,15 +421,16 @@ def summary(record: dict[str, Any]) -> str:
 def explain(record: dict[str, Any]) -> str:
     """Every setting tuning measured, as a table (``mrl-run search --explain``)."""
     exact = record["exact"]
-    lines = [summary(record), "", f"{'setting':<44} {'recall@10':>9} {'bytes/vec':>9} {'p50 ms':>8} {'p95 ms':>8} "
-             f"{'batch ms':>9}", f"{'  exact (flat, full width)':<44} {1:>9.3f} {exact.get('index_bytes', 0):>9,.0f} "
-             f"{exact['p50_ms']:>8.3f} "
+    lines = [summary(record), "", f"{'setting':<44} {'recall@10':>9} {'≥ (95%)':>8} {'bytes/vec':>9} {'p50 ms':>8} "
+             f"{'p95 ms':>8} {'batch ms':>9}", f"{'  exact (flat, full width)':<44} {1:>9.3f} {1:>8.3f} "
+             f"{exact.get('index_bytes', 0):>9,.0f} {exact['p50_ms']:>8.3f} "
              f"{exact['p95_ms']:>8.3f} {exact['batch_ms']:>9.4f}"]
     for c in sorted(record["candidates"], key=lambda c: (c["index_bytes"], -c["recall"])):
         mark = "◆ " if c["label"] == record["chosen"] else "  "
         times = (f"{c['p50_ms']:>8.3f} {c['p95_ms']:>8.3f} {c['batch_ms']:>9.4f}" if c["p50_ms"] is not None
                  else f"{'(below the recall target: not timed)':>27}")
-        lines.append(f"{mark}{c['label']:<42} {c['recall']:>9.3f} {c['index_bytes']:>9,.0f} {times}")
-    lines.append(f"\nrecall target {record['recall_target']:.0%} of the exact top {record['k']}; "
-                 f"probe: {record['probe']['detail']}.")
+        low = "" if c.get("recall_low") is None else f"{c['recall_low']:.3f}"
+        lines.append(f"{mark}{c['label']:<42} {c['recall']:>9.3f} {low:>8} {c['index_bytes']:>9,.0f} {times}")
+    lines.append(f"\nrecall target {record['recall_target']:.0%} of the exact top {record['k']}, met by the one-sided "
+                 f"95% lower bound over the probe queries (≥ (95%)); probe: {record['probe']['detail']}.")
     return "\n".join(lines)
