@@ -35,9 +35,9 @@ What is measured, on the vectors just embedded (every document of the corpus):
   and the benchmark's 1,000 real queries found 0.933 through it; with the margin tuning takes a
   shortlist of 500 there, and the real queries find 0.963 (docs/benchmarks.md, "Recall with a
   margin");
-- **time**: every candidate that meets the target (with the margin) and exact search, one query at a time (p50
-  and p95 milliseconds) and in one batch, interleaved round by round so that noise falls on all
-  alike, at one thread (OpenMP and BLAS; a one-query search is not worth spreading);
+- **time**: every candidate that meets the target (with the margin) and exact search, one query
+  at a time (p50 and p95 milliseconds) and in one batch, interleaved round by round so that noise
+  falls on all alike, at one thread (OpenMP and BLAS; a one-query search is not worth spreading);
 - **choice**: among the candidates that meet ``--recall`` (default 0.95 of the exact top 10),
   that are at least 20% faster than exact search one query at a time (a setting slower than
   exact is never the one to serve; 20% keeps timing noise from choosing) and, with
