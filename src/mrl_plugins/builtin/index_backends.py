@@ -196,8 +196,8 @@ class IVF(IndexBackend[IVFParams]):
     IndexIVFFlat / IndexIVFPQ / IndexIVFPQFastScan with ``pq_bits = 4``, inner product): a
     shortlist that does not score every vector. On the Debian catalogue's real queries
     (``benchmarks/bench_fast_scan.py``) fast-scan cells keep 99% of exact MRR@10 only with a
-    quarter of the cells probed, and the pseudo-queries ``mrl-run index`` tunes with do not tell
-    those settings from ones that keep less, so its tuning tries only this backend's defaults."""
+    quarter of the cells probed, and the label-free probe queries ``mrl-run index`` tunes with do
+    not tell those settings from ones that keep less, so its tuning tries only this backend's defaults."""
 
     name = "ivf"
     Params = IVFParams

@@ -253,7 +253,7 @@ def _tune(request: IndexRequest, index: SearchIndex, folder: Path, embed: Any) -
 
     unit = index.vectors if index.store_dtype == "float32" and index.normalised else normalise(index.decoded())
     run_queries = None
-    if request.probe is None and request.run is not None:
+    if request.probe is None and request.run is not None and embed is not None:  # no model: nothing embeds them
         from ..evidence.saved import load_validation_queries
 
         run_queries = load_validation_queries(request.run)

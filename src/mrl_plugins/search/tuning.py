@@ -176,6 +176,16 @@ def recall_bounds(shares: np.ndarray) -> tuple[float, float]:
     return mean, mean - MARGIN_Z * float(shares.std(ddof=1)) / float(np.sqrt(len(shares)))
 
 
+def measured(index: Any, ids: np.ndarray, exact_ids: np.ndarray, queries: np.ndarray, unit: np.ndarray, *,
+             dim: int, name: str, store: str, shortlist: int, costs: tuple[float, float] | None = None) -> Candidate:
+    """The candidate ``index`` is, from the ids it returned for the probes: its recall of their exact
+    top 10 with the lower bound, and its bytes per vector (``costs``: already read from this index,
+    the same for every shortlist; an ``ivf`` index knows them only after its first search)."""
+    recall, low = recall_bounds(overlap_per_query(ids, exact_ids, exact_ids.shape[1], queries=queries, corpus=unit))
+    index_bytes, rerank_bytes = costs or (round(index.index_bytes(), 2), round(index.rerank_bytes(), 2))
+    return Candidate(dim, name, store, shortlist, round(recall, 4), index_bytes, rerank_bytes, recall_low=round(low, 4))
+
+
 def meets(candidate: Candidate, target: float) -> bool:
     """Whether ``candidate`` finds ``target`` of the exact top 10 beyond the probes' noise."""
     return (candidate.recall if candidate.recall_low is None else candidate.recall_low) >= target
@@ -266,10 +276,9 @@ def tune(unit: np.ndarray, probes: Probes, *, make_backend: Callable[[str], Any]
                 best = None
                 for size in sizes:
                     ids = index.search(queries, K, shortlist=max(size, K)).ids
-                    recall, low = recall_bounds(overlap_per_query(ids, exact_ids, exact_ids.shape[1],
-                                                                  queries=queries, corpus=unit))
-                    best = Candidate(dim, name, store, max(size, K), round(recall, 4), round(index.index_bytes(), 2),
-                                     round(index.rerank_bytes(), 2), recall_low=round(low, 4))
+                    best = measured(index, ids, exact_ids, queries, unit, dim=dim, name=name, store=store,
+                                    shortlist=max(size, K),
+                                    costs=None if best is None else (best.index_bytes, best.rerank_bytes))
                     if meets(best, recall_target):
                         break
             except Exception as exc:
@@ -337,13 +346,11 @@ def measure_only(unit: np.ndarray, probes: Probes, index: Any, *, make_backend: 
     queries = probes.vectors
     ids = index.search(queries, K, shortlist=shortlist).ids
     top = exact_top(unit, queries)
-    recall, low = recall_bounds(overlap_per_query(ids, top, top.shape[1], queries=queries, corpus=unit))
-    measured = Candidate(dim, name, store, shortlist or K, round(recall, 4), round(index.index_bytes(), 2),
-                         round(index.rerank_bytes(), 2), recall_low=round(low, 4))
+    given = measured(index, ids, top, queries, unit, dim=dim, name=name, store=store, shortlist=shortlist or K)
     exact_index = FunnelIndex.over(unit, make_backend(exact), unit.shape[1])
     times = timed({"exact": lambda q: exact_index.search(q, K),
                    "given": lambda q: index.search(q, K, shortlist=shortlist)}, queries)
-    candidate = Candidate(**{**asdict(measured), **times["given"]})
+    candidate = Candidate(**{**asdict(given), **times["given"]})
     reference = {**times["exact"], "index_bytes": round(exact_index.index_bytes(), 2)}
     return Tuning(1.0, None, probes, len(unit), reference, [candidate], candidate,
                   "given on the command line (measured, not chosen)", explicit=True)
