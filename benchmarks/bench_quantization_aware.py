@@ -4,7 +4,8 @@ Real data only. Two models trained on the same data with the same seed and setti
 quickstart's plain MRL model (``--run``, a finished quickstart run; default
 runs/bench-search-quickstart, the run whose 30,000-paragraph measurement issue #37 quotes) and the
 same recipe with ``[objective] name = "binary-matryoshka"`` (the base loss also on the binary codes
-of the first 256/128/96/64/48 dimensions, ``binary_weight`` ``--binary-weight``, default 1;
+of the first 256/128/96/64/48 dimensions or ``--binary-dims``, ``binary_weight``
+``--binary-weight``, default 1;
 trained here into ``--work``/binary-run[-wW] unless it is there, about as long as the
 quickstart's training). Both are scored, at 384 (full), 256, 128, 96,
 64 and 48 dimensions:
@@ -44,15 +45,16 @@ BINARY_DIMS = [256, 128, 96, 64, 48]
 K = 10
 
 
-def train(plain: Path, work: Path, weight: float = 1.0) -> Path:
+def train(plain: Path, work: Path, weight: float = 1.0, dims: list[int] = BINARY_DIMS) -> Path:
     """The plain run's recipe, its comparisons left out, with the binary-aware objective."""
-    out = work / ("binary-run" if weight == 1.0 else f"binary-run-w{weight:g}")
+    out = work / ("binary-run" + ("" if weight == 1.0 else f"-w{weight:g}")
+                  + ("" if dims == BINARY_DIMS else "-d" + "-".join(map(str, dims))))
     if (out / "results.json").is_file():
         return out
     text = (plain / "recipe.toml").read_text(encoding="utf-8").split("[[compare]]")[0]
     text = re.sub(r"^output_dir = .*$", f'output_dir = "{out}"', text, flags=re.M)
     text = text.replace('path = "../data/', f'path = "{ROOT}/data/')
-    text += f'\n[objective]\nname = "binary-matryoshka"\nbinary_dims = {BINARY_DIMS}\nbinary_weight = {weight}\n'
+    text += f'\n[objective]\nname = "binary-matryoshka"\nbinary_dims = {dims}\nbinary_weight = {weight}\n'
     recipe = work / f"{out.name}.toml"
     recipe.write_text(text, encoding="utf-8")
     subprocess.run([sys.executable, "-m", "mrl_plugins.cli", str(recipe), "-q"], check=True)
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-quantization-aware"))
     parser.add_argument("--shortlist", type=int, default=200)
     parser.add_argument("--binary-weight", type=float, default=1.0, help="the objective's binary_weight")
+    parser.add_argument("--binary-dims", default=",".join(map(str, BINARY_DIMS)),
+                        help="the objective's binary_dims, comma-separated")
     parser.add_argument("--skip-30k", action="store_true", help="the quickstart's evaluation set only")
     args = parser.parse_args()
 
@@ -135,7 +139,7 @@ def main() -> None:
     torch.set_num_threads(2)
     plain_run, work = Path(args.run), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    aware_run = train(plain_run, work, args.binary_weight)
+    aware_run = train(plain_run, work, args.binary_weight, [int(d) for d in args.binary_dims.split(",")])
     runs = {"plain": plain_run, "aware": aware_run}
 
     saved = {name: load_evaluation(run) for name, run in runs.items()}

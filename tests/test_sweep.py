@@ -111,14 +111,18 @@ def test_the_sweep_keeps_the_recipe_as_written_unless_a_trial_beats_it_beyond_no
     space = {"train.learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
     monkeypatch.setattr(outputs, "recipe_values", lambda out, keys: {"train.learning_rate": 5e-5})
 
-    def choose(trial_q):
-        scores = {"t0": recipe_q, "t1": trial_q}
+    def choose(trial_q, *others):
+        scores = {"t0": recipe_q, "t1": trial_q, **{f"o{i}": q for i, q in enumerate(others)}}
         monkeypatch.setattr(outputs, "per_query", lambda sweep, t: scores[t.user_attrs["folder"]])
         study = optuna.create_study(direction="maximize")
         study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=float(recipe_q.mean()),
                                                   user_attrs={"baseline": True, "folder": "t0"}))
         study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 1e-4}, distributions=space,
                                                   value=float(trial_q.mean()), user_attrs={"folder": "t1"}))
+        for i, q in enumerate(others):  # trials searched beside it, each behind it
+            study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 2e-4 + i * 1e-5},
+                                                      distributions=space, value=float(q.mean()),
+                                                      user_attrs={"folder": f"o{i}"}))
         return outputs.choose(sweep, study)
 
     noise = rng.normal(0, 0.1, 200)
@@ -130,6 +134,16 @@ def test_the_sweep_keeps_the_recipe_as_written_unless_a_trial_beats_it_beyond_no
     assert "beyond noise" in beyond.note
     behind = choose(recipe_q - 0.01)  # the recipe as written is the best trial
     assert behind.trial.number == 0 and behind.p is None
+
+    # a lead with p between 0.05/10 and 0.05: beyond noise for one trial, not for the best of ten
+    step = rng.normal(0, 0.05, 200)
+    lead = recipe_q + step - step.mean() + 0.009
+    alone = choose(lead)
+    assert 0.005 < alone.p < 0.05 and alone.trial.number == 1 and alone.searched == 1
+    among = choose(lead, *[recipe_q - 0.01 * (i + 1) for i in range(9)])
+    assert among.best.number == 1 and among.searched == 10 and among.p == alone.p
+    assert among.p_adjusted == min(1.0, 10 * among.p) >= 0.05
+    assert among.trial.number == 0 and "best of 10 trials (Bonferroni)" in among.note and "within noise" in among.note
 
 
 def test_a_list_choice_such_as_the_widths_loss_weights_is_swept_and_written_back(tiny_recipe, recipe_path, tmp_path):

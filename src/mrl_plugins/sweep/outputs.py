@@ -51,9 +51,14 @@ class Choice:
     best: Any
     """The trial with the best validation objective."""
     p: float | None
-    """The paired test of the best trial against the baseline (``None``: none made)."""
+    """The paired test of the best trial against the baseline (``None``: none made), uncorrected."""
     note: str
     """The choice in words (why the baseline was kept, or what beat it)."""
+    p_adjusted: float | None = None
+    """``p`` times the trials the best was picked from (Bonferroni), at most 1: what the rule compares
+    with :data:`NOISE_P`."""
+    searched: int = 0
+    """Finished trials besides the baseline: the best was picked from these."""
 
 
 def trial_values(sweep: Sweep, trial: Any) -> dict[str, Any]:
@@ -83,17 +88,22 @@ def per_query(sweep: Sweep, trial: Any) -> np.ndarray | None:
 def choose(sweep: Sweep, study: Any) -> Choice:
     """The best trial, unless the baseline (the recipe as written) is within noise of it: then the
     recipe's own values are kept, as a run keeps the simpler option. One paired test of the best
-    trial against the baseline, not corrected for the trials searched (the best of many is picked
-    for its lead, so its p is optimistic): a margin against chance leads, not a proof; the final
-    run's held-out scores are the check."""
+    trial against the baseline, corrected for the trials it was picked from (Bonferroni: ``p``
+    times the finished trials besides the baseline, the chance that any of them leads by as much
+    when none is better): the best of twenty is picked for its lead, so its own p is optimistic.
+    Bonferroni is conservative when trials are alike (neighbouring learning rates lead together),
+    so a real but small gain found late in a long sweep may be kept out; pruned trials are not
+    counted (they were stopped, never candidates). The final run's held-out scores are the check."""
     from optuna.trial import TrialState
 
     best = study.best_trial
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     base = next((t for t in complete if t.user_attrs.get("baseline")), None)
 
-    def chosen(trial: Any, p: float | None, note: str) -> Choice:
-        return Choice(trial, trial_values(sweep, trial), best, p, note)
+    searched = sum(1 for t in complete if not t.user_attrs.get("baseline"))
+
+    def chosen(trial: Any, p: float | None, note: str, adjusted: float | None = None) -> Choice:
+        return Choice(trial, trial_values(sweep, trial), best, p, note, adjusted, searched)
 
     if base is None:
         why = ("no baseline trial finished" if sweep.settings.baseline and sweep.settings.sampler != "grid" else
@@ -107,11 +117,14 @@ def choose(sweep: Sweep, study: Any) -> Choice:
         return chosen(best, None, f"the best trial, {delta:+.4f} over the recipe as written (trial {base.number}; no "
                                   "paired test: per-query scores are kept for MRR@k only)")
     p = paired_p_value(a, b)
-    if p < NOISE_P:
+    adjusted = min(1.0, p * searched)
+    test = (f"p = {p:.3f}" if searched == 1 else
+            f"p = {p:.3f}, {adjusted:.3f} for being the best of {searched} trials (Bonferroni)")
+    if adjusted < NOISE_P:
         return chosen(best, p, f"trial {best.number} beats the recipe as written (trial {base.number}) by "
-                               f"{delta:+.4f} on validation, beyond noise (p = {p:.3f})")
+                               f"{delta:+.4f} on validation, beyond noise ({test})", adjusted)
     return chosen(base, p, f"trial {best.number} leads the recipe as written (trial {base.number}) by {delta:+.4f} "
-                           f"on validation, within noise (p = {p:.3f}): the recipe's own values are kept")
+                           f"on validation, within noise ({test}): the recipe's own values are kept", adjusted)
 
 
 def write_outputs(sweep: Sweep, study: Any) -> Choice:
