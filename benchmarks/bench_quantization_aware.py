@@ -22,7 +22,12 @@ each relevant to its package's first paragraph). Per width: MRR@10 as a share of
 exact full-width MRR@10, recall@10 of that exact top 10, and the binary-aware model's MRR@10
 against plain MRL's, paired over queries (sign-flip test, p).
 
+With ``--binary-weight 0 --seed S`` the second model is plain MRL again, trained with another
+seed: the control that shows how far two trainings of one objective differ, which the paired
+test over queries (each model held fixed) does not see.
+
     .venv/bin/python benchmarks/bench_quantization_aware.py [--run runs/bench-search-quickstart]
+        [--binary-weight W] [--binary-dims 128,96] [--seed S]
 """
 
 from __future__ import annotations
@@ -45,14 +50,18 @@ BINARY_DIMS = [256, 128, 96, 64, 48]
 K = 10
 
 
-def train(plain: Path, work: Path, weight: float = 1.0, dims: list[int] = BINARY_DIMS) -> Path:
-    """The plain run's recipe, its comparisons left out, with the binary-aware objective."""
+def train(plain: Path, work: Path, weight: float = 1.0, dims: list[int] = BINARY_DIMS, seed: int | None = None) -> Path:
+    """The plain run's recipe, its comparisons left out, with the binary-aware objective (at
+    ``weight`` 0 that is plain MatryoshkaLoss: with another ``seed``, the control for training noise)."""
     out = work / ("binary-run" + ("" if weight == 1.0 else f"-w{weight:g}")
-                  + ("" if dims == BINARY_DIMS else "-d" + "-".join(map(str, dims))))
+                  + ("" if dims == BINARY_DIMS else "-d" + "-".join(map(str, dims)))
+                  + ("" if seed is None else f"-s{seed}"))
     if (out / "results.json").is_file():
         return out
     text = (plain / "recipe.toml").read_text(encoding="utf-8").split("[[compare]]")[0]
     text = re.sub(r"^output_dir = .*$", f'output_dir = "{out}"', text, flags=re.M)
+    if seed is not None:
+        text = re.sub(r"^seed = .*$", f"seed = {seed}", text, count=1, flags=re.M)
     text = text.replace('path = "../data/', f'path = "{ROOT}/data/')
     text += f'\n[objective]\nname = "binary-matryoshka"\nbinary_dims = {dims}\nbinary_weight = {weight}\n'
     recipe = work / f"{out.name}.toml"
@@ -126,6 +135,8 @@ def main() -> None:
     parser.add_argument("--binary-weight", type=float, default=1.0, help="the objective's binary_weight")
     parser.add_argument("--binary-dims", default=",".join(map(str, BINARY_DIMS)),
                         help="the objective's binary_dims, comma-separated")
+    parser.add_argument("--seed", type=int, help="train the binary-aware model with this seed instead of the plain "
+                        "run's (with --binary-weight 0: plain MRL again, the control for training noise)")
     parser.add_argument("--skip-30k", action="store_true", help="the quickstart's evaluation set only")
     args = parser.parse_args()
 
@@ -139,7 +150,7 @@ def main() -> None:
     torch.set_num_threads(2)
     plain_run, work = Path(args.run), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    aware_run = train(plain_run, work, args.binary_weight, [int(d) for d in args.binary_dims.split(",")])
+    aware_run = train(plain_run, work, args.binary_weight, [int(d) for d in args.binary_dims.split(",")], args.seed)
     runs = {"plain": plain_run, "aware": aware_run}
 
     saved = {name: load_evaluation(run) for name, run in runs.items()}
