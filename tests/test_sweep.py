@@ -146,6 +146,46 @@ def test_the_sweep_keeps_the_recipe_as_written_unless_a_trial_beats_it_beyond_no
     assert among.trial.number == 0 and "best of 10 trials (Bonferroni)" in among.note and "within noise" in among.note
 
 
+def test_a_grid_point_with_the_recipes_own_values_is_the_baseline_its_margin_is_weighed_against(
+        tiny_recipe, recipe_path, tmp_path, monkeypatch):
+    import numpy as np
+
+    from mrl_plugins.sweep import outputs
+    from mrl_plugins.sweep.study import Sweep
+
+    own = 5e-5
+    tiny_recipe = tiny_recipe.set("train.learning_rate", own)
+    grid = {"train.learning_rate": {"choices": [own * 2, own, own * 4]}}
+    sweep = Sweep.open(sweep_recipe(tiny_recipe, tmp_path, sampler="grid", trials=3, space=grid).write(recipe_path),
+                       [], storage=None, trials=None)
+    rng = np.random.default_rng(1)
+    recipe_q = rng.uniform(0.3, 0.9, 200)
+    noise = rng.normal(0, 0.1, 200)
+    scores = {own * 2: recipe_q + 0.004 + noise - noise.mean(), own: recipe_q, own * 4: recipe_q - 0.02}
+    distribution = optuna.distributions.CategoricalDistribution([own * 2, own, own * 4])
+
+    def study_of(*points):  # the grid's points, none marked as the baseline
+        study = optuna.create_study(direction="maximize")
+        for value in points:
+            study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": value},
+                                                      distributions={"train.learning_rate": distribution},
+                                                      value=float(scores[value].mean())))
+        return study
+
+    monkeypatch.setattr(outputs, "per_query", lambda sweep, t: scores[t.params["train.learning_rate"]])
+    choice = outputs.choose(sweep, study_of(own * 2, own, own * 4))
+    # the best point leads the recipe's own by less than its noise: the recipe's own point is kept
+    assert choice.best.number == 0 and choice.trial.number == 1 and choice.searched == 2
+    assert choice.params == {"train.learning_rate": own} and "within noise" in choice.note
+    assert choice.p is not None and choice.p_adjusted == min(1.0, 2 * choice.p)
+
+    elsewhere = {"train.learning_rate": {"choices": [own * 2, own * 4]}}  # the recipe's own value not a point
+    sweep = Sweep.open(sweep_recipe(tiny_recipe, tmp_path, sampler="grid", trials=2, space=elsewhere)
+                       .write(recipe_path), [], storage=None, trials=None)
+    apart = outputs.choose(sweep, study_of(own * 2, own * 4))
+    assert apart.trial.number == 0 and apart.p is None and "no grid point has the recipe's own values" in apart.note
+
+
 def test_a_list_choice_such_as_the_widths_loss_weights_is_swept_and_written_back(tiny_recipe, recipe_path, tmp_path):
     import tomllib
 
@@ -271,6 +311,52 @@ def test_the_shipped_small_widths_sweep_runs_two_trials_on_the_tiny_model(tiny_r
     # a trial trains and compares only what its objective column needs: not the warm start's plain twin
     trial = RunResults.load(Path(rows[0]["folder"]) / "results.json")
     assert set(trial.validation) == {"base", "mrl", "adaptor(mrl)"} and "mrl-plain" in final.models
+
+
+def test_the_shipped_binary_weight_sweep_runs_on_the_tiny_model_and_weighs_its_grid_against_plain_mrl(
+        tiny_recipe, recipe_path, tmp_path):
+    """recipes/sweep-binary.toml as shipped (its grid, objective and served column), on the tiny
+    model: two grid points, one of them the recipe's own (binary_weight 0, plain MatryoshkaLoss)."""
+    import tomllib
+
+    shipped = tomllib.loads((Path(__file__).parents[1] / "recipes" / "sweep-binary.toml").read_text())
+    weights = shipped["sweep"]["space"]["objective.binary_weight"]["choices"]
+    assert shipped["objective"]["binary_weight"] in weights  # the grid holds the baseline point
+    table = {**shipped, "model": tiny_recipe.table["model"], "data": tiny_recipe.table["data"],
+             "dims": tiny_recipe.table["dims"], "train": {**shipped["train"], "max_steps": 2},
+             "objective": {**shipped["objective"], "binary_dims": [16, 8]},
+             "output_dir": str(tmp_path / "out"),
+             "sweep": {**shipped["sweep"], "trials": 2, "dims": [16], "output_dir": str(tmp_path / "sweep"),
+                       "space": {"objective.binary_weight": {"choices": [0.0, 1.0]}}}}
+    run_recipe(RecipeBuilder(table=table).write(recipe_path), "-q", "--no-final", command="sweep").assert_success()
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 2
+    assert sorted(float(r["params.objective.binary_weight"]) for r in rows) == [0.0, 1.0]
+    trial = RunResults.load(Path(rows[0]["folder"]) / "results.json")
+    assert shipped["sweep"]["column"] in trial.validation_scores  # the served column the objective reads
+    summary = (tmp_path / "sweep" / "sweep.md").read_text(encoding="utf-8")
+    assert "the recipe as written" in summary and "no grid point has" not in summary
+
+
+def test_a_comparisons_column_is_known_by_its_own_parameters_and_a_column_no_trial_makes_stops_the_sweep(
+        tiny_recipe, recipe_path, tmp_path):
+    from mrl_plugins.evidence.results import makes_column
+
+    # a column keys the comparison's identity with its own parameters added or replaced
+    assert makes_column("funnel(mrl, index=binary, shortlist=[200])", "funnel(mrl, index=binary, shortlist=200)")
+    assert makes_column("funnel(mrl)", "funnel(mrl, shortlist=50)") and makes_column("pca(base)", "pca(base)")
+    assert not makes_column("funnel(mrl, index=hnsw)", "funnel(mrl, shortlist=50)")  # its index not named
+    assert not makes_column("funnel(mrl)", "funnel(no-mrl, shortlist=50)") and not makes_column("pca(base)", "mrl")
+
+    # the comparison's own key passes validate, but this funnel keys its one column by its shortlist:
+    # the first trial says so in trials.csv and the sweep stops there, not after every trial failed the same way
+    recipe = sweep_recipe(tiny_recipe, tmp_path, trials=3, column="funnel(mrl, baselines=false, shortlist=[20])")
+    recipe.add_comparison("funnel", shortlist=[20], baselines=False)
+    outcome = run_recipe(recipe.write(recipe_path), "-q", command="sweep")
+    assert outcome.code == 2 and "no trial finished" in outcome.err
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["FAIL"]
+    assert "no such column" in rows[0]["error"] and "funnel(mrl, baselines=false, shortlist=20)" in rows[0]["error"]
 
 
 def test_quiet_means_no_progress_bar_even_from_mining(tiny_recipe, recipe_path, tmp_path):

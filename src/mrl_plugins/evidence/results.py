@@ -58,6 +58,32 @@ def column_key(component: str, reads: Sequence[str], params: Mapping[str, Any]) 
     return f"{component}({', '.join(parts)})"
 
 
+def _key_parts(key: str) -> tuple[str, list[str], dict[str, str]] | None:
+    """``funnel(mrl, index=binary, shortlist=200)`` → ``("funnel", ["mrl"], {"index": "binary",
+    "shortlist": "200"})``; ``None`` for a key that is not of :func:`column_key`'s form."""
+    name, paren, inner = key.partition("(")
+    if not paren or not inner.endswith(")"):
+        return None
+    parts = [p for p in inner[:-1].split(", ") if p]
+    reads = [p for p in parts if "=" not in p]
+    return name, reads, dict(p.split("=", 1) for p in parts if "=" in p)
+
+
+def makes_column(comparison_key: str, column: str) -> bool:
+    """Whether the comparison keyed ``comparison_key`` can make the column keyed ``column``: the
+    comparison's own key (one column without parameters of its own), or a column that adds or
+    replaces parameters of its own (``funnel(mrl, index=binary, shortlist=[200])`` makes
+    ``funnel(mrl, index=binary, shortlist=200)``, :func:`column_key` over the comparison's identity
+    and the column's parameters): the same component and models, every parameter of the
+    comparison's identity named."""
+    if column == comparison_key:
+        return True
+    ours, theirs = _key_parts(comparison_key), _key_parts(column)
+    if ours is None or theirs is None:
+        return False
+    return ours[:2] == theirs[:2] and set(ours[2]) <= set(theirs[2])
+
+
 class _Schema(BaseModel):
     model_config = ConfigDict(extra="allow")  # a newer minor field survives a round trip
 

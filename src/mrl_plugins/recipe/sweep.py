@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+from ..evidence.results import makes_column
 from .schema import RecipeModel, sample_value, toml_value
 
 if TYPE_CHECKING:
@@ -50,9 +51,12 @@ def sweep_problems(path: Path, overrides: tuple[str, ...], settings: RecipeModel
         problems.append(f"[sweep] dims: {sorted(set(s.dims) - set(widths), reverse=True)} are not among the widths the "
                         f"run trains and scores ({widths}); name some of those.")
     columns = [*models.keys(), *(c.key for c in compare)]
-    if s.column not in columns and not any(s.column.startswith(c.key[:-1] + ", ") for c in compare):
+    if s.column not in columns and not any(makes_column(c.key, s.column) for c in compare):
         close = difflib.get_close_matches(s.column, columns, n=1, cutoff=0.5)
         problems.append(f"[sweep] column: '{s.column}' is not a column the run will have"
                         + (f"; did you mean '{close[0]}'?" if close else ".")
-                        + f" It will have: {', '.join(columns)}.")
+                        + f" It will have: {', '.join(columns)} (a comparison that makes several columns, or "
+                          "a column with parameters of its own, keys each by them, as results.json's "
+                          "validation_scores shows: funnel(mrl, shortlist=[50, 200]) makes "
+                          "funnel(mrl, shortlist=50) and funnel(mrl, shortlist=200)).")
     return problems

@@ -17,7 +17,7 @@ from ..evidence.results import RunResults
 from ..evidence.rundir import RunDir
 from ..evidence.stats import paired_p_value
 from ..recipe.schema import apply_override, read_toml
-from .study import Sweep, assignments, decoded, recipe_values
+from .study import Sweep, assignments, decoded, recipe_values, values_at
 
 NOISE_P = 0.05
 """A trial replaces the recipe as written only when it beats it on validation with p below this."""
@@ -93,21 +93,27 @@ def choose(sweep: Sweep, study: Any) -> Choice:
     when none is better): the best of twenty is picked for its lead, so its own p is optimistic.
     Bonferroni is conservative when trials are alike (neighbouring learning rates lead together),
     so a real but small gain found late in a long sweep may be kept out; pruned trials are not
-    counted (they were stopped, never candidates). The final run's held-out scores are the check."""
+    counted (they were stopped, never candidates). The final run's held-out scores are the check.
+
+    A grid has no baseline trial of its own; there the grid point whose values are the recipe's
+    own (when the choices include them) is the baseline."""
     from optuna.trial import TrialState
 
     best = study.best_trial
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     base = next((t for t in complete if t.user_attrs.get("baseline")), None)
-
-    searched = sum(1 for t in complete if not t.user_attrs.get("baseline"))
+    if base is None and sweep.settings.sampler == "grid":
+        own = values_at(sweep.recipe.resolved(), sweep.settings.space)
+        base = next((t for t in complete if decoded(t.params, sweep.settings.space) == own), None)
+    searched = len(complete) - (base is not None)
 
     def chosen(trial: Any, p: float | None, note: str, adjusted: float | None = None) -> Choice:
         return Choice(trial, trial_values(sweep, trial), best, p, note, adjusted, searched)
 
     if base is None:
         why = ("no baseline trial finished" if sweep.settings.baseline and sweep.settings.sampler != "grid" else
-               "no baseline trial ran (a grid, or [sweep] baseline = false)")
+               "no grid point has the recipe's own values" if sweep.settings.sampler == "grid" else
+               "no baseline trial ran ([sweep] baseline = false)")
         return chosen(best, None, f"the best trial; {why}, so it was not weighed against the recipe as written")
     if best.number == base.number:
         return chosen(base, None, "the recipe as written is the best trial")

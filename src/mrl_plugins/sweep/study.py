@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import RunAbandoned, UserError
 from ..evaluation.metrics import Metric
-from ..evidence.results import BASE, MRL, RunResults
+from ..evidence.results import BASE, MRL, RunResults, makes_column
 from ..evidence.rundir import RunDir
 from ..recipe.load import Recipe, load_recipe
 from ..recipe.run_models import RunModels
@@ -161,8 +161,12 @@ class Sweep:
         assert results is not None
         column = self.settings.column
         if column not in results.validation:
-            raise UserError(f"[sweep] column = \"{column}\": the trial has no such column (it has "
-                            f"{', '.join(results.validation)}).")
+            # the recipe's error, not the trial's: every trial would miss it, so the study stops here
+            message = (f"[sweep] column = \"{column}\": the trial has no such column (it has "
+                       f"{', '.join(results.validation)}); name one of those.")
+            trial.set_user_attr("error", message)
+            trial.study.stop()
+            raise UserError(message)
         return self.objective_value(results.validation[column].metrics)
 
     def optimize(self) -> Any:
@@ -220,7 +224,7 @@ def trial_recipe(recipe: Recipe, column: str) -> Recipe:
     variants, other comparisons, nor ``[[task]]`` tables, none of which the objective reads and
     each of which costs a trial time (the plain twin doubles a warm-started trial's training).
     The best recipe's final run trains and compares everything the recipe names."""
-    compare = [c for c in recipe.compare if c.key == column or column.startswith(c.key[:-1] + ", ")]
+    compare = [c for c in recipe.compare if makes_column(c.key, column)]
     keep = {BASE, MRL, column} | {ref.run_key for c in compare for ref in c.reads if ref.run_key}
     models = RunModels({key: m for key, m in recipe.models.by_key.items() if key in keep})
     return replace(recipe, compare=compare, models=models, tasks=[])
@@ -388,6 +392,12 @@ def recipe_values(out: Path, keys: Iterable[str]) -> dict[str, Any] | None:
         resolved = tomllib.loads(RunDir(out).recipe_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return values_at(resolved, keys)
+
+
+def values_at(resolved: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The values a resolved recipe (:meth:`Recipe.resolved`, or a run's ``recipe.toml``) has at
+    dotted keys (``None`` for a key it does not set)."""
     found: dict[str, Any] = {}
     for key in keys:
         node: Any = resolved
