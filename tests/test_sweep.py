@@ -336,6 +336,8 @@ def test_the_shipped_binary_weight_sweep_runs_on_the_tiny_model_and_weighs_its_g
     assert shipped["sweep"]["column"] in trial.validation_scores  # the served column the objective reads
     summary = (tmp_path / "sweep" / "sweep.md").read_text(encoding="utf-8")
     assert "the recipe as written" in summary and "no grid point has" not in summary
+    # the grid point with the recipe's own values is marked as the baseline in trials.csv
+    assert {float(r["params.objective.binary_weight"]) for r in rows if r["baseline"] == "True"} == {0.0}
 
 
 def test_a_comparisons_column_is_known_by_its_own_parameters_and_a_column_no_trial_makes_stops_the_sweep(

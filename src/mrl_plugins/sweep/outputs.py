@@ -59,6 +59,9 @@ class Choice:
     with :data:`NOISE_P`."""
     searched: int = 0
     """Finished trials besides the baseline: the best was picked from these."""
+    baseline: int | None = None
+    """The number of the trial the best was weighed against: the baseline trial, or on a grid the
+    point with the recipe's own values (``None``: none)."""
 
 
 def trial_values(sweep: Sweep, trial: Any) -> dict[str, Any]:
@@ -108,7 +111,8 @@ def choose(sweep: Sweep, study: Any) -> Choice:
     searched = len(complete) - (base is not None)
 
     def chosen(trial: Any, p: float | None, note: str, adjusted: float | None = None) -> Choice:
-        return Choice(trial, trial_values(sweep, trial), best, p, note, adjusted, searched)
+        return Choice(trial, trial_values(sweep, trial), best, p, note, adjusted, searched,
+                      base.number if base is not None else None)
 
     if base is None:
         why = ("no baseline trial finished" if sweep.settings.baseline and sweep.settings.sampler != "grid" else
@@ -135,20 +139,22 @@ def choose(sweep: Sweep, study: Any) -> Choice:
 
 def write_outputs(sweep: Sweep, study: Any) -> Choice:
     """trials.csv, sweep.md, the two plots, and the chosen recipe (:func:`choose`)."""
+    from optuna.trial import TrialState
+
     rows = trials_table(study)
+    choice = choose(sweep, study) if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
+    for row in rows:  # on a grid, the point with the recipe's own values is the baseline
+        row["baseline"] = row["baseline"] or (choice is not None and row["number"] == choice.baseline)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with (sweep.folder / "trials.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
-    from optuna.trial import TrialState
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if choice is None:
         raise UserError(f"sweep '{study.study_name}': no trial finished ({len(rows)} pruned or failed; see "
                         f"{sweep.folder / 'trials.csv'} for their messages). Fix the cause and run the sweep again, "
                         "with more --trials.")
     plots = write_plots(sweep, study)
-    choice = choose(sweep, study)
     best_recipe = write_best_recipe(sweep, choice.params, choice.note)
     sweep.folder.joinpath("sweep.md").write_text(sweep_markdown(sweep, study, rows, plots, best_recipe, choice),
                                                  encoding="utf-8")
