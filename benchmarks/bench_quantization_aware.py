@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_growth import embeddings  # noqa: E402
 from bench_index_tuning import corpora  # noqa: E402
 
+DEFAULT_RUN = ROOT / "runs" / "bench-search-quickstart"
+"""The plain run: the model whose 30k embeddings ``bench_index_tuning.py`` keeps."""
 DIMS = [384, 256, 128, 96, 64, 48]
 BINARY_DIMS = [256, 128, 96, 64, 48]
 K = 10
@@ -129,7 +131,7 @@ def report(title: str, plain: dict, aware: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default=str(ROOT / "runs" / "bench-search-quickstart"))
+    parser.add_argument("--run", default=str(DEFAULT_RUN))
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-quantization-aware"))
     parser.add_argument("--shortlist", type=int, default=200)
     parser.add_argument("--binary-weight", type=float, default=1.0, help="the objective's binary_weight")
@@ -168,8 +170,10 @@ def main() -> None:
     queries, _, found = corpora(1000, 0)
     docs, first = found["30k"]
     rel30 = [{r} for r in first]
-    plain_corpus = ROOT / "runs" / "bench-index-tuning" / f"30k-{len(docs)}-emb"  # bench_index_tuning's, if there
-    folders = {"plain": plain_corpus if plain_corpus.is_dir() else work / f"30k-{len(docs)}-plain-emb",
+    # bench_index_tuning's embeddings of the default run's model, if there: another --run embeds its own
+    plain_corpus = ROOT / "runs" / "bench-index-tuning" / f"30k-{len(docs)}-emb"
+    reuse = plain_corpus.is_dir() and plain_run.resolve() == DEFAULT_RUN.resolve()
+    folders = {"plain": plain_corpus if reuse else work / f"30k-{len(docs)}-{plain_run.name}-emb",
                "aware": work / f"30k-{len(docs)}-{aware_run.name.replace('binary-run', 'aware')}-emb"}
     got = {}
     for name, run in runs.items():
